@@ -1,0 +1,42 @@
+#include "base/openssl_util.h"
+
+#include <openssl/err.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace offkey {
+
+std::string DrainOpenSslErrors() {
+  std::string out;
+  unsigned long err;  // NOLINT(runtime/int): OpenSSL's type.
+  while ((err = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(err, buf, sizeof(buf));
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out;
+}
+
+absl::Status OpenSslError(absl::StatusCode code, absl::string_view what) {
+  std::string errors = DrainOpenSslErrors();
+  if (errors.empty()) return absl::Status(code, what);
+  return absl::Status(code, absl::StrCat(what, " (OpenSSL: ", errors, ")"));
+}
+
+absl::Status ParseSpki(absl::string_view der, EvpPkeyPtr* out) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  EVP_PKEY* pkey = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));
+  if (pkey == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "not a DER SubjectPublicKeyInfo");
+  }
+  out->reset(pkey);
+  if (p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
+    out->reset();
+    return absl::InvalidArgumentError("trailing bytes after the SubjectPublicKeyInfo");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace offkey
