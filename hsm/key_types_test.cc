@@ -1,0 +1,166 @@
+#include "hsm/key_types.h"
+
+#include <optional>
+#include <set>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace offkey::hsm {
+namespace {
+
+constexpr KeyAlgorithm kAllKeys[] = {
+    KeyAlgorithm::kRsa2048, KeyAlgorithm::kRsa3072, KeyAlgorithm::kRsa4096,
+    KeyAlgorithm::kEcP256,  KeyAlgorithm::kEcP384,  KeyAlgorithm::kEcP521,
+    KeyAlgorithm::kEd25519,
+};
+
+constexpr HashAlgorithm kAllHashes[] = {HashAlgorithm::kNone, HashAlgorithm::kSha1,
+                                        HashAlgorithm::kSha256, HashAlgorithm::kSha384,
+                                        HashAlgorithm::kSha512};
+
+constexpr SignatureKind kAllKinds[] = {SignatureKind::kRsaPkcs1, SignatureKind::kRsaPss,
+                                       SignatureKind::kEcdsa, SignatureKind::kEdDsa};
+
+TEST(KeyTypesTest, NamesAreTheDocumentedStableStrings) {
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kRsa2048), "rsa-2048");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kRsa3072), "rsa-3072");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kRsa4096), "rsa-4096");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kEcP256), "ec-p256");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kEcP384), "ec-p384");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kEcP521), "ec-p521");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kEd25519), "ed25519");
+  EXPECT_EQ(KeyAlgorithmName(KeyAlgorithm::kUnknown), "unknown");
+}
+
+TEST(KeyTypesTest, EveryAlgorithmNameRoundTrips) {
+  std::set<std::string> seen;
+  for (KeyAlgorithm algorithm : kAllKeys) {
+    std::string name(KeyAlgorithmName(algorithm));
+    EXPECT_TRUE(seen.insert(name).second) << "duplicate name " << name;
+    std::optional<KeyAlgorithm> back = KeyAlgorithmFromName(name);
+    ASSERT_TRUE(back.has_value()) << name;
+    EXPECT_EQ(*back, algorithm) << name;
+  }
+}
+
+TEST(KeyTypesTest, UnknownNamesGiveNullopt) {
+  EXPECT_EQ(KeyAlgorithmFromName(""), std::nullopt);
+  // "unknown" is what kUnknown prints; it must not parse back into a usable algorithm.
+  EXPECT_EQ(KeyAlgorithmFromName("unknown"), std::nullopt);
+  EXPECT_EQ(KeyAlgorithmFromName("rsa-1024"), std::nullopt);
+  EXPECT_EQ(KeyAlgorithmFromName("RSA-2048"), std::nullopt);  // Names are lowercase.
+  EXPECT_EQ(KeyAlgorithmFromName("ec-p256 "), std::nullopt);
+  EXPECT_EQ(KeyAlgorithmFromName("ec-p25"), std::nullopt);
+  EXPECT_EQ(KeyAlgorithmFromName("ed448"), std::nullopt);
+}
+
+TEST(KeyTypesTest, FamilyAndBits) {
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kRsa2048), KeyFamily::kRsa);
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kRsa3072), KeyFamily::kRsa);
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kRsa4096), KeyFamily::kRsa);
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kEcP256), KeyFamily::kEc);
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kEcP384), KeyFamily::kEc);
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kEcP521), KeyFamily::kEc);
+  EXPECT_EQ(FamilyOf(KeyAlgorithm::kEd25519), KeyFamily::kEd25519);
+
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kRsa2048), 2048);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kRsa3072), 3072);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kRsa4096), 4096);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kEcP256), 256);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kEcP384), 384);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kEcP521), 521);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kEd25519), 255);
+  EXPECT_EQ(KeyBits(KeyAlgorithm::kUnknown), 0);
+}
+
+TEST(KeyTypesTest, HashLengths) {
+  EXPECT_EQ(HashLength(HashAlgorithm::kNone), 0u);
+  EXPECT_EQ(HashLength(HashAlgorithm::kSha1), 20u);
+  EXPECT_EQ(HashLength(HashAlgorithm::kSha256), 32u);
+  EXPECT_EQ(HashLength(HashAlgorithm::kSha384), 48u);
+  EXPECT_EQ(HashLength(HashAlgorithm::kSha512), 64u);
+}
+
+TEST(KeyTypesTest, HashAndKindNames) {
+  EXPECT_EQ(HashName(HashAlgorithm::kNone), "none");
+  EXPECT_EQ(HashName(HashAlgorithm::kSha1), "sha1");
+  EXPECT_EQ(HashName(HashAlgorithm::kSha256), "sha256");
+  EXPECT_EQ(HashName(HashAlgorithm::kSha384), "sha384");
+  EXPECT_EQ(HashName(HashAlgorithm::kSha512), "sha512");
+  EXPECT_EQ(SignatureKindName(SignatureKind::kRsaPkcs1), "rsa-pkcs1");
+  EXPECT_EQ(SignatureKindName(SignatureKind::kRsaPss), "rsa-pss");
+  EXPECT_EQ(SignatureKindName(SignatureKind::kEcdsa), "ecdsa");
+  EXPECT_EQ(SignatureKindName(SignatureKind::kEdDsa), "eddsa");
+}
+
+TEST(KeyTypesTest, SignAlgorithmEquality) {
+  SignAlgorithm a{SignatureKind::kRsaPss, HashAlgorithm::kSha256};
+  EXPECT_TRUE(a == (SignAlgorithm{SignatureKind::kRsaPss, HashAlgorithm::kSha256}));
+  EXPECT_FALSE(a == (SignAlgorithm{SignatureKind::kRsaPkcs1, HashAlgorithm::kSha256}));
+  EXPECT_FALSE(a == (SignAlgorithm{SignatureKind::kRsaPss, HashAlgorithm::kSha384}));
+}
+
+TEST(KeyTypesTest, SignAlgorithmFitsKeySpotChecks) {
+  using K = KeyAlgorithm;
+  using H = HashAlgorithm;
+  using S = SignatureKind;
+  // EdDSA: only Ed25519, only without a separate hash.
+  EXPECT_TRUE(SignAlgorithmFitsKey({S::kEdDsa, H::kNone}, K::kEd25519));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEdDsa, H::kSha512}, K::kEd25519));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEdDsa, H::kNone}, K::kEcP256));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEdDsa, H::kNone}, K::kRsa2048));
+  // PSS and PKCS#1: only RSA, only with a hash.
+  EXPECT_TRUE(SignAlgorithmFitsKey({S::kRsaPss, H::kSha256}, K::kRsa2048));
+  EXPECT_TRUE(SignAlgorithmFitsKey({S::kRsaPkcs1, H::kSha1}, K::kRsa4096));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kRsaPss, H::kSha256}, K::kEcP256));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kRsaPss, H::kSha256}, K::kEd25519));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kRsaPss, H::kNone}, K::kRsa3072));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kRsaPkcs1, H::kNone}, K::kRsa3072));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kRsaPkcs1, H::kSha256}, K::kEcP384));
+  // ECDSA: only EC, only with a hash.
+  EXPECT_TRUE(SignAlgorithmFitsKey({S::kEcdsa, H::kSha384}, K::kEcP384));
+  EXPECT_TRUE(SignAlgorithmFitsKey({S::kEcdsa, H::kSha256}, K::kEcP521));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEcdsa, H::kNone}, K::kEcP256));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEcdsa, H::kSha256}, K::kRsa2048));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEcdsa, H::kSha256}, K::kEd25519));
+  // Nothing fits an unknown key.
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kRsaPkcs1, H::kSha256}, K::kUnknown));
+  EXPECT_FALSE(SignAlgorithmFitsKey({S::kEdDsa, H::kNone}, K::kUnknown));
+}
+
+// Every combination against an oracle written from the rules, not from the code.
+TEST(KeyTypesTest, SignAlgorithmFitsKeyExhaustive) {
+  for (SignatureKind kind : kAllKinds) {
+    for (HashAlgorithm hash : kAllHashes) {
+      for (KeyAlgorithm key : kAllKeys) {
+        bool rsa = key == KeyAlgorithm::kRsa2048 || key == KeyAlgorithm::kRsa3072 ||
+                   key == KeyAlgorithm::kRsa4096;
+        bool ec = key == KeyAlgorithm::kEcP256 || key == KeyAlgorithm::kEcP384 ||
+                  key == KeyAlgorithm::kEcP521;
+        bool ed = key == KeyAlgorithm::kEd25519;
+        bool hashed = hash != HashAlgorithm::kNone;
+        bool want = false;
+        switch (kind) {
+          case SignatureKind::kRsaPkcs1:
+          case SignatureKind::kRsaPss:
+            want = rsa && hashed;
+            break;
+          case SignatureKind::kEcdsa:
+            want = ec && hashed;
+            break;
+          case SignatureKind::kEdDsa:
+            want = ed && !hashed;
+            break;
+        }
+        EXPECT_EQ(SignAlgorithmFitsKey({kind, hash}, key), want)
+            << SignatureKindName(kind) << "/" << HashName(hash) << " with "
+            << KeyAlgorithmName(key);
+      }
+      EXPECT_FALSE(SignAlgorithmFitsKey({kind, hash}, KeyAlgorithm::kUnknown));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace offkey::hsm

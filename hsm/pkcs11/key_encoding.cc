@@ -1,0 +1,284 @@
+#include "hsm/pkcs11/key_encoding.h"
+
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "base/openssl_util.h"
+
+namespace offkey::hsm::pkcs11 {
+namespace {
+
+// Debian's Abseil has its own string_view (not std's), so binary constants with
+// embedded NULs are spelled out as arrays and wrapped with their exact size.
+#define OFFKEY_BYTES(name, literal)        \
+  constexpr char name##_bytes[] = literal; \
+  constexpr absl::string_view name(name##_bytes, sizeof(name##_bytes) - 1)
+
+// DER OBJECT IDENTIFIERs.
+OFFKEY_BYTES(kP256Oid, "\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07");
+OFFKEY_BYTES(kP384Oid, "\x06\x05\x2b\x81\x04\x00\x22");
+OFFKEY_BYTES(kP521Oid, "\x06\x05\x2b\x81\x04\x00\x23");
+OFFKEY_BYTES(kEd25519Oid, "\x06\x03\x2b\x65\x70");
+OFFKEY_BYTES(kEd25519Name,
+             "\x13\x0c"
+             "edwards25519");
+
+// DigestInfo prefixes (RFC 8017 9.2, note 1): AlgorithmIdentifier with NULL parameters,
+// then the OCTET STRING header.
+OFFKEY_BYTES(kSha1Prefix, "\x30\x21\x30\x09\x06\x05\x2b\x0e\x03\x02\x1a\x05\x00\x04\x14");
+OFFKEY_BYTES(
+    kSha256Prefix,
+    "\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20");
+OFFKEY_BYTES(
+    kSha384Prefix,
+    "\x30\x41\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x02\x05\x00\x04\x30");
+OFFKEY_BYTES(
+    kSha512Prefix,
+    "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40");
+
+const char* GroupName(KeyAlgorithm algorithm) {
+  switch (algorithm) {
+    case KeyAlgorithm::kEcP256:
+      return "P-256";
+    case KeyAlgorithm::kEcP384:
+      return "P-384";
+    case KeyAlgorithm::kEcP521:
+      return "P-521";
+    default:
+      return nullptr;
+  }
+}
+
+const EVP_MD* Md(HashAlgorithm hash) {
+  switch (hash) {
+    case HashAlgorithm::kSha1:
+      return EVP_sha1();
+    case HashAlgorithm::kSha256:
+      return EVP_sha256();
+    case HashAlgorithm::kSha384:
+      return EVP_sha384();
+    case HashAlgorithm::kSha512:
+      return EVP_sha512();
+    case HashAlgorithm::kNone:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey) {
+  int len = i2d_PUBKEY(pkey, nullptr);
+  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, "i2d_PUBKEY");
+  std::string der(static_cast<size_t>(len), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(der.data());
+  if (i2d_PUBKEY(pkey, &p) != len) {
+    return OpenSslError(absl::StatusCode::kInternal, "i2d_PUBKEY");
+  }
+  return der;
+}
+
+absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(bld), OSSL_PARAM_free);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("invalid ", type, " public key"));
+  }
+  EvpPkeyPtr pkey(raw);
+  return SpkiOf(pkey.get());
+}
+
+}  // namespace
+
+absl::string_view EcParamsFor(KeyAlgorithm algorithm) {
+  switch (algorithm) {
+    case KeyAlgorithm::kEcP256:
+      return kP256Oid;
+    case KeyAlgorithm::kEcP384:
+      return kP384Oid;
+    case KeyAlgorithm::kEcP521:
+      return kP521Oid;
+    case KeyAlgorithm::kEd25519:
+      return kEd25519Oid;
+    default:
+      return {};
+  }
+}
+
+KeyAlgorithm AlgorithmFromEcParams(absl::string_view params) {
+  if (params == kP256Oid) return KeyAlgorithm::kEcP256;
+  if (params == kP384Oid) return KeyAlgorithm::kEcP384;
+  if (params == kP521Oid) return KeyAlgorithm::kEcP521;
+  if (params == kEd25519Oid || params == kEd25519Name) return KeyAlgorithm::kEd25519;
+  return KeyAlgorithm::kUnknown;
+}
+
+size_t PublicPointLength(KeyAlgorithm algorithm) {
+  switch (algorithm) {
+    case KeyAlgorithm::kEcP256:
+      return 65;
+    case KeyAlgorithm::kEcP384:
+      return 97;
+    case KeyAlgorithm::kEcP521:
+      return 133;
+    case KeyAlgorithm::kEd25519:
+      return 32;
+    default:
+      return 0;
+  }
+}
+
+absl::StatusOr<std::string> UnwrapEcPoint(absl::string_view value,
+                                          KeyAlgorithm algorithm) {
+  size_t n = PublicPointLength(algorithm);
+  if (n == 0) return absl::InvalidArgumentError("not an EC or EdDSA key");
+  if (value.size() == n) return std::string(value);  // Bare point.
+  // OCTET STRING: tag, short or one-byte long length form (n < 256).
+  size_t header = n < 128 ? 2 : 3;
+  if (value.size() == n + header && value[0] == 0x04 &&
+      (n < 128 ? static_cast<uint8_t>(value[1]) == n
+               : static_cast<uint8_t>(value[1]) == 0x81 &&
+                     static_cast<uint8_t>(value[2]) == n)) {
+    return std::string(value.substr(header));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("CKA_EC_POINT of ", value.size(), " bytes does not hold a ",
+                   KeyAlgorithmName(algorithm), " public key"));
+}
+
+std::string WrapEcPoint(absl::string_view point) {
+  std::string out = "\x04";
+  if (point.size() >= 128) out.push_back(static_cast<char>(0x81));
+  out.push_back(static_cast<char>(point.size()));
+  out.append(point.data(), point.size());
+  return out;
+}
+
+absl::StatusOr<std::string> RsaSpki(absl::string_view modulus,
+                                    absl::string_view exponent) {
+  BignumPtr n(BN_bin2bn(reinterpret_cast<const unsigned char*>(modulus.data()),
+                        static_cast<int>(modulus.size()), nullptr));
+  BignumPtr e(BN_bin2bn(reinterpret_cast<const unsigned char*>(exponent.data()),
+                        static_cast<int>(exponent.size()), nullptr));
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(
+      OSSL_PARAM_BLD_new(), OSSL_PARAM_BLD_free);
+  if (n == nullptr || e == nullptr || bld == nullptr ||
+      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) ||
+      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get())) {
+    return OpenSslError(absl::StatusCode::kInternal, "building an RSA public key");
+  }
+  return FromData("RSA", bld.get());
+}
+
+absl::StatusOr<std::string> EcSpki(KeyAlgorithm algorithm, absl::string_view point) {
+  const char* group = GroupName(algorithm);
+  if (group == nullptr) return absl::InvalidArgumentError("not an EC key algorithm");
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(
+      OSSL_PARAM_BLD_new(), OSSL_PARAM_BLD_free);
+  if (bld == nullptr ||
+      !OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) ||
+      !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                        point.size())) {
+    return OpenSslError(absl::StatusCode::kInternal, "building an EC public key");
+  }
+  return FromData("EC", bld.get());
+}
+
+absl::StatusOr<std::string> Ed25519Spki(absl::string_view public_key) {
+  EvpPkeyPtr pkey(EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr,
+      reinterpret_cast<const unsigned char*>(public_key.data()), public_key.size()));
+  if (pkey == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument, "invalid Ed25519 public key");
+  }
+  return SpkiOf(pkey.get());
+}
+
+absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(spki_der.data());
+  std::unique_ptr<X509_PUBKEY, decltype(&X509_PUBKEY_free)> pub(
+      d2i_X509_PUBKEY(nullptr, &p, static_cast<long>(spki_der.size())), X509_PUBKEY_free);
+  const unsigned char* bits = nullptr;
+  int bits_len = 0;
+  if (pub == nullptr ||
+      X509_PUBKEY_get0_param(nullptr, &bits, &bits_len, nullptr, pub.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument, "not a SubjectPublicKeyInfo");
+  }
+  std::string ski(SHA_DIGEST_LENGTH, '\0');
+  SHA1(bits, static_cast<size_t>(bits_len), reinterpret_cast<unsigned char*>(ski.data()));
+  return ski;
+}
+
+absl::StatusOr<std::string> Digest(HashAlgorithm hash, absl::string_view message) {
+  const EVP_MD* md = Md(hash);
+  if (md == nullptr) return absl::InvalidArgumentError("no hash algorithm given");
+  std::string out(static_cast<size_t>(EVP_MD_get_size(md)), '\0');
+  unsigned int len = 0;
+  if (EVP_Digest(message.data(), message.size(),
+                 reinterpret_cast<unsigned char*>(out.data()), &len, md, nullptr) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "EVP_Digest");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> DigestInfo(HashAlgorithm hash, absl::string_view digest) {
+  absl::string_view prefix;
+  switch (hash) {
+    case HashAlgorithm::kSha1:
+      prefix = kSha1Prefix;
+      break;
+    case HashAlgorithm::kSha256:
+      prefix = kSha256Prefix;
+      break;
+    case HashAlgorithm::kSha384:
+      prefix = kSha384Prefix;
+      break;
+    case HashAlgorithm::kSha512:
+      prefix = kSha512Prefix;
+      break;
+    case HashAlgorithm::kNone:
+      return absl::InvalidArgumentError("PKCS#1 v1.5 signing needs a hash");
+  }
+  if (digest.size() != HashLength(hash)) {
+    return absl::InvalidArgumentError(absl::StrCat("a ", HashName(hash), " digest has ",
+                                                   HashLength(hash), " bytes, got ",
+                                                   digest.size()));
+  }
+  return absl::StrCat(prefix, digest);
+}
+
+absl::StatusOr<std::string> EcdsaRawToDer(absl::string_view raw) {
+  if (raw.empty() || raw.size() % 2 != 0) {
+    return absl::InternalError(
+        absl::StrCat("CKM_ECDSA returned ", raw.size(), " bytes; expected r||s"));
+  }
+  size_t half = raw.size() / 2;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
+  BIGNUM* r = BN_bin2bn(bytes, static_cast<int>(half), nullptr);
+  BIGNUM* s = BN_bin2bn(bytes + half, static_cast<int>(half), nullptr);
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(ECDSA_SIG_new(),
+                                                            ECDSA_SIG_free);
+  if (r == nullptr || s == nullptr || sig == nullptr ||
+      ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    return OpenSslError(absl::StatusCode::kInternal, "building ECDSA-Sig-Value");
+  }
+  int len = i2d_ECDSA_SIG(sig.get(), nullptr);
+  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, "i2d_ECDSA_SIG");
+  std::string der(static_cast<size_t>(len), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(der.data());
+  i2d_ECDSA_SIG(sig.get(), &p);
+  return der;
+}
+
+}  // namespace offkey::hsm::pkcs11

@@ -1,0 +1,48 @@
+// Encodings between PKCS#11 attribute values and the forms TLS and X.509 use.
+// Pure functions over OpenSSL; no PKCS#11 calls.
+#ifndef OFFKEY_HSM_PKCS11_KEY_ENCODING_H_
+#define OFFKEY_HSM_PKCS11_KEY_ENCODING_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "hsm/key_types.h"
+
+namespace offkey::hsm::pkcs11 {
+
+// DER of the named-curve OID used as CKA_EC_PARAMS (EC and Ed25519 keys).
+absl::string_view EcParamsFor(KeyAlgorithm algorithm);
+// The algorithm whose CKA_EC_PARAMS is `params` (OID, or the PrintableString
+// "edwards25519" some modules use); kUnknown if none.
+KeyAlgorithm AlgorithmFromEcParams(absl::string_view params);
+
+// Encoded point length (uncompressed for EC, raw for Ed25519).
+size_t PublicPointLength(KeyAlgorithm algorithm);
+// Takes off the DER OCTET STRING around a CKA_EC_POINT value if it is there
+// (PKCS#11 v2.40 says it is; some modules send the bare point).
+absl::StatusOr<std::string> UnwrapEcPoint(absl::string_view value,
+                                          KeyAlgorithm algorithm);
+// Puts a point in a DER OCTET STRING, as CKA_EC_POINT expects.
+std::string WrapEcPoint(absl::string_view point);
+
+// DER SubjectPublicKeyInfo from key components (big-endian unsigned integers, encoded
+// points).
+absl::StatusOr<std::string> RsaSpki(absl::string_view modulus,
+                                    absl::string_view exponent);
+absl::StatusOr<std::string> EcSpki(KeyAlgorithm algorithm, absl::string_view point);
+absl::StatusOr<std::string> Ed25519Spki(absl::string_view public_key);
+
+// SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 4.2.1.2, method 1).
+absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der);
+
+// Digest of `message`.
+absl::StatusOr<std::string> Digest(HashAlgorithm hash, absl::string_view message);
+// DER DigestInfo (RFC 8017 9.2) around `digest`, the input of CKM_RSA_PKCS signing.
+absl::StatusOr<std::string> DigestInfo(HashAlgorithm hash, absl::string_view digest);
+// Raw r||s (CKM_ECDSA output, each half `scalar_length` bytes) to DER Ecdsa-Sig-Value.
+absl::StatusOr<std::string> EcdsaRawToDer(absl::string_view raw);
+
+}  // namespace offkey::hsm::pkcs11
+
+#endif  // OFFKEY_HSM_PKCS11_KEY_ENCODING_H_

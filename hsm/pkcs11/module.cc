@@ -1,0 +1,79 @@
+#include "hsm/pkcs11/module.h"
+
+#include <dlfcn.h>
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "hsm/pkcs11/ck_rv.h"
+
+namespace offkey::hsm::pkcs11 {
+namespace {
+
+absl::Mutex registry_mu(absl::kConstInit);
+
+std::map<std::string, Module*>& Registry() ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu) {
+  static auto* registry = new std::map<std::string, Module*>();  // Never destroyed.
+  return *registry;
+}
+
+CK_RV Initialize(CK_FUNCTION_LIST* fn) {
+  CK_C_INITIALIZE_ARGS args = {};
+  args.flags = CKF_OS_LOCKING_OK;
+  CK_RV rv = fn->C_Initialize(&args);
+  // Another part of the process (a PKCS#11 engine, say) may have initialised it first.
+  return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
+}
+
+}  // namespace
+
+absl::StatusOr<Module*> Module::Load(const std::string& path) {
+  absl::MutexLock lock(&registry_mu);
+  auto it = Registry().find(path);
+  if (it != Registry().end()) return it->second;
+
+  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot load PKCS#11 module '", path, "': ", dlerror()));
+  }
+  auto get_list =
+      reinterpret_cast<CK_C_GetFunctionList>(dlsym(handle, "C_GetFunctionList"));
+  if (get_list == nullptr) {
+    dlclose(handle);
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a PKCS#11 module (no C_GetFunctionList)"));
+  }
+  CK_FUNCTION_LIST* fn = nullptr;
+  CK_RV rv = get_list(&fn);
+  if (rv != CKR_OK || fn == nullptr) {
+    dlclose(handle);
+    return CkStatus(rv == CKR_OK ? CKR_GENERAL_ERROR : rv,
+                    absl::StrCat("C_GetFunctionList of '", path, "'"));
+  }
+  if (fn->version.major != 2 && fn->version.major != 3) {
+    dlclose(handle);
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' implements PKCS#11 ", fn->version.major, ".",
+                     fn->version.minor, "; offkey needs 2.x or 3.x"));
+  }
+  rv = Initialize(fn);
+  if (rv != CKR_OK) {
+    dlclose(handle);
+    return CkStatus(rv, absl::StrCat("C_Initialize of '", path, "'"));
+  }
+  auto* module = new Module(path, handle, fn);  // Lives until the process ends.
+  Registry()[path] = module;
+  return module;
+}
+
+absl::Status Module::Reinitialize(uint64_t seen_generation) {
+  absl::MutexLock lock(&mu_);
+  if (generation() != seen_generation) return absl::OkStatus();
+  fn_->C_Finalize(nullptr);  // Its result does not matter: we start over either way.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  return CkStatus(Initialize(fn_), absl::StrCat("C_Initialize of '", path_, "'"));
+}
+
+}  // namespace offkey::hsm::pkcs11

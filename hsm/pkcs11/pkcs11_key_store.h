@@ -1,0 +1,102 @@
+// Pkcs11KeyStore: KeyStore over any PKCS#11 v2.40 module (SoftHSM2 in development).
+#ifndef OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
+#define OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "hsm/key_store.h"
+#include "hsm/pkcs11/object_io.h"
+#include "hsm/pkcs11/token.h"
+
+namespace offkey::hsm::pkcs11 {
+
+// Objects on the token, all sharing the key's CKA_ID:
+//   CKO_PRIVATE_KEY  label = name; sensitive, never extractable; sign (and decrypt, RSA)
+//   CKO_PUBLIC_KEY   label = name
+//   CKO_CERTIFICATE  X.509; label = name for the leaf, "name/1", "name/2"... above it
+//   CKO_DATA         application "offkey-metadata", label = name (see PutMetadata)
+// plus one CKO_SECRET_KEY labelled "offkey-premaster-substitute-v1" (HMAC-SHA256).
+//
+// Object handles are cached per key id and dropped when the token is re-established.
+// Thread-safe; concurrency is bounded by the token's session pool.
+class Pkcs11KeyStore final : public KeyStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<Pkcs11KeyStore>> Create(
+      const TokenOptions& options);
+
+  absl::StatusOr<KeyInfo> GenerateKey(absl::string_view name,
+                                      KeyAlgorithm algorithm) override;
+  absl::StatusOr<KeyInfo> ImportKey(absl::string_view name,
+                                    const SecretBytes& pkcs8_der) override;
+  absl::StatusOr<KeyInfo> FindKey(const KeyLookup& lookup) override;
+  absl::StatusOr<std::vector<KeyInfo>> ListKeys() override;
+  absl::Status DestroyKey(absl::string_view key_id) override;
+  absl::Status PutCertificateChain(absl::string_view key_id,
+                                   absl::Span<const std::string> chain_der) override;
+  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
+      absl::string_view key_id) override;
+  absl::Status PutMetadata(absl::string_view key_id, absl::string_view metadata) override;
+  absl::StatusOr<std::string> GetMetadata(absl::string_view key_id) override;
+  absl::StatusOr<std::string> Sign(absl::string_view key_id, SignAlgorithm algorithm,
+                                   absl::string_view message,
+                                   const CallOptions& options) override;
+  absl::StatusOr<SecretBytes> RsaDecryptRaw(absl::string_view key_id,
+                                            absl::string_view ciphertext,
+                                            const CallOptions& options) override;
+  absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view data,
+                                                  const CallOptions& options) override;
+  absl::Status CheckHealth() override;
+
+  Token& token() { return *token_; }
+
+ private:
+  // What a private-key operation needs, cached per key id.
+  struct KeyHandle {
+    CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;
+    KeyAlgorithm algorithm = KeyAlgorithm::kUnknown;
+    std::string modulus;  // RSA only, big-endian, for the size and range checks.
+    uint64_t epoch = 0;
+  };
+
+  explicit Pkcs11KeyStore(std::unique_ptr<Token> token) : token_(std::move(token)) {}
+
+  // Finds the private key with CKA_ID `key_id`, from the cache unless `fresh`.
+  // Returns the CK_RV of the PKCS#11 calls; sets *status for not-found and ambiguity.
+  CK_RV ResolveKey(CK_SESSION_HANDLE session, absl::string_view key_id, bool fresh,
+                   KeyHandle* out, absl::Status* status);
+  // Finds the store secret, creating it when `create` and it does not exist; with
+  // !create, *out is CK_INVALID_HANDLE when there is none.
+  CK_RV ResolveHmacKey(CK_SESSION_HANDLE session, bool fresh, bool create,
+                       CK_OBJECT_HANDLE* out);
+  // Whether the store secret is visible on the token (it always exists once Create
+  // returned): a token whose storage vanished shows a logged-in session but no objects.
+  absl::Status CheckStoreSecretVisible();
+  // Public description of the private key `object`.
+  CK_RV Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyInfo* out,
+                 absl::Status* status);
+  // Runs `fn` on a session; the result is the Run status, else `*status`.
+  absl::Status RunOp(absl::string_view operation, absl::Time deadline,
+                     absl::FunctionRef<CK_RV(CK_SESSION_HANDLE, int, absl::Status*)> fn);
+  absl::StatusOr<KeyInfo> StoreKeyPair(
+      absl::string_view name, KeyAlgorithm algorithm, const std::string& spki,
+      absl::FunctionRef<void(Template&, Template&)> add_components);
+  void Forget(absl::string_view key_id);
+
+  std::unique_ptr<Token> token_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, KeyHandle> handles_ ABSL_GUARDED_BY(mu_);
+  CK_OBJECT_HANDLE hmac_key_ ABSL_GUARDED_BY(mu_) = CK_INVALID_HANDLE;
+  uint64_t hmac_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Key names: 1 to 64 characters of [A-Za-z0-9._-]. INVALID_ARGUMENT otherwise.
+absl::Status ValidateKeyName(absl::string_view name);
+
+}  // namespace offkey::hsm::pkcs11
+
+#endif  // OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_

@@ -1,0 +1,297 @@
+#include "hsm/pkcs11/token.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "hsm/pkcs11/ck_rv.h"
+
+namespace offkey::hsm::pkcs11 {
+namespace {
+
+// Recoveries per Run before the failure is reported: a session loss can be followed by
+// a login loss, and either by a token reset.
+constexpr int kMaxAttempts = 3;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Token>> Token::Open(const TokenOptions& options) {
+  if (options.max_sessions < 1) {
+    return absl::InvalidArgumentError("max_sessions must be at least 1");
+  }
+  OFFKEY_ASSIGN_OR_RETURN(TokenUri uri, TokenUri::Parse(options.uri));
+  std::string module_path =
+      options.module_path.empty() ? uri.module_path : options.module_path;
+  if (module_path.empty()) {
+    return absl::InvalidArgumentError(
+        "no PKCS#11 module: set the module path or module-path= in the token URI");
+  }
+  PinSource pin_source = options.pin;
+  if (pin_source.file.empty() && pin_source.env.empty()) {
+    pin_source.file = uri.pin_file;
+  }
+  OFFKEY_ASSIGN_OR_RETURN(SecretBytes pin, ReadPin(pin_source));
+  OFFKEY_ASSIGN_OR_RETURN(Module * module, Module::Load(module_path));
+
+  std::unique_ptr<Token> token(
+      new Token(module, std::move(uri), std::move(pin), options.max_sessions));
+  uint64_t generation = module->generation();
+  std::string present;
+  absl::StatusOr<CK_SLOT_ID> slot = token->FindSlot(&present);
+  if (!slot.ok() && absl::IsNotFound(slot.status())) {
+    // The module may have been initialised before the token was created (a SoftHSM2
+    // token made by softhsm2-util while we were running): rescan once.
+    OFFKEY_RETURN_IF_ERROR(module->Reinitialize(generation));
+    slot = token->FindSlot(&present);
+  }
+  if (!slot.ok()) return slot.status();
+  {
+    absl::MutexLock lock(&token->mu_);
+    token->slot_ = *slot;
+    token->module_generation_ = module->generation();
+  }
+  // Log in now so that a wrong PIN fails at start, not at the first handshake.
+  OFFKEY_RETURN_IF_ERROR(
+      token->Run("open first session", absl::InfiniteFuture(),
+                 [](CK_SESSION_HANDLE, int) -> CK_RV { return CKR_OK; }));
+  return token;
+}
+
+Token::Token(Module* module, TokenUri uri, SecretBytes pin, int max_sessions)
+    : module_(module),
+      uri_(std::move(uri)),
+      pin_(std::move(pin)),
+      max_sessions_(max_sessions) {}
+
+Token::~Token() {
+  absl::MutexLock lock(&mu_);
+  for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
+}
+
+uint64_t Token::epoch() const {
+  absl::MutexLock lock(&mu_);
+  return epoch_;
+}
+
+int Token::sessions_in_use() const {
+  absl::MutexLock lock(&mu_);
+  return leased_;
+}
+
+absl::StatusOr<CK_SLOT_ID> Token::FindSlot(std::string* present) const {
+  CK_ULONG count = 0;
+  CK_RV rv = fn()->C_GetSlotList(CK_TRUE, nullptr, &count);
+  if (rv != CKR_OK) return CkStatus(rv, "C_GetSlotList");
+  std::vector<CK_SLOT_ID> slots(count);
+  rv = fn()->C_GetSlotList(CK_TRUE, slots.data(), &count);
+  if (rv != CKR_OK) return CkStatus(rv, "C_GetSlotList");
+  slots.resize(count);
+  std::vector<std::string> seen;
+  for (CK_SLOT_ID slot : slots) {
+    CK_TOKEN_INFO info;
+    if (fn()->C_GetTokenInfo(slot, &info) != CKR_OK) continue;
+    if (!(info.flags & CKF_TOKEN_INITIALIZED)) continue;
+    if (uri_.Matches(slot, info)) return slot;
+    seen.push_back(
+        absl::StrCat("'", TrimPadded(info.label, sizeof(info.label)), "' (serial ",
+                     TrimPadded(info.serialNumber, sizeof(info.serialNumber)), ")"));
+  }
+  *present = seen.empty() ? "none" : absl::StrJoin(seen, ", ");
+  return absl::NotFoundError(absl::StrCat("no token matches ", uri_.ToString(),
+                                          " in module '", module_->path(),
+                                          "'; tokens present: ", *present));
+}
+
+void Token::SyncWithModule() {
+  // Another Token on the same module may have re-initialised it: every session and
+  // the login are gone, and the slot may have moved.
+  uint64_t generation = module_->generation();
+  uint64_t seen_epoch;
+  {
+    absl::MutexLock lock(&mu_);
+    if (module_generation_ == generation) return;
+    seen_epoch = epoch_;
+  }
+  Recover(seen_epoch).IgnoreError();  // Run reports the failure of the retried call.
+}
+
+absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
+  SyncWithModule();
+  Lease lease;
+  CK_SLOT_ID slot;
+  {
+    absl::MutexLock lock(&mu_);
+    auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || open_ < max_sessions_;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&available), deadline)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no HSM session became free before the deadline (", max_sessions_,
+                       " sessions, all in use)"));
+    }
+    ++leased_;
+    lease.epoch = epoch_;
+    lease.pool_generation = pool_generation_;
+    if (!idle_.empty()) {
+      lease.session = idle_.back();
+      idle_.pop_back();
+      if (logged_in_epoch_ == epoch_) return lease;
+    }
+    if (lease.session == CK_INVALID_HANDLE) ++open_;
+    slot = slot_;
+  }
+  if (lease.session == CK_INVALID_HANDLE) {
+    CK_RV rv = fn()->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
+                                   nullptr, &lease.session);
+    if (rv != CKR_OK) {
+      absl::MutexLock lock(&mu_);
+      --open_;
+      --leased_;
+      return CkStatus(rv, "C_OpenSession");
+    }
+  }
+  absl::Status login = Login(lease.session, lease.epoch);
+  if (!login.ok()) {
+    Release(lease, /*broken=*/true);
+    return login;
+  }
+  return lease;
+}
+
+absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (logged_in_epoch_ == epoch) return absl::OkStatus();
+  }
+  // The PIN buffer is const; PKCS#11 takes a non-const pointer but does not write.
+  CK_RV rv = fn()->C_Login(session, CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()),
+                           pin_.size());
+  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    return CkStatus(rv, absl::StrCat("C_Login to ", uri_.ToString()));
+  }
+  absl::MutexLock lock(&mu_);
+  if (epoch_ == epoch) logged_in_epoch_ = epoch;
+  return absl::OkStatus();
+}
+
+void Token::Release(const Lease& lease, bool broken) {
+  absl::MutexLock lock(&mu_);
+  --leased_;
+  if (broken || lease.epoch != epoch_ || lease.pool_generation != pool_generation_) {
+    // A dead session's handle may be reused by the module; closing it is a courtesy
+    // that can only fail.
+    if (lease.epoch == epoch_ && !broken) fn()->C_CloseSession(lease.session);
+    --open_;
+    return;
+  }
+  idle_.push_back(lease.session);
+}
+
+bool Token::LoggedIn(CK_SESSION_HANDLE session) const {
+  CK_SESSION_INFO info;
+  return fn()->C_GetSessionInfo(session, &info) == CKR_OK &&
+         (info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS);
+}
+
+void Token::ResetSessions(uint64_t seen_pool_generation) {
+  absl::MutexLock lock(&mu_);
+  if (pool_generation_ != seen_pool_generation) return;
+  for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
+  open_ -= static_cast<int>(idle_.size());
+  idle_.clear();
+  ++pool_generation_;
+  logged_in_epoch_ = 0;
+}
+
+absl::Status Token::Recover(uint64_t seen_epoch) {
+  absl::MutexLock recover_lock(&recover_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (epoch_ != seen_epoch) return absl::OkStatus();  // Someone else recovered.
+  }
+  // First look for the token as the module sees it now; only if it is not there make the
+  // module rescan (re-initialising closes every session of every user of the module).
+  uint64_t generation = module_->generation();
+  std::string present;
+  absl::StatusOr<CK_SLOT_ID> slot = FindSlot(&present);
+  if (!slot.ok()) {
+    OFFKEY_RETURN_IF_ERROR(module_->Reinitialize(generation));
+    generation = module_->generation();
+    slot = FindSlot(&present);
+  }
+  absl::MutexLock lock(&mu_);
+  // Idle sessions belong to the old epoch: close them unless the module was reset,
+  // in which case their handles are already gone.
+  if (module_generation_ == generation) {
+    for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
+  }
+  open_ -= static_cast<int>(idle_.size());
+  idle_.clear();
+  ++epoch_;
+  module_generation_ = generation;
+  if (!slot.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("HSM token unavailable: ", slot.status().message()));
+  }
+  slot_ = *slot;
+  return absl::OkStatus();
+}
+
+absl::Status Token::Run(
+    absl::string_view operation, absl::Time deadline,
+    absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn) {
+  absl::Status last;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    absl::StatusOr<Lease> lease = Acquire(deadline);
+    if (!lease.ok()) {
+      // A token that is gone shows up as a failure to open a session or to log in.
+      if (absl::IsUnavailable(lease.status()) && attempt + 1 < kMaxAttempts) {
+        last = lease.status();
+        Recover(epoch()).IgnoreError();
+        continue;
+      }
+      return lease.status();
+    }
+    CK_RV rv = fn(lease->session, attempt);
+    if (rv == CKR_OK) {
+      Release(*lease, /*broken=*/false);
+      return absl::OkStatus();
+    }
+    last = CkStatus(rv, operation);
+    if (IsHandleStale(rv) && !LoggedIn(lease->session)) rv = CKR_USER_NOT_LOGGED_IN;
+    if (IsSessionLost(rv)) {
+      Release(*lease, /*broken=*/true);
+      ResetSessions(lease->pool_generation);
+    } else if (IsLoginLost(rv)) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (logged_in_epoch_ == lease->epoch) logged_in_epoch_ = 0;
+      }
+      Release(*lease, /*broken=*/false);
+    } else if (IsTokenLost(rv)) {
+      Release(*lease, /*broken=*/true);
+      absl::Status recovered = Recover(lease->epoch);
+      if (!recovered.ok()) return recovered;
+    } else if (IsHandleStale(rv) && attempt == 0) {
+      Release(*lease, /*broken=*/false);
+    } else {
+      Release(*lease, /*broken=*/false);
+      return last;
+    }
+  }
+  return last;
+}
+
+absl::Status Token::CheckHealth() {
+  return Run("health check", absl::Now() + absl::Seconds(2),
+             [this](CK_SESSION_HANDLE session, int) -> CK_RV {
+               CK_SESSION_INFO info;
+               CK_RV rv = fn()->C_GetSessionInfo(session, &info);
+               if (rv != CKR_OK) return rv;
+               return info.state == CKS_RW_USER_FUNCTIONS ? CKR_OK
+                                                          : CKR_USER_NOT_LOGGED_IN;
+             });
+}
+
+}  // namespace offkey::hsm::pkcs11

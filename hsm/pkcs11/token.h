@@ -1,0 +1,123 @@
+// Token: one PKCS#11 token, its bounded session pool, the login, and recovery.
+#ifndef OFFKEY_HSM_PKCS11_TOKEN_H_
+#define OFFKEY_HSM_PKCS11_TOKEN_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "base/secret_bytes.h"
+#include "hsm/pkcs11/module.h"
+#include "hsm/pkcs11/pin.h"
+#include "hsm/pkcs11/pkcs11.h"
+#include "hsm/pkcs11/token_uri.h"
+
+namespace offkey::hsm::pkcs11 {
+
+struct TokenOptions {
+  // The module to load. Overrides the URI's module-path; one of the two is required.
+  std::string module_path;
+  // Selects the token (RFC 7512), e.g. "pkcs11:token=offkey".
+  std::string uri;
+  // The user PIN. If empty, the URI's pin-source is used.
+  PinSource pin;
+  // Sessions opened at most; callers beyond this wait (up to their deadline).
+  int max_sessions = 8;
+};
+
+// Owns a bounded pool of read-write sessions on one token, logged in as the user.
+//
+// Sessions are opened lazily up to `max_sessions` and reused; each caller holds one for
+// the duration of `Run`. The token survives the failures a long-running service meets:
+// a session the module closed (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED), a lost
+// login (CKR_USER_NOT_LOGGED_IN), and a token that went away and came back
+// (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, ...: the module is re-initialised and the
+// token found again by its URI). Thread-safe.
+class Token {
+ public:
+  // Loads the module, finds the token, reads the PIN and logs in once to check it.
+  // Errors: INVALID_ARGUMENT (bad URI or options), NOT_FOUND (module file or token
+  // missing; the message lists the tokens that are present), PERMISSION_DENIED (PIN).
+  static absl::StatusOr<std::unique_ptr<Token>> Open(const TokenOptions& options);
+  ~Token();
+
+  // Runs `fn` on a session, returning OK or the status of the CK_RV `fn` returned,
+  // named after `operation`. `fn` may run twice: after a recoverable failure the session
+  // is replaced (and the login or the token re-established) and `fn` is called again
+  // with `attempt` = 1. `fn` must look up object handles afresh when attempt > 0 or
+  // when epoch() has changed since it cached them. DEADLINE_EXCEEDED if no session
+  // frees up before `deadline`.
+  absl::Status Run(absl::string_view operation, absl::Time deadline,
+                   absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn);
+
+  // Changes whenever object handles may have become invalid (re-initialisation).
+  uint64_t epoch() const;
+
+  // Whether `session` is logged in as the user. Modules differ in how they report an
+  // operation on a private object after the login was lost (CKR_USER_NOT_LOGGED_IN,
+  // a stale handle, or simply no object found); callers that find nothing ask this.
+  bool LoggedIn(CK_SESSION_HANDLE session) const;
+
+  const CK_FUNCTION_LIST* fn() const { return module_->fn(); }
+  const TokenUri& uri() const { return uri_; }
+  int max_sessions() const { return max_sessions_; }
+  int sessions_in_use() const;
+
+  // OK if a session can be used and is logged in (recovering first if needed);
+  // UNAVAILABLE otherwise.
+  absl::Status CheckHealth();
+
+  Token(const Token&) = delete;
+  Token& operator=(const Token&) = delete;
+
+ private:
+  struct Lease {
+    CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
+    uint64_t epoch = 0;
+    uint64_t pool_generation = 0;
+  };
+
+  Token(Module* module, TokenUri uri, SecretBytes pin, int max_sessions);
+
+  absl::StatusOr<Lease> Acquire(absl::Time deadline);
+  // Returns a session to the pool, or closes it when `broken` or from an older epoch.
+  void Release(const Lease& lease, bool broken);
+  absl::Status Login(CK_SESSION_HANDLE session, uint64_t epoch);
+  // Finds the slot holding our token; with `rescan`, re-initialises the module first if
+  // the token is not among the present ones.
+  absl::Status Recover(uint64_t seen_epoch);
+  absl::StatusOr<CK_SLOT_ID> FindSlot(std::string* present) const;
+  void SyncWithModule();
+  // Drops every idle session and forgets the login, after one session was found closed
+  // (modules close all sessions at once, and the login ends with the last of them).
+  void ResetSessions(uint64_t seen_pool_generation);
+
+  Module* const module_;
+  const TokenUri uri_;
+  const SecretBytes pin_;
+  const int max_sessions_;
+
+  mutable absl::Mutex mu_;
+  CK_SLOT_ID slot_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t module_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t logged_in_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t pool_generation_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<CK_SESSION_HANDLE> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;    // Sessions opened (idle + leased + opening).
+  int leased_ ABSL_GUARDED_BY(mu_) = 0;  // Sessions handed to callers.
+
+  absl::Mutex recover_mu_;  // One recovery at a time.
+};
+
+}  // namespace offkey::hsm::pkcs11
+
+#endif  // OFFKEY_HSM_PKCS11_TOKEN_H_

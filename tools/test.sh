@@ -1,0 +1,43 @@
+#!/bin/bash
+# Runs the whole test suite: installs what is missing, then `bazel test //...`.
+# Ends with "N passed, N failed", counting test cases from Bazel's test.xml reports.
+# Extra arguments go to `bazel test` (e.g. a target pattern instead of //...).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+./tools/setup.sh || exit 1
+if [[ ! -d ../shared/testdata ]]; then
+  echo "test: ../shared/testdata is missing (the shared test vectors sit beside the checkout)" >&2
+  exit 1
+fi
+
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(//...)
+bazel test --keep_going "${targets[@]}"
+rc=$?
+
+# Count test cases (not just targets) from the JUnit reports of the tests just run; a
+# test target without a report (it did not build or did not run) counts as one failure.
+testlogs=$(bazel info bazel-testlogs 2>/dev/null)
+bazel query "tests(set(${targets[*]}))" 2>/dev/null |
+/usr/bin/python3 -c '
+import sys, pathlib, xml.etree.ElementTree as ET
+logs = pathlib.Path(sys.argv[1])
+passed = failed = 0
+for label in sys.stdin.read().split():
+    package, _, name = label.lstrip("/").partition(":")
+    report = logs / package / name / "test.xml"
+    try:
+        root = ET.parse(report).getroot()
+    except (OSError, ET.ParseError):
+        print(f"no test report for {label}", file=sys.stderr)
+        failed += 1
+        continue
+    for case in root.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed += 1
+        elif case.get("status", "run") == "run" and case.find("skipped") is None:
+            passed += 1
+print(f"{passed} passed, {failed} failed")
+' "$testlogs"
+exit $rc
