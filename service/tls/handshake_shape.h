@@ -1,0 +1,67 @@
+// Handshake-shaped signing: what a tls-server key agrees to sign.
+//
+// Why: a terminator sends offkey the unhashed message. If a tls-server key signed any
+// message, a compromised edge node could use offkey as a general signing oracle (sign a
+// CSR, a code-signing blob, a client CertificateVerify to impersonate the server as a
+// client). Refusing everything that is not the input of a server handshake signature
+// bounds what a stolen edge can do to "complete handshakes as this server while it is
+// compromised", which it can do anyway.
+//
+// Accepted shapes:
+//   TLS 1.3 (RFC 8446 §4.4.3): 64 bytes of 0x20, "TLS 1.3, server CertificateVerify",
+//     0x00, then the transcript hash. The transcript hash is made with the negotiated
+//     cipher suite's hash (§4.4.1), which TLS 1.3 does not tie to the signature scheme:
+//     OpenSSL's default handshake with a P-256 key is TLS_AES_256_GCM_SHA384 (48-byte
+//     transcript hash) signed with ecdsa_secp256r1_sha256. So every scheme accepts the
+//     lengths of the TLS 1.3 cipher-suite hashes: 32 (SHA-256 suites) and 48 (SHA-384
+//     suites); no TLS 1.3 suite uses SHA-512. The client context string is refused: a
+//     server key does not sign client authentication.
+//   TLS 1.2 (RFC 5246 §7.4.3, RFC 8422 §5.4): client_random (32) || server_random (32) ||
+//     ServerECDHParams or ServerDHParams, with nothing after the params:
+//     - ServerECDHParams: curve_type named_curve (3), a NamedCurve among secp256r1 (23),
+//       secp384r1 (24), secp521r1 (25), x25519 (29), x448 (30), a 1-byte length and a
+//       public point of exactly that length, which must be the curve's (uncompressed
+//       0x04 || X || Y: 65, 97, 133 bytes; x25519 32; x448 56);
+//     - ServerDHParams: dh_p, dh_g, dh_Ys, each a 2-byte length and 1..1024 bytes; dh_p
+//       starts with a nonzero byte, and dh_g and dh_Ys are no longer than dh_p (they are
+//       numbers below p).
+//     The shape is the same whatever the scheme (Ed25519 in TLS 1.2, RFC 8422, signs the
+//     same bytes without pre-hashing).
+//   TLS_VERSION_UNSPECIFIED and any other version: refused.
+//
+// Scope: shape only. Whether `scheme` fits the key and the version is CheckScheme's job;
+// call it first.
+//
+// Thread-safe (a pure function).
+#ifndef OFFKEY_SERVICE_TLS_HANDSHAKE_SHAPE_H_
+#define OFFKEY_SERVICE_TLS_HANDSHAKE_SHAPE_H_
+
+#include <cstddef>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "offkey/v1/common.pb.h"
+#include "service/tls/schemes.h"
+
+namespace offkey::service::tls {
+
+// The TLS 1.3 CertificateVerify context strings (RFC 8446 §4.4.3), without the 0x00.
+inline constexpr absl::string_view kTls13ServerContext =
+    "TLS 1.3, server CertificateVerify";
+inline constexpr absl::string_view kTls13ClientContext =
+    "TLS 1.3, client CertificateVerify";
+inline constexpr size_t kTls13PaddingSize = 64;
+inline constexpr size_t kTls12RandomsSize = 64;  // client_random || server_random.
+inline constexpr size_t kMaxDhFieldSize = 1024;  // 8192-bit groups.
+
+// Whether `message` is the input of a server handshake signature for `version` (see
+// above). `scheme` names the signature being made and is used in error messages.
+// On success: OK. On failure: PERMISSION_DENIED whose message says which shape was
+// expected and which part of `message` did not fit (offsets, lengths, field names);
+// it never contains bytes of `message`.
+absl::Status CheckHandshakeShaped(absl::string_view message, const SchemeInfo& scheme,
+                                  offkey::v1::TlsVersion version);
+
+}  // namespace offkey::service::tls
+
+#endif  // OFFKEY_SERVICE_TLS_HANDSHAKE_SHAPE_H_
