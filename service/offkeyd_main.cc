@@ -1,0 +1,169 @@
+// offkeyd: the offkey key service. main() only parses flags, builds the configuration,
+// opens the key store and runs the server library until SIGTERM or SIGINT.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "hsm/pkcs11/pkcs11_key_store.h"
+#include "service/config/config_loader.h"
+#include "service/dev/dev_mode.h"
+#include "service/server.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Configuration file (protobuf text format, schema offkey.v1.ServerConfig). "
+          "Flags below override its fields.");
+ABSL_FLAG(bool, dev, false,
+          "Development mode: create (first start) or reuse a SoftHSM2 token, a "
+          "development CA, certificates and a policy under --dev_state_dir.");
+ABSL_FLAG(std::string, dev_state_dir, ".offkey/dev", "State directory for --dev.");
+ABSL_FLAG(std::string, softhsm_module, "/usr/lib/softhsm/libsofthsm2.so",
+          "SoftHSM2 module used by --dev.");
+ABSL_FLAG(std::string, listen, "", "Data-plane listen address host:port (port 0: any).");
+ABSL_FLAG(std::string, pkcs11_module, "", "PKCS#11 module path (hsm.module_path).");
+ABSL_FLAG(std::string, token_uri, "", "RFC 7512 token URI (hsm.token_uri).");
+ABSL_FLAG(std::string, pin_file, "", "File holding the token user PIN (hsm.pin_file).");
+ABSL_FLAG(std::string, pin_env, "",
+          "Environment variable holding the token user PIN (hsm.pin_env).");
+ABSL_FLAG(int, max_sessions, 0, "HSM sessions, and so concurrent HSM operations.");
+ABSL_FLAG(bool, insecure_plaintext_for_development, false,
+          "DANGER: serve without TLS and without client authentication. Local "
+          "experiments only; every caller becomes 'insecure:anonymous'.");
+ABSL_FLAG(std::string, port_file, "",
+          "Write the bound data-plane port to this file once serving (for tests and "
+          "scripts that listen on port 0).");
+
+namespace offkey {
+namespace {
+
+int Fail(const absl::Status& status, absl::string_view what) {
+  fprintf(stderr, "offkeyd: %s: %s\n", std::string(what).c_str(),
+          status.ToString().c_str());
+  return 1;
+}
+
+void ApplyFlags(offkey::v1::ServerConfig* config) {
+  if (!absl::GetFlag(FLAGS_listen).empty()) {
+    config->set_listen_address(absl::GetFlag(FLAGS_listen));
+  }
+  auto* hsm = config->mutable_hsm();
+  if (!absl::GetFlag(FLAGS_pkcs11_module).empty()) {
+    hsm->set_module_path(absl::GetFlag(FLAGS_pkcs11_module));
+  }
+  if (!absl::GetFlag(FLAGS_token_uri).empty()) {
+    hsm->set_token_uri(absl::GetFlag(FLAGS_token_uri));
+  }
+  if (!absl::GetFlag(FLAGS_pin_file).empty()) {
+    hsm->set_pin_file(absl::GetFlag(FLAGS_pin_file));
+    hsm->clear_pin_env();
+  }
+  if (!absl::GetFlag(FLAGS_pin_env).empty()) {
+    hsm->set_pin_env(absl::GetFlag(FLAGS_pin_env));
+    hsm->clear_pin_file();
+  }
+  if (absl::GetFlag(FLAGS_max_sessions) > 0) {
+    hsm->set_max_sessions(absl::GetFlag(FLAGS_max_sessions));
+  }
+  if (absl::GetFlag(FLAGS_insecure_plaintext_for_development)) {
+    config->set_insecure_plaintext_for_development(true);
+  }
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the offkey key service.\n\n"
+      "  offkeyd --dev                      development mode (SoftHSM2, dev CA, policy)\n"
+      "  offkeyd --config=/etc/offkey/offkeyd.textproto\n\n"
+      "The PIN comes from a file or an environment variable, never from the command "
+      "line.");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    fprintf(stderr, "offkeyd: unexpected argument '%s' (see --help)\n", rest[1]);
+    return 2;
+  }
+  const bool dev = absl::GetFlag(FLAGS_dev);
+  std::string config_file = absl::GetFlag(FLAGS_config);
+  if (!dev && config_file.empty()) {
+    fprintf(stderr,
+            "offkeyd: give --config=FILE, or --dev for development mode (see --help)\n");
+    return 2;
+  }
+  // Signals are handled by a thread of ours (sigwait), not by async handlers.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  service::dev::DevState dev_state;
+  if (dev) {
+    absl::StatusOr<service::dev::DevState> state = service::dev::PrepareDevState(
+        absl::GetFlag(FLAGS_dev_state_dir), absl::GetFlag(FLAGS_softhsm_module));
+    if (!state.ok()) return Fail(state.status(), "development mode");
+    dev_state = *state;
+    if (config_file.empty()) config_file = dev_state.config_file;
+  }
+  absl::StatusOr<offkey::v1::ServerConfig> config = service::config::LoadConfigFile(
+      config_file, service::config::Completeness::kAllowIncomplete);
+  if (!config.ok()) return Fail(config.status(), "configuration");
+  ApplyFlags(&*config);
+  service::config::ApplyDefaults(&*config);
+  if (absl::Status valid = service::config::ValidateConfig(*config); !valid.ok()) {
+    return Fail(valid, "configuration");
+  }
+  if (config->insecure_plaintext_for_development()) {
+    fprintf(stderr,
+            "offkeyd: WARNING: insecure_plaintext_for_development is set: no TLS, no "
+            "client authentication. Never use this outside a local experiment.\n");
+  }
+
+  hsm::pkcs11::TokenOptions token;
+  token.module_path = config->hsm().module_path();
+  token.uri = config->hsm().token_uri();
+  token.pin.file = config->hsm().pin_file();
+  token.pin.env = config->hsm().pin_env();
+  token.max_sessions = config->hsm().max_sessions();
+  absl::StatusOr<std::unique_ptr<hsm::pkcs11::Pkcs11KeyStore>> store =
+      hsm::pkcs11::Pkcs11KeyStore::Create(token);
+  if (!store.ok()) return Fail(store.status(), "opening the HSM token");
+  if (dev) {
+    absl::StatusOr<int> made = service::dev::EnsureDevKeys(dev_state, **store);
+    if (!made.ok()) return Fail(made.status(), "development keys");
+    if (*made > 0) fprintf(stderr, "offkeyd: made %d development keys\n", *made);
+  }
+
+  absl::StatusOr<std::unique_ptr<service::OffkeyServer>> server =
+      service::OffkeyServer::Start(*config, store->get());
+  if (!server.ok()) return Fail(server.status(), "starting the server");
+  const int port = (*server)->port();
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    std::string tmp = absl::GetFlag(FLAGS_port_file) + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "w");
+    if (f == nullptr || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
+        rename(tmp.c_str(), absl::GetFlag(FLAGS_port_file).c_str()) != 0) {
+      return Fail(absl::InternalError("cannot write the port file"), "--port_file");
+    }
+  }
+  if (dev) fputs(service::dev::ConnectHelp(dev_state, port).c_str(), stderr);
+  fprintf(stderr, "offkeyd: serving on port %d\n", port);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  fprintf(stderr, "offkeyd: %s received; finishing calls in flight\n",
+          signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown(absl::Seconds(10));
+  (*server)->Wait();
+  server->reset();
+  fprintf(stderr, "offkeyd: stopped\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace offkey
+
+int main(int argc, char** argv) { return offkey::Main(argc, argv); }

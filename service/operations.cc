@@ -1,0 +1,315 @@
+#include "service/operations.h"
+
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "service/crypto/premaster.h"
+#include "service/crypto/substitute.h"
+#include "service/crypto/tls_prf.h"
+#include "service/tls/handshake_shape.h"
+#include "service/tls/schemes.h"
+
+namespace offkey::service {
+namespace {
+
+using offkey::v1::Operation;
+
+constexpr size_t kMaxMessage = 64 * 1024;
+constexpr size_t kMaxHandshakeId = 64;
+constexpr size_t kMaxSni = 255;
+
+absl::Status ValidateContext(const offkey::v1::TlsContext& context) {
+  if (context.handshake_id().size() > kMaxHandshakeId) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context.handshake_id: at most ", kMaxHandshakeId, " bytes"));
+  }
+  if (context.sni().size() > kMaxSni) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context.sni: at most ", kMaxSni, " bytes"));
+  }
+  switch (context.version()) {
+    case offkey::v1::TLS_VERSION_UNSPECIFIED:
+    case offkey::v1::TLS_1_2:
+    case offkey::v1::TLS_1_3:
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "context.version: unknown TLS version 0x", absl::Hex(context.version()),
+          " (use TLS_1_2 = 0x0303 or TLS_1_3 = 0x0304)"));
+  }
+}
+
+hsm::CallOptions Options(absl::Time deadline) {
+  hsm::CallOptions options;
+  options.deadline = deadline;
+  return options;
+}
+
+std::string Describe(const offkey::v1::KeyRef& ref) {
+  switch (ref.ref_case()) {
+    case offkey::v1::KeyRef::kName:
+      return absl::StrCat("'", absl::CHexEscape(ref.name()), "'");
+    case offkey::v1::KeyRef::kKeyId:
+      return absl::StrCat("id ", absl::BytesToHexString(ref.key_id()));
+    case offkey::v1::KeyRef::kSki:
+      return absl::StrCat("SKI ", absl::BytesToHexString(ref.ski()));
+    case offkey::v1::KeyRef::kCertSha256:
+      return absl::StrCat("certificate SHA-256 ",
+                          absl::BytesToHexString(ref.cert_sha256()));
+    case offkey::v1::KeyRef::REF_NOT_SET:
+      break;
+  }
+  return "(none)";
+}
+
+config::KeyFacts FactsOf(const KeyRecord& key) {
+  config::KeyFacts facts;
+  facts.name = key.info.name;
+  for (const auto& [k, v] : key.metadata.labels()) facts.labels[k] = v;
+  return facts;
+}
+
+}  // namespace
+
+absl::string_view OperationName(Operation op) {
+  switch (op) {
+    case offkey::v1::SIGN:
+      return "sign";
+    case offkey::v1::DECRYPT_PREMASTER:
+      return "decrypt-premaster";
+    case offkey::v1::DERIVE_MASTER_SECRET:
+      return "derive-master-secret";
+    case offkey::v1::VERIFY_CLIENT:
+      return "verify-client";
+    case offkey::v1::GET_CERTIFICATE:
+      return "get-certificate";
+    case offkey::v1::LIST_KEYS:
+      return "list-keys";
+    default:
+      return "unknown";
+  }
+}
+
+Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
+                       std::shared_ptr<const config::Policy> policy)
+    : store_(store), catalog_(catalog), policy_(std::move(policy)) {}
+
+void Operations::SetPolicy(std::shared_ptr<const config::Policy> policy) {
+  absl::MutexLock lock(&mu_);
+  policy_ = std::move(policy);
+}
+
+std::shared_ptr<const config::Policy> Operations::policy() const {
+  absl::MutexLock lock(&mu_);
+  return policy_;
+}
+
+absl::StatusOr<std::shared_ptr<const KeyRecord>> Operations::Authorize(
+    const Caller& caller, Operation op, const offkey::v1::KeyRef& ref) {
+  if (ref.ref_case() == offkey::v1::KeyRef::REF_NOT_SET) {
+    return absl::InvalidArgumentError("key: set one of name, key_id, ski or cert_sha256");
+  }
+  // One message for "no such key" and "not yours": the data plane does not reveal which
+  // keys exist to callers without a grant.
+  const absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
+      "caller '", caller.identity, "' has no grant for ", OperationName(op), " on key ",
+      Describe(ref), ", or no such key exists; ask the operator for a grant"));
+  absl::StatusOr<std::shared_ptr<const KeyRecord>> key = catalog_->Find(ref);
+  if (absl::IsNotFound(key.status())) return denied;
+  if (!key.ok()) return key.status();
+  if (caller.identity.empty() || !policy()->Allows(caller.identity, op, FactsOf(**key))) {
+    return denied;
+  }
+  switch ((*key)->metadata.state()) {
+    case offkey::v1::ENABLED:
+      return key;
+    case offkey::v1::PENDING_DESTRUCTION:
+      return absl::FailedPreconditionError(
+          absl::StrCat("key '", (*key)->info.name,
+                       "' is scheduled for destruction and cannot be used"));
+    default:
+      return absl::FailedPreconditionError(
+          absl::StrCat("key '", (*key)->info.name, "' is disabled"));
+  }
+}
+
+absl::StatusOr<offkey::v1::SignResponse> Operations::Sign(
+    const Caller& caller, const offkey::v1::SignRequest& request, absl::Time deadline) {
+  OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
+  const tls::SchemeInfo* scheme = tls::FindScheme(request.scheme());
+  if (scheme == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheme: unknown signature scheme 0x", absl::Hex(request.scheme()),
+                     "; use a TLS SignatureScheme code point such as "
+                     "ecdsa_secp256r1_sha256 (0x0403)"));
+  }
+  if (request.message().empty() || request.message().size() > kMaxMessage) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "message: must be 1 to ", kMaxMessage, " bytes, got ", request.message().size()));
+  }
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const KeyRecord> key,
+                          Authorize(caller, offkey::v1::SIGN, request.key()));
+  OFFKEY_RETURN_IF_ERROR(tls::CheckScheme(request.scheme(), key->info.algorithm,
+                                          request.context().version()));
+  if (key->metadata.usage() != offkey::v1::GENERAL_SIGNING) {
+    OFFKEY_RETURN_IF_ERROR(tls::CheckHandshakeShaped(request.message(), *scheme,
+                                                     request.context().version()));
+  }
+  OFFKEY_ASSIGN_OR_RETURN(std::string signature,
+                          store_->Sign(key->info.key_id, scheme->algorithm,
+                                       request.message(), Options(deadline)));
+  offkey::v1::SignResponse response;
+  response.set_signature(std::move(signature));
+  response.set_key_id(key->info.key_id);
+  return response;
+}
+
+absl::StatusOr<SecretBytes> Operations::Premaster(const Caller& caller, Operation op,
+                                                  const offkey::v1::KeyRef& ref,
+                                                  const offkey::v1::TlsContext& context,
+                                                  const std::string& ciphertext,
+                                                  uint32_t client_version,
+                                                  absl::Time deadline) {
+  OFFKEY_RETURN_IF_ERROR(ValidateContext(context));
+  if (context.version() == offkey::v1::TLS_1_3) {
+    return absl::InvalidArgumentError(
+        "context.version: TLS 1.3 has no RSA key exchange; premaster decryption is for "
+        "TLS 1.2");
+  }
+  if (client_version > 0xffff) {
+    return absl::InvalidArgumentError(
+        "client_version: a 16-bit ClientHello.client_version, e.g. 0x0303");
+  }
+  if (ciphertext.empty()) return absl::InvalidArgumentError("ciphertext: empty");
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const KeyRecord> key,
+                          Authorize(caller, op, ref));
+  if (key->rsa_modulus_bytes == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key '", key->info.name, "' is ", hsm::KeyAlgorithmName(key->info.algorithm),
+        "; TLS 1.2 RSA key exchange needs an RSA key"));
+  }
+  if (key->metadata.usage() != offkey::v1::TLS_SERVER) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("key '", key->info.name,
+                     "' is not a tls-server key; it cannot decrypt premasters"));
+  }
+  if (ciphertext.size() != key->rsa_modulus_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ciphertext: ", ciphertext.size(), " bytes; key '", key->info.name,
+                     "' needs exactly ", key->rsa_modulus_bytes, " (the modulus size)"));
+  }
+  // Both the substitute and the decryption run on every call, whatever the ciphertext
+  // holds; SelectPremaster picks between them in constant time.
+  OFFKEY_ASSIGN_OR_RETURN(SecretBytes substitute,
+                          crypto::ComputeSubstitute(*store_, key->info.key_id, ciphertext,
+                                                    Options(deadline)));
+  OFFKEY_ASSIGN_OR_RETURN(
+      SecretBytes decrypted,
+      store_->RsaDecryptRaw(key->info.key_id, ciphertext, Options(deadline)));
+  return crypto::SelectPremaster(decrypted, static_cast<uint16_t>(client_version),
+                                 substitute);
+}
+
+absl::StatusOr<offkey::v1::DecryptPremasterResponse> Operations::DecryptPremaster(
+    const Caller& caller, const offkey::v1::DecryptPremasterRequest& request,
+    absl::Time deadline) {
+  OFFKEY_ASSIGN_OR_RETURN(
+      SecretBytes premaster,
+      Premaster(caller, offkey::v1::DECRYPT_PREMASTER, request.key(), request.context(),
+                request.ciphertext(), request.client_version(), deadline));
+  offkey::v1::DecryptPremasterResponse response;
+  response.set_premaster(premaster.view().data(), premaster.size());
+  return response;
+}
+
+absl::StatusOr<offkey::v1::DeriveMasterSecretResponse> Operations::DeriveMasterSecret(
+    const Caller& caller, const offkey::v1::DeriveMasterSecretRequest& request,
+    absl::Time deadline) {
+  hsm::HashAlgorithm hash;
+  switch (request.prf_hash()) {
+    case offkey::v1::PRF_SHA256:
+      hash = hsm::HashAlgorithm::kSha256;
+      break;
+    case offkey::v1::PRF_SHA384:
+      hash = hsm::HashAlgorithm::kSha384;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          "prf_hash: set PRF_SHA256 or PRF_SHA384 (the cipher suite's PRF hash)");
+  }
+  switch (request.seed_case()) {
+    case offkey::v1::DeriveMasterSecretRequest::kRandoms:
+      if (request.randoms().client_random().size() != 32 ||
+          request.randoms().server_random().size() != 32) {
+        return absl::InvalidArgumentError(
+            "randoms: client_random and server_random must be 32 bytes each");
+      }
+      break;
+    case offkey::v1::DeriveMasterSecretRequest::kSessionHash:
+      if (request.session_hash().size() != hsm::HashLength(hash)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("session_hash: ", request.session_hash().size(), " bytes; the ",
+                         hsm::HashName(hash), " PRF needs ", hsm::HashLength(hash)));
+      }
+      break;
+    case offkey::v1::DeriveMasterSecretRequest::SEED_NOT_SET:
+      return absl::InvalidArgumentError(
+          "seed: set randoms (master secret) or session_hash (extended master secret)");
+  }
+  OFFKEY_ASSIGN_OR_RETURN(
+      SecretBytes premaster,
+      Premaster(caller, offkey::v1::DERIVE_MASTER_SECRET, request.key(),
+                request.context(), request.ciphertext(), request.client_version(),
+                deadline));
+  absl::StatusOr<SecretBytes> master =
+      request.seed_case() == offkey::v1::DeriveMasterSecretRequest::kRandoms
+          ? crypto::MasterSecret(hash, premaster, request.randoms().client_random(),
+                                 request.randoms().server_random())
+          : crypto::ExtendedMasterSecret(hash, premaster, request.session_hash());
+  premaster.Clear();
+  if (!master.ok()) return master.status();
+  offkey::v1::DeriveMasterSecretResponse response;
+  response.set_master_secret(master->view().data(), master->size());
+  return response;
+}
+
+absl::StatusOr<offkey::v1::GetCertificateResponse> Operations::GetCertificate(
+    const Caller& caller, const offkey::v1::GetCertificateRequest& request, absl::Time) {
+  OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const KeyRecord> key,
+                          Authorize(caller, offkey::v1::GET_CERTIFICATE, request.key()));
+  offkey::v1::GetCertificateResponse response;
+  response.set_key_id(key->info.key_id);
+  for (const std::string& der : key->chain) response.add_certificate_chain(der);
+  for (offkey::v1::SignatureScheme s : tls::SchemesForKey(key->info.algorithm)) {
+    response.add_schemes(s);
+  }
+  response.set_algorithm(ToProtoAlgorithm(key->info.algorithm));
+  return response;
+}
+
+absl::StatusOr<offkey::v1::ListKeysResponse> Operations::ListKeys(
+    const Caller& caller, const offkey::v1::ListKeysRequest& request, absl::Time) {
+  OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
+  std::shared_ptr<const config::Policy> current = policy();
+  offkey::v1::ListKeysResponse response;
+  for (const auto& key : keys) {
+    config::KeyFacts facts = FactsOf(*key);
+    if (caller.identity.empty() ||
+        !current->Allows(caller.identity, offkey::v1::LIST_KEYS, facts)) {
+      continue;
+    }
+    bool selected = true;
+    for (const auto& [k, v] : request.label_selector()) {
+      auto it = facts.labels.find(k);
+      if (it == facts.labels.end() || it->second != v) selected = false;
+    }
+    if (!selected) continue;
+    *response.add_keys() = ToProtoKeyInfo(*key);
+  }
+  return response;
+}
+
+}  // namespace offkey::service

@@ -1,0 +1,80 @@
+// Operations: the data-plane operations, independent of gRPC. The RPC handlers (and the
+// pipelined stream) are thin wrappers that find the caller and call these on a worker.
+#ifndef OFFKEY_SERVICE_OPERATIONS_H_
+#define OFFKEY_SERVICE_OPERATIONS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "hsm/key_store.h"
+#include "offkey/v1/config.pb.h"
+#include "offkey/v1/key_service.pb.h"
+#include "service/config/policy.h"
+#include "service/key_catalog.h"
+#include "service/proto_convert.h"
+
+namespace offkey::service {
+
+// Who is calling: the identity from the client certificate (SPIFFE URI SAN, else DNS
+// SAN, else CN).
+struct Caller {
+  std::string identity;
+};
+
+// Each operation validates its request (INVALID_ARGUMENT naming the field), authorizes
+// the caller against the policy (PERMISSION_DENIED, identical for unknown and forbidden
+// keys), checks the key's state (FAILED_PRECONDITION) and performs the HSM work through
+// the KeyStore with `deadline`. Status codes are those documented in key_service.proto.
+// Thread-safe; the policy can be swapped while calls run.
+class Operations {
+ public:
+  Operations(hsm::KeyStore* store, KeyCatalog* catalog,
+             std::shared_ptr<const config::Policy> policy);
+
+  void SetPolicy(std::shared_ptr<const config::Policy> policy);
+
+  absl::StatusOr<offkey::v1::SignResponse> Sign(const Caller& caller,
+                                                const offkey::v1::SignRequest& request,
+                                                absl::Time deadline);
+  absl::StatusOr<offkey::v1::DecryptPremasterResponse> DecryptPremaster(
+      const Caller& caller, const offkey::v1::DecryptPremasterRequest& request,
+      absl::Time deadline);
+  absl::StatusOr<offkey::v1::DeriveMasterSecretResponse> DeriveMasterSecret(
+      const Caller& caller, const offkey::v1::DeriveMasterSecretRequest& request,
+      absl::Time deadline);
+  absl::StatusOr<offkey::v1::GetCertificateResponse> GetCertificate(
+      const Caller& caller, const offkey::v1::GetCertificateRequest& request,
+      absl::Time deadline);
+  absl::StatusOr<offkey::v1::ListKeysResponse> ListKeys(
+      const Caller& caller, const offkey::v1::ListKeysRequest& request,
+      absl::Time deadline);
+
+ private:
+  std::shared_ptr<const config::Policy> policy() const;
+  // The key `ref` names, if `caller` may perform `op` on it and it is enabled.
+  absl::StatusOr<std::shared_ptr<const KeyRecord>> Authorize(
+      const Caller& caller, offkey::v1::Operation op, const offkey::v1::KeyRef& ref);
+  // Decrypts a TLS 1.2 premaster by the DecryptPremaster contract (always 48 bytes for
+  // a correctly sized ciphertext).
+  absl::StatusOr<SecretBytes> Premaster(const Caller& caller, offkey::v1::Operation op,
+                                        const offkey::v1::KeyRef& ref,
+                                        const offkey::v1::TlsContext& context,
+                                        const std::string& ciphertext,
+                                        uint32_t client_version, absl::Time deadline);
+
+  hsm::KeyStore* const store_;
+  KeyCatalog* const catalog_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
+};
+
+// Name of an operation for messages and audit ("sign", "decrypt-premaster", ...).
+absl::string_view OperationName(offkey::v1::Operation op);
+
+}  // namespace offkey::service
+
+#endif  // OFFKEY_SERVICE_OPERATIONS_H_

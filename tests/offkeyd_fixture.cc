@@ -1,0 +1,158 @@
+#include "tests/offkeyd_fixture.h"
+
+#include <openssl/pem.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "service/config/config_loader.h"
+
+namespace offkey::testing {
+namespace {
+
+void Write(const std::string& path, absl::string_view data) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+std::string PemToDer(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* x509 = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  unsigned char* der = nullptr;
+  int len = i2d_X509(x509, &der);
+  std::string out(reinterpret_cast<char*>(der), len);
+  OPENSSL_free(der);
+  X509_free(x509);
+  return out;
+}
+
+}  // namespace
+
+void OffkeydTest::SetUp() {
+  auto token = hsm::pkcs11::testing::SoftHsmToken::Create("offkeyd");
+  ASSERT_TRUE(token.ok()) << token.status();
+  token_ = *token;
+  dir_ = absl::StrCat(token_.directory, "/", token_.label);
+  ASSERT_EQ(system(absl::StrCat("mkdir -p ", dir_).c_str()), 0);
+  auto store = hsm::pkcs11::Pkcs11KeyStore::Create(token_.Options());
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = std::move(*store);
+
+  auto ca = service::dev::MakeCa("offkey test CA");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  ca_ = std::move(*ca);
+  service::dev::CertSpec server;
+  server.common_name = "offkeyd";
+  server.ip_addresses = {"127.0.0.1"};
+  server.server_auth = true;
+  auto server_cert = service::dev::Issue(ca_, server);
+  ASSERT_TRUE(server_cert.ok());
+  Write(dir_ + "/ca.pem", ca_.cert_pem);
+  Write(dir_ + "/server.pem", server_cert->cert_pem);
+  Write(dir_ + "/server.key", server_cert->key_pem.view());
+
+  config_.set_listen_address("127.0.0.1:0");
+  config_.mutable_tls()->set_cert_file(dir_ + "/server.pem");
+  config_.mutable_tls()->set_key_file(dir_ + "/server.key");
+  config_.mutable_tls()->set_client_ca_file(dir_ + "/ca.pem");
+  config_.mutable_hsm()->set_module_path(token_.Options().module_path);
+  config_.mutable_hsm()->set_token_uri(token_.Uri());
+  config_.mutable_hsm()->set_pin_file(token_.pin_file);
+  config_.mutable_hsm()->set_max_sessions(4);
+  offkey::v1::Grant* all = config_.mutable_policy()->add_grants();
+  all->add_identities(kTerminator);
+  for (auto op :
+       {offkey::v1::SIGN, offkey::v1::DECRYPT_PREMASTER, offkey::v1::DERIVE_MASTER_SECRET,
+        offkey::v1::GET_CERTIFICATE, offkey::v1::LIST_KEYS}) {
+    all->add_operations(op);
+  }
+  all->mutable_keys()->set_all_keys(true);
+  offkey::v1::Grant* reader = config_.mutable_policy()->add_grants();
+  reader->add_identities(kReader);
+  reader->add_operations(offkey::v1::GET_CERTIFICATE);
+  reader->add_operations(offkey::v1::LIST_KEYS);
+  (*reader->mutable_keys()->mutable_labels())["team"] = "public";
+  Configure(&config_);
+  service::config::ApplyDefaults(&config_);
+  ASSERT_TRUE(service::config::ValidateConfig(config_).ok())
+      << service::config::ValidateConfig(config_);
+  auto started = service::OffkeyServer::Start(config_, store_.get());
+  ASSERT_TRUE(started.ok()) << started.status();
+  server_ = std::move(*started);
+}
+
+void OffkeydTest::TearDown() {
+  if (server_ != nullptr) server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+}
+
+void OffkeydTest::PutMetadata(const hsm::KeyInfo& key, offkey::v1::KeyUsage usage) {
+  offkey::v1::KeyMetadata metadata;
+  metadata.set_format_version(1);
+  metadata.set_usage(usage);
+  metadata.set_state(offkey::v1::ENABLED);
+  ASSERT_TRUE(store_->PutMetadata(key.key_id, metadata.SerializeAsString()).ok());
+  if (server_ != nullptr) server_->InvalidateKeyCache();
+}
+
+hsm::KeyInfo OffkeydTest::AddKey(const std::string& name, hsm::KeyAlgorithm algorithm,
+                                 offkey::v1::KeyUsage usage, offkey::v1::KeyState state,
+                                 const std::map<std::string, std::string>& labels) {
+  auto key = store_->GenerateKey(name, algorithm);
+  EXPECT_TRUE(key.ok()) << key.status();
+  if (!key.ok()) return {};
+  offkey::v1::KeyMetadata metadata;
+  metadata.set_format_version(1);
+  metadata.set_usage(usage);
+  metadata.set_state(state);
+  for (const auto& [k, v] : labels) (*metadata.mutable_labels())[k] = v;
+  EXPECT_TRUE(store_->PutMetadata(key->key_id, metadata.SerializeAsString()).ok());
+  service::dev::CertSpec spec;
+  spec.common_name = name;
+  spec.dns_names = {name + ".test"};
+  spec.server_auth = true;
+  spec.public_key_spki = key->public_key_spki;
+  auto cert = service::dev::Issue(ca_, spec);
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  EXPECT_TRUE(store_
+                  ->PutCertificateChain(
+                      key->key_id, {PemToDer(cert->cert_pem), PemToDer(ca_.cert_pem)})
+                  .ok());
+  if (server_ != nullptr) server_->InvalidateKeyCache();
+  return *key;
+}
+
+std::unique_ptr<offkey::v1::KeyService::Stub> OffkeydTest::Stub(
+    const std::string& identity) {
+  service::dev::CertSpec spec;
+  spec.common_name = "client";
+  spec.uris = {identity};
+  spec.client_auth = true;
+  auto cert = service::dev::Issue(ca_, spec);
+  EXPECT_TRUE(cert.ok());
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ca_.cert_pem;
+  tls.pem_cert_chain = cert->cert_pem;
+  tls.pem_private_key = std::string(cert->key_pem.view());
+  return offkey::v1::KeyService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server_->port()), grpc::SslCredentials(tls)));
+}
+
+std::unique_ptr<offkey::v1::KeyService::Stub> OffkeydTest::StubWithoutCertificate() {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ca_.cert_pem;
+  return offkey::v1::KeyService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", server_->port()), grpc::SslCredentials(tls)));
+}
+
+std::unique_ptr<grpc::ClientContext> OffkeydTest::Context(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
+}
+
+}  // namespace offkey::testing

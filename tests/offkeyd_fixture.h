@@ -1,0 +1,58 @@
+// Test fixture: a real offkeyd (the server library) on 127.0.0.1, over a fresh SoftHSM2
+// token, with a development PKI and clients of several identities.
+#ifndef OFFKEY_TESTS_OFFKEYD_FIXTURE_H_
+#define OFFKEY_TESTS_OFFKEYD_FIXTURE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "hsm/pkcs11/pkcs11_key_store.h"
+#include "hsm/pkcs11/testing/softhsm.h"
+#include "offkey/v1/config.pb.h"
+#include "offkey/v1/key_service.grpc.pb.h"
+#include "offkey/v1/metadata.pb.h"
+#include "service/dev/dev_pki.h"
+#include "service/server.h"
+
+namespace offkey::testing {
+
+inline constexpr char kTerminator[] = "spiffe://test.offkey/terminator";
+inline constexpr char kReader[] = "spiffe://test.offkey/reader";
+inline constexpr char kStranger[] = "spiffe://test.offkey/stranger";
+
+class OffkeydTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Adjusts the configuration before the server starts.
+  virtual void Configure(offkey::v1::ServerConfig* config) {}
+
+  // Makes a key in the token with offkey metadata and a certificate from the test CA.
+  hsm::KeyInfo AddKey(const std::string& name, hsm::KeyAlgorithm algorithm,
+                      offkey::v1::KeyUsage usage = offkey::v1::TLS_SERVER,
+                      offkey::v1::KeyState state = offkey::v1::ENABLED,
+                      const std::map<std::string, std::string>& labels = {});
+  // Stores metadata for an existing key (import paths).
+  void PutMetadata(const hsm::KeyInfo& key, offkey::v1::KeyUsage usage);
+
+  // A stub whose client certificate carries `identity` (a SPIFFE URI SAN).
+  std::unique_ptr<offkey::v1::KeyService::Stub> Stub(const std::string& identity);
+  // A stub that presents no client certificate.
+  std::unique_ptr<offkey::v1::KeyService::Stub> StubWithoutCertificate();
+  static std::unique_ptr<grpc::ClientContext> Context(
+      absl::Duration timeout = absl::Seconds(20));
+
+  std::string dir_;
+  hsm::pkcs11::testing::SoftHsmToken token_;
+  std::unique_ptr<hsm::pkcs11::Pkcs11KeyStore> store_;
+  service::dev::IssuedCert ca_;
+  offkey::v1::ServerConfig config_;
+  std::unique_ptr<service::OffkeyServer> server_;
+};
+
+}  // namespace offkey::testing
+
+#endif  // OFFKEY_TESTS_OFFKEYD_FIXTURE_H_
