@@ -43,7 +43,44 @@ absl::StatusOr<offkey::v1::KeyMetadata> ParseKeyMetadata(absl::string_view blob)
 
 KeyCatalog::KeyCatalog(hsm::KeyStore* store, absl::Duration ttl,
                        absl::Duration min_miss_reload)
-    : store_(store), ttl_(ttl), min_miss_reload_(min_miss_reload) {}
+    : store_(store), ttl_(ttl), min_miss_reload_(min_miss_reload) {
+  refresher_ = std::thread([this] { RefreshLoop(); });
+}
+
+KeyCatalog::~KeyCatalog() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  refresher_.join();
+}
+
+void KeyCatalog::RefreshLoop() {
+  for (;;) {
+    std::shared_ptr<const Snapshot> seen;
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), ttl_)) return;
+      seen = snapshot_;
+    }
+    // Nothing loaded yet means nobody asked: the first lookup loads.
+    if (seen != nullptr) Reload(seen).IgnoreError();  // Lookups keep the old snapshot.
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
+    const std::shared_ptr<const Snapshot>& seen) {
+  absl::MutexLock load_lock(&load_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    // Another caller may have reloaded while we waited for load_mu_.
+    if (snapshot_ != nullptr && snapshot_ != seen) return snapshot_;
+  }
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> fresh, Load());
+  absl::MutexLock lock(&mu_);
+  snapshot_ = fresh;
+  return fresh;
+}
 
 void KeyCatalog::Invalidate() {
   absl::MutexLock lock(&mu_);
@@ -95,22 +132,14 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Current(
     absl::MutexLock lock(&mu_);
     current = snapshot_;
   }
-  absl::Time now = absl::Now();
-  bool stale = current == nullptr || now - current->loaded > ttl_;
+  if (current == nullptr) return Reload(nullptr);
+  // The refresher keeps the snapshot within ttl; this only catches a refresher that
+  // could not reload (the HSM was away), so lookups do not serve state forever old.
+  bool stale = absl::Now() - current->loaded > 3 * ttl_;
   bool may_reload_for_miss =
-      force_reload && (current == nullptr || now - current->loaded > min_miss_reload_);
+      force_reload && absl::Now() - current->loaded > min_miss_reload_;
   if (!stale && !may_reload_for_miss) return current;
-
-  absl::MutexLock load_lock(&load_mu_);
-  {
-    absl::MutexLock lock(&mu_);
-    // Another caller may have reloaded while we waited for load_mu_.
-    if (snapshot_ != nullptr && snapshot_ != current) return snapshot_;
-  }
-  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> fresh, Load());
-  absl::MutexLock lock(&mu_);
-  snapshot_ = fresh;
-  return fresh;
+  return Reload(current);
 }
 
 absl::StatusOr<std::shared_ptr<const KeyRecord>> KeyCatalog::Find(

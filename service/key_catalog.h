@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,9 +28,10 @@ struct KeyRecord {
 };
 
 // Reads the key list, metadata and certificates from the KeyStore and serves lookups
-// from memory, so a handshake costs one HSM operation, not a directory walk. The
-// snapshot is reloaded when older than `ttl`, and on a lookup miss at most once per
-// `min_miss_reload` (unknown key ids cannot make offkeyd hammer the HSM). Changes made by
+// from memory, so a handshake costs one HSM operation, not a directory walk. A
+// background thread reloads the snapshot every `ttl`, so lookups never wait for a
+// reload (except the very first, and a lookup miss, which reloads at most once per
+// `min_miss_reload`: unknown key ids cannot make offkeyd hammer the HSM). Changes made by
 // another process on the same token show within `ttl`.
 //
 // Keys without an offkey metadata object (made by other tools) get the most restrictive
@@ -38,6 +40,9 @@ class KeyCatalog {
  public:
   KeyCatalog(hsm::KeyStore* store, absl::Duration ttl = absl::Seconds(5),
              absl::Duration min_miss_reload = absl::Seconds(1));
+  ~KeyCatalog();
+  KeyCatalog(const KeyCatalog&) = delete;
+  KeyCatalog& operator=(const KeyCatalog&) = delete;
 
   // NOT_FOUND if no key matches `ref`; INVALID_ARGUMENT if `ref` is empty or malformed;
   // the store's error if it cannot be read.
@@ -59,6 +64,10 @@ class KeyCatalog {
 
   absl::StatusOr<std::shared_ptr<const Snapshot>> Current(bool force_reload);
   absl::StatusOr<std::shared_ptr<const Snapshot>> Load();
+  // Reloads into snapshot_ unless someone else did since `seen` was current.
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Reload(
+      const std::shared_ptr<const Snapshot>& seen);
+  void RefreshLoop();
 
   hsm::KeyStore* const store_;
   const absl::Duration ttl_;
@@ -66,6 +75,8 @@ class KeyCatalog {
   absl::Mutex load_mu_;  // One reload at a time.
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread refresher_;
 };
 
 // Parses a stored metadata blob; INVALID_ARGUMENT for garbage or an unknown version.

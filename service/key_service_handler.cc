@@ -36,13 +36,34 @@ absl::StatusOr<Caller> CallerOf(const grpc::ServerContextBase& context,
   return Caller{*std::move(identity)};
 }
 
+absl::StatusOr<Caller> IdentityCache::Get(const grpc::ServerContextBase& context,
+                                          bool allow_plaintext) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  std::vector<grpc::string_ref> pem;
+  if (auth != nullptr) pem = auth->FindPropertyValues("x509_pem_cert");
+  if (pem.empty()) return CallerOf(context, allow_plaintext);
+  std::string key(pem[0].data(), pem[0].size());
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = identities_.find(key);
+    if (it != identities_.end()) return Caller{it->second};
+  }
+  absl::StatusOr<Caller> caller = CallerOf(context, allow_plaintext);
+  if (caller.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (identities_.size() >= kMaxEntries) identities_.clear();
+    identities_.emplace(std::move(key), caller->identity);
+  }
+  return caller;
+}
+
 template <typename Request, typename Response>
 grpc::ServerUnaryReactor* KeyServiceHandler::Dispatch(
     grpc::CallbackServerContext* context, const Request* request, Response* response,
     absl::StatusOr<Response> (Operations::*op)(const Caller&, const Request&,
                                                absl::Time)) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<Caller> caller = CallerOf(*context, allow_plaintext_);
+  absl::StatusOr<Caller> caller = identities_.Get(*context, allow_plaintext_);
   if (!caller.ok()) {
     reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;

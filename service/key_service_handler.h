@@ -3,7 +3,9 @@
 #ifndef OFFKEY_SERVICE_KEY_SERVICE_HANDLER_H_
 #define OFFKEY_SERVICE_KEY_SERVICE_HANDLER_H_
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
 #include "service/operations.h"
@@ -16,6 +18,20 @@ namespace offkey::service {
 // calls are "insecure:anonymous" when `allow_plaintext`).
 absl::StatusOr<Caller> CallerOf(const grpc::ServerContextBase& context,
                                 bool allow_plaintext);
+
+// Remembers the identity of recently seen client certificates: parsing a certificate
+// costs far more than the HSM operation for EC keys, and a terminator presents the same
+// certificate on every call. Bounded; thread-safe.
+class IdentityCache {
+ public:
+  absl::StatusOr<Caller> Get(const grpc::ServerContextBase& context,
+                             bool allow_plaintext);
+
+ private:
+  static constexpr size_t kMaxEntries = 4096;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::string> identities_ ABSL_GUARDED_BY(mu_);
+};
 
 class KeyServiceHandler final : public offkey::v1::KeyService::CallbackService {
  public:
@@ -56,6 +72,7 @@ class KeyServiceHandler final : public offkey::v1::KeyService::CallbackService {
   Operations* const operations_;
   WorkerPool* const pool_;
   const bool allow_plaintext_;
+  IdentityCache identities_;
 };
 
 }  // namespace offkey::service

@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "service/config/config_loader.h"
 #include "service/dev/dev_mode.h"
@@ -82,6 +83,10 @@ int Main(int argc, char** argv) {
       "The PIN comes from a file or an environment variable, never from the command "
       "line.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil is built with mutex deadlock detection on (a debugging aid that
+  // records every lock order, measurable on the handshake path); production builds of
+  // Abseil have it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (rest.size() > 1) {
     fprintf(stderr, "offkeyd: unexpected argument '%s' (see --help)\n", rest[1]);
     return 2;

@@ -56,16 +56,22 @@ const char* GroupName(KeyAlgorithm algorithm) {
   }
 }
 
+// Explicitly fetched once: OpenSSL 3's implicit fetch behind EVP_sha256() and friends
+// takes global locks on every digest, which shows at tens of thousands of calls a second.
 const EVP_MD* Md(HashAlgorithm hash) {
+  static const EVP_MD* const kSha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  static const EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static const EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
+  static const EVP_MD* const kSha512 = EVP_MD_fetch(nullptr, "SHA512", nullptr);
   switch (hash) {
     case HashAlgorithm::kSha1:
-      return EVP_sha1();
+      return kSha1;
     case HashAlgorithm::kSha256:
-      return EVP_sha256();
+      return kSha256;
     case HashAlgorithm::kSha384:
-      return EVP_sha384();
+      return kSha384;
     case HashAlgorithm::kSha512:
-      return EVP_sha512();
+      return kSha512;
     case HashAlgorithm::kNone:
       return nullptr;
   }

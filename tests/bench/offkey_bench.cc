@@ -1,0 +1,386 @@
+// offkey-bench: offkeyd's throughput and latency against bare PKCS#11, in one run.
+//
+// It makes a SoftHSM2 token and a key, starts offkeyd (the server library) on
+// 127.0.0.1 with mutual TLS, and measures one operation two ways on the same token:
+//   bare      each thread owns a PKCS#11 session and calls C_SignInit/C_Sign (or
+//             C_DecryptInit/C_Decrypt) directly, with the same local work offkeyd does;
+//   offkeyd   each client thread calls the RPC over mTLS (client, server and HSM share
+//             this machine's cores, as they would on a 2-core edge box).
+// Phase 1 saturates both with --concurrency closed-loop threads and reports ops/s and
+// latency percentiles with the ratio. Phase 2 offers half of offkeyd's saturated rate
+// open-loop (latency counted from each request's scheduled time, so queueing shows)
+// and compares the p99s.
+//
+//   bazel run -c opt //tests/bench:offkey-bench -- --op=sign --key=rsa2048 --duration=5
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "hsm/pkcs11/key_encoding.h"
+#include "hsm/pkcs11/object_io.h"
+#include "hsm/pkcs11/pkcs11_key_store.h"
+#include "hsm/pkcs11/testing/softhsm.h"
+#include "hsm/testing/verify.h"
+#include "offkey/v1/key_service.grpc.pb.h"
+#include "offkey/v1/metadata.pb.h"
+#include "service/config/config_loader.h"
+#include "service/dev/dev_pki.h"
+#include "service/server.h"
+
+ABSL_FLAG(std::string, op, "sign", "Operation: sign or decrypt (TLS 1.2 premaster).");
+ABSL_FLAG(std::string, key, "rsa2048", "Key type: rsa2048, p256, p384 or ed25519.");
+ABSL_FLAG(int, concurrency, 4, "Threads in flight, for both paths.");
+ABSL_FLAG(double, duration, 5, "Seconds per measurement.");
+ABSL_FLAG(int, sessions, 2, "HSM sessions (and worker threads) of offkeyd.");
+
+namespace offkey::bench {
+namespace {
+
+using Op = std::function<bool(int thread)>;
+
+struct Result {
+  double ops_per_second = 0;
+  std::vector<double> latencies_us;  // Sorted.
+  long failures = 0;                 // NOLINT(runtime/int)
+  double Percentile(double p) const {
+    if (latencies_us.empty()) return 0;
+    size_t i = static_cast<size_t>(std::lround(p / 100 * (latencies_us.size() - 1)));
+    return latencies_us[std::min(i, latencies_us.size() - 1)];
+  }
+};
+
+// Closed loop: `threads` threads call `op` back to back for `seconds`.
+Result Saturate(const Op& op, int threads, double seconds) {
+  std::vector<std::vector<double>> per_thread(threads);
+  std::atomic<bool> stop{false};
+  std::atomic<long> failures{0};  // NOLINT(runtime/int)
+  std::vector<std::thread> workers;
+  const absl::Time start = absl::Now();
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        absl::Time begin = absl::Now();
+        if (!op(t)) ++failures;
+        per_thread[t].push_back(absl::ToDoubleMicroseconds(absl::Now() - begin));
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(seconds));
+  stop = true;
+  for (auto& w : workers) w.join();
+  Result result;
+  for (auto& v : per_thread) {
+    result.latencies_us.insert(result.latencies_us.end(), v.begin(), v.end());
+  }
+  std::sort(result.latencies_us.begin(), result.latencies_us.end());
+  result.ops_per_second =
+      result.latencies_us.size() / absl::ToDoubleSeconds(absl::Now() - start);
+  result.failures = failures;
+  return result;
+}
+
+// Open loop: requests scheduled at `rate` per second for `seconds`; latency from the
+// scheduled time. `threads` must be enough to keep up (more than rate x latency).
+Result OpenLoop(const Op& op, int threads, double rate, double seconds) {
+  const long total = static_cast<long>(rate * seconds);  // NOLINT(runtime/int)
+  std::vector<double> latencies(total);
+  std::atomic<long> next{0}, failures{0};  // NOLINT(runtime/int)
+  const absl::Time start = absl::Now() + absl::Milliseconds(20);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (long i = next++; i < total; i = next++) {  // NOLINT(runtime/int)
+        absl::Time scheduled = start + absl::Seconds(i / rate);
+        absl::SleepFor(scheduled - absl::Now());
+        if (!op(t)) ++failures;
+        latencies[i] = absl::ToDoubleMicroseconds(absl::Now() - scheduled);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  Result result;
+  result.latencies_us = std::move(latencies);
+  std::sort(result.latencies_us.begin(), result.latencies_us.end());
+  result.ops_per_second = total / absl::ToDoubleSeconds(absl::Now() - start);
+  result.failures = failures;
+  return result;
+}
+
+void Print(const char* name, const Result& r) {
+  printf("  %-22s %10.0f %9.0f %9.0f %9.0f %9.0f %9ld\n", name, r.ops_per_second,
+         r.Percentile(50), r.Percentile(90), r.Percentile(99), r.Percentile(99.9),
+         r.failures);
+}
+
+void Header() {
+  printf("  %-22s %10s %9s %9s %9s %9s %9s\n", "path", "ops/s", "p50 us", "p90 us",
+         "p99 us", "p99.9 us", "failures");
+}
+
+int Fail(const std::string& what) {
+  fprintf(stderr, "offkey-bench: %s\n", what.c_str());
+  return 1;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "offkeyd throughput and latency against bare PKCS#11 on the same SoftHSM2 token.");
+  absl::ParseCommandLine(argc, argv);
+  // Debian's Abseil is built with mutex deadlock detection on (a debugging aid that
+  // records every lock order, measurable on the handshake path); production builds of
+  // Abseil have it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  const std::string op_name = absl::GetFlag(FLAGS_op);
+  const std::string key_name = absl::GetFlag(FLAGS_key);
+  const int concurrency = absl::GetFlag(FLAGS_concurrency);
+  const double seconds = absl::GetFlag(FLAGS_duration);
+  struct KeyType {
+    const char* name;
+    hsm::KeyAlgorithm algorithm;
+    offkey::v1::SignatureScheme scheme;
+    hsm::SignAlgorithm sign;
+  };
+  const KeyType types[] = {
+      {"rsa2048",
+       hsm::KeyAlgorithm::kRsa2048,
+       offkey::v1::RSA_PSS_RSAE_SHA256,
+       {hsm::SignatureKind::kRsaPss, hsm::HashAlgorithm::kSha256}},
+      {"p256",
+       hsm::KeyAlgorithm::kEcP256,
+       offkey::v1::ECDSA_SECP256R1_SHA256,
+       {hsm::SignatureKind::kEcdsa, hsm::HashAlgorithm::kSha256}},
+      {"p384",
+       hsm::KeyAlgorithm::kEcP384,
+       offkey::v1::ECDSA_SECP384R1_SHA384,
+       {hsm::SignatureKind::kEcdsa, hsm::HashAlgorithm::kSha384}},
+      {"ed25519",
+       hsm::KeyAlgorithm::kEd25519,
+       offkey::v1::ED25519,
+       {hsm::SignatureKind::kEdDsa, hsm::HashAlgorithm::kNone}},
+  };
+  const KeyType* type = nullptr;
+  for (const KeyType& t : types) {
+    if (key_name == t.name) type = &t;
+  }
+  if (type == nullptr) return Fail("--key must be rsa2048, p256, p384 or ed25519");
+  if (op_name != "sign" && op_name != "decrypt") {
+    return Fail("--op must be sign or decrypt");
+  }
+  if (op_name == "decrypt" && type->algorithm != hsm::KeyAlgorithm::kRsa2048) {
+    return Fail("--op=decrypt needs --key=rsa2048");
+  }
+  if (concurrency < 1 || seconds <= 0) return Fail("--concurrency and --duration > 0");
+
+  // The token, the key and a server over it.
+  auto token = hsm::pkcs11::testing::SoftHsmToken::Create("bench");
+  if (!token.ok()) return Fail(token.status().ToString());
+  auto store =
+      hsm::pkcs11::Pkcs11KeyStore::Create(token->Options(absl::GetFlag(FLAGS_sessions)));
+  if (!store.ok()) return Fail(store.status().ToString());
+  auto key = (*store)->GenerateKey("bench", type->algorithm);
+  if (!key.ok()) return Fail(key.status().ToString());
+  offkey::v1::KeyMetadata metadata;
+  metadata.set_format_version(1);
+  metadata.set_usage(offkey::v1::TLS_SERVER);
+  metadata.set_state(offkey::v1::ENABLED);
+  (*store)->PutMetadata(key->key_id, metadata.SerializeAsString()).IgnoreError();
+
+  const std::string dir = token->directory + "/" + token->label;
+  std::filesystem::create_directories(dir);
+  auto ca = service::dev::MakeCa("bench CA");
+  service::dev::CertSpec server_spec;
+  server_spec.common_name = "offkeyd";
+  server_spec.ip_addresses = {"127.0.0.1"};
+  server_spec.server_auth = true;
+  auto server_cert = service::dev::Issue(*ca, server_spec);
+  service::dev::CertSpec client_spec;
+  client_spec.common_name = "bench";
+  client_spec.uris = {"spiffe://bench/terminator"};
+  client_spec.client_auth = true;
+  auto client_cert = service::dev::Issue(*ca, client_spec);
+  if (!ca.ok() || !server_cert.ok() || !client_cert.ok()) return Fail("PKI");
+  std::ofstream(dir + "/ca.pem") << ca->cert_pem;
+  std::ofstream(dir + "/server.pem") << server_cert->cert_pem;
+  std::ofstream(dir + "/server.key") << server_cert->key_pem.view();
+
+  offkey::v1::ServerConfig config;
+  config.set_listen_address("127.0.0.1:0");
+  config.mutable_tls()->set_cert_file(dir + "/server.pem");
+  config.mutable_tls()->set_key_file(dir + "/server.key");
+  config.mutable_tls()->set_client_ca_file(dir + "/ca.pem");
+  config.mutable_hsm()->set_module_path(token->Options().module_path);
+  config.mutable_hsm()->set_token_uri(token->Uri());
+  config.mutable_hsm()->set_pin_file(token->pin_file);
+  config.mutable_hsm()->set_max_sessions(absl::GetFlag(FLAGS_sessions));
+  offkey::v1::Grant* grant = config.mutable_policy()->add_grants();
+  grant->add_identities("spiffe://bench/terminator");
+  grant->add_operations(offkey::v1::SIGN);
+  grant->add_operations(offkey::v1::DECRYPT_PREMASTER);
+  grant->mutable_keys()->set_all_keys(true);
+  service::config::ApplyDefaults(&config);
+  auto server = service::OffkeyServer::Start(config, store->get());
+  if (!server.ok()) return Fail(server.status().ToString());
+
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ca->cert_pem;
+  tls.pem_cert_chain = client_cert->cert_pem;
+  tls.pem_private_key = std::string(client_cert->key_pem.view());
+  const std::string target = absl::StrCat("127.0.0.1:", (*server)->port());
+  // One channel per client thread: each its own HTTP/2 connection, as separate
+  // terminator workers would have.
+  std::vector<std::unique_ptr<offkey::v1::KeyService::Stub>> stubs;
+  const int max_threads = std::max(concurrency, 16);
+  for (int i = 0; i < max_threads; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", i);  // Distinct channels, not one shared subchannel.
+    stubs.push_back(offkey::v1::KeyService::NewStub(
+        grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args)));
+  }
+
+  // Inputs: a TLS 1.3 CertificateVerify input; a premaster for the key.
+  const std::string message = std::string(64, ' ') + "TLS 1.3, server CertificateVerify" +
+                              std::string(1, '\0') + std::string(32, 'h');
+  std::string premaster = std::string("\x03\x03", 2) + std::string(46, 'p');
+  const std::string ciphertext =
+      type->algorithm == hsm::KeyAlgorithm::kRsa2048
+          ? hsm::testing::RsaEncryptPkcs1(key->public_key_spki, premaster)
+          : std::string();
+
+  Op rpc = [&](int t) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    if (op_name == "sign") {
+      offkey::v1::SignRequest request;
+      request.mutable_key()->set_key_id(key->key_id);
+      request.mutable_context()->set_version(offkey::v1::TLS_1_3);
+      request.set_scheme(type->scheme);
+      request.set_message(message);
+      offkey::v1::SignResponse response;
+      return stubs[t]->Sign(&context, request, &response).ok();
+    }
+    offkey::v1::DecryptPremasterRequest request;
+    request.mutable_key()->set_key_id(key->key_id);
+    request.mutable_context()->set_version(offkey::v1::TLS_1_2);
+    request.set_ciphertext(ciphertext);
+    request.set_client_version(0x0303);
+    offkey::v1::DecryptPremasterResponse response;
+    return stubs[t]->DecryptPremaster(&context, request, &response).ok() &&
+           response.premaster() == premaster;
+  };
+
+  // Bare PKCS#11: own sessions on the same token (the store's login covers them).
+  const CK_FUNCTION_LIST* fn = (*store)->token().fn();
+  CK_SLOT_ID slot = 0;
+  (*store)
+      ->token()
+      .Run("slot", absl::InfiniteFuture(),
+           [&](CK_SESSION_HANDLE s, int) -> CK_RV {
+             CK_SESSION_INFO info;
+             CK_RV rv = fn->C_GetSessionInfo(s, &info);
+             slot = info.slotID;
+             return rv;
+           })
+      .IgnoreError();
+  struct Bare {
+    CK_SESSION_HANDLE session;
+    CK_OBJECT_HANDLE key;
+  };
+  std::vector<Bare> bare(max_threads);
+  for (Bare& b : bare) {
+    if (fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,
+                          &b.session) != CKR_OK) {
+      return Fail("C_OpenSession");
+    }
+    hsm::pkcs11::Template find;
+    find.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, key->key_id);
+    std::vector<CK_OBJECT_HANDLE> found;
+    if (hsm::pkcs11::FindObjects(fn, b.session, find, &found, 1) != CKR_OK ||
+        found.empty()) {
+      return Fail("bare key lookup");
+    }
+    b.key = found[0];
+  }
+  Op direct = [&](int t) {
+    if (op_name == "decrypt") {
+      CK_MECHANISM mech = {CKM_RSA_X_509, nullptr, 0};
+      unsigned char out[512];
+      CK_ULONG len = sizeof(out);
+      return fn->C_DecryptInit(bare[t].session, &mech, bare[t].key) == CKR_OK &&
+             fn->C_Decrypt(
+                 bare[t].session,
+                 reinterpret_cast<CK_BYTE*>(const_cast<char*>(ciphertext.data())),
+                 ciphertext.size(), out, &len) == CKR_OK;
+    }
+    std::string input = message;
+    CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+    CK_MECHANISM mech = {CKM_EDDSA, nullptr, 0};
+    if (type->sign.kind != hsm::SignatureKind::kEdDsa) {
+      input = *hsm::pkcs11::Digest(type->sign.hash, message);
+      mech = type->sign.kind == hsm::SignatureKind::kRsaPss
+                 ? CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof(pss)}
+                 : CK_MECHANISM{CKM_ECDSA, nullptr, 0};
+    }
+    unsigned char sig[512];
+    CK_ULONG len = sizeof(sig);
+    return fn->C_SignInit(bare[t].session, &mech, bare[t].key) == CKR_OK &&
+           fn->C_Sign(bare[t].session, reinterpret_cast<CK_BYTE*>(input.data()),
+                      input.size(), sig, &len) == CKR_OK;
+  };
+
+  // Warm up both paths on every thread's channel and session (TLS handshakes, caches),
+  // or the first open-loop requests queue behind connection setup.
+  Saturate(rpc, max_threads, 0.5);
+  Saturate(direct, max_threads, 0.2);
+
+  printf("offkey-bench: op=%s key=%s concurrency=%d duration=%.1fs sessions=%d\n",
+         op_name.c_str(), key_name.c_str(), concurrency, seconds,
+         absl::GetFlag(FLAGS_sessions));
+  printf("saturation (closed loop, %d threads):\n", concurrency);
+  Header();
+  Result bare_sat = Saturate(direct, concurrency, seconds);
+  Print("bare PKCS#11", bare_sat);
+  Result rpc_sat = Saturate(rpc, concurrency, seconds);
+  Print("offkeyd (gRPC, mTLS)", rpc_sat);
+  printf("  throughput ratio offkeyd/bare: %.3f\n",
+         rpc_sat.ops_per_second / bare_sat.ops_per_second);
+
+  // Half load: half of what offkeyd itself sustains, offered to both paths.
+  const double rate = std::min(rpc_sat.ops_per_second, bare_sat.ops_per_second) / 2;
+  printf("half load (open loop, %.0f ops/s offered):\n", rate);
+  Header();
+  Result bare_half = OpenLoop(direct, max_threads, rate, seconds);
+  Print("bare PKCS#11", bare_half);
+  Result rpc_half = OpenLoop(rpc, max_threads, rate, seconds);
+  Print("offkeyd (gRPC, mTLS)", rpc_half);
+  printf("  p99 offkeyd - bare: %+.0f us\n",
+         rpc_half.Percentile(99) - bare_half.Percentile(99));
+
+  for (Bare& b : bare) fn->C_CloseSession(b.session);
+  (*server)->Shutdown(absl::Seconds(1));
+  server->reset();
+  std::error_code ignored;
+  std::filesystem::remove_all(token->directory, ignored);
+  return bare_sat.failures + rpc_sat.failures + bare_half.failures + rpc_half.failures > 0
+             ? 1
+             : 0;
+}
+
+}  // namespace
+}  // namespace offkey::bench
+
+int main(int argc, char** argv) { return offkey::bench::Main(argc, argv); }

@@ -1,0 +1,12 @@
+#!/bin/bash
+# Runs offkey-bench briefly for each operation and checks it reports both phases.
+set -euo pipefail
+bench="$TEST_SRCDIR/offkey/tests/bench/offkey-bench"
+for args in "--op=sign --key=p256" "--op=decrypt --key=rsa2048"; do
+  # shellcheck disable=SC2086
+  out=$("$bench" $args --duration=0.3 --concurrency=2)
+  echo "$out"
+  echo "$out" | grep -q "throughput ratio offkeyd/bare: [0-9]"
+  echo "$out" | grep -q "p99 offkeyd - bare:"
+  [[ $(echo "$out" | grep -c "offkeyd (gRPC, mTLS)") -eq 2 ]]
+done
