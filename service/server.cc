@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -44,8 +46,8 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   OFFKEY_ASSIGN_OR_RETURN(server->pool_,
                           WorkerPool::Create(threads, config.workers().queue_depth()));
   const bool plaintext = config.insecure_plaintext_for_development();
-  server->handler_ = std::make_unique<KeyServiceHandler>(server->operations_.get(),
-                                                         server->pool_.get(), plaintext);
+  server->service_ = std::make_unique<KeyServiceAsync>(server->operations_.get(),
+                                                       server->pool_.get(), plaintext);
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (plaintext) {
@@ -71,23 +73,28 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen_address(), credentials, &server->port_);
-  builder.RegisterService(server->handler_.get());
+  // One completion-queue poller per core is enough: pollers only parse and dispatch.
+  server->service_->Register(
+      builder, static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ",
                                                config.listen_address(),
                                                " (in use, or not a local address?)"));
   }
+  server->service_->Start();
   return server;
 }
 
 OffkeyServer::~OffkeyServer() {
   Shutdown(absl::Seconds(5));
-  // The gRPC server first (its Shutdown waited for every call to finish, with workers
-  // still draining the queue), then the pool, then what the handlers used.
-  server_.reset();
+  // Order matters: the server has stopped taking calls; the pool finishes the queued
+  // ones (their replies still need the pollers); then the pollers stop once every call
+  // has completed; then the server goes.
   pool_.reset();
-  handler_.reset();
+  service_->Stop();
+  server_.reset();
+  service_.reset();
 }
 
 void OffkeyServer::Shutdown(absl::Duration grace) {

@@ -12,7 +12,7 @@
 #include "hsm/key_store.h"
 #include "offkey/v1/config.pb.h"
 #include "service/key_catalog.h"
-#include "service/key_service_handler.h"
+#include "service/key_service_async.h"
 #include "service/operations.h"
 #include "service/worker_pool.h"
 
@@ -49,7 +49,7 @@ class OffkeyServer {
   std::unique_ptr<KeyCatalog> catalog_;
   std::unique_ptr<Operations> operations_;
   std::unique_ptr<WorkerPool> pool_;
-  std::unique_ptr<KeyServiceHandler> handler_;
+  std::unique_ptr<KeyServiceAsync> service_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
