@@ -80,7 +80,7 @@ void OffkeydTest::SetUp() {
   service::config::ApplyDefaults(&config_);
   ASSERT_TRUE(service::config::ValidateConfig(config_).ok())
       << service::config::ValidateConfig(config_);
-  auto started = service::OffkeyServer::Start(config_, store_.get());
+  auto started = service::OffkeyServer::Start(config_, ServedStore(store_.get()));
   ASSERT_TRUE(started.ok()) << started.status();
   server_ = std::move(*started);
 }

@@ -29,6 +29,8 @@ class OffkeydTest : public ::testing::Test {
 
   // Adjusts the configuration before the server starts.
   virtual void Configure(offkey::v1::ServerConfig* config) {}
+  // The store the server is given; tests may wrap the real one to observe calls.
+  virtual hsm::KeyStore* ServedStore(hsm::KeyStore* real) { return real; }
 
   // Makes a key in the token with offkey metadata and a certificate from the test CA.
   hsm::KeyInfo AddKey(const std::string& name, hsm::KeyAlgorithm algorithm,

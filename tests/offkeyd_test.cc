@@ -3,12 +3,14 @@
 #include <openssl/rand.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "hsm/testing/verify.h"
 #include "hsm/testing/wycheproof.h"
 #include "service/crypto/tls_prf.h"
@@ -464,6 +466,110 @@ TEST_F(SaturatedTest, FullQueueFailsAtOnceWithResourceExhausted) {
   EXPECT_GT(exhausted.load(), 0);
   EXPECT_GT(ok.load(), 0);
   EXPECT_EQ(ok.load() + exhausted.load(), kCalls);
+}
+
+// Forwards to the real store and counts signatures per key: shows which calls reached
+// the HSM.
+class CountingStore : public hsm::KeyStore {
+ public:
+  explicit CountingStore(hsm::KeyStore* real) : real_(real) {}
+  int signs(const std::string& key_id) {
+    absl::MutexLock lock(&mu_);
+    return signs_[key_id];
+  }
+  absl::StatusOr<hsm::KeyInfo> GenerateKey(absl::string_view n,
+                                           hsm::KeyAlgorithm a) override {
+    return real_->GenerateKey(n, a);
+  }
+  absl::StatusOr<hsm::KeyInfo> ImportKey(absl::string_view n,
+                                         const SecretBytes& k) override {
+    return real_->ImportKey(n, k);
+  }
+  absl::StatusOr<hsm::KeyInfo> FindKey(const hsm::KeyLookup& l) override {
+    return real_->FindKey(l);
+  }
+  absl::StatusOr<std::vector<hsm::KeyInfo>> ListKeys() override {
+    return real_->ListKeys();
+  }
+  absl::Status DestroyKey(absl::string_view id) override { return real_->DestroyKey(id); }
+  absl::Status PutCertificateChain(absl::string_view id,
+                                   absl::Span<const std::string> c) override {
+    return real_->PutCertificateChain(id, c);
+  }
+  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
+      absl::string_view id) override {
+    return real_->GetCertificateChain(id);
+  }
+  absl::Status PutMetadata(absl::string_view id, absl::string_view m) override {
+    return real_->PutMetadata(id, m);
+  }
+  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
+    return real_->GetMetadata(id);
+  }
+  absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm a,
+                                   absl::string_view m,
+                                   const hsm::CallOptions& o) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++signs_[std::string(id)];
+    }
+    return real_->Sign(id, a, m, o);
+  }
+  absl::StatusOr<SecretBytes> RsaDecryptRaw(absl::string_view id, absl::string_view c,
+                                            const hsm::CallOptions& o) override {
+    return real_->RsaDecryptRaw(id, c, o);
+  }
+  absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view d,
+                                                  const hsm::CallOptions& o) override {
+    return real_->HmacWithStoreSecret(d, o);
+  }
+  absl::Status CheckHealth() override { return real_->CheckHealth(); }
+
+ private:
+  hsm::KeyStore* const real_;
+  absl::Mutex mu_;
+  std::map<std::string, int> signs_ ABSL_GUARDED_BY(mu_);
+};
+
+class QueuedDeadlineTest : public DataPlaneTest {
+ protected:
+  void Configure(offkey::v1::ServerConfig* config) override {
+    config->mutable_workers()->set_threads(1);
+    config->mutable_workers()->set_queue_depth(64);
+  }
+  hsm::KeyStore* ServedStore(hsm::KeyStore* real) override {
+    counting_ = std::make_unique<CountingStore>(real);
+    return counting_.get();
+  }
+  std::unique_ptr<CountingStore> counting_;
+};
+
+// A call that waited in the queue past its deadline never reaches the HSM.
+TEST_F(QueuedDeadlineTest, ExpiredCallsAreDroppedBeforeTheHsm) {
+  hsm::KeyInfo big = AddKey("big", hsm::KeyAlgorithm::kRsa4096);
+  hsm::KeyInfo quick = AddKey("quick", hsm::KeyAlgorithm::kEcP256);
+  // Keep the single worker busy for a while with RSA-4096 signatures.
+  std::vector<std::thread> busy;
+  for (int i = 0; i < 24; ++i) {
+    busy.emplace_back([&] {
+      offkey::v1::SignResponse response;
+      Sign("big", offkey::v1::RSA_PSS_RSAE_SHA256, offkey::v1::TLS_1_3, Tls13Input(),
+           &response);
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(20));  // Let the busy calls queue up first.
+  offkey::v1::SignRequest request;
+  request.mutable_key()->set_name("quick");
+  request.mutable_context()->set_version(offkey::v1::TLS_1_3);
+  request.set_scheme(offkey::v1::ECDSA_SECP256R1_SHA256);
+  request.set_message(Tls13Input());
+  offkey::v1::SignResponse response;
+  grpc::Status status =
+      terminator_->Sign(Context(absl::Milliseconds(30)).get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  for (auto& t : busy) t.join();
+  EXPECT_GT(counting_->signs(big.key_id), 0);
+  EXPECT_EQ(counting_->signs(quick.key_id), 0) << "an expired call reached the HSM";
 }
 
 }  // namespace
