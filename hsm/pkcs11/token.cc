@@ -153,6 +153,8 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
   }
   absl::Status login = Login(lease.session, lease.epoch);
   if (!login.ok()) {
+    // The session itself is fine; do not leave it open in the module.
+    fn()->C_CloseSession(lease.session);
     Release(lease, /*broken=*/true);
     return login;
   }
