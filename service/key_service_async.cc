@@ -4,9 +4,37 @@
 #include <utility>
 
 #include "service/proto_convert.h"
+#include "service/tls/schemes.h"
 
 namespace offkey::service {
 namespace {
+
+// What the audit line says about each request: identifiers only.
+void Describe(const offkey::v1::TlsContext& context, AuditRecord* record) {
+  if (context.version() != offkey::v1::TLS_VERSION_UNSPECIFIED) {
+    record->tls_version = offkey::v1::TlsVersion_Name(context.version());
+  }
+  record->sni = context.sni();
+  record->handshake_id = context.handshake_id();
+}
+void Describe(const offkey::v1::SignRequest& r, AuditRecord* record) {
+  record->key = KeyRefText(r.key());
+  record->scheme = tls::SchemeName(r.scheme());
+  Describe(r.context(), record);
+}
+void Describe(const offkey::v1::DecryptPremasterRequest& r, AuditRecord* record) {
+  record->key = KeyRefText(r.key());
+  Describe(r.context(), record);
+}
+void Describe(const offkey::v1::DeriveMasterSecretRequest& r, AuditRecord* record) {
+  record->key = KeyRefText(r.key());
+  Describe(r.context(), record);
+}
+void Describe(const offkey::v1::GetCertificateRequest& r, AuditRecord* record) {
+  record->key = KeyRefText(r.key());
+  Describe(r.context(), record);
+}
+void Describe(const offkey::v1::ListKeysRequest&, AuditRecord*) {}
 
 // A completion-queue tag: the call it belongs to moves on when its event arrives.
 class Call {
@@ -28,8 +56,9 @@ class UnaryCall final : public Call {
                                                              const Request&, absl::Time);
 
   static void Listen(KeyServiceAsync* service, grpc::ServerCompletionQueue* queue,
-                     RequestMethod request, Operation operation) {
-    new UnaryCall(service, queue, request, operation);
+                     RequestMethod request, Operation operation,
+                     offkey::v1::Operation kind) {
+    new UnaryCall(service, queue, request, operation, kind);
   }
 
   void Proceed(bool ok) override {
@@ -37,9 +66,11 @@ class UnaryCall final : public Call {
       delete this;
       return;
     }
-    Listen(service_, queue_, request_method_, operation_);
+    Listen(service_, queue_, request_method_, operation_, kind_);
+    arrived_ = absl::Now();
     absl::StatusOr<Caller> caller =
         service_->identities().Get(context_, service_->allow_plaintext());
+    if (caller.ok()) identity_ = caller->identity;
     if (!caller.ok()) {
       Reply(caller.status());
       return;
@@ -60,6 +91,7 @@ class UnaryCall final : public Call {
             return;
           }
           response_ = *std::move(result);
+          Audit(absl::OkStatus());
           replied_ = true;
           responder_.Finish(response_, grpc::Status::OK, this);
         });
@@ -68,11 +100,12 @@ class UnaryCall final : public Call {
 
  private:
   UnaryCall(KeyServiceAsync* service, grpc::ServerCompletionQueue* queue,
-            RequestMethod request, Operation operation)
+            RequestMethod request, Operation operation, offkey::v1::Operation kind)
       : service_(service),
         queue_(queue),
         request_method_(request),
         operation_(operation),
+        kind_(kind),
         responder_(&context_) {
     (service_->service().*request_method_)(&context_, &request_, &responder_, queue_,
                                            queue_, this);
@@ -86,7 +119,20 @@ class UnaryCall final : public Call {
     return absl::FromChrono(deadline);
   }
 
+  void Audit(const absl::Status& outcome) {
+    if (service_->audit() == nullptr) return;
+    AuditRecord record;
+    record.time = arrived_;
+    record.identity = identity_;
+    record.operation = std::string(OperationName(kind_));
+    Describe(request_, &record);
+    record.outcome = outcome;
+    record.latency = absl::Now() - arrived_;
+    service_->audit()->Write(record);
+  }
+
   void Reply(const absl::Status& status) {
+    Audit(status);
     replied_ = true;
     responder_.FinishWithError(ToGrpcStatus(status), this);
   }
@@ -95,6 +141,9 @@ class UnaryCall final : public Call {
   grpc::ServerCompletionQueue* const queue_;
   const RequestMethod request_method_;
   const Operation operation_;
+  const offkey::v1::Operation kind_;
+  absl::Time arrived_;
+  std::string identity_;
   grpc::ServerContext context_;
   Request request_;
   Response response_;
@@ -105,15 +154,19 @@ class UnaryCall final : public Call {
 template <typename Request, typename Response>
 void Listen(KeyServiceAsync* service, grpc::ServerCompletionQueue* queue,
             typename UnaryCall<Request, Response>::RequestMethod request,
-            typename UnaryCall<Request, Response>::Operation operation) {
-  UnaryCall<Request, Response>::Listen(service, queue, request, operation);
+            typename UnaryCall<Request, Response>::Operation operation,
+            offkey::v1::Operation kind) {
+  UnaryCall<Request, Response>::Listen(service, queue, request, operation, kind);
 }
 
 }  // namespace
 
 KeyServiceAsync::KeyServiceAsync(Operations* operations, WorkerPool* pool,
-                                 bool allow_plaintext)
-    : operations_(operations), pool_(pool), allow_plaintext_(allow_plaintext) {}
+                                 AuditLog* audit, bool allow_plaintext)
+    : operations_(operations),
+      pool_(pool),
+      audit_(audit),
+      allow_plaintext_(allow_plaintext) {}
 
 KeyServiceAsync::~KeyServiceAsync() { Stop(); }
 
@@ -129,19 +182,20 @@ void KeyServiceAsync::Start() {
     // A few outstanding requests per method and queue, so bursts are matched at once.
     for (int i = 0; i < 4; ++i) {
       Listen<v1::SignRequest, v1::SignResponse>(
-          this, cq, &KeyServiceAsyncBase::RequestSign, &Operations::Sign);
+          this, cq, &KeyServiceAsyncBase::RequestSign, &Operations::Sign, v1::SIGN);
       Listen<v1::DecryptPremasterRequest, v1::DecryptPremasterResponse>(
           this, cq, &KeyServiceAsyncBase::RequestDecryptPremaster,
-          &Operations::DecryptPremaster);
+          &Operations::DecryptPremaster, v1::DECRYPT_PREMASTER);
       Listen<v1::DeriveMasterSecretRequest, v1::DeriveMasterSecretResponse>(
           this, cq, &KeyServiceAsyncBase::RequestDeriveMasterSecret,
-          &Operations::DeriveMasterSecret);
+          &Operations::DeriveMasterSecret, v1::DERIVE_MASTER_SECRET);
     }
     Listen<v1::GetCertificateRequest, v1::GetCertificateResponse>(
         this, cq, &KeyServiceAsyncBase::RequestGetCertificate,
-        &Operations::GetCertificate);
+        &Operations::GetCertificate, v1::GET_CERTIFICATE);
     Listen<v1::ListKeysRequest, v1::ListKeysResponse>(
-        this, cq, &KeyServiceAsyncBase::RequestListKeys, &Operations::ListKeys);
+        this, cq, &KeyServiceAsyncBase::RequestListKeys, &Operations::ListKeys,
+        v1::LIST_KEYS);
     pollers_.emplace_back([cq] {
       void* tag = nullptr;
       bool ok = false;

@@ -11,6 +11,7 @@
 
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
+#include "service/audit.h"
 #include "service/caller.h"
 #include "service/operations.h"
 #include "service/worker_pool.h"
@@ -28,7 +29,9 @@ using KeyServiceAsyncBase = offkey::v1::KeyService::WithAsyncMethod_Sign<
 
 class KeyServiceAsync {
  public:
-  KeyServiceAsync(Operations* operations, WorkerPool* pool, bool allow_plaintext);
+  // `audit` may be null (no audit lines); it must outlive this.
+  KeyServiceAsync(Operations* operations, WorkerPool* pool, AuditLog* audit,
+                  bool allow_plaintext);
   ~KeyServiceAsync();
 
   // Registers the service and one completion queue per poller with `builder`.
@@ -43,12 +46,14 @@ class KeyServiceAsync {
   Operations* operations() { return operations_; }
   WorkerPool* pool() { return pool_; }
   IdentityCache& identities() { return identities_; }
+  AuditLog* audit() { return audit_; }
   bool allow_plaintext() const { return allow_plaintext_; }
   KeyServiceAsyncBase& service() { return service_; }
 
  private:
   Operations* const operations_;
   WorkerPool* const pool_;
+  AuditLog* const audit_;
   const bool allow_plaintext_;
   IdentityCache identities_;
   KeyServiceAsyncBase service_;

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <memory>
 
+#include "absl/strings/escaping.h"
 #include "base/openssl_util.h"
 #include "service/tls/schemes.h"
 
@@ -131,6 +132,22 @@ offkey::v1::KeyInfo ToProtoKeyInfo(const KeyRecord& key) {
     if (summary.ok()) *out.mutable_certificate() = *std::move(summary);
   }
   return out;
+}
+
+std::string KeyRefText(const offkey::v1::KeyRef& ref) {
+  switch (ref.ref_case()) {
+    case offkey::v1::KeyRef::kName:
+      return ref.name();
+    case offkey::v1::KeyRef::kKeyId:
+      return "id:" + absl::BytesToHexString(ref.key_id());
+    case offkey::v1::KeyRef::kSki:
+      return "ski:" + absl::BytesToHexString(ref.ski());
+    case offkey::v1::KeyRef::kCertSha256:
+      return "cert:" + absl::BytesToHexString(ref.cert_sha256());
+    case offkey::v1::KeyRef::REF_NOT_SET:
+      break;
+  }
+  return "";
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

@@ -22,6 +22,9 @@ offkey::v1::KeyInfo ToProtoKeyInfo(const KeyRecord& key);
 absl::StatusOr<offkey::v1::CertificateSummary> SummarizeCertificate(
     absl::string_view der);
 
+// A key reference for logs: the name, or "id:<hex>", "ski:<hex>", "cert:<hex>".
+std::string KeyRefText(const offkey::v1::KeyRef& ref);
+
 // absl::Status to grpc::Status: same code, same message.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 

@@ -46,8 +46,9 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   OFFKEY_ASSIGN_OR_RETURN(server->pool_,
                           WorkerPool::Create(threads, config.workers().queue_depth()));
   const bool plaintext = config.insecure_plaintext_for_development();
-  server->service_ = std::make_unique<KeyServiceAsync>(server->operations_.get(),
-                                                       server->pool_.get(), plaintext);
+  OFFKEY_ASSIGN_OR_RETURN(server->audit_, AuditLog::Open(config.audit().path()));
+  server->service_ = std::make_unique<KeyServiceAsync>(
+      server->operations_.get(), server->pool_.get(), server->audit_.get(), plaintext);
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (plaintext) {

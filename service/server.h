@@ -49,6 +49,7 @@ class OffkeyServer {
   std::unique_ptr<KeyCatalog> catalog_;
   std::unique_ptr<Operations> operations_;
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<KeyServiceAsync> service_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::unique_ptr<grpc::Server> server_;

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -466,6 +467,72 @@ TEST_F(SaturatedTest, FullQueueFailsAtOnceWithResourceExhausted) {
   EXPECT_GT(exhausted.load(), 0);
   EXPECT_GT(ok.load(), 0);
   EXPECT_EQ(ok.load() + exhausted.load(), kCalls);
+}
+
+class AuditedTest : public DataPlaneTest {
+ protected:
+  void Configure(offkey::v1::ServerConfig* config) override {
+    config->mutable_audit()->set_path(dir_ + "/audit.log");
+  }
+  std::vector<std::string> AuditLines() {
+    std::ifstream in(dir_ + "/audit.log");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+};
+
+// Drops the fields that differ from call to call.
+std::string WithoutTimeAndLatency(const std::string& line) {
+  std::string out = line;
+  size_t t = out.find("\"time\":\"");
+  size_t t_end = out.find('"', t + 8);
+  out.erase(t, t_end + 1 - t);
+  return out.substr(0, out.find(",\"latency_us\""));
+}
+
+TEST_F(AuditedTest, OneLinePerOperationIdenticalForGoodAndBadPaddingAndNoSecrets) {
+  std::string premaster = std::string("\x03\x03", 2) + Random(46);
+  std::string good = RsaEncryptPkcs1(rsa_.public_key_spki, premaster);
+  std::string bad = good;
+  bad[100] ^= 0x01;
+  offkey::v1::DecryptPremasterResponse good_answer, bad_answer;
+  ASSERT_TRUE(Decrypt(good, 0x0303, &good_answer).ok());
+  ASSERT_TRUE(Decrypt(bad, 0x0303, &bad_answer).ok());
+  const std::string message = Tls13Input();
+  offkey::v1::SignResponse signature;
+  ASSERT_TRUE(Sign("web-rsa", offkey::v1::RSA_PSS_RSAE_SHA256, offkey::v1::TLS_1_3,
+                   message, &signature)
+                  .ok());
+  auto stranger = Stub(kStranger);
+  offkey::v1::SignResponse denied;
+  EXPECT_FALSE(Sign("web-rsa", offkey::v1::RSA_PSS_RSAE_SHA256, offkey::v1::TLS_1_3,
+                    message, &denied, stranger.get())
+                   .ok());
+
+  std::vector<std::string> lines = AuditLines();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(WithoutTimeAndLatency(lines[0]), WithoutTimeAndLatency(lines[1]))
+      << "good and bad padding must audit alike";
+  EXPECT_NE(lines[0].find("\"operation\":\"decrypt-premaster\""), std::string::npos);
+  EXPECT_NE(lines[0].find(absl::StrCat("\"identity\":\"", kTerminator, "\"")),
+            std::string::npos);
+  EXPECT_NE(lines[0].find("\"outcome\":\"OK\""), std::string::npos);
+  EXPECT_NE(lines[2].find("\"scheme\":\"rsa_pss_rsae_sha256\""), std::string::npos);
+  EXPECT_NE(lines[2].find("\"key\":\"web-rsa\""), std::string::npos);
+  EXPECT_NE(lines[3].find("\"outcome\":\"PERMISSION_DENIED\""), std::string::npos);
+  EXPECT_NE(lines[3].find(kStranger), std::string::npos);
+  // No secret, message or ciphertext, in raw or hex form.
+  std::string all;
+  for (const std::string& line : lines) all += line + "\n";
+  for (const std::string& secret :
+       {premaster, good_answer.premaster(), bad_answer.premaster(), good,
+        message.substr(98), signature.signature()}) {
+    for (const std::string& form :
+         {secret.substr(0, 12), absl::BytesToHexString(secret).substr(0, 24)}) {
+      EXPECT_EQ(all.find(form), std::string::npos) << "audit log leaks " << form;
+    }
+  }
 }
 
 // Forwards to the real store and counts signatures per key: shows which calls reached

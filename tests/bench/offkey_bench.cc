@@ -232,6 +232,8 @@ int Main(int argc, char** argv) {
   grant->add_operations(offkey::v1::SIGN);
   grant->add_operations(offkey::v1::DECRYPT_PREMASTER);
   grant->mutable_keys()->set_all_keys(true);
+  // Audit lines go to a file, as in production (and not into the report on stdout).
+  config.mutable_audit()->set_path(dir + "/audit.log");
   service::config::ApplyDefaults(&config);
   auto server = service::OffkeyServer::Start(config, store->get());
   if (!server.ok()) return Fail(server.status().ToString());
