@@ -38,7 +38,6 @@ class OffkeyServer {
   // Blocks until the server has shut down.
   void Wait();
 
-  Operations& operations() { return *operations_; }
   // Makes the next call re-read keys from the token (after keys changed behind the
   // server's back; otherwise changes show within the catalog's TTL).
   void InvalidateKeyCache() { catalog_->Invalidate(); }

@@ -47,11 +47,6 @@ int WorkerPool::queued() const {
   return static_cast<int>(queue_.size());
 }
 
-int WorkerPool::busy() const {
-  absl::MutexLock lock(&mu_);
-  return busy_;
-}
-
 void WorkerPool::Run() {
   for (;;) {
     Item item;
@@ -65,11 +60,8 @@ void WorkerPool::Run() {
       if (queue_.empty()) return;  // Stopping and drained.
       item = std::move(queue_.front());
       queue_.pop_front();
-      ++busy_;
     }
     item.task(absl::Now() > item.deadline);
-    absl::MutexLock lock(&mu_);
-    --busy_;
   }
 }
 

@@ -39,7 +39,6 @@ class WorkerPool {
   void Shutdown();
 
   int queued() const;
-  int busy() const;
   int threads() const { return static_cast<int>(threads_.size()); }
 
   WorkerPool(const WorkerPool&) = delete;
@@ -58,7 +57,6 @@ class WorkerPool {
   mutable absl::Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int busy_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;
 };
 
