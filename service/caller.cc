@@ -16,11 +16,7 @@ std::string PeerCertificatePem(const grpc::ServerContextBase& context) {
   return pem.empty() ? "" : std::string(pem[0].data(), pem[0].size());
 }
 
-}  // namespace
-
-absl::StatusOr<Caller> CallerOf(const grpc::ServerContextBase& context,
-                                bool allow_plaintext) {
-  std::string pem = PeerCertificatePem(context);
+absl::StatusOr<Caller> CallerOfPem(const std::string& pem, bool allow_plaintext) {
   if (pem.empty()) {
     if (allow_plaintext) return Caller{"insecure:anonymous"};
     return absl::UnauthenticatedError(
@@ -32,16 +28,23 @@ absl::StatusOr<Caller> CallerOf(const grpc::ServerContextBase& context,
   return Caller{*std::move(identity)};
 }
 
+}  // namespace
+
+absl::StatusOr<Caller> CallerOf(const grpc::ServerContextBase& context,
+                                bool allow_plaintext) {
+  return CallerOfPem(PeerCertificatePem(context), allow_plaintext);
+}
+
 absl::StatusOr<Caller> IdentityCache::Get(const grpc::ServerContextBase& context,
                                           bool allow_plaintext) {
   std::string pem = PeerCertificatePem(context);
-  if (pem.empty()) return CallerOf(context, allow_plaintext);
+  if (pem.empty()) return CallerOfPem(pem, allow_plaintext);
   {
     absl::MutexLock lock(&mu_);
     auto it = identities_.find(pem);
     if (it != identities_.end()) return Caller{it->second};
   }
-  absl::StatusOr<Caller> caller = CallerOf(context, allow_plaintext);
+  absl::StatusOr<Caller> caller = CallerOfPem(pem, allow_plaintext);
   if (caller.ok()) {
     absl::MutexLock lock(&mu_);
     if (identities_.size() >= kMaxEntries) identities_.clear();

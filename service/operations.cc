@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "service/crypto/premaster.h"
@@ -45,23 +44,6 @@ hsm::CallOptions Options(absl::Time deadline) {
   hsm::CallOptions options;
   options.deadline = deadline;
   return options;
-}
-
-std::string Describe(const offkey::v1::KeyRef& ref) {
-  switch (ref.ref_case()) {
-    case offkey::v1::KeyRef::kName:
-      return absl::StrCat("'", absl::CHexEscape(ref.name()), "'");
-    case offkey::v1::KeyRef::kKeyId:
-      return absl::StrCat("id ", absl::BytesToHexString(ref.key_id()));
-    case offkey::v1::KeyRef::kSki:
-      return absl::StrCat("SKI ", absl::BytesToHexString(ref.ski()));
-    case offkey::v1::KeyRef::kCertSha256:
-      return absl::StrCat("certificate SHA-256 ",
-                          absl::BytesToHexString(ref.cert_sha256()));
-    case offkey::v1::KeyRef::REF_NOT_SET:
-      break;
-  }
-  return "(none)";
 }
 
 config::KeyFacts FactsOf(const KeyRecord& key) {
@@ -115,7 +97,7 @@ absl::StatusOr<std::shared_ptr<const KeyRecord>> Operations::Authorize(
   // keys exist to callers without a grant.
   const absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
       "caller '", caller.identity, "' has no grant for ", OperationName(op), " on key ",
-      Describe(ref), ", or no such key exists; ask the operator for a grant"));
+      KeyRefText(ref), ", or no such key exists; ask the operator for a grant"));
   absl::StatusOr<std::shared_ptr<const KeyRecord>> key = catalog_->Find(ref);
   if (absl::IsNotFound(key.status())) return denied;
   if (!key.ok()) return key.status();

@@ -1,7 +1,5 @@
 #include "tests/offkeyd_fixture.h"
 
-#include <openssl/pem.h>
-
 #include <cstdlib>
 #include <fstream>
 
@@ -16,18 +14,6 @@ void Write(const std::string& path, absl::string_view data) {
   std::ofstream out(path, std::ios::binary);
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
   ASSERT_TRUE(out.good()) << path;
-}
-
-std::string PemToDer(const std::string& pem) {
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  X509* x509 = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x509, &der);
-  std::string out(reinterpret_cast<char*>(der), len);
-  OPENSSL_free(der);
-  X509_free(x509);
-  return out;
 }
 
 }  // namespace
@@ -118,10 +104,11 @@ hsm::KeyInfo OffkeydTest::AddKey(const std::string& name, hsm::KeyAlgorithm algo
   spec.public_key_spki = key->public_key_spki;
   auto cert = service::dev::Issue(ca_, spec);
   EXPECT_TRUE(cert.ok()) << cert.status();
-  EXPECT_TRUE(store_
-                  ->PutCertificateChain(
-                      key->key_id, {PemToDer(cert->cert_pem), PemToDer(ca_.cert_pem)})
-                  .ok());
+  EXPECT_TRUE(
+      store_
+          ->PutCertificateChain(key->key_id, {*service::dev::PemToDer(cert->cert_pem),
+                                              *service::dev::PemToDer(ca_.cert_pem)})
+          .ok());
   if (server_ != nullptr) server_->InvalidateKeyCache();
   return *key;
 }

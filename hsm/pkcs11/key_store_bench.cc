@@ -124,20 +124,12 @@ int Main(int argc, char** argv) {
   auto rsa = store.GenerateKey("bench-rsa", KeyAlgorithm::kRsa2048);
   auto ec = store.GenerateKey("bench-ec", KeyAlgorithm::kEcP256);
   if (!rsa.ok() || !ec.ok()) {
-    fprintf(stderr, "key generation failed\n");
+    fprintf(stderr, "key generation failed: %s\n",
+            (rsa.ok() ? ec.status() : rsa.status()).ToString().c_str());
     return 1;
   }
   const CK_FUNCTION_LIST* fn = store.token().fn();
-  CK_SLOT_ID slot = 0;
-  store.token()
-      .Run("slot", absl::InfiniteFuture(),
-           [&](CK_SESSION_HANDLE s, int) -> CK_RV {
-             CK_SESSION_INFO info;
-             CK_RV rv = fn->C_GetSessionInfo(s, &info);
-             slot = info.slotID;
-             return rv;
-           })
-      .IgnoreError();
+  const CK_SLOT_ID slot = store.token().slot();
   BareThread bare[2];
   for (BareThread& b : bare) {
     if (fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,

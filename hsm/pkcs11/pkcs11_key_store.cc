@@ -36,36 +36,28 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
-CK_MECHANISM_TYPE HashMechanism(HashAlgorithm hash) {
+// RSA-PSS parameters with salt = hash length, as TLS requires.
+CK_RSA_PKCS_PSS_PARAMS PssParams(HashAlgorithm hash) {
   switch (hash) {
     case HashAlgorithm::kSha1:
-      return CKM_SHA_1;
-    case HashAlgorithm::kSha256:
-      return CKM_SHA256;
+      return {CKM_SHA_1, CKG_MGF1_SHA1, HashLength(hash)};
     case HashAlgorithm::kSha384:
-      return CKM_SHA384;
+      return {CKM_SHA384, CKG_MGF1_SHA384, HashLength(hash)};
     case HashAlgorithm::kSha512:
-      return CKM_SHA512;
-    case HashAlgorithm::kNone:
+      return {CKM_SHA512, CKG_MGF1_SHA512, HashLength(hash)};
+    case HashAlgorithm::kSha256:
+    case HashAlgorithm::kNone:  // Refused before use (SignAlgorithmFitsKey).
       break;
   }
-  return CKM_SHA256;
+  return {CKM_SHA256, CKG_MGF1_SHA256, HashLength(HashAlgorithm::kSha256)};
 }
 
-CK_RSA_PKCS_MGF_TYPE Mgf(HashAlgorithm hash) {
-  switch (hash) {
-    case HashAlgorithm::kSha1:
-      return CKG_MGF1_SHA1;
-    case HashAlgorithm::kSha256:
-      return CKG_MGF1_SHA256;
-    case HashAlgorithm::kSha384:
-      return CKG_MGF1_SHA384;
-    case HashAlgorithm::kSha512:
-      return CKG_MGF1_SHA512;
-    case HashAlgorithm::kNone:
-      break;
-  }
-  return CKG_MGF1_SHA256;
+// Selects the metadata object(s) of `key_id`. Data objects have no CKA_ID, so the id
+// goes in CKA_OBJECT_ID under offkey's application name.
+void MetadataSelector(absl::string_view key_id, Template& tmpl) {
+  tmpl.Ulong(CKA_CLASS, CKO_DATA)
+      .Bytes(CKA_APPLICATION, kMetadataApplication)
+      .Bytes(CKA_OBJECT_ID, key_id);
 }
 
 KeyAlgorithm RsaAlgorithm(size_t modulus_bytes) {
@@ -405,14 +397,18 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::StoreKeyPair(
   return info;
 }
 
-absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
-                                                  const SecretBytes& pkcs8_der) {
-  OFFKEY_RETURN_IF_ERROR(ValidateKeyName(name));
-  auto existing = FindKey(KeyLookup::Name(name));
+absl::Status Pkcs11KeyStore::CheckNameFree(absl::string_view name) {
+  absl::StatusOr<KeyInfo> existing = FindKey(KeyLookup::Name(name));
   if (existing.ok()) {
     return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
   }
-  if (!absl::IsNotFound(existing.status())) return existing.status();
+  return absl::IsNotFound(existing.status()) ? absl::OkStatus() : existing.status();
+}
+
+absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
+                                                  const SecretBytes& pkcs8_der) {
+  OFFKEY_RETURN_IF_ERROR(ValidateKeyName(name));
+  OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
   const unsigned char* p = pkcs8_der.data();
   std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
@@ -540,11 +536,7 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::GenerateKey(absl::string_view name,
   if (KeyBits(algorithm) == 0) {
     return absl::InvalidArgumentError("unknown key algorithm");
   }
-  auto existing = FindKey(KeyLookup::Name(name));
-  if (existing.ok()) {
-    return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
-  }
-  if (!absl::IsNotFound(existing.status())) return existing.status();
+  OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
   // Generate under a random temporary id, then re-id both halves with the SKI, which is
   // only known once the public key exists.
@@ -620,11 +612,8 @@ absl::Status Pkcs11KeyStore::DestroyKey(absl::string_view key_id) {
                  std::vector<CK_OBJECT_HANDLE> found;
                  CK_RV rv = FindObjects(fn, session, find, &found);
                  if (rv != CKR_OK) return rv;
-                 // Metadata objects are found by application and id.
                  Template meta;
-                 meta.Ulong(CKA_CLASS, CKO_DATA)
-                     .Bytes(CKA_APPLICATION, kMetadataApplication)
-                     .Bytes(CKA_OBJECT_ID, key_id);
+                 MetadataSelector(key_id, meta);
                  std::vector<CK_OBJECT_HANDLE> meta_found;
                  rv = FindObjects(fn, session, meta, &meta_found);
                  if (rv != CKR_OK) return rv;
@@ -742,18 +731,14 @@ absl::Status Pkcs11KeyStore::PutMetadata(absl::string_view key_id,
                  rv = GetBytes(fn, session, key.object, CKA_LABEL, &name);
                  if (rv != CKR_OK) return rv;
                  Template find;
-                 find.Ulong(CKA_CLASS, CKO_DATA)
-                     .Bytes(CKA_APPLICATION, kMetadataApplication)
-                     .Bytes(CKA_OBJECT_ID, key_id);
+                 MetadataSelector(key_id, find);
                  std::vector<CK_OBJECT_HANDLE> old;
                  rv = FindObjects(fn, session, find, &old);
                  if (rv != CKR_OK) return rv;
                  Template data;
-                 data.Ulong(CKA_CLASS, CKO_DATA)
-                     .Bool(CKA_TOKEN, true)
+                 MetadataSelector(key_id, data);
+                 data.Bool(CKA_TOKEN, true)
                      .Bool(CKA_PRIVATE, true)
-                     .Bytes(CKA_APPLICATION, kMetadataApplication)
-                     .Bytes(CKA_OBJECT_ID, key_id)
                      .Bytes(CKA_LABEL, name)
                      .Bytes(CKA_VALUE, metadata);
                  CK_OBJECT_HANDLE h;
@@ -771,9 +756,7 @@ absl::StatusOr<std::string> Pkcs11KeyStore::GetMetadata(absl::string_view key_id
             [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
               const CK_FUNCTION_LIST* fn = token_->fn();
               Template find;
-              find.Ulong(CKA_CLASS, CKO_DATA)
-                  .Bytes(CKA_APPLICATION, kMetadataApplication)
-                  .Bytes(CKA_OBJECT_ID, key_id);
+              MetadataSelector(key_id, find);
               std::vector<CK_OBJECT_HANDLE> found;
               CK_RV rv = FindObjects(fn, session, find, &found);
               if (rv != CKR_OK) return rv;
@@ -805,8 +788,7 @@ absl::StatusOr<std::string> Pkcs11KeyStore::Sign(absl::string_view key_id,
   }
   absl::string_view to_sign =
       algorithm.kind == SignatureKind::kEdDsa ? message : absl::string_view(input);
-  CK_RSA_PKCS_PSS_PARAMS pss = {HashMechanism(algorithm.hash), Mgf(algorithm.hash),
-                                HashLength(algorithm.hash)};
+  CK_RSA_PKCS_PSS_PARAMS pss = PssParams(algorithm.hash);
   CK_MECHANISM mech = {CKM_RSA_PKCS, nullptr, 0};
   switch (algorithm.kind) {
     case SignatureKind::kRsaPkcs1:

@@ -86,6 +86,8 @@ class Pkcs11KeyStore final : public KeyStore {
       absl::string_view name, KeyAlgorithm algorithm, const std::string& spki,
       absl::FunctionRef<void(Template&, Template&)> add_components);
   void Forget(absl::string_view key_id);
+  // OK if no key is named `name`; ALREADY_EXISTS if one is.
+  absl::Status CheckNameFree(absl::string_view name);
 
   std::unique_ptr<Token> token_;
   absl::Mutex mu_;

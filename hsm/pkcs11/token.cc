@@ -74,6 +74,11 @@ uint64_t Token::epoch() const {
   return epoch_;
 }
 
+CK_SLOT_ID Token::slot() const {
+  absl::MutexLock lock(&mu_);
+  return slot_;
+}
+
 int Token::sessions_in_use() const {
   absl::MutexLock lock(&mu_);
   return leased_;
@@ -106,14 +111,16 @@ absl::StatusOr<CK_SLOT_ID> Token::FindSlot(std::string* present) const {
 void Token::SyncWithModule() {
   // Another Token on the same module may have re-initialised it: every session and
   // the login are gone, and the slot may have moved.
-  uint64_t generation = module_->generation();
-  uint64_t seen_epoch;
-  {
-    absl::MutexLock lock(&mu_);
-    if (module_generation_ == generation) return;
-    seen_epoch = epoch_;
-  }
-  Recover(seen_epoch).IgnoreError();  // Run reports the failure of the retried call.
+  auto synced = [this] {
+    return module_generation_.load(std::memory_order_acquire) == module_->generation();
+  };
+  if (synced()) return;  // The lock-free fast path of every Acquire.
+  // Read the epoch first, then check again: if another caller recovered in between,
+  // either the check or Recover (seeing a newer epoch) makes this a no-op.
+  uint64_t seen_epoch = epoch();
+  if (synced()) return;
+  Recover(seen_epoch).IgnoreError();  // Run reports the failure of the retried call.  //
+                                      // Run reports the failure of the retried call.
 }
 
 absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {

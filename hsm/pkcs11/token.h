@@ -2,6 +2,7 @@
 #ifndef OFFKEY_HSM_PKCS11_TOKEN_H_
 #define OFFKEY_HSM_PKCS11_TOKEN_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -69,6 +70,8 @@ class Token {
   const CK_FUNCTION_LIST* fn() const { return module_->fn(); }
   const TokenUri& uri() const { return uri_; }
   int max_sessions() const { return max_sessions_; }
+  // The slot the token was last found in (for tools that open sessions of their own).
+  CK_SLOT_ID slot() const;
   int sessions_in_use() const;
 
   // OK if a session can be used and is logged in (recovering first if needed);
@@ -91,9 +94,10 @@ class Token {
   // Returns a session to the pool, or closes it when `broken` or from an older epoch.
   void Release(const Lease& lease, bool broken);
   absl::Status Login(CK_SESSION_HANDLE session, uint64_t epoch);
-  // Finds the slot holding our token; with `rescan`, re-initialises the module first if
-  // the token is not among the present ones.
+  // Finds the token again (re-initialising the module if it is not among the present
+  // ones) and starts a new epoch: idle sessions and cached handles are dropped.
   absl::Status Recover(uint64_t seen_epoch);
+  // The slot whose token matches the URI; NOT_FOUND lists the tokens present.
   absl::StatusOr<CK_SLOT_ID> FindSlot(std::string* present) const;
   void SyncWithModule();
   // Drops every idle session and forgets the login, after one session was found closed
@@ -108,7 +112,9 @@ class Token {
   mutable absl::Mutex mu_;
   CK_SLOT_ID slot_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t module_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // The module generation our sessions belong to. Written under mu_; read without it on
+  // every Acquire, which must not take the lock twice.
+  std::atomic<uint64_t> module_generation_{0};
   uint64_t logged_in_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t pool_generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<CK_SESSION_HANDLE> idle_ ABSL_GUARDED_BY(mu_);

@@ -1,6 +1,5 @@
 #include "service/dev/dev_mode.h"
 
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,20 +46,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
-}
-
-absl::StatusOr<std::string> PemToDer(const std::string& pem) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
-  X509Ptr x509(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (x509 == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument, "not a PEM certificate");
-  }
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x509.get(), &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? static_cast<size_t>(len) : 0);
-  OPENSSL_free(der);
-  return out;
 }
 
 SecretBytes RandomPin() {

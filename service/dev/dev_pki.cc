@@ -119,6 +119,20 @@ absl::StatusOr<IssuedCert> Build(const CertSpec& spec, X509* issuer_cert,
 
 }  // namespace
 
+absl::StatusOr<std::string> PemToDer(absl::string_view pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  X509Ptr x509(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (x509 == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument, "not a PEM certificate");
+  }
+  unsigned char* der = nullptr;
+  int len = i2d_X509(x509.get(), &der);
+  std::string out(reinterpret_cast<char*>(der), len > 0 ? static_cast<size_t>(len) : 0);
+  OPENSSL_free(der);
+  return out;
+}
+
 absl::StatusOr<IssuedCert> MakeCa(absl::string_view common_name) {
   CertSpec spec;
   spec.common_name = std::string(common_name);

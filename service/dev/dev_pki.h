@@ -32,6 +32,9 @@ struct CertSpec {
   std::string public_key_spki;
 };
 
+// The DER of the first certificate in `pem` (KeyStore chains are DER).
+absl::StatusOr<std::string> PemToDer(absl::string_view pem);
+
 // A self-signed CA (P-256, basicConstraints CA:TRUE, keyCertSign).
 absl::StatusOr<IssuedCert> MakeCa(absl::string_view common_name);
 

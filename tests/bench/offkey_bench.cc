@@ -184,7 +184,9 @@ int Main(int argc, char** argv) {
   if (op_name == "decrypt" && type->algorithm != hsm::KeyAlgorithm::kRsa2048) {
     return Fail("--op=decrypt needs --key=rsa2048");
   }
-  if (concurrency < 1 || seconds <= 0) return Fail("--concurrency and --duration > 0");
+  if (concurrency < 1 || seconds <= 0) {
+    return Fail("--concurrency must be at least 1 and --duration positive");
+  }
 
   // The token, the key and a server over it.
   auto token = hsm::pkcs11::testing::SoftHsmToken::Create("bench");
@@ -213,7 +215,10 @@ int Main(int argc, char** argv) {
   client_spec.uris = {"spiffe://bench/terminator"};
   client_spec.client_auth = true;
   auto client_cert = service::dev::Issue(*ca, client_spec);
-  if (!ca.ok() || !server_cert.ok() || !client_cert.ok()) return Fail("PKI");
+  for (const absl::Status& made :
+       {ca.status(), server_cert.status(), client_cert.status()}) {
+    if (!made.ok()) return Fail("making the test PKI: " + made.ToString());
+  }
   std::ofstream(dir + "/ca.pem") << ca->cert_pem;
   std::ofstream(dir + "/server.pem") << server_cert->cert_pem;
   std::ofstream(dir + "/server.key") << server_cert->key_pem.view();
@@ -287,17 +292,7 @@ int Main(int argc, char** argv) {
 
   // Bare PKCS#11: own sessions on the same token (the store's login covers them).
   const CK_FUNCTION_LIST* fn = (*store)->token().fn();
-  CK_SLOT_ID slot = 0;
-  (*store)
-      ->token()
-      .Run("slot", absl::InfiniteFuture(),
-           [&](CK_SESSION_HANDLE s, int) -> CK_RV {
-             CK_SESSION_INFO info;
-             CK_RV rv = fn->C_GetSessionInfo(s, &info);
-             slot = info.slotID;
-             return rv;
-           })
-      .IgnoreError();
+  const CK_SLOT_ID slot = (*store)->token().slot();
   struct Bare {
     CK_SESSION_HANDLE session;
     CK_OBJECT_HANDLE key;
