@@ -9,6 +9,9 @@ packages=(
   # Libraries, all from Debian: gRPC, protobuf, Abseil, OpenSSL 3, GoogleTest.
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libabsl-dev
   libssl-dev openssl libgtest-dev libgmock-dev
+  # Observability: Prometheus client (metrics), cpp-httplib (the metrics/health HTTP
+  # port), and grpc-proto (health.proto, so reflection can describe grpc.health.v1).
+  prometheus-cpp-dev libcpp-httplib-dev grpc-proto
   # PKCS#11: the header (modules are dlopen()ed) and SoftHSM2 for development and tests.
   libp11-kit-dev softhsm2
 )

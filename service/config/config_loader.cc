@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,11 @@ constexpr int kMaxSessions = 1024;
 constexpr int kMaxThreads = 1024;
 constexpr int kDefaultQueueDepth = 256;
 constexpr int kMaxQueueDepth = 65536;
+constexpr int kDefaultStreamInFlight = 128;
+constexpr int kMaxStreamInFlight = 4096;
+constexpr int kDefaultReloadSeconds = 5;
+constexpr int kMaxReloadSeconds = 3600;
+constexpr size_t kMaxTrustBundleName = 128;
 constexpr size_t kMaxConfigBytes = 1 << 20;
 
 // The tokenizer's column for byte `offset` of `line`: tabs advance to the next multiple
@@ -254,6 +260,30 @@ void CheckHsm(const offkey::v1::HsmConfig& hsm, Completeness completeness,
   CheckRange(hsm.max_sessions(), 1, kMaxSessions, "max_sessions", where);
 }
 
+void CheckTrustBundles(const ServerConfig& config, const MessageCursor& root) {
+  std::set<std::string> names;
+  for (int i = 0; i < config.trust_bundles_size(); ++i) {
+    const offkey::v1::TrustBundle& bundle = config.trust_bundles(i);
+    MessageCursor where = root.Nested("trust_bundles", i);
+    if (bundle.name().empty() || bundle.name().size() > kMaxTrustBundleName) {
+      where.Error("name", -1, "required, 1..128 bytes (VerifyClient names the bundle)");
+    } else if (!names.insert(bundle.name()).second) {
+      where.Error("name", -1, absl::StrCat(Quoted(bundle.name()), " is defined twice"));
+    }
+    if (bundle.ca_file().empty()) {
+      where.Error("ca_file", -1, "required: a PEM file of the CA certificates to trust");
+    }
+    for (int j = 0; j < bundle.crl_files_size(); ++j) {
+      if (bundle.crl_files(j).empty()) where.Error("crl_files", j, "empty path");
+    }
+    for (int j = 0; j < bundle.allowed_schemes_size(); ++j) {
+      if (bundle.allowed_schemes(j) == offkey::v1::SIGNATURE_SCHEME_UNSPECIFIED) {
+        where.Error("allowed_schemes", j, "SIGNATURE_SCHEME_UNSPECIFIED is not a scheme");
+      }
+    }
+  }
+}
+
 // `config` has its defaults applied.
 void Validate(const ServerConfig& config, Completeness completeness,
               const MessageCursor& root) {
@@ -285,6 +315,11 @@ void Validate(const ServerConfig& config, Completeness completeness,
              " (0 = hsm.max_sessions)");
   CheckRange(config.workers().queue_depth(), 1, kMaxQueueDepth, "queue_depth", workers);
   CheckPolicy(config.policy(), config.admin_identities(), root);
+  CheckTrustBundles(config, root);
+  CheckRange(config.stream().max_in_flight(), 1, kMaxStreamInFlight, "max_in_flight",
+             root.Nested("stream"));
+  CheckRange(config.reload().interval_seconds(), 1, kMaxReloadSeconds,
+             "interval_seconds", root.Nested("reload"));
 }
 
 }  // namespace
@@ -302,6 +337,12 @@ void ApplyDefaults(ServerConfig* config) {
   }
   if (config->workers().queue_depth() == 0) {
     config->mutable_workers()->set_queue_depth(kDefaultQueueDepth);
+  }
+  if (config->stream().max_in_flight() == 0) {
+    config->mutable_stream()->set_max_in_flight(kDefaultStreamInFlight);
+  }
+  if (config->reload().interval_seconds() == 0) {
+    config->mutable_reload()->set_interval_seconds(kDefaultReloadSeconds);
   }
 }
 
