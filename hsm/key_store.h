@@ -113,6 +113,14 @@ class KeyStore {
   // OK while the store can serve operations; UNAVAILABLE with the reason otherwise.
   // Cheap enough for a readiness probe.
   virtual absl::Status CheckHealth() = 0;
+
+  // Sessions (concurrent operations) in use now and at most, for metrics. Stores
+  // without a session pool report {0, 0}.
+  struct SessionUse {
+    int in_use = 0;
+    int max = 0;
+  };
+  virtual SessionUse Sessions() const { return {}; }
 };
 
 }  // namespace offkey::hsm

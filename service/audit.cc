@@ -46,6 +46,14 @@ std::string FormatAuditLine(const AuditRecord& r) {
   if (!r.scheme.empty()) absl::StrAppend(&line, ",\"scheme\":", Json(r.scheme));
   if (!r.tls_version.empty()) absl::StrAppend(&line, ",\"tls\":", Json(r.tls_version));
   if (!r.sni.empty()) absl::StrAppend(&line, ",\"sni\":", Json(r.sni));
+  if (!r.trust_bundle.empty()) {
+    absl::StrAppend(&line, ",\"trust_bundle\":", Json(r.trust_bundle));
+  }
+  if (!r.verify_result.empty()) {
+    absl::StrAppend(&line, ",\"verify_result\":", Json(r.verify_result));
+  }
+  if (!r.client.empty()) absl::StrAppend(&line, ",\"client\":", Json(r.client));
+  if (r.pipeline) absl::StrAppend(&line, ",\"via\":\"pipeline\"");
   if (!r.handshake_id.empty()) {
     absl::StrAppend(&line, ",\"handshake_id\":", Json(r.handshake_id));
   }

@@ -24,7 +24,11 @@ struct AuditRecord {
   std::string tls_version;
   std::string sni;
   std::string handshake_id;
-  absl::Status outcome;  // Its code and, for errors, its message.
+  std::string trust_bundle;   // VerifyClient: the bundle named.
+  std::string verify_result;  // VerifyClient: "VERIFIED", "EXPIRED", ...
+  std::string client;         // VerifyClient: the verified client's SPIFFE ID or subject.
+  bool pipeline = false;      // Carried by a Pipeline stream rather than a unary call.
+  absl::Status outcome;       // Its code and, for errors, its message.
   absl::Duration latency;
 };
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -26,6 +27,8 @@ ABSL_FLAG(std::string, dev_state_dir, ".offkey/dev", "State directory for --dev.
 ABSL_FLAG(std::string, softhsm_module, "/usr/lib/softhsm/libsofthsm2.so",
           "SoftHSM2 module used by --dev.");
 ABSL_FLAG(std::string, listen, "", "Data-plane listen address host:port (port 0: any).");
+ABSL_FLAG(std::string, metrics_address, "",
+          "Metrics and health HTTP address host:port (metrics_address; port 0: any).");
 ABSL_FLAG(std::string, pkcs11_module, "", "PKCS#11 module path (hsm.module_path).");
 ABSL_FLAG(std::string, token_uri, "", "RFC 7512 token URI (hsm.token_uri).");
 ABSL_FLAG(std::string, pin_file, "", "File holding the token user PIN (hsm.pin_file).");
@@ -38,6 +41,8 @@ ABSL_FLAG(bool, insecure_plaintext_for_development, false,
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound data-plane port to this file once serving (for tests and "
           "scripts that listen on port 0).");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "Write the bound metrics/health HTTP port to this file once serving.");
 
 namespace offkey {
 namespace {
@@ -51,6 +56,9 @@ int Fail(const absl::Status& status, absl::string_view what) {
 void ApplyFlags(offkey::v1::ServerConfig* config) {
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config->set_listen_address(absl::GetFlag(FLAGS_listen));
+  }
+  if (!absl::GetFlag(FLAGS_metrics_address).empty()) {
+    config->set_metrics_address(absl::GetFlag(FLAGS_metrics_address));
   }
   auto* hsm = config->mutable_hsm();
   if (!absl::GetFlag(FLAGS_pkcs11_module).empty()) {
@@ -73,6 +81,30 @@ void ApplyFlags(offkey::v1::ServerConfig* config) {
   if (absl::GetFlag(FLAGS_insecure_plaintext_for_development)) {
     config->set_insecure_plaintext_for_development(true);
   }
+}
+
+// The file, then the flags over it, then defaults; validated whole.
+absl::StatusOr<offkey::v1::ServerConfig> LoadConfig(const std::string& path) {
+  absl::StatusOr<offkey::v1::ServerConfig> config = service::config::LoadConfigFile(
+      path, service::config::Completeness::kAllowIncomplete);
+  if (!config.ok()) return config.status();
+  ApplyFlags(&*config);
+  service::config::ApplyDefaults(&*config);
+  if (absl::Status valid = service::config::ValidateConfig(*config); !valid.ok()) {
+    return valid;
+  }
+  return config;
+}
+
+// Writes `port` to `path` atomically (a reader never sees a partial file).
+absl::Status WritePortFile(const std::string& path, int port) {
+  std::string tmp = path + ".tmp";
+  FILE* f = fopen(tmp.c_str(), "w");
+  if (f == nullptr || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
+      rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write '", path, "'"));
+  }
+  return absl::OkStatus();
 }
 
 int Main(int argc, char** argv) {
@@ -113,14 +145,8 @@ int Main(int argc, char** argv) {
     dev_state = *state;
     if (config_file.empty()) config_file = dev_state.config_file;
   }
-  absl::StatusOr<offkey::v1::ServerConfig> config = service::config::LoadConfigFile(
-      config_file, service::config::Completeness::kAllowIncomplete);
+  absl::StatusOr<offkey::v1::ServerConfig> config = LoadConfig(config_file);
   if (!config.ok()) return Fail(config.status(), "configuration");
-  ApplyFlags(&*config);
-  service::config::ApplyDefaults(&*config);
-  if (absl::Status valid = service::config::ValidateConfig(*config); !valid.ok()) {
-    return Fail(valid, "configuration");
-  }
   if (config->insecure_plaintext_for_development()) {
     fprintf(stderr,
             "offkeyd: WARNING: insecure_plaintext_for_development is set: no TLS, no "
@@ -142,20 +168,24 @@ int Main(int argc, char** argv) {
     if (*made > 0) fprintf(stderr, "offkeyd: made %d development keys\n", *made);
   }
 
+  service::ServerOptions options;
+  // Re-read on every reload pass: policy and trust bundles change without a restart.
+  options.reload_config = [config_file] { return LoadConfig(config_file); };
   absl::StatusOr<std::unique_ptr<service::OffkeyServer>> server =
-      service::OffkeyServer::Start(*config, store->get());
+      service::OffkeyServer::Start(*config, store->get(), options);
   if (!server.ok()) return Fail(server.status(), "starting the server");
   const int port = (*server)->port();
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    std::string tmp = absl::GetFlag(FLAGS_port_file) + ".tmp";
-    FILE* f = fopen(tmp.c_str(), "w");
-    if (f == nullptr || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 ||
-        rename(tmp.c_str(), absl::GetFlag(FLAGS_port_file).c_str()) != 0) {
-      return Fail(absl::InternalError("cannot write the port file"), "--port_file");
+  for (const auto& [flag, bound] :
+       {std::pair<std::string, int>{absl::GetFlag(FLAGS_port_file), port},
+        {absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()}}) {
+    if (flag.empty()) continue;
+    if (absl::Status written = WritePortFile(flag, bound); !written.ok()) {
+      return Fail(written, "port file");
     }
   }
   if (dev) fputs(service::dev::ConnectHelp(dev_state, port).c_str(), stderr);
-  fprintf(stderr, "offkeyd: serving on port %d\n", port);
+  fprintf(stderr, "offkeyd: serving on port %d; metrics and health on http port %d\n",
+          port, (*server)->metrics_port());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

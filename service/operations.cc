@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "service/crypto/premaster.h"
@@ -81,6 +82,11 @@ Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
 void Operations::SetPolicy(std::shared_ptr<const config::Policy> policy) {
   absl::MutexLock lock(&mu_);
   policy_ = std::move(policy);
+}
+
+void Operations::SetTrustStore(std::shared_ptr<const verify::TrustStore> trust) {
+  absl::MutexLock lock(&mu_);
+  trust_ = std::move(trust);
 }
 
 std::shared_ptr<const config::Policy> Operations::policy() const {
@@ -255,6 +261,29 @@ absl::StatusOr<offkey::v1::DeriveMasterSecretResponse> Operations::DeriveMasterS
   offkey::v1::DeriveMasterSecretResponse response;
   response.set_master_secret(master->view().data(), master->size());
   return response;
+}
+
+absl::StatusOr<offkey::v1::VerifyClientResponse> Operations::VerifyClient(
+    const Caller& caller, const offkey::v1::VerifyClientRequest& request, absl::Time) {
+  OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
+  std::shared_ptr<const verify::TrustStore> trust;
+  {
+    absl::MutexLock lock(&mu_);
+    if (caller.identity.empty() ||
+        !policy_->AllowsKeyless(caller.identity, offkey::v1::VERIFY_CLIENT)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("caller '", caller.identity,
+                       "' has no grant for verify-client; ask the operator for a grant"));
+    }
+    trust = trust_;
+  }
+  if (trust == nullptr || !trust->Has(request.trust_bundle())) {
+    return absl::NotFoundError(
+        absl::StrCat("trust_bundle: no bundle named '",
+                     absl::CHexEscape(request.trust_bundle().substr(0, 128)),
+                     "' is configured (see trust_bundles in the offkeyd config)"));
+  }
+  return trust->Verify(request, absl::Now());
 }
 
 absl::StatusOr<offkey::v1::GetCertificateResponse> Operations::GetCertificate(

@@ -13,6 +13,7 @@
 #include "hsm/key_store.h"
 #include "offkey/v1/config.pb.h"
 #include "offkey/v1/key_service.pb.h"
+#include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
 #include "service/key_catalog.h"
 #include "service/proto_convert.h"
@@ -36,6 +37,8 @@ class Operations {
              std::shared_ptr<const config::Policy> policy);
 
   void SetPolicy(std::shared_ptr<const config::Policy> policy);
+  // The trust bundles VerifyClient uses; null (the initial state) means none.
+  void SetTrustStore(std::shared_ptr<const verify::TrustStore> trust);
 
   absl::StatusOr<offkey::v1::SignResponse> Sign(const Caller& caller,
                                                 const offkey::v1::SignRequest& request,
@@ -45,6 +48,12 @@ class Operations {
       absl::Time deadline);
   absl::StatusOr<offkey::v1::DeriveMasterSecretResponse> DeriveMasterSecret(
       const Caller& caller, const offkey::v1::DeriveMasterSecretRequest& request,
+      absl::Time deadline);
+  // Client verification failures are answers (OK with result != VERIFIED), not errors;
+  // errors are bad input, an unknown bundle (NOT_FOUND, only after authorization, so
+  // bundle names do not leak) and PERMISSION_DENIED without a VERIFY_CLIENT grant.
+  absl::StatusOr<offkey::v1::VerifyClientResponse> VerifyClient(
+      const Caller& caller, const offkey::v1::VerifyClientRequest& request,
       absl::Time deadline);
   absl::StatusOr<offkey::v1::GetCertificateResponse> GetCertificate(
       const Caller& caller, const offkey::v1::GetCertificateRequest& request,
@@ -70,6 +79,7 @@ class Operations {
   KeyCatalog* const catalog_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const verify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);
 };
 
 // Name of an operation for messages and audit ("sign", "decrypt-premaster", ...).

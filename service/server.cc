@@ -3,20 +3,22 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <thread>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_credentials_options.h"
+#include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
 
 namespace offkey::service {
 namespace {
 
-// How often the TLS files are re-read: rotated certificates take effect within this.
-constexpr unsigned int kCertificateRefreshSeconds = 5;
+constexpr char kServiceName[] = "offkey.v1.KeyService";
 
 absl::Status CheckReadable(const std::string& path, absl::string_view field) {
   if (path.empty()) {
@@ -29,26 +31,62 @@ absl::Status CheckReadable(const std::string& path, absl::string_view field) {
   return absl::OkStatus();
 }
 
-}  // namespace
+// The fields a reload cannot change (listeners, TLS file paths, the HSM, workers,
+// audit): `config` without the reloadable ones.
+offkey::v1::ServerConfig RestartOnly(offkey::v1::ServerConfig config) {
+  config.clear_policy();
+  config.clear_admin_identities();
+  config.clear_trust_bundles();
+  return config;
+}
 
-absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
-    const offkey::v1::ServerConfig& config, hsm::KeyStore* store) {
-  std::unique_ptr<OffkeyServer> server(new OffkeyServer());
+// The policy and trust bundles of `config`, built and checked together so that a reload
+// applies both or neither.
+struct Reloadable {
+  std::shared_ptr<const config::Policy> policy;
+  std::shared_ptr<const verify::TrustStore> trust;
+};
+
+absl::StatusOr<Reloadable> BuildReloadable(const offkey::v1::ServerConfig& config) {
   OFFKEY_ASSIGN_OR_RETURN(
       config::Policy policy,
       config::Policy::Create(config.policy(), config.admin_identities()));
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const verify::TrustStore> trust,
+                          verify::TrustStore::Load(config.trust_bundles()));
+  return Reloadable{std::make_shared<const config::Policy>(std::move(policy)),
+                    std::move(trust)};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
+    const offkey::v1::ServerConfig& config, hsm::KeyStore* store, ServerOptions options) {
+  std::unique_ptr<OffkeyServer> server(new OffkeyServer(std::move(options)));
+  server->store_ = store;
+  OFFKEY_ASSIGN_OR_RETURN(Reloadable reloadable, BuildReloadable(config));
+  {
+    absl::MutexLock lock(&server->reload_mu_);
+    server->config_ = config;
+    server->running_restart_only_ = RestartOnly(config).SerializeAsString();
+    server->trust_fingerprint_ = reloadable.trust->fingerprint();
+  }
   server->catalog_ = std::make_unique<KeyCatalog>(store);
-  server->operations_ = std::make_unique<Operations>(
-      store, server->catalog_.get(),
-      std::make_shared<const config::Policy>(std::move(policy)));
+  server->operations_ = std::make_unique<Operations>(store, server->catalog_.get(),
+                                                     std::move(reloadable.policy));
+  server->operations_->SetTrustStore(std::move(reloadable.trust));
   int threads = config.workers().threads() > 0 ? config.workers().threads()
                                                : config.hsm().max_sessions();
   OFFKEY_ASSIGN_OR_RETURN(server->pool_,
                           WorkerPool::Create(threads, config.workers().queue_depth()));
   const bool plaintext = config.insecure_plaintext_for_development();
   OFFKEY_ASSIGN_OR_RETURN(server->audit_, AuditLog::Open(config.audit().path()));
+  server->metrics_ = std::make_unique<metrics::Metrics>();
+  KeyServiceAsync::Options service_options;
+  service_options.allow_plaintext = plaintext;
+  service_options.stream_max_in_flight = config.stream().max_in_flight();
   server->service_ = std::make_unique<KeyServiceAsync>(
-      server->operations_.get(), server->pool_.get(), server->audit_.get(), plaintext);
+      server->operations_.get(), server->pool_.get(), server->audit_.get(),
+      server->metrics_.get(), service_options);
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (plaintext) {
@@ -63,15 +101,18 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
     server->certificates_ =
         std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
             tls.key_file(), tls.cert_file(), tls.client_ca_file(),
-            kCertificateRefreshSeconds);
-    grpc::experimental::TlsServerCredentialsOptions options(server->certificates_);
-    options.watch_root_certs();
-    options.watch_identity_key_cert_pairs();
-    options.set_cert_request_type(
+            config.reload().interval_seconds());
+    grpc::experimental::TlsServerCredentialsOptions tls_options(server->certificates_);
+    tls_options.watch_root_certs();
+    tls_options.watch_identity_key_cert_pairs();
+    tls_options.set_cert_request_type(
         GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    credentials = grpc::experimental::TlsServerCredentials(options);
+    credentials = grpc::experimental::TlsServerCredentials(tls_options);
   }
 
+  // grpc.health.v1 (served by gRPC itself) and reflection, so generic tools can call.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen_address(), credentials, &server->port_);
   // One completion-queue poller per core is enough: pollers only parse and dispatch.
@@ -84,23 +125,173 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
                                                " (in use, or not a local address?)"));
   }
   server->service_->Start();
+  server->CheckHealthNow();
+
+  OffkeyServer* self = server.get();
+  server->metrics_->SetSampler([self](metrics::Metrics& metrics) {
+    hsm::KeyStore::SessionUse sessions = self->store_->Sessions();
+    metrics.SetQueueDepth(self->pool_->queued());
+    metrics.SetHsmSessions(sessions.in_use, sessions.max);
+    metrics.SetPipeline(self->service_->open_streams(),
+                        self->service_->stream_items_in_flight());
+    metrics.SetReady(self->Ready().ok());
+  });
+  OFFKEY_ASSIGN_OR_RETURN(
+      server->http_,
+      metrics::HttpServer::Start(
+          config.metrics_address(), server->metrics_.get(),
+          [] { return absl::OkStatus(); }, [self] { return self->Ready(); }));
+  server->background_ = std::thread([self] { self->Background(); });
   return server;
 }
 
 OffkeyServer::~OffkeyServer() {
+  {
+    absl::MutexLock lock(&stop_mu_);
+    stopping_ = true;
+  }
+  if (background_.joinable()) background_.join();
   Shutdown(absl::Seconds(5));
   // Order matters: the server has stopped taking calls; the pool finishes the queued
   // ones (their replies still need the pollers); then the pollers stop once every call
   // has completed; then the server goes.
   pool_.reset();
-  service_->Stop();
+  if (service_ != nullptr) service_->Stop();
   server_.reset();
   service_.reset();
+  http_.reset();
+}
+
+void OffkeyServer::Log(const std::string& line) const {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    fprintf(stderr, "offkeyd: %s\n", line.c_str());
+  }
+}
+
+absl::Status OffkeyServer::Ready() const {
+  if (draining_.load()) return absl::UnavailableError("shutting down");
+  absl::MutexLock lock(&health_mu_);
+  return hsm_health_;
+}
+
+void OffkeyServer::CheckHealthNow() {
+  absl::Status health = store_->CheckHealth();
+  {
+    absl::MutexLock lock(&health_mu_);
+    if (health.ok() != hsm_health_.ok() || health.message() != hsm_health_.message()) {
+      Log(health.ok()
+              ? std::string("HSM available; serving")
+              : absl::StrCat("HSM unavailable; not serving: ", health.ToString()));
+    }
+    hsm_health_ = health;
+  }
+  const bool serving = Ready().ok();
+  if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(serving);
+    server_->GetHealthCheckService()->SetServingStatus(kServiceName, serving);
+  }
+}
+
+absl::Status OffkeyServer::ReloadNow() {
+  absl::MutexLock lock(&reload_mu_);
+  offkey::v1::ServerConfig next = config_;
+  if (options_.reload_config) {
+    absl::StatusOr<offkey::v1::ServerConfig> loaded = options_.reload_config();
+    if (!loaded.ok()) {
+      // Said once per distinct problem: a bad file is refused every pass until fixed.
+      if (loaded.status().ToString() != last_refusal_) {
+        last_refusal_ = loaded.status().ToString();
+        Log(absl::StrCat("configuration reload refused, keeping the running one: ",
+                         last_refusal_));
+      }
+      metrics_->RecordReload(false);
+      return loaded.status();
+    }
+    next = *std::move(loaded);
+  }
+  absl::StatusOr<Reloadable> built = BuildReloadable(next);
+  if (!built.ok()) {
+    if (built.status().ToString() != last_refusal_) {
+      last_refusal_ = built.status().ToString();
+      Log(absl::StrCat("configuration reload refused, keeping the running one: ",
+                       last_refusal_));
+    }
+    metrics_->RecordReload(false);
+    return built.status();
+  }
+  last_refusal_.clear();
+  const bool policy_changed =
+      next.policy().SerializeAsString() != config_.policy().SerializeAsString() ||
+      next.admin_identities().size() != config_.admin_identities().size() ||
+      !std::equal(next.admin_identities().begin(), next.admin_identities().end(),
+                  config_.admin_identities().begin());
+  const std::string fingerprint = built->trust->fingerprint();
+  const bool trust_changed = fingerprint != trust_fingerprint_;
+  const std::string restart_only = RestartOnly(next).SerializeAsString();
+  if (restart_only != running_restart_only_ && restart_only != reported_restart_only_) {
+    reported_restart_only_ = restart_only;
+    Log("configuration changed outside policy, admin_identities and trust_bundles; "
+        "those changes take effect at the next restart");
+  }
+  if (policy_changed) operations_->SetPolicy(std::move(built->policy));
+  if (trust_changed) operations_->SetTrustStore(std::move(built->trust));
+  if (policy_changed || trust_changed) {
+    Log(absl::StrCat("configuration reloaded:", policy_changed ? " policy" : "",
+                     trust_changed ? " trust_bundles" : ""));
+    metrics_->RecordReload(true);
+  }
+  config_ = std::move(next);
+  trust_fingerprint_ = fingerprint;
+  return absl::OkStatus();
+}
+
+void OffkeyServer::Background() {
+  absl::Duration reload_every;
+  {
+    absl::MutexLock lock(&reload_mu_);
+    reload_every = absl::Seconds(config_.reload().interval_seconds());
+  }
+  absl::Time next_health = absl::Now() + options_.health_interval;
+  absl::Time next_reload = absl::Now() + reload_every;
+  absl::MutexLock lock(&stop_mu_);
+  while (!stopping_) {
+    const absl::Time wake = std::min(next_health, next_reload);
+    if (stop_mu_.AwaitWithDeadline(absl::Condition(&stopping_), wake)) break;
+    stop_mu_.Unlock();
+    if (absl::Now() >= next_health) {
+      CheckHealthNow();
+      next_health = absl::Now() + options_.health_interval;
+    }
+    if (absl::Now() >= next_reload) {
+      ReloadNow().IgnoreError();  // Logged inside.
+      next_reload = absl::Now() + reload_every;
+    }
+    stop_mu_.Lock();
+  }
 }
 
 void OffkeyServer::Shutdown(absl::Duration grace) {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
+  draining_ = true;
+  if (server_->GetHealthCheckService() != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  // gRPC cancels calls that reached the transport but were not yet taken by a poller
+  // when the listener shuts down; a burst in flight at SIGTERM would lose some. So first
+  // keep serving (streams included) until nothing is in flight for a moment (or half the
+  // grace is gone), then end the streams and stop the listener.
+  const absl::Time give_up = absl::Now() + grace / 2;
+  int quiet = 0;
+  while (quiet < 5 && absl::Now() < give_up) {
+    const bool idle = service_->active_calls().load() == 0 &&
+                      service_->stream_items_in_flight() == 0 && pool_->queued() == 0;
+    quiet = idle ? quiet + 1 : 0;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  service_->Drain();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   pool_->Shutdown();
 }

@@ -10,7 +10,7 @@ state="$TEST_TMPDIR/dev"
 start() {  # start LOG: runs offkeyd on a free loopback port, waits until it serves
   rm -f "$state.port"
   "$offkeyd" --dev --dev_state_dir="$state" --listen=127.0.0.1:0 \
-    --port_file="$state.port" 2>"$1" &
+    --metrics_address=127.0.0.1:0 --port_file="$state.port" 2>"$1" &
   pid=$!
   for _ in $(seq 1 300); do
     [[ -s "$state.port" ]] && return 0

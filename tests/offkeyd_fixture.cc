@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "httplib.h"
 #include "service/config/config_loader.h"
 
 namespace offkey::testing {
@@ -24,7 +25,9 @@ void OffkeydTest::SetUp() {
   token_ = *token;
   dir_ = absl::StrCat(token_.directory, "/", token_.label);
   ASSERT_EQ(system(absl::StrCat("mkdir -p ", dir_).c_str()), 0);
-  auto store = hsm::pkcs11::Pkcs11KeyStore::Create(token_.Options());
+  hsm::pkcs11::TokenOptions options = token_.Options();
+  AdjustToken(&options);
+  auto store = hsm::pkcs11::Pkcs11KeyStore::Create(options);
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = std::move(*store);
 
@@ -42,10 +45,11 @@ void OffkeydTest::SetUp() {
   Write(dir_ + "/server.key", server_cert->key_pem.view());
 
   config_.set_listen_address("127.0.0.1:0");
+  config_.set_metrics_address("127.0.0.1:0");
   config_.mutable_tls()->set_cert_file(dir_ + "/server.pem");
   config_.mutable_tls()->set_key_file(dir_ + "/server.key");
   config_.mutable_tls()->set_client_ca_file(dir_ + "/ca.pem");
-  config_.mutable_hsm()->set_module_path(token_.Options().module_path);
+  config_.mutable_hsm()->set_module_path(options.module_path);
   config_.mutable_hsm()->set_token_uri(token_.Uri());
   config_.mutable_hsm()->set_pin_file(token_.pin_file);
   config_.mutable_hsm()->set_max_sessions(4);
@@ -66,7 +70,8 @@ void OffkeydTest::SetUp() {
   service::config::ApplyDefaults(&config_);
   ASSERT_TRUE(service::config::ValidateConfig(config_).ok())
       << service::config::ValidateConfig(config_);
-  auto started = service::OffkeyServer::Start(config_, ServedStore(store_.get()));
+  auto started =
+      service::OffkeyServer::Start(config_, ServedStore(store_.get()), Options());
   ASSERT_TRUE(started.ok()) << started.status();
   server_ = std::move(*started);
 }
@@ -115,6 +120,10 @@ hsm::KeyInfo OffkeydTest::AddKey(const std::string& name, hsm::KeyAlgorithm algo
 
 std::unique_ptr<offkey::v1::KeyService::Stub> OffkeydTest::Stub(
     const std::string& identity) {
+  return offkey::v1::KeyService::NewStub(Channel(identity));
+}
+
+std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity) {
   service::dev::CertSpec spec;
   spec.common_name = "client";
   spec.uris = {identity};
@@ -125,8 +134,17 @@ std::unique_ptr<offkey::v1::KeyService::Stub> OffkeydTest::Stub(
   tls.pem_root_certs = ca_.cert_pem;
   tls.pem_cert_chain = cert->cert_pem;
   tls.pem_private_key = std::string(cert->key_pem.view());
-  return offkey::v1::KeyService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", server_->port()), grpc::SslCredentials(tls)));
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                             grpc::SslCredentials(tls));
+}
+
+std::pair<int, std::string> OffkeydTest::HttpGet(const std::string& path) {
+  httplib::Client client("127.0.0.1", server_->metrics_port());
+  client.set_connection_timeout(5);
+  client.set_read_timeout(5);
+  httplib::Result result = client.Get(path);
+  if (!result) return {-1, httplib::to_string(result.error())};
+  return {result->status, result->body};
 }
 
 std::unique_ptr<offkey::v1::KeyService::Stub> OffkeydTest::StubWithoutCertificate() {

@@ -27,10 +27,14 @@ class OffkeydTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
+  // Adjusts how the test opens the token (for example through a wrapping module).
+  virtual void AdjustToken(hsm::pkcs11::TokenOptions* options) {}
   // Adjusts the configuration before the server starts.
   virtual void Configure(offkey::v1::ServerConfig* config) {}
   // The store the server is given; tests may wrap the real one to observe calls.
   virtual hsm::KeyStore* ServedStore(hsm::KeyStore* real) { return real; }
+  // Server options (reload source, log sink, health interval).
+  virtual service::ServerOptions Options() { return {}; }
 
   // Makes a key in the token with offkey metadata and a certificate from the test CA.
   hsm::KeyInfo AddKey(const std::string& name, hsm::KeyAlgorithm algorithm,
@@ -44,6 +48,12 @@ class OffkeydTest : public ::testing::Test {
   std::unique_ptr<offkey::v1::KeyService::Stub> Stub(const std::string& identity);
   // A stub that presents no client certificate.
   std::unique_ptr<offkey::v1::KeyService::Stub> StubWithoutCertificate();
+  // A channel whose client certificate carries `identity` (for other services on the
+  // same port: health, reflection).
+  std::shared_ptr<grpc::Channel> Channel(const std::string& identity);
+  // GET http://127.0.0.1:<metrics port><path>: {status, body}; status -1 if the
+  // request failed.
+  std::pair<int, std::string> HttpGet(const std::string& path);
   static std::unique_ptr<grpc::ClientContext> Context(
       absl::Duration timeout = absl::Seconds(20));
 

@@ -15,6 +15,7 @@
 #include "hsm/testing/verify.h"
 #include "hsm/testing/wycheproof.h"
 #include "service/crypto/tls_prf.h"
+#include "tests/forwarding_store.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
@@ -537,41 +538,12 @@ TEST_F(AuditedTest, OneLinePerOperationIdenticalForGoodAndBadPaddingAndNoSecrets
 
 // Forwards to the real store and counts signatures per key: shows which calls reached
 // the HSM.
-class CountingStore : public hsm::KeyStore {
+class CountingStore : public ForwardingStore {
  public:
-  explicit CountingStore(hsm::KeyStore* real) : real_(real) {}
+  using ForwardingStore::ForwardingStore;
   int signs(const std::string& key_id) {
     absl::MutexLock lock(&mu_);
     return signs_[key_id];
-  }
-  absl::StatusOr<hsm::KeyInfo> GenerateKey(absl::string_view n,
-                                           hsm::KeyAlgorithm a) override {
-    return real_->GenerateKey(n, a);
-  }
-  absl::StatusOr<hsm::KeyInfo> ImportKey(absl::string_view n,
-                                         const SecretBytes& k) override {
-    return real_->ImportKey(n, k);
-  }
-  absl::StatusOr<hsm::KeyInfo> FindKey(const hsm::KeyLookup& l) override {
-    return real_->FindKey(l);
-  }
-  absl::StatusOr<std::vector<hsm::KeyInfo>> ListKeys() override {
-    return real_->ListKeys();
-  }
-  absl::Status DestroyKey(absl::string_view id) override { return real_->DestroyKey(id); }
-  absl::Status PutCertificateChain(absl::string_view id,
-                                   absl::Span<const std::string> c) override {
-    return real_->PutCertificateChain(id, c);
-  }
-  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
-      absl::string_view id) override {
-    return real_->GetCertificateChain(id);
-  }
-  absl::Status PutMetadata(absl::string_view id, absl::string_view m) override {
-    return real_->PutMetadata(id, m);
-  }
-  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
-    return real_->GetMetadata(id);
   }
   absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm a,
                                    absl::string_view m,
@@ -580,20 +552,10 @@ class CountingStore : public hsm::KeyStore {
       absl::MutexLock lock(&mu_);
       ++signs_[std::string(id)];
     }
-    return real_->Sign(id, a, m, o);
+    return ForwardingStore::Sign(id, a, m, o);
   }
-  absl::StatusOr<SecretBytes> RsaDecryptRaw(absl::string_view id, absl::string_view c,
-                                            const hsm::CallOptions& o) override {
-    return real_->RsaDecryptRaw(id, c, o);
-  }
-  absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view d,
-                                                  const hsm::CallOptions& o) override {
-    return real_->HmacWithStoreSecret(d, o);
-  }
-  absl::Status CheckHealth() override { return real_->CheckHealth(); }
 
  private:
-  hsm::KeyStore* const real_;
   absl::Mutex mu_;
   std::map<std::string, int> signs_ ABSL_GUARDED_BY(mu_);
 };

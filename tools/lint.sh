@@ -9,7 +9,8 @@ if ! clang-format --dry-run -Werror "${files[@]}" 2>/dev/null; then
   echo "lint: clang-format wants changes (run: clang-format -i <file>)"
   rc=1
 fi
-flags=(-std=c++17 -I. -Ibazel-bin -Ibazel-bin/proto -I/usr/include/p11-kit-1)
+flags=(-std=c++17 -I. -Ibazel-bin -Ibazel-bin/proto -Ibazel-bin/third_party/grpc_proto
+       -I/usr/include/p11-kit-1)
 for f in "${files[@]}"; do
   [[ "$f" == *.cc ]] || continue
   out=$(clang-tidy --quiet "$f" -- "${flags[@]}" 2>/dev/null | grep -E 'warning:|error:')

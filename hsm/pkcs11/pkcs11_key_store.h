@@ -51,6 +51,9 @@ class Pkcs11KeyStore final : public KeyStore {
   absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view data,
                                                   const CallOptions& options) override;
   absl::Status CheckHealth() override;
+  SessionUse Sessions() const override {
+    return {token_->sessions_in_use(), token_->max_sessions()};
+  }
 
   Token& token() { return *token_; }
 

@@ -318,8 +318,8 @@ void Validate(const ServerConfig& config, Completeness completeness,
   CheckTrustBundles(config, root);
   CheckRange(config.stream().max_in_flight(), 1, kMaxStreamInFlight, "max_in_flight",
              root.Nested("stream"));
-  CheckRange(config.reload().interval_seconds(), 1, kMaxReloadSeconds,
-             "interval_seconds", root.Nested("reload"));
+  CheckRange(config.reload().interval_seconds(), 1, kMaxReloadSeconds, "interval_seconds",
+             root.Nested("reload"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "service/config/policy.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -129,7 +130,12 @@ void CheckPolicy(const offkey::v1::PolicyConfig& policy,
                     absl::StrCat("unknown operation ", grant.operations(i)));
       }
     }
-    CheckSelector(grant.keys(), where);
+    // VerifyClient uses no key, so a grant of VERIFY_CLIENT alone needs no selector.
+    const bool verify_only =
+        !grant.operations().empty() &&
+        std::all_of(grant.operations().begin(), grant.operations().end(),
+                    [](int op) { return op == offkey::v1::VERIFY_CLIENT; });
+    if (!verify_only || grant.has_keys()) CheckSelector(grant.keys(), where);
   }
   CheckPatterns(admin_identities, server_config, "admin_identities", "");
 }
@@ -186,6 +192,15 @@ bool Policy::Allows(absl::string_view identity, Operation op, const KeyFacts& ke
         grant.Selects(key)) {
       return true;
     }
+  }
+  return false;
+}
+
+bool Policy::AllowsKeyless(absl::string_view identity, Operation op) const {
+  if (identity.empty() || !IsKnownOperation(op)) return false;
+  const uint32_t bit = uint32_t{1} << op;
+  for (const Grant& grant : grants_) {
+    if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity)) return true;
   }
   return false;
 }

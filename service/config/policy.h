@@ -64,6 +64,10 @@ class Policy {
   bool Allows(absl::string_view identity, offkey::v1::Operation op,
               const KeyFacts& key) const;
 
+  // Whether some grant lets `identity` perform `op`, whatever keys it selects: for
+  // operations that use no key (VERIFY_CLIENT).
+  bool AllowsKeyless(absl::string_view identity, offkey::v1::Operation op) const;
+
   // Whether `identity` matches one of admin_identities.
   bool IsAdmin(absl::string_view identity) const;
 

@@ -56,6 +56,38 @@ TEST(PolicyTest, ExactIdentity) {
   EXPECT_FALSE(policy.Allows("SPIFFE://example.org/ns/edge/sa/nginx", SIGN, Key("web")));
 }
 
+TEST(PolicyTest, VerifyClientGrantNeedsNoKeys) {
+  Policy policy = MustCreate(R"pb(
+    policy {
+      grants {
+        identities: "spiffe://example.org/ns/edge/sa/nginx"
+        operations: [ VERIFY_CLIENT ]
+      }
+      grants {
+        identities: "spiffe://example.org/ns/edge/sa/signer"
+        operations: [ SIGN ]
+        keys { names: "web" }
+      }
+    })pb");
+  EXPECT_TRUE(policy.AllowsKeyless(kEdge, offkey::v1::VERIFY_CLIENT));
+  EXPECT_FALSE(policy.AllowsKeyless(kEdge, SIGN));
+  EXPECT_FALSE(policy.AllowsKeyless("spiffe://example.org/ns/edge/sa/signer",
+                                    offkey::v1::VERIFY_CLIENT));
+  EXPECT_FALSE(policy.AllowsKeyless("", offkey::v1::VERIFY_CLIENT));
+  EXPECT_FALSE(policy.Allows(kEdge, offkey::v1::VERIFY_CLIENT, Key("web")));
+  // A key-using operation beside VERIFY_CLIENT still needs a selector.
+  absl::Status mixed = CreateStatus(R"pb(
+    policy {
+      grants {
+        identities: "spiffe://example.org/ns/edge/sa/nginx"
+        operations: [ VERIFY_CLIENT, SIGN ]
+      }
+    })pb");
+  EXPECT_TRUE(
+      absl::StrContains(mixed.message(), "policy.grants[0].keys: selects nothing"))
+      << mixed;
+}
+
 TEST(PolicyTest, PrefixIdentity) {
   Policy policy = MustCreate(R"pb(
     policy {

@@ -117,6 +117,10 @@ offkey::v1::ServerConfig DefaultConfig(const DevState& state,
   }
   grant->mutable_keys()->set_all_keys(true);
   config.add_admin_identities(kAdminIdentity);
+  // Clients with certificates from the development CA verify against bundle "dev".
+  offkey::v1::TrustBundle* bundle = config.add_trust_bundles();
+  bundle->set_name("dev");
+  bundle->set_ca_file(state.dir + "/ca.pem");
   return config;
 }
 

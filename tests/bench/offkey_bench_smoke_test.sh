@@ -8,5 +8,6 @@ for args in "--op=sign --key=p256" "--op=decrypt --key=rsa2048"; do
   echo "$out"
   echo "$out" | grep -q "throughput ratio offkeyd/bare: [0-9]"
   echo "$out" | grep -q "p99 offkeyd - bare:"
+  echo "$out" | grep -q "throughput ratio stream/bare: [0-9]"
   [[ $(echo "$out" | grep -c "offkeyd (gRPC, mTLS)") -eq 2 ]]
 done

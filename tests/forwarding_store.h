@@ -1,0 +1,68 @@
+// A KeyStore that forwards every call to another, for tests that observe or delay some
+// calls of a real store (override only those).
+#ifndef OFFKEY_TESTS_FORWARDING_STORE_H_
+#define OFFKEY_TESTS_FORWARDING_STORE_H_
+
+#include <string>
+#include <vector>
+
+#include "hsm/key_store.h"
+
+namespace offkey::testing {
+
+class ForwardingStore : public hsm::KeyStore {
+ public:
+  explicit ForwardingStore(hsm::KeyStore* real) : real_(real) {}
+
+  absl::StatusOr<hsm::KeyInfo> GenerateKey(absl::string_view n,
+                                           hsm::KeyAlgorithm a) override {
+    return real_->GenerateKey(n, a);
+  }
+  absl::StatusOr<hsm::KeyInfo> ImportKey(absl::string_view n,
+                                         const SecretBytes& k) override {
+    return real_->ImportKey(n, k);
+  }
+  absl::StatusOr<hsm::KeyInfo> FindKey(const hsm::KeyLookup& l) override {
+    return real_->FindKey(l);
+  }
+  absl::StatusOr<std::vector<hsm::KeyInfo>> ListKeys() override {
+    return real_->ListKeys();
+  }
+  absl::Status DestroyKey(absl::string_view id) override { return real_->DestroyKey(id); }
+  absl::Status PutCertificateChain(absl::string_view id,
+                                   absl::Span<const std::string> c) override {
+    return real_->PutCertificateChain(id, c);
+  }
+  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
+      absl::string_view id) override {
+    return real_->GetCertificateChain(id);
+  }
+  absl::Status PutMetadata(absl::string_view id, absl::string_view m) override {
+    return real_->PutMetadata(id, m);
+  }
+  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
+    return real_->GetMetadata(id);
+  }
+  absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm a,
+                                   absl::string_view m,
+                                   const hsm::CallOptions& o) override {
+    return real_->Sign(id, a, m, o);
+  }
+  absl::StatusOr<SecretBytes> RsaDecryptRaw(absl::string_view id, absl::string_view c,
+                                            const hsm::CallOptions& o) override {
+    return real_->RsaDecryptRaw(id, c, o);
+  }
+  absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view d,
+                                                  const hsm::CallOptions& o) override {
+    return real_->HmacWithStoreSecret(d, o);
+  }
+  absl::Status CheckHealth() override { return real_->CheckHealth(); }
+  SessionUse Sessions() const override { return real_->Sessions(); }
+
+ private:
+  hsm::KeyStore* const real_;
+};
+
+}  // namespace offkey::testing
+
+#endif  // OFFKEY_TESTS_FORWARDING_STORE_H_
