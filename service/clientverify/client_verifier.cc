@@ -313,12 +313,9 @@ TrustStore::~TrustStore() = default;
 absl::StatusOr<std::shared_ptr<const TrustStore>> TrustStore::Load(
     const google::protobuf::RepeatedPtrField<offkey::v1::TrustBundle>& bundles) {
   std::shared_ptr<TrustStore> trust(new TrustStore());
-  SHA256_CTX fingerprint;
-  SHA256_Init(&fingerprint);
-  auto hash = [&fingerprint](absl::string_view part) {
-    const uint64_t size = part.size();
-    SHA256_Update(&fingerprint, &size, sizeof(size));
-    SHA256_Update(&fingerprint, part.data(), part.size());
+  std::string material;  // Length-prefixed parts, hashed at the end.
+  auto hash = [&material](absl::string_view part) {
+    absl::StrAppend(&material, part.size(), ":", part);
   };
   for (const offkey::v1::TrustBundle& config : bundles) {
     const std::string where = absl::StrCat("trust bundle '", config.name(), "'");
@@ -367,9 +364,13 @@ absl::StatusOr<std::shared_ptr<const TrustStore>> TrustStore::Load(
     }
     trust->bundles_[config.name()] = std::move(bundle);
   }
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256_Final(digest, &fingerprint);
-  trust->fingerprint_.assign(reinterpret_cast<const char*>(digest), sizeof(digest));
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(material.data(), material.size(), digest, &digest_len, EVP_sha256(),
+                 nullptr) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "SHA-256 of the trust bundles");
+  }
+  trust->fingerprint_.assign(reinterpret_cast<const char*>(digest), digest_len);
   return std::shared_ptr<const TrustStore>(std::move(trust));
 }
 
