@@ -22,26 +22,20 @@ void Describe(const v1::TlsContext& context, AuditRecord* record) {
   record->sni = context.sni();
   record->handshake_id = context.handshake_id();
 }
+// Requests that name a key and a handshake.
+template <typename Request>
+void Describe(const Request& r, AuditRecord* record) {
+  record->key = KeyRefText(r.key());
+  Describe(r.context(), record);
+}
 void Describe(const v1::SignRequest& r, AuditRecord* record) {
   record->key = KeyRefText(r.key());
   record->scheme = tls::SchemeName(r.scheme());
   Describe(r.context(), record);
 }
-void Describe(const v1::DecryptPremasterRequest& r, AuditRecord* record) {
-  record->key = KeyRefText(r.key());
-  Describe(r.context(), record);
-}
-void Describe(const v1::DeriveMasterSecretRequest& r, AuditRecord* record) {
-  record->key = KeyRefText(r.key());
-  Describe(r.context(), record);
-}
 void Describe(const v1::VerifyClientRequest& r, AuditRecord* record) {
   record->trust_bundle = r.trust_bundle().substr(0, 128);
   record->scheme = tls::SchemeName(r.scheme());
-  Describe(r.context(), record);
-}
-void Describe(const v1::GetCertificateRequest& r, AuditRecord* record) {
-  record->key = KeyRefText(r.key());
   Describe(r.context(), record);
 }
 void Describe(const v1::ListKeysRequest&, AuditRecord*) {}
@@ -58,6 +52,13 @@ void DescribeResult(const v1::VerifyClientResponse& r, AuditRecord* record) {
 // One row per operation: its kind, how to run it, and the scheme it reports in metrics.
 template <typename Request>
 struct Op;
+// Operations that make no signature report no scheme.
+struct NoScheme {
+  template <typename Request>
+  static v1::SignatureScheme Scheme(const Request&) {
+    return v1::SIGNATURE_SCHEME_UNSPECIFIED;
+  }
+};
 template <>
 struct Op<v1::SignRequest> {
   using Response = v1::SignResponse;
@@ -67,24 +68,18 @@ struct Op<v1::SignRequest> {
   static v1::SignatureScheme Scheme(const v1::SignRequest& r) { return r.scheme(); }
 };
 template <>
-struct Op<v1::DecryptPremasterRequest> {
+struct Op<v1::DecryptPremasterRequest> : NoScheme {
   using Response = v1::DecryptPremasterResponse;
   static constexpr v1::Operation kKind = v1::DECRYPT_PREMASTER;
   static constexpr auto kRun = &Operations::DecryptPremaster;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestDecryptPremaster;
-  static v1::SignatureScheme Scheme(const v1::DecryptPremasterRequest&) {
-    return v1::SIGNATURE_SCHEME_UNSPECIFIED;
-  }
 };
 template <>
-struct Op<v1::DeriveMasterSecretRequest> {
+struct Op<v1::DeriveMasterSecretRequest> : NoScheme {
   using Response = v1::DeriveMasterSecretResponse;
   static constexpr v1::Operation kKind = v1::DERIVE_MASTER_SECRET;
   static constexpr auto kRun = &Operations::DeriveMasterSecret;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestDeriveMasterSecret;
-  static v1::SignatureScheme Scheme(const v1::DeriveMasterSecretRequest&) {
-    return v1::SIGNATURE_SCHEME_UNSPECIFIED;
-  }
 };
 template <>
 struct Op<v1::VerifyClientRequest> {
@@ -97,24 +92,18 @@ struct Op<v1::VerifyClientRequest> {
   }
 };
 template <>
-struct Op<v1::GetCertificateRequest> {
+struct Op<v1::GetCertificateRequest> : NoScheme {
   using Response = v1::GetCertificateResponse;
   static constexpr v1::Operation kKind = v1::GET_CERTIFICATE;
   static constexpr auto kRun = &Operations::GetCertificate;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestGetCertificate;
-  static v1::SignatureScheme Scheme(const v1::GetCertificateRequest&) {
-    return v1::SIGNATURE_SCHEME_UNSPECIFIED;
-  }
 };
 template <>
-struct Op<v1::ListKeysRequest> {
+struct Op<v1::ListKeysRequest> : NoScheme {
   using Response = v1::ListKeysResponse;
   static constexpr v1::Operation kKind = v1::LIST_KEYS;
   static constexpr auto kRun = &Operations::ListKeys;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestListKeys;
-  static v1::SignatureScheme Scheme(const v1::ListKeysRequest&) {
-    return v1::SIGNATURE_SCHEME_UNSPECIFIED;
-  }
 };
 
 // Audits and counts one finished operation. `response` is null unless it succeeded.

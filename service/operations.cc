@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "service/crypto/premaster.h"
@@ -56,28 +55,13 @@ config::KeyFacts FactsOf(const KeyRecord& key) {
 
 }  // namespace
 
-absl::string_view OperationName(Operation op) {
-  switch (op) {
-    case offkey::v1::SIGN:
-      return "sign";
-    case offkey::v1::DECRYPT_PREMASTER:
-      return "decrypt-premaster";
-    case offkey::v1::DERIVE_MASTER_SECRET:
-      return "derive-master-secret";
-    case offkey::v1::VERIFY_CLIENT:
-      return "verify-client";
-    case offkey::v1::GET_CERTIFICATE:
-      return "get-certificate";
-    case offkey::v1::LIST_KEYS:
-      return "list-keys";
-    default:
-      return "unknown";
-  }
-}
-
 Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
                        std::shared_ptr<const config::Policy> policy)
-    : store_(store), catalog_(catalog), policy_(std::move(policy)) {}
+    : store_(store),
+      catalog_(catalog),
+      policy_(std::move(policy)),
+      // No bundles: every VerifyClient gets NOT_FOUND naming its bundle.
+      trust_(*verify::TrustStore::Load({})) {}
 
 void Operations::SetPolicy(std::shared_ptr<const config::Policy> policy) {
   absl::MutexLock lock(&mu_);
@@ -276,12 +260,6 @@ absl::StatusOr<offkey::v1::VerifyClientResponse> Operations::VerifyClient(
                        "' has no grant for verify-client; ask the operator for a grant"));
     }
     trust = trust_;
-  }
-  if (trust == nullptr || !trust->Has(request.trust_bundle())) {
-    return absl::NotFoundError(
-        absl::StrCat("trust_bundle: no bundle named '",
-                     absl::CHexEscape(request.trust_bundle().substr(0, 128)),
-                     "' is configured (see trust_bundles in the offkeyd config)"));
   }
   return trust->Verify(request, absl::Now());
 }

@@ -16,6 +16,7 @@
 #include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
 #include "service/key_catalog.h"
+#include "service/operation_names.h"
 #include "service/proto_convert.h"
 
 namespace offkey::service {
@@ -37,7 +38,7 @@ class Operations {
              std::shared_ptr<const config::Policy> policy);
 
   void SetPolicy(std::shared_ptr<const config::Policy> policy);
-  // The trust bundles VerifyClient uses; null (the initial state) means none.
+  // The trust bundles VerifyClient uses (initially none). Not null.
   void SetTrustStore(std::shared_ptr<const verify::TrustStore> trust);
 
   absl::StatusOr<offkey::v1::SignResponse> Sign(const Caller& caller,
@@ -81,9 +82,6 @@ class Operations {
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const verify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);
 };
-
-// Name of an operation for messages and audit ("sign", "decrypt-premaster", ...).
-absl::string_view OperationName(offkey::v1::Operation op);
 
 }  // namespace offkey::service
 

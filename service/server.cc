@@ -40,6 +40,14 @@ offkey::v1::ServerConfig RestartOnly(offkey::v1::ServerConfig config) {
   return config;
 }
 
+// The fields that make the Policy.
+offkey::v1::ServerConfig PolicyPart(const offkey::v1::ServerConfig& config) {
+  offkey::v1::ServerConfig part;
+  *part.mutable_policy() = config.policy();
+  *part.mutable_admin_identities() = config.admin_identities();
+  return part;
+}
+
 // The policy and trust bundles of `config`, built and checked together so that a reload
 // applies both or neither.
 struct Reloadable {
@@ -196,23 +204,12 @@ void OffkeyServer::CheckHealthNow() {
 
 absl::Status OffkeyServer::ReloadNow() {
   absl::MutexLock lock(&reload_mu_);
-  offkey::v1::ServerConfig next = config_;
-  if (options_.reload_config) {
-    absl::StatusOr<offkey::v1::ServerConfig> loaded = options_.reload_config();
-    if (!loaded.ok()) {
-      // Said once per distinct problem: a bad file is refused every pass until fixed.
-      if (loaded.status().ToString() != last_refusal_) {
-        last_refusal_ = loaded.status().ToString();
-        Log(absl::StrCat("configuration reload refused, keeping the running one: ",
-                         last_refusal_));
-      }
-      metrics_->RecordReload(false);
-      return loaded.status();
-    }
-    next = *std::move(loaded);
-  }
-  absl::StatusOr<Reloadable> built = BuildReloadable(next);
+  absl::StatusOr<offkey::v1::ServerConfig> next =
+      options_.reload_config ? options_.reload_config() : config_;
+  absl::StatusOr<Reloadable> built =
+      next.ok() ? BuildReloadable(*next) : absl::StatusOr<Reloadable>(next.status());
   if (!built.ok()) {
+    // Said once per distinct problem: a bad file is refused every pass until fixed.
     if (built.status().ToString() != last_refusal_) {
       last_refusal_ = built.status().ToString();
       Log(absl::StrCat("configuration reload refused, keeping the running one: ",
@@ -223,13 +220,10 @@ absl::Status OffkeyServer::ReloadNow() {
   }
   last_refusal_.clear();
   const bool policy_changed =
-      next.policy().SerializeAsString() != config_.policy().SerializeAsString() ||
-      next.admin_identities().size() != config_.admin_identities().size() ||
-      !std::equal(next.admin_identities().begin(), next.admin_identities().end(),
-                  config_.admin_identities().begin());
+      PolicyPart(*next).SerializeAsString() != PolicyPart(config_).SerializeAsString();
   const std::string fingerprint = built->trust->fingerprint();
   const bool trust_changed = fingerprint != trust_fingerprint_;
-  const std::string restart_only = RestartOnly(next).SerializeAsString();
+  const std::string restart_only = RestartOnly(*next).SerializeAsString();
   if (restart_only != running_restart_only_ && restart_only != reported_restart_only_) {
     reported_restart_only_ = restart_only;
     Log("configuration changed outside policy, admin_identities and trust_bundles; "
@@ -242,7 +236,7 @@ absl::Status OffkeyServer::ReloadNow() {
                      trust_changed ? " trust_bundles" : ""));
     metrics_->RecordReload(true);
   }
-  config_ = std::move(next);
+  config_ = *std::move(next);
   trust_fingerprint_ = fingerprint;
   return absl::OkStatus();
 }

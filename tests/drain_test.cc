@@ -1,7 +1,6 @@
 // SIGTERM drains offkeyd (the real binary, in development mode): calls in flight when
 // the signal arrives all complete, a Pipeline stream gets every item it sent answered,
 // new connections are refused, and the process exits 0.
-#include <openssl/rand.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "offkey/v1/key_service.grpc.pb.h"
+#include "tests/handshake_inputs.h"
 
 namespace offkey::testing {
 namespace {
@@ -27,13 +27,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-std::string Tls13Input() {
-  std::string hash(32, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(hash.data()), 32);
-  return std::string(64, ' ') + "TLS 1.3, server CertificateVerify" +
-         std::string(1, '\0') + hash;
 }
 
 class DrainTest : public ::testing::Test {

@@ -1,7 +1,6 @@
 // What an operator watches, against a real offkeyd and SoftHSM2: grpc.health.v1 and
 // /readyz following the HSM (the token pulled out and put back), reflection describing
 // the services, and Prometheus metrics scraped and parsed.
-#include <openssl/rand.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
@@ -20,13 +20,6 @@ namespace {
 
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
-
-std::string Tls13Input() {
-  std::string hash(32, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(hash.data()), 32);
-  return std::string(64, ' ') + "TLS 1.3, server CertificateVerify" +
-         std::string(1, '\0') + hash;
-}
 
 // Prometheus text exposition: "name{labels} value" lines, comments skipped. Keys are
 // the series as written ("offkey_operations_total{code=\"OK\",operation=\"sign\"}").
@@ -146,8 +139,7 @@ TEST_F(ObservabilityTest, HealthFollowsTheToken) {
 
 TEST_F(ObservabilityTest, ShutdownStopsServing) {
   ASSERT_TRUE(AwaitServing(true));
-  std::thread drain([&] { server_->Shutdown(absl::Seconds(1)); });
-  drain.join();
+  server_->Shutdown(absl::Seconds(1));
   // The HTTP port outlives the gRPC listener until the server object goes.
   EXPECT_EQ(HttpGet("/readyz").first, 503);
 }

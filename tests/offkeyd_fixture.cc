@@ -34,15 +34,10 @@ void OffkeydTest::SetUp() {
   auto ca = service::dev::MakeCa("offkey test CA");
   ASSERT_TRUE(ca.ok()) << ca.status();
   ca_ = std::move(*ca);
-  service::dev::CertSpec server;
-  server.common_name = "offkeyd";
-  server.ip_addresses = {"127.0.0.1"};
-  server.server_auth = true;
-  auto server_cert = service::dev::Issue(ca_, server);
-  ASSERT_TRUE(server_cert.ok());
+  service::dev::IssuedCert server_cert = ServerCert(ca_);
   Write(dir_ + "/ca.pem", ca_.cert_pem);
-  Write(dir_ + "/server.pem", server_cert->cert_pem);
-  Write(dir_ + "/server.key", server_cert->key_pem.view());
+  Write(dir_ + "/server.pem", server_cert.cert_pem);
+  Write(dir_ + "/server.key", server_cert.key_pem.view());
 
   config_.set_listen_address("127.0.0.1:0");
   config_.set_metrics_address("127.0.0.1:0");
@@ -124,18 +119,35 @@ std::unique_ptr<offkey::v1::KeyService::Stub> OffkeydTest::Stub(
 }
 
 std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity) {
+  return Channel(identity, ca_);
+}
+
+std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
+                                                    const service::dev::IssuedCert& ca) {
   service::dev::CertSpec spec;
   spec.common_name = "client";
   spec.uris = {identity};
   spec.client_auth = true;
-  auto cert = service::dev::Issue(ca_, spec);
+  auto cert = service::dev::Issue(ca, spec);
   EXPECT_TRUE(cert.ok());
   grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = ca_.cert_pem;
+  tls.pem_root_certs = ca.cert_pem;
   tls.pem_cert_chain = cert->cert_pem;
   tls.pem_private_key = std::string(cert->key_pem.view());
-  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                             grpc::SslCredentials(tls));
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.channel_id", ++channels_);  // A connection of its own.
+  return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::SslCredentials(tls), args);
+}
+
+service::dev::IssuedCert OffkeydTest::ServerCert(const service::dev::IssuedCert& ca) {
+  service::dev::CertSpec spec;
+  spec.common_name = "offkeyd";
+  spec.ip_addresses = {"127.0.0.1"};
+  spec.server_auth = true;
+  auto cert = service::dev::Issue(ca, spec);
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  return *std::move(cert);
 }
 
 std::pair<int, std::string> OffkeydTest::HttpGet(const std::string& path) {

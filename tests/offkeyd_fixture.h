@@ -48,9 +48,14 @@ class OffkeydTest : public ::testing::Test {
   std::unique_ptr<offkey::v1::KeyService::Stub> Stub(const std::string& identity);
   // A stub that presents no client certificate.
   std::unique_ptr<offkey::v1::KeyService::Stub> StubWithoutCertificate();
-  // A channel whose client certificate carries `identity` (for other services on the
-  // same port: health, reflection).
+  // A channel (a connection of its own) whose client certificate carries `identity`
+  // (for other services on the same port: health, reflection).
   std::shared_ptr<grpc::Channel> Channel(const std::string& identity);
+  // The same with a client certificate from `ca`, trusting only `ca` for the server.
+  std::shared_ptr<grpc::Channel> Channel(const std::string& identity,
+                                         const service::dev::IssuedCert& ca);
+  // A server certificate for 127.0.0.1 from `ca`.
+  static service::dev::IssuedCert ServerCert(const service::dev::IssuedCert& ca);
   // GET http://127.0.0.1:<metrics port><path>: {status, body}; status -1 if the
   // request failed.
   std::pair<int, std::string> HttpGet(const std::string& path);
@@ -63,6 +68,7 @@ class OffkeydTest : public ::testing::Test {
   service::dev::IssuedCert ca_;
   offkey::v1::ServerConfig config_;
   std::unique_ptr<service::OffkeyServer> server_;
+  int channels_ = 0;
 };
 
 }  // namespace offkey::testing

@@ -1,6 +1,5 @@
 // offkeyd end to end: a real server on 127.0.0.1 over a real SoftHSM2 token, called over
 // mutual TLS; every answer checked with OpenSSL or known answers.
-#include <openssl/rand.h>
 
 #include <fstream>
 #include <map>
@@ -16,6 +15,7 @@
 #include "hsm/testing/wycheproof.h"
 #include "service/crypto/tls_prf.h"
 #include "tests/forwarding_store.h"
+#include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
@@ -26,18 +26,6 @@ using hsm::testing::RsaEncryptRaw;
 using hsm::testing::Unhex;
 using hsm::testing::VerifyWithOpenSsl;
 using offkey::v1::SignatureScheme;
-
-std::string Random(size_t n) {
-  std::string out(n, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
-  return out;
-}
-
-// TLS 1.3 server CertificateVerify input (RFC 8446 4.4.3).
-std::string Tls13Input(size_t hash_len = 32) {
-  return std::string(64, ' ') + "TLS 1.3, server CertificateVerify" +
-         std::string(1, '\0') + Random(hash_len);
-}
 
 // TLS 1.2 ServerKeyExchange signature input with ECDHE P-256 params (RFC 8422 5.4).
 std::string Tls12EcdheInput() {

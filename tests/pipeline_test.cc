@@ -1,7 +1,6 @@
 // The Pipeline stream against a real offkeyd and SoftHSM2: hundreds of interleaved
 // operations answered by id with per-item errors, flow control, the stream-level
 // failures, and the same policy and audit as unary calls.
-#include <openssl/rand.h>
 
 #include <fstream>
 #include <map>
@@ -14,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "hsm/testing/verify.h"
 #include "tests/forwarding_store.h"
+#include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
@@ -24,17 +24,6 @@ using hsm::testing::RsaEncryptRaw;
 using hsm::testing::VerifyWithOpenSsl;
 using offkey::v1::PipelineRequest;
 using offkey::v1::PipelineResponse;
-
-std::string Random(size_t n) {
-  std::string out(n, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
-  return out;
-}
-
-std::string Tls13Input(size_t hash_len = 32) {
-  return std::string(64, ' ') + "TLS 1.3, server CertificateVerify" +
-         std::string(1, '\0') + Random(hash_len);
-}
 
 // Runs one stream: writes every request from a thread of its own (relying on flow
 // control, as the contract tells clients to), half-closes, reads every response.
@@ -60,12 +49,6 @@ StreamResult RunStream(offkey::v1::KeyService::Stub* stub,
   result.status = stream->Finish();
   return result;
 }
-
-#define EXPECT_OK_VERIFY(status, id)                        \
-  do {                                                      \
-    absl::Status verified = (status);                       \
-    EXPECT_TRUE(verified.ok()) << (id) << ": " << verified; \
-  } while (0)
 
 class PipelineTest : public OffkeydTest {
  protected:
@@ -198,15 +181,16 @@ TEST_F(PipelineTest, HundredsOfInterleavedItemsWithPerItemErrors) {
     }
     if (e.key != nullptr) {
       ASSERT_EQ(response.result_case(), PipelineResponse::kSign);
-      EXPECT_OK_VERIFY(
-          VerifyWithOpenSsl(e.key->public_key_spki,
-                            e.scheme == offkey::v1::RSA_PSS_RSAE_SHA256
-                                ? hsm::SignAlgorithm{hsm::SignatureKind::kRsaPss,
-                                                     hsm::HashAlgorithm::kSha256}
-                                : hsm::SignAlgorithm{hsm::SignatureKind::kEcdsa,
-                                                     hsm::HashAlgorithm::kSha256},
-                            e.signed_message, response.sign().signature()),
-          response.id());
+      const hsm::SignAlgorithm algorithm =
+          e.scheme == offkey::v1::RSA_PSS_RSAE_SHA256
+              ? hsm::SignAlgorithm{hsm::SignatureKind::kRsaPss,
+                                   hsm::HashAlgorithm::kSha256}
+              : hsm::SignAlgorithm{hsm::SignatureKind::kEcdsa,
+                                   hsm::HashAlgorithm::kSha256};
+      absl::Status verified =
+          VerifyWithOpenSsl(e.key->public_key_spki, algorithm, e.signed_message,
+                            response.sign().signature());
+      EXPECT_TRUE(verified.ok()) << response.id() << ": " << verified;
     } else if (e.certificate) {
       ASSERT_EQ(response.result_case(), PipelineResponse::kGetCertificate);
       EXPECT_EQ(response.get_certificate().key_id(), ec_.key_id);

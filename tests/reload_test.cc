@@ -2,9 +2,6 @@
 // trust bundles reloaded when the config file or a bundle file changes; a bad new config
 // refused with a log line and the old one kept; server certificate and client CA files
 // rotated the way Kubernetes swaps secret volumes, with clients connected throughout.
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/text_format.h"
 #include "service/config/config_loader.h"
+#include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
@@ -27,12 +25,6 @@ size_t Count(const std::string& text, absl::string_view what) {
   return std::vector<absl::string_view>(absl::StrSplit(text, what)).size() - 1;
 }
 
-std::string Random(size_t n) {
-  std::string out(n, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
-  return out;
-}
-
 void WriteFile(const std::string& path, absl::string_view data) {
   // Written beside and renamed, so the server never reads half a file.
   const std::string tmp = path + ".tmp";
@@ -40,30 +32,6 @@ void WriteFile(const std::string& path, absl::string_view data) {
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
   out.close();
   ASSERT_EQ(rename(tmp.c_str(), path.c_str()), 0) << path;
-}
-
-// ECDSA P-256 / SHA-256 signature by the PEM private key `key_pem`.
-std::string SignP256(absl::string_view key_pem, const std::string& content) {
-  BIO* bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  size_t len = 0;
-  std::string sig;
-  if (key != nullptr &&
-      EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-      EVP_DigestSign(ctx, nullptr, &len,
-                     reinterpret_cast<const unsigned char*>(content.data()),
-                     content.size()) == 1) {
-    sig.resize(len);
-    EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                   reinterpret_cast<const unsigned char*>(content.data()),
-                   content.size());
-    sig.resize(len);
-  }
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
-  return sig;
 }
 
 class ReloadTest : public OffkeydTest {
@@ -135,11 +103,9 @@ class ReloadTest : public OffkeydTest {
     request.add_certificate_chain(*service::dev::PemToDer(client->cert_pem));
     request.set_trust_bundle("clients");
     request.set_scheme(offkey::v1::ECDSA_SECP256R1_SHA256);
-    const std::string content = std::string(64, ' ') +
-                                "TLS 1.3, client CertificateVerify" +
-                                std::string(1, '\0') + Random(32);
+    const std::string content = Tls13ClientInput();
     request.set_signed_content(content);
-    request.set_signature(SignP256(client->key_pem.view(), content));
+    request.set_signature(SignWithPem(client->key_pem.view(), content));
     offkey::v1::VerifyClientResponse response;
     grpc::Status status =
         Stub(kTerminator)->VerifyClient(Context().get(), request, &response);
@@ -259,32 +225,10 @@ class RotationTest : public OffkeydTest {
     config->mutable_tls()->set_key_file(volume_->path("tls.key"));
     config->mutable_tls()->set_client_ca_file(volume_->path("ca.crt"));
   }
-  static service::dev::IssuedCert ServerCert(const service::dev::IssuedCert& ca) {
-    service::dev::CertSpec spec;
-    spec.common_name = "offkeyd";
-    spec.ip_addresses = {"127.0.0.1"};
-    spec.server_auth = true;
-    auto cert = service::dev::Issue(ca, spec);
-    EXPECT_TRUE(cert.ok());
-    return *std::move(cert);
-  }
-  // A stub trusting `trusted` and presenting a terminator certificate from `issuer`.
+  // A stub trusting only `ca` and presenting a terminator certificate from it.
   std::unique_ptr<offkey::v1::KeyService::Stub> StubWith(
-      const service::dev::IssuedCert& trusted, const service::dev::IssuedCert& issuer) {
-    service::dev::CertSpec spec;
-    spec.common_name = "client";
-    spec.uris = {kTerminator};
-    spec.client_auth = true;
-    auto cert = service::dev::Issue(issuer, spec);
-    EXPECT_TRUE(cert.ok());
-    grpc::SslCredentialsOptions tls;
-    tls.pem_root_certs = trusted.cert_pem;
-    tls.pem_cert_chain = cert->cert_pem;
-    tls.pem_private_key = std::string(cert->key_pem.view());
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.channel_id", ++channels_);  // A connection of its own.
-    return offkey::v1::KeyService::NewStub(grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", server_->port()), grpc::SslCredentials(tls), args));
+      const service::dev::IssuedCert& ca) {
+    return offkey::v1::KeyService::NewStub(Channel(kTerminator, ca));
   }
   static bool ListOk(offkey::v1::KeyService::Stub* stub) {
     offkey::v1::ListKeysRequest request;
@@ -293,11 +237,10 @@ class RotationTest : public OffkeydTest {
   }
 
   std::unique_ptr<SecretVolume> volume_;
-  int channels_ = 0;
 };
 
 TEST_F(RotationTest, CertificatesRotateUnderConnectedClients) {
-  auto old_client = StubWith(ca_, ca_);
+  auto old_client = StubWith(ca_);
   ASSERT_TRUE(ListOk(old_client.get()));
   // A client calling back to back through the whole rotation, on one connection.
   std::atomic<bool> stop{false};
@@ -319,19 +262,19 @@ TEST_F(RotationTest, CertificatesRotateUnderConnectedClients) {
 
   // Within a few refresh intervals a new connection sees the new certificate, and a
   // client certificate from the new CA is accepted.
-  auto new_client = StubWith(*ca2, *ca2);
+  auto new_client = StubWith(*ca2);
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   bool rotated = false;
   while (!rotated && absl::Now() < deadline) {
     rotated = ListOk(new_client.get());
     if (!rotated) {
-      new_client = StubWith(*ca2, *ca2);
+      new_client = StubWith(*ca2);
       absl::SleepFor(absl::Milliseconds(200));
     }
   }
   EXPECT_TRUE(rotated) << "the new server certificate was never served";
   // A fresh connection that trusts only the old CA now fails: the server changed.
-  EXPECT_FALSE(ListOk(StubWith(ca_, ca_).get()));
+  EXPECT_FALSE(ListOk(StubWith(ca_).get()));
   stop = true;
   busy.join();
   EXPECT_GT(calls.load(), 0);

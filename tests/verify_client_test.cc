@@ -4,7 +4,6 @@
 // reason.
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include <fstream>
@@ -12,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "hsm/testing/wycheproof.h"
+#include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
@@ -22,13 +22,6 @@ using offkey::v1::VerifyClientRequest;
 using offkey::v1::VerifyClientResponse;
 using service::dev::CertSpec;
 using service::dev::IssuedCert;
-
-std::string Tls13ClientInput() {
-  std::string hash(32, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(hash.data()), 32);
-  return std::string(64, ' ') + "TLS 1.3, client CertificateVerify" +
-         std::string(1, '\0') + hash;
-}
 
 EVP_PKEY* ReadKey(absl::string_view pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
@@ -42,28 +35,6 @@ X509* ReadCert(const std::string& pem) {
   X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   return cert;
-}
-
-// Signature by a PEM key: ECDSA (DER) or PKCS#1 v1.5 with SHA-256, or Ed25519.
-std::string SignWith(absl::string_view key_pem, const std::string& content) {
-  EVP_PKEY* key = ReadKey(key_pem);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  const bool ed = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
-  size_t len = 0;
-  std::string sig;
-  if (EVP_DigestSignInit(ctx, nullptr, ed ? nullptr : EVP_sha256(), nullptr, key) == 1 &&
-      EVP_DigestSign(ctx, nullptr, &len,
-                     reinterpret_cast<const unsigned char*>(content.data()),
-                     content.size()) == 1) {
-    sig.resize(len);
-    EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
-                   reinterpret_cast<const unsigned char*>(content.data()),
-                   content.size());
-    sig.resize(len);
-  }
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
-  return sig;
 }
 
 // A PEM CRL from `ca` revoking `revoked` (a PEM certificate), valid around now.
@@ -164,7 +135,7 @@ class VerifyClientTest : public OffkeydTest {
     request.set_trust_bundle(bundle);
     request.set_scheme(offkey::v1::ECDSA_SECP256R1_SHA256);
     request.set_signed_content(Tls13ClientInput());
-    request.set_signature(SignWith(leaf.key_pem.view(), request.signed_content()));
+    request.set_signature(SignWithPem(leaf.key_pem.view(), request.signed_content()));
     return request;
   }
 
@@ -285,8 +256,8 @@ TEST_F(VerifyClientTest, BadInputIsAnRpcError) {
 // Every vector of a Wycheproof signature file, through VerifyClient with a leaf
 // certificate made for each test group's public key.
 void RunWycheproof(
-    VerifyClientTest* test, const IssuedCert& ca, const char* file,
-    offkey::v1::SignatureScheme scheme, offkey::v1::TlsVersion version,
+    const IssuedCert& ca, const char* file, offkey::v1::SignatureScheme scheme,
+    offkey::v1::TlsVersion version,
     const std::function<VerifyClientResponse(const VerifyClientRequest&)>& verify) {
   auto json = hsm::testing::LoadJson(absl::StrCat("wycheproof/", file));
   ASSERT_TRUE(json.ok()) << json.status();
@@ -337,15 +308,15 @@ void RunWycheproof(
 
 TEST_F(VerifyClientTest, WycheproofSignatureVectors) {
   auto verify = [this](const VerifyClientRequest& request) { return Verify(request); };
-  RunWycheproof(this, clients_, "ecdsa_secp256r1_sha256_test.json",
+  RunWycheproof(clients_, "ecdsa_secp256r1_sha256_test.json",
                 offkey::v1::ECDSA_SECP256R1_SHA256, offkey::v1::TLS_1_3, verify);
-  RunWycheproof(this, clients_, "ecdsa_secp384r1_sha384_test.json",
+  RunWycheproof(clients_, "ecdsa_secp384r1_sha384_test.json",
                 offkey::v1::ECDSA_SECP384R1_SHA384, offkey::v1::TLS_1_3, verify);
-  RunWycheproof(this, clients_, "ed25519_test.json", offkey::v1::ED25519,
-                offkey::v1::TLS_1_3, verify);
-  RunWycheproof(this, clients_, "rsa_signature_2048_sha256_test.json",
+  RunWycheproof(clients_, "ed25519_test.json", offkey::v1::ED25519, offkey::v1::TLS_1_3,
+                verify);
+  RunWycheproof(clients_, "rsa_signature_2048_sha256_test.json",
                 offkey::v1::RSA_PKCS1_SHA256, offkey::v1::TLS_1_2, verify);
-  RunWycheproof(this, clients_, "rsa_pss_2048_sha256_mgf1_32_test.json",
+  RunWycheproof(clients_, "rsa_pss_2048_sha256_mgf1_32_test.json",
                 offkey::v1::RSA_PSS_RSAE_SHA256, offkey::v1::TLS_1_3, verify);
 }
 

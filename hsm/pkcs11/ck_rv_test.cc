@@ -3,17 +3,13 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
 
-::testing::AssertionResult Contains(absl::string_view text, absl::string_view part) {
-  if (text.find(part) != absl::string_view::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
-}
+using ::offkey::testing::Contains;
 
 TEST(CkRvTest, NamesOfKnownCodes) {
   EXPECT_EQ(CkRvName(CKR_OK), "CKR_OK");

@@ -18,17 +18,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "base/openssl_util.h"
+#include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
 
-::testing::AssertionResult Contains(absl::string_view text, absl::string_view part) {
-  if (text.find(part) != absl::string_view::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
-}
+using ::offkey::testing::Contains;
 
 std::string Hex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
 std::string Unhex(absl::string_view hex) { return absl::HexStringToBytes(hex); }

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
@@ -18,12 +19,7 @@ namespace {
 // Distinctive enough that finding it in a message can only mean the PIN leaked.
 constexpr char kPin[] = "Zq7-PIN-SENTINEL-4k2";
 
-::testing::AssertionResult Contains(absl::string_view text, absl::string_view part) {
-  if (text.find(part) != absl::string_view::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
-}
+using ::offkey::testing::Contains;
 
 class PinTest : public ::testing::Test {
  protected:

@@ -198,6 +198,27 @@ CK_RV Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session, absl::string_view ke
   return CKR_OK;
 }
 
+CK_RV Pkcs11KeyStore::ReplaceObjects(
+    CK_SESSION_HANDLE session, absl::string_view key_id, Template& find,
+    const std::function<CK_RV(const std::string& key_name)>& create,
+    absl::Status* status) {
+  const CK_FUNCTION_LIST* fn = token_->fn();
+  KeyHandle key;
+  CK_RV rv = ResolveKey(session, key_id, false, &key, status);
+  if (rv != CKR_OK || !status->ok()) return rv;
+  std::string name;
+  rv = GetBytes(fn, session, key.object, CKA_LABEL, &name);
+  if (rv != CKR_OK) return rv;
+  std::vector<CK_OBJECT_HANDLE> old;
+  rv = FindObjects(fn, session, find, &old);
+  if (rv != CKR_OK) return rv;
+  // New objects first, old ones after: a failure in between leaves both, never neither.
+  rv = create(name);
+  if (rv != CKR_OK) return rv;
+  for (CK_OBJECT_HANDLE h : old) fn->C_DestroyObject(session, h);
+  return CKR_OK;
+}
+
 CK_RV Pkcs11KeyStore::Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
                                KeyInfo* out, absl::Status* status) {
   const CK_FUNCTION_LIST* fn = token_->fn();
@@ -654,36 +675,29 @@ absl::Status Pkcs11KeyStore::PutCertificateChain(
   }
   return RunOp("C_CreateObject (certificate)", absl::InfiniteFuture(),
                [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-                 const CK_FUNCTION_LIST* fn = token_->fn();
-                 KeyHandle key;
-                 CK_RV rv = ResolveKey(session, key_id, false, &key, st);
-                 if (rv != CKR_OK || !st->ok()) return rv;
-                 std::string name;
-                 rv = GetBytes(fn, session, key.object, CKA_LABEL, &name);
-                 if (rv != CKR_OK) return rv;
                  Template find;
                  find.Ulong(CKA_CLASS, CKO_CERTIFICATE).Bytes(CKA_ID, key_id);
-                 std::vector<CK_OBJECT_HANDLE> old;
-                 rv = FindObjects(fn, session, find, &old);
-                 if (rv != CKR_OK) return rv;
-                 // New objects first, old ones after: a failure in between leaves both,
-                 // never neither.
-                 for (size_t i = 0; i < chain_der.size(); ++i) {
-                   Template cert;
-                   cert.Ulong(CKA_CLASS, CKO_CERTIFICATE)
-                       .Ulong(CKA_CERTIFICATE_TYPE, CKC_X_509)
-                       .Bool(CKA_TOKEN, true)
-                       .Bool(CKA_PRIVATE, false)
-                       .Bytes(CKA_LABEL, i == 0 ? name : absl::StrCat(name, "/", i))
-                       .Bytes(CKA_ID, key_id)
-                       .Bytes(CKA_SUBJECT, subjects[i])
-                       .Bytes(CKA_VALUE, chain_der[i]);
-                   CK_OBJECT_HANDLE h;
-                   rv = fn->C_CreateObject(session, cert.data(), cert.size(), &h);
-                   if (rv != CKR_OK) return rv;
-                 }
-                 for (CK_OBJECT_HANDLE h : old) fn->C_DestroyObject(session, h);
-                 return CKR_OK;
+                 return ReplaceObjects(
+                     session, key_id, find,
+                     [&](const std::string& name) -> CK_RV {
+                       for (size_t i = 0; i < chain_der.size(); ++i) {
+                         Template cert;
+                         cert.Ulong(CKA_CLASS, CKO_CERTIFICATE)
+                             .Ulong(CKA_CERTIFICATE_TYPE, CKC_X_509)
+                             .Bool(CKA_TOKEN, true)
+                             .Bool(CKA_PRIVATE, false)
+                             .Bytes(CKA_LABEL, i == 0 ? name : absl::StrCat(name, "/", i))
+                             .Bytes(CKA_ID, key_id)
+                             .Bytes(CKA_SUBJECT, subjects[i])
+                             .Bytes(CKA_VALUE, chain_der[i]);
+                         CK_OBJECT_HANDLE h;
+                         CK_RV rv = token_->fn()->C_CreateObject(session, cert.data(),
+                                                                 cert.size(), &h);
+                         if (rv != CKR_OK) return rv;
+                       }
+                       return CKR_OK;
+                     },
+                     st);
                });
 }
 
@@ -723,29 +737,22 @@ absl::Status Pkcs11KeyStore::PutMetadata(absl::string_view key_id,
   }
   return RunOp("C_CreateObject (metadata)", absl::InfiniteFuture(),
                [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-                 const CK_FUNCTION_LIST* fn = token_->fn();
-                 KeyHandle key;
-                 CK_RV rv = ResolveKey(session, key_id, false, &key, st);
-                 if (rv != CKR_OK || !st->ok()) return rv;
-                 std::string name;
-                 rv = GetBytes(fn, session, key.object, CKA_LABEL, &name);
-                 if (rv != CKR_OK) return rv;
                  Template find;
                  MetadataSelector(key_id, find);
-                 std::vector<CK_OBJECT_HANDLE> old;
-                 rv = FindObjects(fn, session, find, &old);
-                 if (rv != CKR_OK) return rv;
-                 Template data;
-                 MetadataSelector(key_id, data);
-                 data.Bool(CKA_TOKEN, true)
-                     .Bool(CKA_PRIVATE, true)
-                     .Bytes(CKA_LABEL, name)
-                     .Bytes(CKA_VALUE, metadata);
-                 CK_OBJECT_HANDLE h;
-                 rv = fn->C_CreateObject(session, data.data(), data.size(), &h);
-                 if (rv != CKR_OK) return rv;
-                 for (CK_OBJECT_HANDLE o : old) fn->C_DestroyObject(session, o);
-                 return CKR_OK;
+                 return ReplaceObjects(
+                     session, key_id, find,
+                     [&](const std::string& name) -> CK_RV {
+                       Template data;
+                       MetadataSelector(key_id, data);
+                       data.Bool(CKA_TOKEN, true)
+                           .Bool(CKA_PRIVATE, true)
+                           .Bytes(CKA_LABEL, name)
+                           .Bytes(CKA_VALUE, metadata);
+                       CK_OBJECT_HANDLE h;
+                       return token_->fn()->C_CreateObject(session, data.data(),
+                                                           data.size(), &h);
+                     },
+                     st);
                });
 }
 

@@ -2,6 +2,7 @@
 #ifndef OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
 #define OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,13 @@ class Pkcs11KeyStore final : public KeyStore {
   // Returns the CK_RV of the PKCS#11 calls; sets *status for not-found and ambiguity.
   CK_RV ResolveKey(CK_SESSION_HANDLE session, absl::string_view key_id, bool fresh,
                    KeyHandle* out, absl::Status* status);
+  // Replaces the objects `find` selects beside the key `key_id` with those `create`
+  // makes (given the key's label): new objects first, then the old ones destroyed, so a
+  // failure in between leaves both, never neither. Status as ResolveKey.
+  CK_RV ReplaceObjects(CK_SESSION_HANDLE session, absl::string_view key_id,
+                       Template& find,
+                       const std::function<CK_RV(const std::string& key_name)>& create,
+                       absl::Status* status);
   // Finds the store secret, creating it when `create` and it does not exist; with
   // !create, *out is CK_INVALID_HANDLE when there is none.
   CK_RV ResolveHmacKey(CK_SESSION_HANDLE session, bool fresh, bool create,

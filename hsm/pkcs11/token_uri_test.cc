@@ -5,17 +5,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
 
-::testing::AssertionResult Contains(absl::string_view text, absl::string_view part) {
-  if (text.find(part) != absl::string_view::npos) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
-}
+using ::offkey::testing::Contains;
 
 // Expects Parse(uri) to fail with INVALID_ARGUMENT and a message holding `fragment`.
 void ExpectRefused(absl::string_view uri, absl::string_view fragment) {

@@ -374,10 +374,6 @@ absl::StatusOr<std::shared_ptr<const TrustStore>> TrustStore::Load(
   return std::shared_ptr<const TrustStore>(std::move(trust));
 }
 
-bool TrustStore::Has(absl::string_view name) const {
-  return bundles_.count(std::string(name)) != 0;
-}
-
 absl::StatusOr<VerifyClientResponse> TrustStore::Verify(const VerifyClientRequest& r,
                                                         absl::Time now) const {
   if (absl::Status limits = CheckLimits(r); !limits.ok()) return limits;
@@ -385,7 +381,8 @@ absl::StatusOr<VerifyClientResponse> TrustStore::Verify(const VerifyClientReques
   if (found == bundles_.end()) {
     return absl::NotFoundError(absl::StrCat("trust_bundle: no bundle named '",
                                             absl::CHexEscape(r.trust_bundle()),
-                                            "' is configured"));
+                                            "' is configured (see trust_bundles "
+                                            "in the offkeyd config)"));
   }
   const Bundle& bundle = *found->second;
 

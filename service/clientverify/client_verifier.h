@@ -32,7 +32,6 @@ class TrustStore {
   // SHA-256 over the bundle definitions and every file's bytes: it changes exactly when
   // a reload would see something new.
   const std::string& fingerprint() const { return fingerprint_; }
-  bool Has(absl::string_view name) const;
 
   // Checks, in this order: the input limits of VerifyClientRequest (INVALID_ARGUMENT
   // naming the field) and context.version (TLS 1.2 or 1.3); the bundle (NOT_FOUND);

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/testing/text.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -19,10 +20,7 @@ namespace {
 
 using offkey::v1::ServerConfig;
 
-::testing::AssertionResult Contains(absl::string_view text, absl::string_view part) {
-  if (absl::StrContains(text, part)) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
-}
+using ::offkey::testing::Contains;
 
 // Every field set. Line numbers matter to the tests below (line 1 is "# full"); the
 // "cfg" delimiter keeps clang-format from reflowing the text.

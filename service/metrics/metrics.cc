@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "prometheus/text_serializer.h"
+#include "service/operation_names.h"
 #include "service/tls/schemes.h"
 
 namespace offkey::service::metrics {
@@ -16,34 +17,14 @@ const prometheus::Histogram::BucketBoundaries& Buckets() {
   return *buckets;
 }
 
-std::string OperationLabel(int op) {
-  switch (op) {
-    case offkey::v1::SIGN:
-      return "sign";
-    case offkey::v1::DECRYPT_PREMASTER:
-      return "decrypt-premaster";
-    case offkey::v1::DERIVE_MASTER_SECRET:
-      return "derive-master-secret";
-    case offkey::v1::VERIFY_CLIENT:
-      return "verify-client";
-    case offkey::v1::GET_CERTIFICATE:
-      return "get-certificate";
-    case offkey::v1::LIST_KEYS:
-      return "list-keys";
-    default:
-      return "unknown";
-  }
-}
-
 }  // namespace
 
 size_t Metrics::SchemeIndex(offkey::v1::SignatureScheme scheme) {
   if (scheme == offkey::v1::SIGNATURE_SCHEME_UNSPECIFIED) return 0;
+  const tls::SchemeInfo* info = tls::FindScheme(scheme);
   absl::Span<const tls::SchemeInfo> all = tls::AllSchemes();
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (all[i].scheme == scheme) return i + 1;
-  }
-  return all.size() + 1;  // "unknown"
+  // Row i of the table is index i + 1; past the table is "unknown".
+  return info != nullptr ? static_cast<size_t>(info - all.data()) + 1 : all.size() + 1;
 }
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -61,7 +42,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   }
   schemes.push_back("unknown");
   for (int op = 0; op < kOperations; ++op) {
-    const std::string name = OperationLabel(op);
+    const std::string name(OperationName(static_cast<offkey::v1::Operation>(op)));
     for (int code = 0; code < kCodes; ++code) {
       operations_[op][code] = &operations.Add(
           {{"operation", name},

@@ -1,0 +1,56 @@
+#include "tests/handshake_inputs.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include "base/openssl_util.h"
+
+namespace offkey::testing {
+namespace {
+
+std::string CertificateVerifyInput(absl::string_view context, size_t hash_len) {
+  return std::string(64, ' ') + std::string(context) + std::string(1, '\0') +
+         Random(hash_len);
+}
+
+}  // namespace
+
+std::string Random(size_t n) {
+  std::string out(n, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
+  return out;
+}
+
+std::string Tls13Input(size_t hash_len) {
+  return CertificateVerifyInput("TLS 1.3, server CertificateVerify", hash_len);
+}
+
+std::string Tls13ClientInput(size_t hash_len) {
+  return CertificateVerifyInput("TLS 1.3, client CertificateVerify", hash_len);
+}
+
+std::string SignWithPem(absl::string_view key_pem, const std::string& content) {
+  BIO* bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
+  BIO_free(bio);
+  if (key == nullptr) return "";
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  const bool ed25519 = EVP_PKEY_get_base_id(key.get()) == EVP_PKEY_ED25519;
+  const auto* in = reinterpret_cast<const unsigned char*>(content.data());
+  size_t len = 0;
+  if (EVP_DigestSignInit(ctx.get(), nullptr, ed25519 ? nullptr : EVP_sha256(), nullptr,
+                         key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len, in, content.size()) != 1) {
+    return "";
+  }
+  std::string signature(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len,
+                     in, content.size()) != 1) {
+    return "";
+  }
+  signature.resize(len);
+  return signature;
+}
+
+}  // namespace offkey::testing

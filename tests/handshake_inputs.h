@@ -1,0 +1,28 @@
+// Test inputs shaped like TLS handshake data, and client-side signing with a PEM key.
+#ifndef OFFKEY_TESTS_HANDSHAKE_INPUTS_H_
+#define OFFKEY_TESTS_HANDSHAKE_INPUTS_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace offkey::testing {
+
+// `n` random bytes.
+std::string Random(size_t n);
+
+// A TLS 1.3 server CertificateVerify input (RFC 8446 4.4.3) with a random transcript
+// hash of `hash_len` bytes.
+std::string Tls13Input(size_t hash_len = 32);
+
+// The same for a client CertificateVerify.
+std::string Tls13ClientInput(size_t hash_len = 32);
+
+// A signature over `content` by the PEM private key `key_pem`: ECDSA (DER) or RSA
+// PKCS#1 v1.5 with SHA-256, or Ed25519. Empty if the key does not load or sign.
+std::string SignWithPem(absl::string_view key_pem, const std::string& content);
+
+}  // namespace offkey::testing
+
+#endif  // OFFKEY_TESTS_HANDSHAKE_INPUTS_H_
