@@ -13,7 +13,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "base/testing/secret_ledger.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "offkey/v1/key_service.grpc.pb.h"
@@ -35,7 +37,7 @@ class DrainTest : public ::testing::Test {
     const std::string tmp = getenv("TEST_TMPDIR");
     state_ = tmp + "/dev";
     port_file_ = tmp + "/port";
-    log_ = tmp + "/offkeyd.log";
+    log_ = OutputPath("offkeyd.log");  // Kept for the suite's log scan.
     const std::string binary =
         absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/service/offkeyd");
     pid_ = fork();
@@ -58,6 +60,13 @@ class DrainTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(50));
     }
     target_ = absl::StrCat("127.0.0.1:", std::stoi(ReadFile(port_file_)));
+    // The development state's secrets, for the log scan.
+    for (const char* pin : {"user.pin", "so.pin"}) {
+      RecordSecret(pin, absl::StripAsciiWhitespace(ReadFile(state_ + "/" + pin)));
+    }
+    for (const char* key : {"ca.key", "server.key", "terminator.key", "admin.key"}) {
+      RecordPrivateKeyPem(key, ReadFile(state_ + "/" + key));
+    }
   }
   void TearDown() override {
     if (pid_ > 0 && !exited_) {

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include "base/openssl_util.h"
+#include "base/testing/secret_ledger.h"
 
 namespace offkey::testing {
 namespace {
@@ -31,6 +32,7 @@ std::string Tls13ClientInput(size_t hash_len) {
 }
 
 std::string SignWithPem(absl::string_view key_pem, const std::string& content) {
+  RecordPrivateKeyPem("signing key", key_pem);
   BIO* bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
   EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
   BIO_free(bio);

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/testing/secret_ledger.h"
 #include "grpcpp/grpcpp.h"
 #include "httplib.h"
 #include "service/config/config_loader.h"
@@ -31,9 +32,7 @@ void OffkeydTest::SetUp() {
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = std::move(*store);
 
-  auto ca = service::dev::MakeCa("offkey test CA");
-  ASSERT_TRUE(ca.ok()) << ca.status();
-  ca_ = std::move(*ca);
+  ca_ = TestCa("offkey test CA");
   service::dev::IssuedCert server_cert = ServerCert(ca_);
   Write(dir_ + "/ca.pem", ca_.cert_pem);
   Write(dir_ + "/server.pem", server_cert.cert_pem);
@@ -130,6 +129,7 @@ std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
   spec.client_auth = true;
   auto cert = service::dev::Issue(ca, spec);
   EXPECT_TRUE(cert.ok());
+  RecordPrivateKeyPem("client key", cert->key_pem.view());
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = ca.cert_pem;
   tls.pem_cert_chain = cert->cert_pem;
@@ -140,6 +140,14 @@ std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
                                    grpc::SslCredentials(tls), args);
 }
 
+service::dev::IssuedCert OffkeydTest::TestCa(absl::string_view common_name) {
+  auto ca = service::dev::MakeCa(common_name);
+  EXPECT_TRUE(ca.ok()) << ca.status();
+  if (!ca.ok()) return {};
+  RecordPrivateKeyPem("CA key", ca->key_pem.view());
+  return *std::move(ca);
+}
+
 service::dev::IssuedCert OffkeydTest::ServerCert(const service::dev::IssuedCert& ca) {
   service::dev::CertSpec spec;
   spec.common_name = "offkeyd";
@@ -147,7 +155,15 @@ service::dev::IssuedCert OffkeydTest::ServerCert(const service::dev::IssuedCert&
   spec.server_auth = true;
   auto cert = service::dev::Issue(ca, spec);
   EXPECT_TRUE(cert.ok()) << cert.status();
+  RecordPrivateKeyPem("server key", cert->key_pem.view());
   return *std::move(cert);
+}
+
+std::string OffkeydTest::AuditPath() {
+  const ::testing::TestInfo* test =
+      ::testing::UnitTest::GetInstance()->current_test_info();
+  return OutputPath(
+      absl::StrCat(test->test_suite_name(), ".", test->name(), ".audit.jsonl"));
 }
 
 std::pair<int, std::string> OffkeydTest::HttpGet(const std::string& path) {

@@ -54,11 +54,16 @@ class OffkeydTest : public ::testing::Test {
   // The same with a client certificate from `ca`, trusting only `ca` for the server.
   std::shared_ptr<grpc::Channel> Channel(const std::string& identity,
                                          const service::dev::IssuedCert& ca);
+  // A fresh CA for the test (its key recorded in the secret ledger).
+  static service::dev::IssuedCert TestCa(absl::string_view common_name);
   // A server certificate for 127.0.0.1 from `ca`.
   static service::dev::IssuedCert ServerCert(const service::dev::IssuedCert& ca);
   // GET http://127.0.0.1:<metrics port><path>: {status, body}; status -1 if the
   // request failed.
   std::pair<int, std::string> HttpGet(const std::string& path);
+  // Where a test that reads the audit log puts it: kept with the test's outputs, so the
+  // suite's log scan covers it.
+  static std::string AuditPath();
   static std::unique_ptr<grpc::ClientContext> Context(
       absl::Duration timeout = absl::Seconds(20));
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "base/testing/secret_ledger.h"
 #include "hsm/testing/verify.h"
 #include "hsm/testing/wycheproof.h"
 #include "service/crypto/tls_prf.h"
@@ -88,7 +89,10 @@ class DataPlaneTest : public OffkeydTest {
     request.mutable_context()->set_version(offkey::v1::TLS_1_2);
     request.set_ciphertext(ciphertext);
     request.set_client_version(client_version);
-    return terminator_->DecryptPremaster(Context().get(), request, response);
+    grpc::Status status =
+        terminator_->DecryptPremaster(Context().get(), request, response);
+    RecordSecret("premaster answer", response->premaster());
+    return status;
   }
 
   hsm::KeyInfo rsa_;
@@ -169,6 +173,7 @@ TEST_F(DataPlaneTest, TlsServerKeysSignOnlyHandshakeShapedInput) {
 
 TEST_F(DataPlaneTest, DecryptPremasterReturnsTheClientsPremaster) {
   std::string premaster = std::string("\x03\x03", 2) + Random(46);
+  RecordSecret("premaster", premaster);
   offkey::v1::DecryptPremasterResponse response;
   grpc::Status status =
       Decrypt(RsaEncryptPkcs1(rsa_.public_key_spki, premaster), 0x0303, &response);
@@ -189,6 +194,7 @@ TEST_F(DataPlaneTest, MalformedPremastersAllGetOkAnd48RepeatableBytes) {
     if (separator) b[k - message_len - 1] = 0;
     b[k - message_len] = static_cast<char>(version >> 8);
     b[k - message_len + 1] = static_cast<char>(version & 0xff);
+    RecordSecret("premaster block", b);
     return b;
   };
   std::string good_block = block(std::string("\x00\x02", 2), 48, true, 0x0303);
@@ -227,6 +233,7 @@ TEST_F(DataPlaneTest, WycheproofPkcs1VectorsThroughDecryptPremaster) {
   for (const auto& group : json->fields().at("testGroups").list_value().values()) {
     const auto& g = group.struct_value().fields();
     SecretBytes pkcs8(Unhex(g.at("privateKeyPkcs8").string_value()));
+    RecordSecret("wycheproof key.der", pkcs8.view());
     std::string name = absl::StrCat("wp-", index++);
     auto key = store_->ImportKey(name, pkcs8);
     ASSERT_TRUE(key.ok()) << key.status();
@@ -285,6 +292,7 @@ TEST_F(DataPlaneTest, DeriveMasterSecretMatchesPrfKnownAnswers) {
     std::vector<std::string> row = absl::StrSplit(line, '\t');
     if (row.size() < header.size()) continue;
     std::string secret = Unhex(row[secret_col]);
+    RecordSecret("prf known-answer premaster", secret);
     std::string label = row[label_col];
     std::string expected = Unhex(row[expected_col]);
     std::string seed = Unhex(row[seed_col]);
@@ -319,7 +327,10 @@ TEST_F(DataPlaneTest, DeriveMasterSecretMatchesPrfKnownAnswers) {
     grpc::Status status =
         terminator_->DeriveMasterSecret(Context().get(), request, &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(response.master_secret(), expected) << line;
+    RecordSecret("master secret", response.master_secret());
+    // Compared without printing: a failure must not put the secret in the log.
+    EXPECT_TRUE(response.master_secret() == expected)
+        << row[hash_col] << " " << label << ", seed " << row[seed_col];
     ++checked;
   }
   EXPECT_GE(checked, 5);
@@ -461,10 +472,10 @@ TEST_F(SaturatedTest, FullQueueFailsAtOnceWithResourceExhausted) {
 class AuditedTest : public DataPlaneTest {
  protected:
   void Configure(offkey::v1::ServerConfig* config) override {
-    config->mutable_audit()->set_path(dir_ + "/audit.log");
+    config->mutable_audit()->set_path(AuditPath());
   }
   std::vector<std::string> AuditLines() {
-    std::ifstream in(dir_ + "/audit.log");
+    std::ifstream in(AuditPath());
     std::vector<std::string> lines;
     for (std::string line; std::getline(in, line);) lines.push_back(line);
     return lines;
@@ -482,6 +493,7 @@ std::string WithoutTimeAndLatency(const std::string& line) {
 
 TEST_F(AuditedTest, OneLinePerOperationIdenticalForGoodAndBadPaddingAndNoSecrets) {
   std::string premaster = std::string("\x03\x03", 2) + Random(46);
+  RecordSecret("premaster", premaster);
   std::string good = RsaEncryptPkcs1(rsa_.public_key_spki, premaster);
   std::string bad = good;
   bad[100] ^= 0x01;

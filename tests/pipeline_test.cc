@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "base/testing/secret_ledger.h"
 #include "hsm/testing/verify.h"
 #include "tests/forwarding_store.h"
 #include "tests/handshake_inputs.h"
@@ -53,7 +54,7 @@ StreamResult RunStream(offkey::v1::KeyService::Stub* stub,
 class PipelineTest : public OffkeydTest {
  protected:
   void Configure(offkey::v1::ServerConfig* config) override {
-    config->mutable_audit()->set_path(dir_ + "/audit.log");
+    config->mutable_audit()->set_path(AuditPath());
   }
   void SetUp() override {
     OffkeydTest::SetUp();
@@ -82,6 +83,7 @@ TEST_F(PipelineTest, HundredsOfInterleavedItemsWithPerItemErrors) {
   std::map<uint64_t, Expect> expect;
   std::vector<PipelineRequest> requests;
   const std::string good_premaster = std::string("\x03\x03", 2) + Random(46);
+  RecordSecret("premaster", good_premaster);
   const std::string good_ct = RsaEncryptPkcs1(rsa_.public_key_spki, good_premaster);
   // A bad block type: answered with a 48-byte substitute and OK, like a good one.
   std::string bad_block = std::string("\x00\x01", 2) + std::string(256 - 2 - 49, '\xff') +
@@ -198,6 +200,7 @@ TEST_F(PipelineTest, HundredsOfInterleavedItemsWithPerItemErrors) {
     } else {
       ASSERT_EQ(response.result_case(), PipelineResponse::kDecryptPremaster);
       ASSERT_EQ(response.decrypt_premaster().premaster().size(), 48u);
+      RecordSecret("premaster answer", response.decrypt_premaster().premaster());
       if (!e.premaster.empty()) {
         EXPECT_EQ(response.decrypt_premaster().premaster(), e.premaster);
       } else {
@@ -210,7 +213,7 @@ TEST_F(PipelineTest, HundredsOfInterleavedItemsWithPerItemErrors) {
          result.responses.size());
 
   // Audited like unary calls, one line per item, marked as carried by the stream.
-  std::ifstream audit(dir_ + "/audit.log");
+  std::ifstream audit(AuditPath());
   std::string line;
   int pipeline_lines = 0;
   while (std::getline(audit, line)) {

@@ -44,11 +44,8 @@ class ReloadTest : public OffkeydTest {
     verify->add_identities(kTerminator);
     verify->add_operations(offkey::v1::VERIFY_CLIENT);
     // Trust bundle "clients": CA A for now.
-    auto ca_a = service::dev::MakeCa("clients CA A");
-    auto ca_b = service::dev::MakeCa("clients CA B");
-    ASSERT_TRUE(ca_a.ok() && ca_b.ok());
-    client_ca_a_ = *std::move(ca_a);
-    client_ca_b_ = *std::move(ca_b);
+    client_ca_a_ = TestCa("clients CA A");
+    client_ca_b_ = TestCa("clients CA B");
     WriteFile(dir_ + "/clients.pem", client_ca_a_.cert_pem);
     offkey::v1::TrustBundle* bundle = config->add_trust_bundles();
     bundle->set_name("clients");
@@ -253,22 +250,21 @@ TEST_F(RotationTest, CertificatesRotateUnderConnectedClients) {
   });
 
   // New server certificate from a new CA; the client CA bundle now trusts both CAs.
-  auto ca2 = service::dev::MakeCa("offkey test CA 2");
-  ASSERT_TRUE(ca2.ok());
-  auto server2 = ServerCert(*ca2);
+  const service::dev::IssuedCert ca2 = TestCa("offkey test CA 2");
+  auto server2 = ServerCert(ca2);
   volume_->Publish({{"tls.crt", server2.cert_pem},
                     {"tls.key", std::string(server2.key_pem.view())},
-                    {"ca.crt", ca_.cert_pem + ca2->cert_pem}});
+                    {"ca.crt", ca_.cert_pem + ca2.cert_pem}});
 
   // Within a few refresh intervals a new connection sees the new certificate, and a
   // client certificate from the new CA is accepted.
-  auto new_client = StubWith(*ca2);
+  auto new_client = StubWith(ca2);
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   bool rotated = false;
   while (!rotated && absl::Now() < deadline) {
     rotated = ListOk(new_client.get());
     if (!rotated) {
-      new_client = StubWith(*ca2);
+      new_client = StubWith(ca2);
       absl::SleepFor(absl::Milliseconds(200));
     }
   }

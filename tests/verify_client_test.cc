@@ -77,11 +77,8 @@ void Write(const std::string& path, const std::string& data) {
 class VerifyClientTest : public OffkeydTest {
  protected:
   void Configure(offkey::v1::ServerConfig* config) override {
-    auto clients = service::dev::MakeCa("clients CA");
-    auto other = service::dev::MakeCa("someone else's CA");
-    ASSERT_TRUE(clients.ok() && other.ok());
-    clients_ = *std::move(clients);
-    other_ = *std::move(other);
+    clients_ = TestCa("clients CA");
+    other_ = TestCa("someone else's CA");
     revoked_ = Leaf(clients_);
     Write(dir_ + "/clients.pem", clients_.cert_pem);
     Write(dir_ + "/clients.crl", MakeCrl(clients_, revoked_.cert_pem));

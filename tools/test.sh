@@ -1,6 +1,8 @@
 #!/bin/bash
 # Runs the whole test suite: installs what is missing, then `bazel test //...`.
-# Ends with "N passed, N failed", counting test cases from Bazel's test.xml reports.
+# Then scans every test log and output for the secrets the tests recorded
+# (tools/logscan.py). Ends with "N passed, N failed", counting test cases from Bazel's
+# test.xml reports plus the scan.
 # Extra arguments go to `bazel test` (e.g. a target pattern instead of //...).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,10 +18,20 @@ targets=("$@")
 bazel test --keep_going "${targets[@]}"
 rc=$?
 
+# Scan every log and output of the tests just run for the secrets they recorded
+# (tools/logscan.py); the scan counts as one more test case.
+testlogs=$(bazel info bazel-testlogs 2>/dev/null)
+labels=$(bazel query "tests(set(${targets[*]}))" 2>/dev/null)
+require=()
+[[ $# -eq 0 ]] && require=(--require-ledger)
+# shellcheck disable=SC2086  # labels are one per word
+/usr/bin/python3 tools/logscan.py "${require[@]}" "$testlogs" $labels
+scan_rc=$?
+[[ $scan_rc -eq 0 ]] || rc=1
+
 # Count test cases (not just targets) from the JUnit reports of the tests just run; a
 # test target without a report (it did not build or did not run) counts as one failure.
-testlogs=$(bazel info bazel-testlogs 2>/dev/null)
-bazel query "tests(set(${targets[*]}))" 2>/dev/null |
+echo "$labels" |
 /usr/bin/python3 -c '
 import sys, pathlib, xml.etree.ElementTree as ET
 logs = pathlib.Path(sys.argv[1])
@@ -38,6 +50,10 @@ for label in sys.stdin.read().split():
             failed += 1
         elif case.get("status", "run") == "run" and case.find("skipped") is None:
             passed += 1
+if sys.argv[2] == "0":
+    passed += 1
+else:
+    failed += 1
 print(f"{passed} passed, {failed} failed")
-' "$testlogs"
+' "$testlogs" "$scan_rc"
 exit $rc

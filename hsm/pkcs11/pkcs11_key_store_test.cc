@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "base/testing/secret_ledger.h"
 #include "gtest/gtest.h"
 #include "hsm/pkcs11/module.h"
 #include "hsm/pkcs11/object_io.h"
@@ -232,6 +233,7 @@ TEST_F(KeyStoreTest, RawDecryptionInvertsOpenSslEncryption) {
       std::string message = Random(k);
       message[0] = 0;              // Keep it below the modulus.
       if (i == 1) message[1] = 0;  // Leading zero bytes survive.
+      ::offkey::testing::RecordSecret("raw RSA plaintext", message);
       std::string ciphertext = RsaEncryptRaw(key->public_key_spki, message);
       auto plain = store_->RsaDecryptRaw(key->key_id, ciphertext, {});
       ASSERT_TRUE(plain.ok()) << plain.status();

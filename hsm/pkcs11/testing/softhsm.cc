@@ -12,10 +12,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/testing/secret_ledger.h"
 
 namespace offkey::hsm::pkcs11::testing {
 namespace {
@@ -77,7 +79,12 @@ absl::StatusOr<SoftHsmToken> SoftHsmToken::Create(absl::string_view label_prefix
   SoftHsmToken token;
   token.directory = SoftHsmDirectory();
   token.label = absl::StrCat(label_prefix, "-", getpid(), "-", counter++);
-  token.pin = absl::StrCat("user-pin-", token.label);
+  // A random PIN, recorded so the suite's log scan can prove no log ever shows it.
+  std::random_device random;
+  token.pin = absl::StrCat("pin-", absl::Hex(random(), absl::kZeroPad8),
+                           absl::Hex(random(), absl::kZeroPad8),
+                           absl::Hex(random(), absl::kZeroPad8));
+  ::offkey::testing::RecordSecret("token PIN", token.pin);
   token.pin_file = absl::StrCat(token.directory, "/", token.label, ".pin");
   {
     std::ofstream out(token.pin_file);
