@@ -1,5 +1,7 @@
 #include "service/worker_pool.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,7 +16,10 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(int threads,
   if (queue_depth < 1) return absl::InvalidArgumentError("queue depth must be >= 1");
   std::unique_ptr<WorkerPool> pool(new WorkerPool(queue_depth));
   for (int i = 0; i < threads; ++i) {
-    pool->threads_.emplace_back([p = pool.get()] { p->Run(); });
+    pool->threads_.emplace_back([p = pool.get()] {
+      pthread_setname_np(pthread_self(), "offkey-worker");  // Named for top and perf.
+      p->Run();
+    });
   }
   return pool;
 }

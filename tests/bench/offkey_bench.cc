@@ -13,6 +13,7 @@
 //
 //   bazel run -c opt //tests/bench:offkey-bench -- --op=sign --key=rsa2048 --duration=5
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,6 +30,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -48,7 +51,10 @@ ABSL_FLAG(std::string, op, "sign", "Operation: sign or decrypt (TLS 1.2 premaste
 ABSL_FLAG(std::string, key, "rsa2048", "Key type: rsa2048, p256, p384 or ed25519.");
 ABSL_FLAG(int, concurrency, 4, "Threads in flight, for both paths.");
 ABSL_FLAG(double, duration, 5, "Seconds per measurement.");
-ABSL_FLAG(int, sessions, 2, "HSM sessions (and worker threads) of offkeyd.");
+ABSL_FLAG(
+    int, sessions, 0,
+    "HSM sessions (and worker threads) of offkeyd; 0: --concurrency, the number "
+    "of sessions the bare PKCS#11 path uses, so both get the same HSM parallelism.");
 ABSL_FLAG(int, streams, 2,
           "Pipeline streams for the stream measurement (0: skip it); each keeps "
           "--window items in flight.");
@@ -70,6 +76,9 @@ struct Result {
   }
 };
 
+// Names the calling thread (for top and perf).
+void NameThread(const char* name) { pthread_setname_np(pthread_self(), name); }
+
 // Closed loop: `threads` threads call `op` back to back for `seconds`.
 Result Saturate(const Op& op, int threads, double seconds) {
   std::vector<std::vector<double>> per_thread(threads);
@@ -79,6 +88,7 @@ Result Saturate(const Op& op, int threads, double seconds) {
   const absl::Time start = absl::Now();
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
+      NameThread("bench-closed");
       while (!stop.load(std::memory_order_relaxed)) {
         absl::Time begin = absl::Now();
         if (!op(t)) ++failures;
@@ -110,6 +120,7 @@ Result OpenLoop(const Op& op, int threads, double rate, double seconds) {
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
+      NameThread("bench-open");
       for (long i = next++; i < total; i = next++) {  // NOLINT(runtime/int)
         absl::Time scheduled = start + absl::Seconds(i / rate);
         absl::SleepFor(scheduled - absl::Now());
@@ -127,72 +138,154 @@ Result OpenLoop(const Op& op, int threads, double rate, double seconds) {
   return result;
 }
 
-// The Pipeline stream, closed loop: `streams` streams (one connection each) keep
-// `window` items in flight apiece for `seconds`; latency from each item's write to its
-// response. `make` builds item `id`; `check` says whether a response is right.
-Result StreamSaturate(
-    const std::vector<offkey::v1::KeyService::Stub*>& stubs, int window, double seconds,
-    const std::function<offkey::v1::PipelineRequest(uint64_t)>& make,
-    const std::function<bool(const offkey::v1::PipelineResponse&)>& check) {
-  struct Stream {
-    grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientReaderWriter<offkey::v1::PipelineRequest,
-                                             offkey::v1::PipelineResponse>>
-        rw;
-    absl::Mutex mu;
-    int in_flight ABSL_GUARDED_BY(mu) = 0;
-    std::map<uint64_t, absl::Time> sent ABSL_GUARDED_BY(mu);
-    std::vector<double> latencies;  // Reader thread only.
-    long failures = 0;              // NOLINT(runtime/int); reader thread only.
-  };
-  std::vector<std::unique_ptr<Stream>> streams;
-  std::atomic<bool> stop{false};
+// One Pipeline stream driven by one thread through the async API, the way a terminator
+// would run it: keeps `window` items in flight until `stop`, then drains. Reads and
+// writes share the thread, so an answer can be followed by the next item's write with
+// no hand-off between threads.
+class StreamDriver {
+ public:
+  using Make = std::function<offkey::v1::PipelineRequest(uint64_t)>;
+  using Check = std::function<bool(const offkey::v1::PipelineResponse&)>;
+
+  StreamDriver(offkey::v1::KeyService::Stub* stub, int window, const Make& make,
+               const Check& check)
+      : window_(window), make_(make), check_(check) {
+    stream_ = stub->AsyncPipeline(&context_, &queue_, Tag(kStarted));
+  }
+
+  // Runs until `stop` is set and every item sent has been answered (or the stream
+  // broke, counted as a failure), then drains the completion queue.
+  void Run(const std::atomic<bool>& stop) {
+    void* tag = nullptr;
+    bool ok = false;
+    bool reading = false, ended = false, writes_done = false, writes_done_pending = false,
+         finishing = false, finished = false;
+    while (!(finished && !writes_done_pending) && queue_.Next(&tag, &ok)) {
+      switch (static_cast<Event>(static_cast<char*>(tag) - tags_)) {
+        case kStarted:
+          if (!ok) {
+            ended = true;
+            break;
+          }
+          reading = true;
+          stream_->Read(&response_, Tag(kRead));
+          break;
+        case kRead:
+          reading = false;
+          if (!ok) {  // The server ended the stream.
+            ended = true;
+            break;
+          }
+          Answered();
+          reading = true;
+          stream_->Read(&response_, Tag(kRead));
+          break;
+        case kWrite:
+          writing_ = false;
+          if (!ok) ended = true;  // The stream broke; the read will fail too.
+          break;
+        case kWritesDone:
+          writes_done_pending = false;
+          break;
+        case kFinish:
+          finished = true;
+          if (!status_.ok() || in_flight_ != 0) ++failures_;
+          break;
+        case kEvents:
+          break;
+      }
+      const bool stopping = stop.load(std::memory_order_relaxed);
+      if (!stopping && !ended && !writing_ && in_flight_ < window_) Write();
+      if (stopping && !ended && !writing_ && !writes_done && in_flight_ == 0) {
+        writes_done = writes_done_pending = true;
+        stream_->WritesDone(Tag(kWritesDone));
+      }
+      if ((writes_done || ended) && !reading && !writing_ && !finishing) {
+        finishing = true;
+        stream_->Finish(&status_, Tag(kFinish));
+      }
+    }
+    queue_.Shutdown();
+    while (queue_.Next(&tag, &ok)) {
+    }
+  }
+
+  const std::vector<double>& latencies() const { return latencies_; }
+  long failures() const { return failures_; }  // NOLINT(runtime/int)
+
+ private:
+  enum Event { kStarted, kRead, kWrite, kWritesDone, kFinish, kEvents };
+  // Completion-queue tags: one address per event.
+  void* Tag(Event event) { return &tags_[event]; }
+  char tags_[kEvents] = {};
+
+  void Write() {
+    item_ = make_(next_id_);
+    sent_[next_id_++] = absl::Now();
+    ++in_flight_;
+    writing_ = true;
+    // Another write follows at once while the window has room: let gRPC send them
+    // together. The write that fills the window goes out immediately.
+    grpc::WriteOptions options;
+    if (in_flight_ < window_) options.set_buffer_hint();
+    stream_->Write(item_, options, Tag(kWrite));
+  }
+
+  void Answered() {
+    auto it = sent_.find(response_.id());
+    if (it == sent_.end()) {
+      ++failures_;
+      return;
+    }
+    latencies_.push_back(absl::ToDoubleMicroseconds(absl::Now() - it->second));
+    sent_.erase(it);
+    --in_flight_;
+    if (!check_(response_)) ++failures_;
+  }
+
+  const int window_;
+  const Make& make_;
+  const Check& check_;
+  grpc::ClientContext context_;
+  grpc::CompletionQueue queue_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<offkey::v1::PipelineRequest,
+                                                offkey::v1::PipelineResponse>>
+      stream_;
+  offkey::v1::PipelineRequest item_;  // The outstanding write's buffer.
+  offkey::v1::PipelineResponse response_;
+  grpc::Status status_;
+  std::map<uint64_t, absl::Time> sent_;
+  uint64_t next_id_ = 0;
+  int in_flight_ = 0;
+  bool writing_ = false;
+  std::vector<double> latencies_;
+  long failures_ = 0;  // NOLINT(runtime/int)
+};
+
+// The Pipeline stream, closed loop: one StreamDriver per stub (one connection each)
+// for `seconds`; latency from each item's write to its answer.
+Result StreamSaturate(const std::vector<offkey::v1::KeyService::Stub*>& stubs, int window,
+                      double seconds, const StreamDriver::Make& make,
+                      const StreamDriver::Check& check) {
+  std::vector<std::unique_ptr<StreamDriver>> drivers;
   std::vector<std::thread> threads;
+  std::atomic<bool> stop{false};
   const absl::Time start = absl::Now();
   for (offkey::v1::KeyService::Stub* stub : stubs) {
-    streams.push_back(std::make_unique<Stream>());
-    Stream* s = streams.back().get();
-    s->rw = stub->Pipeline(&s->context);
-    threads.emplace_back([s, &stop, &make, window] {
-      for (uint64_t id = 0; !stop.load(std::memory_order_relaxed); ++id) {
-        offkey::v1::PipelineRequest item = make(id);
-        {
-          absl::MutexLock lock(&s->mu);
-          auto room = [s, window]() ABSL_SHARED_LOCKS_REQUIRED(s->mu) {
-            return s->in_flight < window;
-          };
-          s->mu.Await(absl::Condition(&room));
-          ++s->in_flight;
-          s->sent[id] = absl::Now();
-        }
-        if (!s->rw->Write(item)) break;
-      }
-      s->rw->WritesDone();
-    });
-    threads.emplace_back([s, &check] {
-      offkey::v1::PipelineResponse response;
-      while (s->rw->Read(&response)) {
-        absl::Time sent;
-        {
-          absl::MutexLock lock(&s->mu);
-          sent = s->sent[response.id()];
-          s->sent.erase(response.id());
-          --s->in_flight;
-        }
-        s->latencies.push_back(absl::ToDoubleMicroseconds(absl::Now() - sent));
-        if (!check(response)) ++s->failures;
-      }
+    drivers.push_back(std::make_unique<StreamDriver>(stub, window, make, check));
+    threads.emplace_back([d = drivers.back().get(), &stop] {
+      NameThread("bench-stream");
+      d->Run(stop);
     });
   }
   absl::SleepFor(absl::Seconds(seconds));
   stop = true;
   for (auto& t : threads) t.join();
   Result result;
-  for (auto& s : streams) {
-    if (!s->rw->Finish().ok()) ++result.failures;
-    result.latencies_us.insert(result.latencies_us.end(), s->latencies.begin(),
-                               s->latencies.end());
-    result.failures += s->failures;
+  for (auto& d : drivers) {
+    result.latencies_us.insert(result.latencies_us.end(), d->latencies().begin(),
+                               d->latencies().end());
+    result.failures += d->failures();
   }
   std::sort(result.latencies_us.begin(), result.latencies_us.end());
   // Items answered while the windows drain count, over the whole span including the
@@ -220,7 +313,16 @@ int Fail(const std::string& what) {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "offkeyd throughput and latency against bare PKCS#11 on the same SoftHSM2 token.");
+      "offkeyd throughput and latency against bare PKCS#11 on the same SoftHSM2 "
+      "token.\n\n"
+      "  offkey-bench --op=sign --key=rsa2048 --concurrency=4 --duration=5\n"
+      "  offkey-bench --op=sign --key=p256 --streams=2 --window=16");
+  // The binary is offkey-bench, its source offkey_bench.cc: show its flags on --help.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "offkey_bench");
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   // Debian's Abseil is built with mutex deadlock detection on (a debugging aid that
   // records every lock order, measurable on the handshake path); production builds of
@@ -268,12 +370,13 @@ int Main(int argc, char** argv) {
   if (concurrency < 1 || seconds <= 0) {
     return Fail("--concurrency must be at least 1 and --duration positive");
   }
+  const int sessions =
+      absl::GetFlag(FLAGS_sessions) > 0 ? absl::GetFlag(FLAGS_sessions) : concurrency;
 
   // The token, the key and a server over it.
   auto token = hsm::pkcs11::testing::SoftHsmToken::Create("bench");
   if (!token.ok()) return Fail(token.status().ToString());
-  auto store =
-      hsm::pkcs11::Pkcs11KeyStore::Create(token->Options(absl::GetFlag(FLAGS_sessions)));
+  auto store = hsm::pkcs11::Pkcs11KeyStore::Create(token->Options(sessions));
   if (!store.ok()) return Fail(store.status().ToString());
   auto key = (*store)->GenerateKey("bench", type->algorithm);
   if (!key.ok()) return Fail(key.status().ToString());
@@ -313,7 +416,7 @@ int Main(int argc, char** argv) {
   config.mutable_hsm()->set_module_path(token->Options().module_path);
   config.mutable_hsm()->set_token_uri(token->Uri());
   config.mutable_hsm()->set_pin_file(token->pin_file);
-  config.mutable_hsm()->set_max_sessions(absl::GetFlag(FLAGS_sessions));
+  config.mutable_hsm()->set_max_sessions(sessions);
   offkey::v1::Grant* grant = config.mutable_policy()->add_grants();
   grant->add_identities("spiffe://bench/terminator");
   grant->add_operations(offkey::v1::SIGN);
@@ -427,8 +530,7 @@ int Main(int argc, char** argv) {
   Saturate(direct, max_threads, 0.2);
 
   printf("offkey-bench: op=%s key=%s concurrency=%d duration=%.1fs sessions=%d\n",
-         op_name.c_str(), key_name.c_str(), concurrency, seconds,
-         absl::GetFlag(FLAGS_sessions));
+         op_name.c_str(), key_name.c_str(), concurrency, seconds, sessions);
   printf("saturation (closed loop, %d threads):\n", concurrency);
   Header();
   Result bare_sat = Saturate(direct, concurrency, seconds);
