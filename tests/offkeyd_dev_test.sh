@@ -15,7 +15,7 @@ record_secret() {  # record_secret WHAT < bytes: adds them to the secret ledger
 start() {  # start LOG: runs offkeyd on a free loopback port, waits until it serves
   rm -f "$state.port"
   "$offkeyd" --dev --dev_state_dir="$state" --listen=127.0.0.1:0 \
-    --metrics_address=127.0.0.1:0 --port_file="$state.port" 2>"$1" &
+    --metrics_address=127.0.0.1:0 --admin_listen=127.0.0.1:0 --port_file="$state.port" 2>"$1" &
   pid=$!
   for _ in $(seq 1 300); do
     [[ -s "$state.port" ]] && return 0
@@ -42,8 +42,10 @@ start "$logs/first.log"
 grep -q "made 3 development keys" "$logs/first.log"
 grep -q "spiffe://offkey.dev/terminator" "$logs/first.log"  # how to connect
 for pin in user so; do tr -d '\n' <"$state/$pin.pin" | record_secret "$pin PIN"; done
-for key in ca server terminator admin; do
-  openssl pkey -in "$state/$key.key" -outform DER | record_secret "$key key"
+for key in ca server terminator admin; do  # the private scalar of each P-256 key
+  printf '%s key.priv %s\n' "$key" "$(openssl pkey -in "$state/$key.key" -noout -text |
+    awk '/^priv:/ {on = 1; next} /^[a-zA-Z]/ {on = 0} on' | tr -d ' :\n')" \
+    >>"$logs/secrets.ledger"
 done
 demo | tee "$logs/demo1.txt"
 grep -q "demo passed" "$logs/demo1.txt"

@@ -233,7 +233,7 @@ TEST_F(DataPlaneTest, WycheproofPkcs1VectorsThroughDecryptPremaster) {
   for (const auto& group : json->fields().at("testGroups").list_value().values()) {
     const auto& g = group.struct_value().fields();
     SecretBytes pkcs8(Unhex(g.at("privateKeyPkcs8").string_value()));
-    RecordSecret("wycheproof key.der", pkcs8.view());
+    RecordPrivateKeyDer("wycheproof key", pkcs8.view());
     std::string name = absl::StrCat("wp-", index++);
     auto key = store_->ImportKey(name, pkcs8);
     ASSERT_TRUE(key.ok()) << key.status();

@@ -42,29 +42,38 @@ void RecordSecret(absl::string_view what, absl::string_view secret) {
   std::fclose(f);
 }
 
+namespace {
+
+void RecordPrivateParts(absl::string_view what, const EVP_PKEY* key) {
+  for (const char* param : {OSSL_PKEY_PARAM_RSA_D, OSSL_PKEY_PARAM_RSA_FACTOR1,
+                            OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_PRIV_KEY}) {
+    RecordSecret(absl::StrCat(what, ".", param), BignumParam(key, param));
+  }
+  size_t raw_len = 0;
+  if (EVP_PKEY_get_raw_private_key(key, nullptr, &raw_len) == 1) {
+    std::string raw(raw_len, '\0');
+    EVP_PKEY_get_raw_private_key(key, reinterpret_cast<unsigned char*>(raw.data()),
+                                 &raw_len);
+    RecordSecret(absl::StrCat(what, ".raw"), raw);
+  }
+  DrainOpenSslErrors();  // get_bn_param misses on other key types leave errors queued.
+}
+
+}  // namespace
+
 void RecordPrivateKeyPem(absl::string_view what, absl::string_view pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
   BIO_free(bio);
   ASSERT_NE(key, nullptr) << "not a PEM private key: " << DrainOpenSslErrors();
-  unsigned char* der = nullptr;
-  const int der_len = i2d_PrivateKey(key.get(), &der);
-  ASSERT_GT(der_len, 0);
-  RecordSecret(absl::StrCat(what, ".der"),
-               absl::string_view(reinterpret_cast<char*>(der), der_len));
-  OPENSSL_clear_free(der, static_cast<size_t>(der_len));
-  for (const char* param : {OSSL_PKEY_PARAM_RSA_D, OSSL_PKEY_PARAM_RSA_FACTOR1,
-                            OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_PRIV_KEY}) {
-    RecordSecret(absl::StrCat(what, ".", param), BignumParam(key.get(), param));
-  }
-  size_t raw_len = 0;
-  if (EVP_PKEY_get_raw_private_key(key.get(), nullptr, &raw_len) == 1) {
-    std::string raw(raw_len, '\0');
-    EVP_PKEY_get_raw_private_key(key.get(), reinterpret_cast<unsigned char*>(raw.data()),
-                                 &raw_len);
-    RecordSecret(absl::StrCat(what, ".raw"), raw);
-  }
-  DrainOpenSslErrors();  // get_bn_param misses on other key types leave errors queued.
+  RecordPrivateParts(what, key.get());
+}
+
+void RecordPrivateKeyDer(absl::string_view what, absl::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  EvpPkeyPtr key(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
+  ASSERT_NE(key, nullptr) << "not a DER private key: " << DrainOpenSslErrors();
+  RecordPrivateParts(what, key.get());
 }
 
 std::string OutputPath(absl::string_view name) {

@@ -21,10 +21,13 @@ inline constexpr char kSecretLedgerName[] = "secrets.ledger";
 // too short to find without false alarms and are ignored. Thread-safe.
 void RecordSecret(absl::string_view what, absl::string_view secret);
 
-// Records the private parts of a PEM private key: the PKCS#8 DER, and the RSA private
-// exponent and primes, the EC private scalar, or the Ed25519/X25519 seed. A key that does
-// not parse fails the calling test.
+// Records the private parts of a PEM private key: the RSA private exponent and primes,
+// the EC private scalar, or the Ed25519/X25519 seed. Not the whole encoding: its
+// structure and public parts also appear in certificates and CSRs. A key that does not
+// parse fails the calling test.
 void RecordPrivateKeyPem(absl::string_view what, absl::string_view pem);
+// The same for an unencrypted DER PKCS#8 key.
+void RecordPrivateKeyDer(absl::string_view what, absl::string_view der);
 
 // A path for a log or other output of this test that the scan must cover:
 // $TEST_UNDECLARED_OUTPUTS_DIR/<name> (or $TEST_TMPDIR/<name> outside the outputs).

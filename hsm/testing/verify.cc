@@ -122,7 +122,7 @@ std::string GeneratePkcs8(KeyAlgorithm algorithm) {
   PKCS8_PRIV_KEY_INFO_free(p8);
   std::string out(reinterpret_cast<char*>(der), len);
   OPENSSL_clear_free(der, len);
-  ::offkey::testing::RecordSecret("generated PKCS#8 key", out);
+  ::offkey::testing::RecordPrivateKeyDer("generated key", out);
   return out;
 }
 
