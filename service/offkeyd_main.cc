@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, dev_state_dir, ".offkey/dev", "State directory for --dev.
 ABSL_FLAG(std::string, softhsm_module, "/usr/lib/softhsm/libsofthsm2.so",
           "SoftHSM2 module used by --dev.");
 ABSL_FLAG(std::string, listen, "", "Data-plane listen address host:port (port 0: any).");
+ABSL_FLAG(std::string, admin_listen, "",
+          "Admin-plane (KeyAdmin) listen address host:port (admin_listen_address; port "
+          "0: any).");
 ABSL_FLAG(std::string, metrics_address, "",
           "Metrics and health HTTP address host:port (metrics_address; port 0: any).");
 ABSL_FLAG(std::string, pkcs11_module, "", "PKCS#11 module path (hsm.module_path).");
@@ -41,6 +44,8 @@ ABSL_FLAG(bool, insecure_plaintext_for_development, false,
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound data-plane port to this file once serving (for tests and "
           "scripts that listen on port 0).");
+ABSL_FLAG(std::string, admin_port_file, "",
+          "Write the bound admin-plane port to this file once serving.");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "Write the bound metrics/health HTTP port to this file once serving.");
 
@@ -56,6 +61,9 @@ int Fail(const absl::Status& status, absl::string_view what) {
 void ApplyFlags(offkey::v1::ServerConfig* config) {
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config->set_listen_address(absl::GetFlag(FLAGS_listen));
+  }
+  if (!absl::GetFlag(FLAGS_admin_listen).empty()) {
+    config->set_admin_listen_address(absl::GetFlag(FLAGS_admin_listen));
   }
   if (!absl::GetFlag(FLAGS_metrics_address).empty()) {
     config->set_metrics_address(absl::GetFlag(FLAGS_metrics_address));
@@ -177,6 +185,7 @@ int Main(int argc, char** argv) {
   const int port = (*server)->port();
   for (const auto& [flag, bound] :
        {std::pair<std::string, int>{absl::GetFlag(FLAGS_port_file), port},
+        {absl::GetFlag(FLAGS_admin_port_file), (*server)->admin_port()},
         {absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()}}) {
     if (flag.empty()) continue;
     if (absl::Status written = WritePortFile(flag, bound); !written.ok()) {
@@ -184,8 +193,10 @@ int Main(int argc, char** argv) {
     }
   }
   if (dev) fputs(service::dev::ConnectHelp(dev_state, port).c_str(), stderr);
-  fprintf(stderr, "offkeyd: serving on port %d; metrics and health on http port %d\n",
-          port, (*server)->metrics_port());
+  fprintf(stderr,
+          "offkeyd: serving on port %d; admin plane on port %d (0: off); metrics and "
+          "health on http port %d\n",
+          port, (*server)->admin_port(), (*server)->metrics_port());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -38,6 +38,8 @@ class Operations {
              std::shared_ptr<const config::Policy> policy);
 
   void SetPolicy(std::shared_ptr<const config::Policy> policy);
+  // The policy in force (it also says who holds the admin role).
+  std::shared_ptr<const config::Policy> policy() const;
   // The trust bundles VerifyClient uses (initially none). Not null.
   void SetTrustStore(std::shared_ptr<const verify::TrustStore> trust);
 
@@ -64,7 +66,6 @@ class Operations {
       absl::Time deadline);
 
  private:
-  std::shared_ptr<const config::Policy> policy() const;
   // The key `ref` names, if `caller` may perform `op` on it and it is enabled.
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Authorize(
       const Caller& caller, offkey::v1::Operation op, const offkey::v1::KeyRef& ref);

@@ -133,6 +133,29 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
                                                " (in use, or not a local address?)"));
   }
   server->service_->Start();
+
+  // The admin plane: its own listener (same mTLS), its own sync threads.
+  server->admin_ = std::make_unique<admin::KeyAdmin>(store, server->catalog_.get(),
+                                                     server->options_.clock);
+  if (!config.admin_listen_address().empty()) {
+    Operations* operations = server->operations_.get();
+    server->admin_service_ = std::make_unique<admin::KeyAdminService>(
+        server->admin_.get(), [operations] { return operations->policy(); },
+        server->audit_.get(), plaintext);
+    grpc::ServerBuilder admin_builder;
+    admin_builder.AddListeningPort(config.admin_listen_address(), credentials,
+                                   &server->admin_port_);
+    admin_builder.RegisterService(server->admin_service_.get());
+    admin_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+    admin_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                                      2);
+    server->admin_server_ = admin_builder.BuildAndStart();
+    if (server->admin_server_ == nullptr || server->admin_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on admin_listen_address ",
+                                                 config.admin_listen_address(),
+                                                 " (in use, or not a local address?)"));
+    }
+  }
   server->CheckHealthNow();
 
   OffkeyServer* self = server.get();
@@ -164,6 +187,7 @@ OffkeyServer::~OffkeyServer() {
   // ones (their replies still need the pollers); then the pollers stop once every call
   // has completed; then the server goes.
   pool_.reset();
+  admin_server_.reset();
   if (service_ != nullptr) service_->Stop();
   server_.reset();
   service_.reset();
@@ -249,9 +273,10 @@ void OffkeyServer::Background() {
   }
   absl::Time next_health = absl::Now() + options_.health_interval;
   absl::Time next_reload = absl::Now() + reload_every;
+  absl::Time next_destruction = absl::Now();
   absl::MutexLock lock(&stop_mu_);
   while (!stopping_) {
-    const absl::Time wake = std::min(next_health, next_reload);
+    const absl::Time wake = std::min({next_health, next_reload, next_destruction});
     if (stop_mu_.AwaitWithDeadline(absl::Condition(&stopping_), wake)) break;
     stop_mu_.Unlock();
     if (absl::Now() >= next_health) {
@@ -262,7 +287,28 @@ void OffkeyServer::Background() {
       ReloadNow().IgnoreError();  // Logged inside.
       next_reload = absl::Now() + reload_every;
     }
+    if (absl::Now() >= next_destruction) {
+      DestroyDueKeys();
+      next_destruction = absl::Now() + options_.destruction_interval;
+    }
     stop_mu_.Lock();
+  }
+}
+
+void OffkeyServer::DestroyDueKeys() {
+  absl::StatusOr<std::vector<std::string>> destroyed = admin_->DestroyDue();
+  if (!destroyed.ok()) {
+    // The HSM may be away; health reports that. Retried at the next interval.
+    return;
+  }
+  for (const std::string& name : *destroyed) {
+    Log(absl::StrCat("destroyed key '", name, "': its pending destruction window ended"));
+    AuditRecord record;
+    record.time = absl::Now();
+    record.identity = "offkeyd";
+    record.operation = "admin.destroy-key";
+    record.key = name;
+    audit_->Write(record);
   }
 }
 
@@ -286,6 +332,9 @@ void OffkeyServer::Shutdown(absl::Duration grace) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   service_->Drain();
+  if (admin_server_ != nullptr) {
+    admin_server_->Shutdown(absl::ToChronoTime(absl::Now() + grace / 2));
+  }
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   pool_->Shutdown();
 }

@@ -17,6 +17,8 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "hsm/key_store.h"
 #include "offkey/v1/config.pb.h"
+#include "service/admin/key_admin.h"
+#include "service/admin/key_admin_service.h"
 #include "service/key_catalog.h"
 #include "service/key_service_async.h"
 #include "service/metrics/http_server.h"
@@ -35,6 +37,10 @@ struct ServerOptions {
   absl::Duration health_interval = absl::Seconds(1);
   // Where operational log lines go (never secrets). Default: standard error.
   std::function<void(const std::string& line)> log;
+  // What time it is for the admin plane (destruction windows); tests inject a clock.
+  std::function<absl::Time()> clock = &absl::Now;
+  // How often keys whose destruction window has ended are destroyed.
+  absl::Duration destruction_interval = absl::Seconds(10);
 };
 
 // The data-plane listener, its worker pool and everything behind it: health, metrics,
@@ -52,6 +58,8 @@ class OffkeyServer {
   ~OffkeyServer();
 
   int port() const { return port_; }
+  // The admin listener's port; 0 when admin_listen_address is not set.
+  int admin_port() const { return admin_port_; }
   int metrics_port() const { return http_->port(); }
 
   // Graceful drain: readiness and health go NOT_SERVING; calls and streams keep being
@@ -76,6 +84,7 @@ class OffkeyServer {
   void Log(const std::string& line) const;
   void CheckHealthNow();
   void Background();
+  void DestroyDueKeys();
   absl::Status Ready() const;
 
   ServerOptions options_;
@@ -87,6 +96,10 @@ class OffkeyServer {
   std::unique_ptr<KeyServiceAsync> service_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<admin::KeyAdmin> admin_;
+  std::unique_ptr<admin::KeyAdminService> admin_service_;
+  std::unique_ptr<grpc::Server> admin_server_;  // Null without admin_listen_address.
+  int admin_port_ = 0;
   std::unique_ptr<metrics::HttpServer> http_;
   hsm::KeyStore* store_ = nullptr;
   int port_ = 0;

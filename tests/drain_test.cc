@@ -47,8 +47,8 @@ class DrainTest : public ::testing::Test {
       (void)log;
       execl(binary.c_str(), binary.c_str(), "--dev",
             ("--dev_state_dir=" + state_).c_str(), "--listen=127.0.0.1:0",
-            "--metrics_address=127.0.0.1:0", ("--port_file=" + port_file_).c_str(),
-            static_cast<char*>(nullptr));
+            "--metrics_address=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+            ("--port_file=" + port_file_).c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     // Ready when the port file appears (written once serving).

@@ -121,8 +121,14 @@ std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity)
   return Channel(identity, ca_);
 }
 
+std::unique_ptr<offkey::v1::KeyAdmin::Stub> OffkeydTest::AdminStub(
+    const std::string& identity) {
+  return offkey::v1::KeyAdmin::NewStub(Channel(identity, ca_, server_->admin_port()));
+}
+
 std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
-                                                    const service::dev::IssuedCert& ca) {
+                                                    const service::dev::IssuedCert& ca,
+                                                    int port) {
   service::dev::CertSpec spec;
   spec.common_name = "client";
   spec.uris = {identity};
@@ -136,8 +142,9 @@ std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
   tls.pem_private_key = std::string(cert->key_pem.view());
   grpc::ChannelArguments args;
   args.SetInt("grpc.channel_id", ++channels_);  // A connection of its own.
-  return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::SslCredentials(tls), args);
+  return grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", port != 0 ? port : server_->port()),
+      grpc::SslCredentials(tls), args);
 }
 
 service::dev::IssuedCert OffkeydTest::TestCa(absl::string_view common_name) {

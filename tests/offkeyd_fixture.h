@@ -11,6 +11,7 @@
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "hsm/pkcs11/testing/softhsm.h"
 #include "offkey/v1/config.pb.h"
+#include "offkey/v1/key_admin.grpc.pb.h"
 #include "offkey/v1/key_service.grpc.pb.h"
 #include "offkey/v1/metadata.pb.h"
 #include "service/dev/dev_pki.h"
@@ -46,6 +47,8 @@ class OffkeydTest : public ::testing::Test {
 
   // A stub whose client certificate carries `identity` (a SPIFFE URI SAN).
   std::unique_ptr<offkey::v1::KeyService::Stub> Stub(const std::string& identity);
+  // A KeyAdmin stub on the admin listener (admin_listen_address must be set).
+  std::unique_ptr<offkey::v1::KeyAdmin::Stub> AdminStub(const std::string& identity);
   // A stub that presents no client certificate.
   std::unique_ptr<offkey::v1::KeyService::Stub> StubWithoutCertificate();
   // A channel (a connection of its own) whose client certificate carries `identity`
@@ -53,7 +56,8 @@ class OffkeydTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> Channel(const std::string& identity);
   // The same with a client certificate from `ca`, trusting only `ca` for the server.
   std::shared_ptr<grpc::Channel> Channel(const std::string& identity,
-                                         const service::dev::IssuedCert& ca);
+                                         const service::dev::IssuedCert& ca,
+                                         int port = 0);
   // A fresh CA for the test (its key recorded in the secret ledger).
   static service::dev::IssuedCert TestCa(absl::string_view common_name);
   // A server certificate for 127.0.0.1 from `ca`.

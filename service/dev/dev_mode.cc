@@ -100,6 +100,7 @@ offkey::v1::ServerConfig DefaultConfig(const DevState& state,
                                        const std::string& softhsm_module) {
   offkey::v1::ServerConfig config;
   config.set_listen_address("127.0.0.1:8443");
+  config.set_admin_listen_address("127.0.0.1:8444");
   config.set_dev_state_dir(state.dir);
   config.mutable_tls()->set_cert_file(state.dir + "/server.pem");
   config.mutable_tls()->set_key_file(state.dir + "/server.key");

@@ -1,0 +1,543 @@
+#include "service/admin/key_admin.h"
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "base/openssl_util.h"
+#include "base/status_macros.h"
+#include "service/admin/csr.h"
+#include "service/admin/private_key_import.h"
+#include "service/proto_convert.h"
+#include "service/tls/schemes.h"
+
+namespace offkey::service::admin {
+namespace {
+
+constexpr int kMetadataFormat = 1;
+constexpr int64_t kDefaultPendingSeconds = 7 * 24 * 3600;
+constexpr int64_t kMaxPendingSeconds = 90 * 24 * 3600;
+constexpr size_t kMaxChainCerts = 10;
+constexpr size_t kMaxCertBytes = 64 * 1024;
+constexpr size_t kMaxChainPem = 1024 * 1024;
+
+absl::Status CheckUsage(v1::KeyUsage usage) {
+  if (usage == v1::KEY_USAGE_UNSPECIFIED || usage == v1::TLS_SERVER ||
+      usage == v1::GENERAL_SIGNING) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("usage: ", static_cast<int>(usage),
+                   " is not a KeyUsage (TLS_SERVER or GENERAL_SIGNING)"));
+}
+
+bool ValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80           ? 1
+               : (c >> 5) == 0x6  ? 2
+               : (c >> 4) == 0xe  ? 3
+               : (c >> 3) == 0x1e ? 4
+                                  : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+std::string PublicKeyPem(const std::string& spki) {
+  EvpPkeyPtr key;
+  if (!ParseSpki(spki, &key).ok()) return "";
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key.get());
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);  // NOLINT(runtime/int)
+  std::string pem(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  return pem;
+}
+
+// Parses the request's chain into certificates, leaf first.
+absl::StatusOr<std::vector<X509Ptr>> ParseChain(
+    const v1::AttachCertificateRequest& request) {
+  std::vector<X509Ptr> chain;
+  switch (request.chain_case()) {
+    case v1::AttachCertificateRequest::kChainDer:
+      for (int i = 0; i < request.chain_der().certificates_size(); ++i) {
+        const std::string& der = request.chain_der().certificates(i);
+        if (der.size() > kMaxCertBytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "chain_der.certificates[", i, "]: at most ", kMaxCertBytes, " bytes"));
+        }
+        const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+        X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+        if (cert == nullptr ||
+            p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
+          DrainOpenSslErrors();
+          return absl::InvalidArgumentError(absl::StrCat(
+              "chain_der.certificates[", i, "]: not a DER X.509 certificate"));
+        }
+        chain.push_back(std::move(cert));
+      }
+      break;
+    case v1::AttachCertificateRequest::kChainPem: {
+      const std::string& pem = request.chain_pem();
+      if (pem.size() > kMaxChainPem) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("chain_pem: at most ", kMaxChainPem, " bytes"));
+      }
+      BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+      for (;;) {
+        char* name = nullptr;
+        char* header = nullptr;
+        unsigned char* data = nullptr;
+        long len = 0;  // NOLINT(runtime/int)
+        if (PEM_read_bio(bio, &name, &header, &data, &len) != 1) break;
+        const std::string type = name;
+        X509Ptr cert;
+        if (type == "CERTIFICATE") {
+          const unsigned char* p = data;
+          cert.reset(d2i_X509(nullptr, &p, len));
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(data);
+        if (type != "CERTIFICATE") {
+          BIO_free(bio);
+          return absl::InvalidArgumentError(absl::StrCat(
+              "chain_pem: block ", chain.size() + 1, " is '", type.substr(0, 40),
+              "'; only CERTIFICATE blocks belong in a chain"));
+        }
+        if (cert == nullptr) {
+          BIO_free(bio);
+          DrainOpenSslErrors();
+          return absl::InvalidArgumentError(absl::StrCat(
+              "chain_pem: certificate ", chain.size() + 1, " does not parse"));
+        }
+        chain.push_back(std::move(cert));
+      }
+      BIO_free(bio);
+      DrainOpenSslErrors();  // The end of the input reads as an error.
+      break;
+    }
+    case v1::AttachCertificateRequest::CHAIN_NOT_SET:
+      break;
+  }
+  if (chain.empty() || chain.size() > kMaxChainCerts) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chain: 1..", kMaxChainCerts, " certificates, leaf first; got ", chain.size()));
+  }
+  return chain;
+}
+
+std::string Subject(X509* cert) {
+  char buf[256];
+  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof(buf));
+  return buf;
+}
+
+std::string Der(X509* cert) {
+  unsigned char* der = nullptr;
+  const int len = i2d_X509(cert, &der);
+  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
+  OPENSSL_free(der);
+  return out;
+}
+
+}  // namespace
+
+absl::Status CheckKeyName(absl::string_view name) {
+  const bool ok = !name.empty() && name.size() <= 64 && absl::ascii_isalnum(name[0]) &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+                  });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("name: '", name.substr(0, 80),
+                   "' must be 1..64 characters of A-Z a-z 0-9 . _ -, starting with a "
+                   "letter or digit"));
+}
+
+absl::Status CheckLabels(const google::protobuf::Map<std::string, std::string>& labels) {
+  if (labels.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels: at most 64; got ", labels.size()));
+  }
+  for (const auto& [key, value] : labels) {
+    const bool key_ok =
+        !key.empty() && key.size() <= 63 && absl::ascii_islower(key[0]) &&
+        std::all_of(key.begin(), key.end(), [](char c) {
+          return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' || c == '-';
+        });
+    if (!key_ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "labels: key '", key.substr(0, 80),
+          "' must be 1..63 characters of a-z 0-9 _ -, starting with a letter"));
+    }
+    if (value.size() > 255 || !ValidUtf8(value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "labels[", key, "]: the value must be at most 255 bytes of UTF-8"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+KeyAdmin::KeyAdmin(hsm::KeyStore* store, KeyCatalog* catalog, Clock clock)
+    : store_(store), catalog_(catalog), clock_(std::move(clock)) {}
+
+absl::StatusOr<std::shared_ptr<const KeyRecord>> KeyAdmin::Fresh(const v1::KeyRef& ref) {
+  catalog_->Invalidate();
+  return catalog_->Find(ref);
+}
+
+absl::StatusOr<v1::KeyInfo> KeyAdmin::Store(const KeyRecord& key,
+                                            const v1::KeyMetadata& metadata) {
+  OFFKEY_RETURN_IF_ERROR(
+      store_->PutMetadata(key.info.key_id, metadata.SerializeAsString()));
+  KeyRecord updated = key;
+  updated.metadata = metadata;
+  catalog_->Invalidate();
+  return ToProtoKeyInfo(updated);
+}
+
+absl::StatusOr<v1::KeyInfo> KeyAdmin::AddKey(
+    const std::string& name, v1::KeyUsage usage,
+    const google::protobuf::Map<std::string, std::string>& labels,
+    const std::function<absl::StatusOr<hsm::KeyInfo>()>& make) {
+  OFFKEY_RETURN_IF_ERROR(CheckKeyName(name));
+  OFFKEY_RETURN_IF_ERROR(CheckUsage(usage));
+  OFFKEY_RETURN_IF_ERROR(CheckLabels(labels));
+  absl::MutexLock lock(&write_mu_);
+  absl::StatusOr<hsm::KeyInfo> made = make();
+  if (absl::IsUnimplemented(made.status())) {
+    return absl::InvalidArgumentError(made.status().message());
+  }
+  OFFKEY_RETURN_IF_ERROR(made.status());
+  KeyRecord record;
+  record.info = *std::move(made);
+  record.metadata.set_format_version(kMetadataFormat);
+  record.metadata.set_usage(usage == v1::KEY_USAGE_UNSPECIFIED ? v1::TLS_SERVER : usage);
+  record.metadata.set_state(v1::ENABLED);
+  *record.metadata.mutable_labels() = labels;
+  record.metadata.set_create_time(absl::ToUnixSeconds(clock_()));
+  absl::StatusOr<v1::KeyInfo> stored = Store(record, record.metadata);
+  if (!stored.ok()) {
+    // No half-made key: without its metadata it would read as ENABLED TLS_SERVER.
+    (void)store_->DestroyKey(record.info.key_id);
+    catalog_->Invalidate();
+  }
+  return stored;
+}
+
+absl::StatusOr<v1::CreateKeyResponse> KeyAdmin::CreateKey(
+    const v1::CreateKeyRequest& request) {
+  const hsm::KeyAlgorithm algorithm = FromProtoAlgorithm(request.algorithm());
+  if (algorithm == hsm::KeyAlgorithm::kUnknown) {
+    return absl::InvalidArgumentError(
+        "algorithm: required; one of RSA_2048, RSA_3072, RSA_4096, EC_P256, EC_P384, "
+        "EC_P521, ED25519_KEY");
+  }
+  v1::CreateKeyResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(),
+                          AddKey(request.name(), request.usage(), request.labels(), [&] {
+                            return store_->GenerateKey(request.name(), algorithm);
+                          }));
+  return response;
+}
+
+absl::StatusOr<v1::ImportKeyResponse> KeyAdmin::ImportKey(
+    const v1::ImportKeyRequest& request) {
+  const SecretBytes input(request.private_key());
+  const SecretBytes passphrase(request.passphrase());
+  OFFKEY_ASSIGN_OR_RETURN(SecretBytes pkcs8, NormalizePrivateKey(input, passphrase));
+  v1::ImportKeyResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(),
+                          AddKey(request.name(), request.usage(), request.labels(), [&] {
+                            return store_->ImportKey(request.name(), pkcs8);
+                          }));
+  return response;
+}
+
+absl::StatusOr<v1::AdminListKeysResponse> KeyAdmin::ListKeys(
+    const v1::AdminListKeysRequest& request) {
+  if (request.label_selector_size() > 64) {
+    return absl::InvalidArgumentError("label_selector: at most 64 entries");
+  }
+  catalog_->Invalidate();
+  OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
+  v1::AdminListKeysResponse response;
+  for (const auto& key : keys) {
+    if (request.state() != v1::KEY_STATE_UNSPECIFIED &&
+        key->metadata.state() != request.state()) {
+      continue;
+    }
+    if (request.algorithm() != v1::KEY_ALGORITHM_UNSPECIFIED &&
+        ToProtoAlgorithm(key->info.algorithm) != request.algorithm()) {
+      continue;
+    }
+    bool match = true;
+    for (const auto& [label, value] : request.label_selector()) {
+      auto it = key->metadata.labels().find(label);
+      if (it == key->metadata.labels().end() || it->second != value) match = false;
+    }
+    if (match) *response.add_keys() = ToProtoKeyInfo(*key);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::GetKeyResponse> KeyAdmin::GetKey(const v1::GetKeyRequest& request) {
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  v1::GetKeyResponse response;
+  v1::KeyDetails* details = response.mutable_key();
+  *details->mutable_info() = ToProtoKeyInfo(*key);
+  details->set_public_key_pem(PublicKeyPem(key->info.public_key_spki));
+  for (const std::string& der : key->chain) details->add_certificate_chain(der);
+  return response;
+}
+
+absl::StatusOr<v1::UpdateKeyResponse> KeyAdmin::UpdateKey(
+    const v1::UpdateKeyRequest& request) {
+  OFFKEY_RETURN_IF_ERROR(CheckUsage(request.usage()));
+  if (request.replace_labels() && request.remove_labels_size() > 0) {
+    return absl::InvalidArgumentError(
+        "remove_labels cannot be combined with replace_labels (replace_labels already "
+        "drops every label not given)");
+  }
+  for (const std::string& label : request.remove_labels()) {
+    if (request.labels().contains(label)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "label '", label, "' is both in labels and in remove_labels; pick one"));
+    }
+  }
+  absl::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  v1::KeyMetadata metadata = key->metadata;
+  if (request.replace_labels()) metadata.clear_labels();
+  for (const auto& [label, value] : request.labels()) {
+    (*metadata.mutable_labels())[label] = value;
+  }
+  for (const std::string& label : request.remove_labels()) {
+    metadata.mutable_labels()->erase(label);
+  }
+  OFFKEY_RETURN_IF_ERROR(CheckLabels(metadata.labels()));
+  if (request.usage() != v1::KEY_USAGE_UNSPECIFIED) metadata.set_usage(request.usage());
+  v1::UpdateKeyResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(), Store(*key, metadata));
+  return response;
+}
+
+absl::StatusOr<v1::KeyInfo> KeyAdmin::SetState(const v1::KeyRef& ref, v1::KeyState to) {
+  absl::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(ref));
+  if (key->metadata.state() == v1::PENDING_DESTRUCTION) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "key '", key->info.name,
+        "' is pending destruction; cancel the destruction first (CancelKeyDestruction)"));
+  }
+  if (key->metadata.state() == to) return ToProtoKeyInfo(*key);  // Idempotent.
+  v1::KeyMetadata metadata = key->metadata;
+  metadata.set_state(to);
+  return Store(*key, metadata);
+}
+
+absl::StatusOr<v1::EnableKeyResponse> KeyAdmin::EnableKey(
+    const v1::EnableKeyRequest& request) {
+  v1::EnableKeyResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(), SetState(request.key(), v1::ENABLED));
+  return response;
+}
+
+absl::StatusOr<v1::DisableKeyResponse> KeyAdmin::DisableKey(
+    const v1::DisableKeyRequest& request) {
+  v1::DisableKeyResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(), SetState(request.key(), v1::DISABLED));
+  return response;
+}
+
+absl::StatusOr<v1::ScheduleKeyDestructionResponse> KeyAdmin::ScheduleKeyDestruction(
+    const v1::ScheduleKeyDestructionRequest& request) {
+  int64_t window = request.pending_window_seconds();
+  if (window == 0) window = kDefaultPendingSeconds;
+  if (window < 1 || window > kMaxPendingSeconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pending_window_seconds: 1..", kMaxPendingSeconds,
+        " (90 days), or 0 for 7 days; got ", request.pending_window_seconds()));
+  }
+  absl::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  if (key->metadata.state() == v1::PENDING_DESTRUCTION) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "key '", key->info.name, "' is already pending destruction (at ",
+        absl::FormatTime(absl::FromUnixSeconds(key->metadata.destroy_time())), ")"));
+  }
+  v1::KeyMetadata metadata = key->metadata;
+  metadata.set_state(v1::PENDING_DESTRUCTION);
+  metadata.set_destroy_time(absl::ToUnixSeconds(clock_()) + window);
+  v1::ScheduleKeyDestructionResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(), Store(*key, metadata));
+  return response;
+}
+
+absl::StatusOr<v1::CancelKeyDestructionResponse> KeyAdmin::CancelKeyDestruction(
+    const v1::CancelKeyDestructionRequest& request) {
+  absl::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  if (key->metadata.state() != v1::PENDING_DESTRUCTION) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("key '", key->info.name, "' is not pending destruction"));
+  }
+  v1::KeyMetadata metadata = key->metadata;
+  metadata.set_state(v1::DISABLED);
+  metadata.clear_destroy_time();
+  v1::CancelKeyDestructionResponse response;
+  OFFKEY_ASSIGN_OR_RETURN(*response.mutable_key(), Store(*key, metadata));
+  return response;
+}
+
+absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
+    const v1::DestroyKeyRequest& request) {
+  if (!request.force()) {
+    return absl::InvalidArgumentError(
+        "force: destroying a key now is irreversible and needs force = true; "
+        "ScheduleKeyDestruction is the safe path");
+  }
+  absl::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  OFFKEY_RETURN_IF_ERROR(store_->DestroyKey(key->info.key_id));
+  catalog_->Invalidate();
+  v1::DestroyKeyResponse response;
+  response.set_name(key->info.name);
+  response.set_key_id(key->info.key_id);
+  return response;
+}
+
+absl::StatusOr<std::vector<std::string>> KeyAdmin::DestroyDue() {
+  absl::MutexLock lock(&write_mu_);
+  catalog_->Invalidate();
+  OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
+  const int64_t now = absl::ToUnixSeconds(clock_());
+  std::vector<std::string> destroyed;
+  for (const auto& key : keys) {
+    if (key->metadata.state() != v1::PENDING_DESTRUCTION ||
+        key->metadata.destroy_time() > now) {
+      continue;
+    }
+    absl::Status s = store_->DestroyKey(key->info.key_id);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;  // Another replica may have won.
+    destroyed.push_back(key->info.name);
+  }
+  if (!destroyed.empty()) catalog_->Invalidate();
+  return destroyed;
+}
+
+absl::StatusOr<v1::CreateCsrResponse> KeyAdmin::CreateCsr(
+    const v1::CreateCsrRequest& request) {
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  if (key->metadata.state() != v1::ENABLED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "key '", key->info.name, "' is not ENABLED; enable it to make a CSR"));
+  }
+  CsrSpec spec;
+  spec.subject = request.subject();
+  spec.dns_names.assign(request.dns_names().begin(), request.dns_names().end());
+  spec.ip_addresses.assign(request.ip_addresses().begin(), request.ip_addresses().end());
+  spec.uris.assign(request.uris().begin(), request.uris().end());
+  spec.public_key_spki = key->info.public_key_spki;
+  spec.scheme = request.scheme();
+  if (spec.scheme == v1::SIGNATURE_SCHEME_UNSPECIFIED) {
+    switch (key->info.algorithm) {
+      case hsm::KeyAlgorithm::kRsa2048:
+      case hsm::KeyAlgorithm::kRsa3072:
+      case hsm::KeyAlgorithm::kRsa4096:
+        spec.scheme = v1::RSA_PKCS1_SHA256;
+        break;
+      case hsm::KeyAlgorithm::kEcP256:
+        spec.scheme = v1::ECDSA_SECP256R1_SHA256;
+        break;
+      case hsm::KeyAlgorithm::kEcP384:
+        spec.scheme = v1::ECDSA_SECP384R1_SHA384;
+        break;
+      case hsm::KeyAlgorithm::kEcP521:
+        spec.scheme = v1::ECDSA_SECP521R1_SHA512;
+        break;
+      case hsm::KeyAlgorithm::kEd25519:
+        spec.scheme = v1::ED25519;
+        break;
+      case hsm::KeyAlgorithm::kUnknown:
+        return absl::FailedPreconditionError("the key's algorithm is unknown");
+    }
+  }
+  OFFKEY_RETURN_IF_ERROR(
+      tls::CheckScheme(spec.scheme, key->info.algorithm, v1::TLS_VERSION_UNSPECIFIED));
+  const std::string key_id = key->info.key_id;
+  OFFKEY_ASSIGN_OR_RETURN(
+      Csr csr, MakeCsr(spec, [&](v1::SignatureScheme scheme, absl::string_view info) {
+        return store_->Sign(key_id, tls::FindScheme(scheme)->algorithm, info, {});
+      }));
+  v1::CreateCsrResponse response;
+  response.set_csr_pem(csr.pem);
+  response.set_csr_der(csr.der);
+  return response;
+}
+
+absl::StatusOr<v1::AttachCertificateResponse> KeyAdmin::AttachCertificate(
+    const v1::AttachCertificateRequest& request) {
+  OFFKEY_ASSIGN_OR_RETURN(std::vector<X509Ptr> chain, ParseChain(request));
+  absl::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
+  unsigned char* spki = nullptr;
+  const int spki_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(chain[0].get()), &spki);
+  const bool matches = spki_len > 0 && std::string(reinterpret_cast<char*>(spki),
+                                                   spki_len) == key->info.public_key_spki;
+  OPENSSL_free(spki);
+  if (!matches) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the leaf certificate (", Subject(chain[0].get()), ") is for another key, not '",
+        key->info.name, "'; attach the certificate issued for this key's CSR"));
+  }
+  for (size_t i = 0; i + 1 < chain.size(); ++i) {
+    EVP_PKEY* issuer_key = X509_get0_pubkey(chain[i + 1].get());
+    if (X509_check_issued(chain[i + 1].get(), chain[i].get()) != X509_V_OK ||
+        issuer_key == nullptr || X509_verify(chain[i].get(), issuer_key) != 1) {
+      DrainOpenSslErrors();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chain: certificate ", i + 1, " (", Subject(chain[i].get()),
+          ") is not issued and signed by certificate ", i + 2, " (",
+          Subject(chain[i + 1].get()), "); give the chain leaf first, in issuing order"));
+    }
+  }
+  if (!request.force()) {
+    const time_t now = absl::ToTimeT(clock_());
+    for (size_t i = 0; i < chain.size(); ++i) {
+      time_t t = now;
+      const bool not_yet = X509_cmp_time(X509_get0_notBefore(chain[i].get()), &t) > 0;
+      const bool expired = X509_cmp_time(X509_get0_notAfter(chain[i].get()), &t) < 0;
+      if (not_yet || expired) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "chain: certificate ", i + 1, " (", Subject(chain[i].get()), ") is ",
+            expired ? "expired" : "not yet valid", "; set force to attach it anyway"));
+      }
+    }
+  }
+  std::vector<std::string> der;
+  for (const X509Ptr& cert : chain) der.push_back(Der(cert.get()));
+  OFFKEY_RETURN_IF_ERROR(store_->PutCertificateChain(key->info.key_id, der));
+  catalog_->Invalidate();
+  v1::KeyRef by_id;
+  by_id.set_key_id(key->info.key_id);
+  OFFKEY_ASSIGN_OR_RETURN(auto updated, catalog_->Find(by_id));
+  v1::AttachCertificateResponse response;
+  *response.mutable_key() = ToProtoKeyInfo(*updated);
+  return response;
+}
+
+}  // namespace offkey::service::admin

@@ -1,0 +1,89 @@
+#include "service/admin/key_admin_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "service/caller.h"
+#include "service/proto_convert.h"
+
+namespace offkey::service::admin {
+
+KeyAdminService::KeyAdminService(
+    KeyAdmin* admin, std::function<std::shared_ptr<const config::Policy>()> policy,
+    AuditLog* audit, bool allow_plaintext)
+    : admin_(admin),
+      policy_(std::move(policy)),
+      audit_(audit),
+      allow_plaintext_(allow_plaintext) {}
+
+template <typename Response>
+grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* operation,
+                                  const std::string& key,
+                                  const std::function<absl::StatusOr<Response>()>& call,
+                                  Response* response) {
+  const absl::Time start = absl::Now();
+  AuditRecord record;
+  record.time = start;
+  record.operation = operation;
+  record.key = key;
+  absl::StatusOr<Caller> caller = CallerOf(*context, allow_plaintext_);
+  if (!caller.ok()) {
+    record.outcome = caller.status();
+  } else {
+    record.identity = caller->identity;
+    if (!policy_()->IsAdmin(caller->identity)) {
+      record.outcome = absl::PermissionDeniedError(absl::StrCat(
+          "'", caller->identity,
+          "' does not hold the admin role; add it to admin_identities in offkeyd's "
+          "configuration"));
+    } else {
+      absl::StatusOr<Response> result = call();
+      record.outcome = result.status();
+      if (result.ok()) *response = *std::move(result);
+    }
+  }
+  record.latency = absl::Now() - start;
+  if (audit_ != nullptr) audit_->Write(record);
+  return ToGrpcStatus(record.outcome);
+}
+
+#define OFFKEY_ADMIN_RPC(Method, Request, Response, operation, key_expr)        \
+  grpc::Status KeyAdminService::Method(grpc::ServerContext* context,            \
+                                       const v1::Request* request,              \
+                                       v1::Response* response) {                \
+    return Run<v1::Response>(                                                   \
+        context, operation, key_expr, [&] { return admin_->Method(*request); }, \
+        response);                                                              \
+  }
+
+OFFKEY_ADMIN_RPC(CreateKey, CreateKeyRequest, CreateKeyResponse, "admin.create-key",
+                 request->name())
+OFFKEY_ADMIN_RPC(ImportKey, ImportKeyRequest, ImportKeyResponse, "admin.import-key",
+                 request->name())
+OFFKEY_ADMIN_RPC(ListKeys, AdminListKeysRequest, AdminListKeysResponse, "admin.list-keys",
+                 "")
+OFFKEY_ADMIN_RPC(GetKey, GetKeyRequest, GetKeyResponse, "admin.get-key",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(UpdateKey, UpdateKeyRequest, UpdateKeyResponse, "admin.update-key",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(EnableKey, EnableKeyRequest, EnableKeyResponse, "admin.enable-key",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(DisableKey, DisableKeyRequest, DisableKeyResponse, "admin.disable-key",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(ScheduleKeyDestruction, ScheduleKeyDestructionRequest,
+                 ScheduleKeyDestructionResponse, "admin.schedule-key-destruction",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(CancelKeyDestruction, CancelKeyDestructionRequest,
+                 CancelKeyDestructionResponse, "admin.cancel-key-destruction",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(DestroyKey, DestroyKeyRequest, DestroyKeyResponse, "admin.destroy-key",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(CreateCsr, CreateCsrRequest, CreateCsrResponse, "admin.create-csr",
+                 KeyRefText(request->key()))
+OFFKEY_ADMIN_RPC(AttachCertificate, AttachCertificateRequest, AttachCertificateResponse,
+                 "admin.attach-certificate", KeyRefText(request->key()))
+
+#undef OFFKEY_ADMIN_RPC
+
+}  // namespace offkey::service::admin

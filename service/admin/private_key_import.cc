@@ -1,0 +1,135 @@
+#include "service/admin/private_key_import.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+
+#include <cstring>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/openssl_util.h"
+
+namespace offkey::service::admin {
+namespace {
+
+struct P8Deleter {
+  void operator()(PKCS8_PRIV_KEY_INFO* p) const { PKCS8_PRIV_KEY_INFO_free(p); }
+};
+using P8Ptr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, P8Deleter>;
+
+// PEM passphrase callback: the passphrase, or failure (no prompt) when none was given.
+int Passphrase(char* buf, int size, int /*rwflag*/, void* user) {
+  const auto* passphrase = static_cast<const SecretBytes*>(user);
+  if (passphrase->empty() || static_cast<int>(passphrase->size()) > size) return -1;
+  std::memcpy(buf, passphrase->data(), passphrase->size());
+  return static_cast<int>(passphrase->size());
+}
+
+absl::Status WrongPassphrase(const SecretBytes& passphrase) {
+  DrainOpenSslErrors();
+  return absl::InvalidArgumentError(passphrase.empty()
+                                        ? "private_key is encrypted; give its passphrase"
+                                        : "private_key: cannot decrypt it with the "
+                                          "passphrase given (wrong passphrase?)");
+}
+
+absl::Status CheckAlgorithm(EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "RSA")) {
+    const int bits = EVP_PKEY_get_bits(key);
+    if (bits == 2048 || bits == 3072 || bits == 4096) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "private_key: RSA keys must be 2048, 3072 or 4096 bits; this one has ", bits));
+  }
+  if (EVP_PKEY_is_a(key, "EC")) {
+    char curve[64] = {0};
+    size_t len = 0;
+    if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, curve,
+                                       sizeof(curve), &len) == 1) {
+      for (const char* allowed : {"prime256v1", "secp384r1", "secp521r1"}) {
+        if (std::strcmp(curve, allowed) == 0) return absl::OkStatus();
+      }
+    }
+    DrainOpenSslErrors();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "private_key: EC keys must be on P-256, P-384 or P-521; this one is on '", curve,
+        "'"));
+  }
+  if (EVP_PKEY_is_a(key, "ED25519")) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("private_key: ", EVP_PKEY_get0_type_name(key),
+                   " keys are not supported (RSA, EC P-256/384/521 or Ed25519)"));
+}
+
+}  // namespace
+
+absl::StatusOr<SecretBytes> NormalizePrivateKey(const SecretBytes& input,
+                                                const SecretBytes& passphrase) {
+  if (input.empty()) return absl::InvalidArgumentError("private_key: required");
+  if (input.size() > kMaxPrivateKeyInput) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "private_key: at most ", kMaxPrivateKeyInput, " bytes; got ", input.size()));
+  }
+  const absl::string_view text = input.view();
+  EvpPkeyPtr key;
+  if (absl::StrContains(text, "-----BEGIN ")) {
+    const bool plain = absl::StrContains(text, "-----BEGIN PRIVATE KEY-----");
+    const bool encrypted =
+        absl::StrContains(text, "-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    if (!plain && !encrypted) {
+      const size_t start = text.find("-----BEGIN ") + 11;
+      const std::string type(text.substr(start, text.find("-----", start) - start));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "private_key: PEM type '", type.substr(0, 40),
+          "' is not PKCS#8; convert it with `openssl pkcs8 -topk8` (add -nocrypt for no "
+          "passphrase)"));
+    }
+    BIO* bio = BIO_new_mem_buf(input.data(), static_cast<int>(input.size()));
+    key.reset(PEM_read_bio_PrivateKey(bio, nullptr, Passphrase,
+                                      const_cast<SecretBytes*>(&passphrase)));
+    BIO_free(bio);
+    if (key == nullptr) {
+      if (encrypted) return WrongPassphrase(passphrase);
+      DrainOpenSslErrors();
+      return absl::InvalidArgumentError("private_key: the PEM block does not parse");
+    }
+  } else {
+    const auto* p = reinterpret_cast<const unsigned char*>(input.data());
+    P8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(input.size())));
+    if (info == nullptr) {
+      p = reinterpret_cast<const unsigned char*>(input.data());
+      X509_SIG* sealed = d2i_X509_SIG(nullptr, &p, static_cast<long>(input.size()));
+      if (sealed == nullptr) {
+        DrainOpenSslErrors();
+        return absl::InvalidArgumentError(
+            "private_key: neither PEM nor DER PKCS#8 (PrivateKeyInfo or "
+            "EncryptedPrivateKeyInfo)");
+      }
+      if (!passphrase.empty()) {
+        info.reset(PKCS8_decrypt(sealed, reinterpret_cast<const char*>(passphrase.data()),
+                                 static_cast<int>(passphrase.size())));
+      }
+      X509_SIG_free(sealed);
+      if (info == nullptr) return WrongPassphrase(passphrase);
+    }
+    key.reset(EVP_PKCS82PKEY(info.get()));
+    if (key == nullptr) {
+      DrainOpenSslErrors();
+      return absl::InvalidArgumentError("private_key: the PKCS#8 key does not parse");
+    }
+  }
+  if (absl::Status s = CheckAlgorithm(key.get()); !s.ok()) return s;
+
+  P8Ptr normalized(EVP_PKEY2PKCS8(key.get()));
+  unsigned char* der = nullptr;
+  const int len = normalized ? i2d_PKCS8_PRIV_KEY_INFO(normalized.get(), &der) : -1;
+  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, "re-encoding the key");
+  SecretBytes out(der, static_cast<size_t>(len));
+  OPENSSL_clear_free(der, static_cast<size_t>(len));
+  return out;
+}
+
+}  // namespace offkey::service::admin
