@@ -87,6 +87,14 @@ void KeyCatalog::Invalidate() {
   snapshot_.reset();
 }
 
+absl::Status KeyCatalog::Refresh() {
+  absl::MutexLock load_lock(&load_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> fresh, Load());
+  absl::MutexLock lock(&mu_);
+  snapshot_ = std::move(fresh);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Load() {
   auto snapshot = std::make_shared<Snapshot>();
   OFFKEY_ASSIGN_OR_RETURN(std::vector<hsm::KeyInfo> keys, store_->ListKeys());

@@ -51,8 +51,13 @@ class KeyCatalog {
   // Every key, sorted by name.
   absl::StatusOr<std::vector<std::shared_ptr<const KeyRecord>>> All();
 
-  // Makes the next lookup reload (after an admin change in this process).
+  // Makes the next lookup reload (after keys changed behind the catalog's back).
   void Invalidate();
+
+  // Reloads now and publishes the result; lookups meanwhile keep the old snapshot, so
+  // the data plane never waits. The load starts after the call, so it reflects every
+  // change made before it (an admin write in this process).
+  absl::Status Refresh();
 
  private:
   struct Snapshot {

@@ -298,9 +298,15 @@ void OffkeyServer::Background() {
 void OffkeyServer::DestroyDueKeys() {
   absl::StatusOr<std::vector<std::string>> destroyed = admin_->DestroyDue();
   if (!destroyed.ok()) {
-    // The HSM may be away; health reports that. Retried at the next interval.
+    // Retried every interval; said once per distinct problem, not every interval.
+    if (destroyed.status().ToString() != last_destruction_error_) {
+      last_destruction_error_ = destroyed.status().ToString();
+      Log(absl::StrCat("cannot destroy keys whose pending window ended (will retry): ",
+                       last_destruction_error_));
+    }
     return;
   }
+  last_destruction_error_.clear();
   for (const std::string& name : *destroyed) {
     Log(absl::StrCat("destroyed key '", name, "': its pending destruction window ended"));
     AuditRecord record;

@@ -120,6 +120,7 @@ class OffkeyServer {
   absl::Mutex stop_mu_;
   bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
   std::thread background_;
+  std::string last_destruction_error_;  // Background thread only.
   bool shut_down_ = false;
 };
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "base/openssl_util.h"
@@ -258,15 +259,14 @@ TEST_F(KeyAdminTest, ImportsPkcs8PemDerAndEncryptedAndRefusesTheRest) {
 
   // Refusals: never echoing the key or the passphrase.
   EvpPkeyPtr rsa(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024}));
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PKCS8PrivateKey(bio, rsa.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);  // NOLINT(runtime/int)
-  const std::string rsa1024(data, static_cast<size_t>(len));
-  BIO_free(bio);
+  const std::string rsa1024 = encode(rsa.get(), false, nullptr);
   RecordPrivateKeyPem("rsa-1024 key", rsa1024);
   std::string legacy = plain_pem;
-  legacy.replace(legacy.find("BEGIN PRIVATE KEY"), 17, "BEGIN EC PRIVATE KEY");
+  // A legacy (non-PKCS#8) PEM type: only the label matters, it is refused before parsing.
+  legacy = absl::StrReplaceAll(legacy, {{absl::StrCat("BEGIN ", PEM_STRING_PKCS8INF),
+                                         absl::StrCat("BEGIN EC ", PEM_STRING_PKCS8INF)},
+                                        {absl::StrCat("END ", PEM_STRING_PKCS8INF),
+                                         absl::StrCat("END EC ", PEM_STRING_PKCS8INF)}});
   const struct {
     const char* name;
     std::string input;
@@ -534,7 +534,7 @@ TEST_F(KeyAdminTest, AttachesOnlyMatchingOrderedValidChains) {
   auto [forced, unused4] = attach(expired + ca_.cert_pem, true);
   EXPECT_TRUE(forced.ok()) << forced.error_message();
   auto [bad_block, unused5] =
-      attach(good + "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n");
+      attach(good + "-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n");
   EXPECT_TRUE(Contains(bad_block.error_message(), "only CERTIFICATE blocks"));
 
   auto [ok, attached] = attach(good + ca_.cert_pem);

@@ -28,22 +28,6 @@ std::string BignumParam(const EVP_PKEY* key, const char* name) {
   return out;
 }
 
-}  // namespace
-
-void RecordSecret(absl::string_view what, absl::string_view secret) {
-  const char* dir = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
-  if (dir == nullptr || secret.size() < 8) return;
-  const std::string line = absl::StrCat(what.empty() ? "secret" : what, " ",
-                                        absl::BytesToHexString(secret), "\n");
-  absl::MutexLock lock(&ledger_mutex);
-  FILE* f = std::fopen(absl::StrCat(dir, "/", kSecretLedgerName).c_str(), "a");
-  ASSERT_NE(f, nullptr) << "cannot append to the secret ledger in " << dir;
-  std::fputs(line.c_str(), f);
-  std::fclose(f);
-}
-
-namespace {
-
 void RecordPrivateParts(absl::string_view what, const EVP_PKEY* key) {
   for (const char* param : {OSSL_PKEY_PARAM_RSA_D, OSSL_PKEY_PARAM_RSA_FACTOR1,
                             OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_PRIV_KEY}) {
@@ -60,6 +44,18 @@ void RecordPrivateParts(absl::string_view what, const EVP_PKEY* key) {
 }
 
 }  // namespace
+
+void RecordSecret(absl::string_view what, absl::string_view secret) {
+  const char* dir = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+  if (dir == nullptr || secret.size() < 8) return;
+  const std::string line = absl::StrCat(what.empty() ? "secret" : what, " ",
+                                        absl::BytesToHexString(secret), "\n");
+  absl::MutexLock lock(&ledger_mutex);
+  FILE* f = std::fopen(absl::StrCat(dir, "/", kSecretLedgerName).c_str(), "a");
+  ASSERT_NE(f, nullptr) << "cannot append to the secret ledger in " << dir;
+  std::fputs(line.c_str(), f);
+  std::fclose(f);
+}
 
 void RecordPrivateKeyPem(absl::string_view what, absl::string_view pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));

@@ -36,24 +36,6 @@ absl::Status CheckUsage(v1::KeyUsage usage) {
                    " is not a KeyUsage (TLS_SERVER or GENERAL_SIGNING)"));
 }
 
-bool ValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80           ? 1
-               : (c >> 5) == 0x6  ? 2
-               : (c >> 4) == 0xe  ? 3
-               : (c >> 3) == 0x1e ? 4
-                                  : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
-
 std::string PublicKeyPem(const std::string& spki) {
   EvpPkeyPtr key;
   if (!ParseSpki(spki, &key).ok()) return "";
@@ -183,7 +165,8 @@ absl::Status CheckLabels(const google::protobuf::Map<std::string, std::string>& 
           "labels: key '", key.substr(0, 80),
           "' must be 1..63 characters of a-z 0-9 _ -, starting with a letter"));
     }
-    if (value.size() > 255 || !ValidUtf8(value)) {
+    // UTF-8 is the wire's to enforce: protobuf refuses a proto3 string that is not.
+    if (value.size() > 255) {
       return absl::InvalidArgumentError(absl::StrCat(
           "labels[", key, "]: the value must be at most 255 bytes of UTF-8"));
     }
@@ -195,8 +178,13 @@ KeyAdmin::KeyAdmin(hsm::KeyStore* store, KeyCatalog* catalog, Clock clock)
     : store_(store), catalog_(catalog), clock_(std::move(clock)) {}
 
 absl::StatusOr<std::shared_ptr<const KeyRecord>> KeyAdmin::Fresh(const v1::KeyRef& ref) {
-  catalog_->Invalidate();
+  OFFKEY_RETURN_IF_ERROR(catalog_->Refresh());
   return catalog_->Find(ref);
+}
+
+void KeyAdmin::Publish() {
+  // If the token cannot be read right now, the next lookup reloads instead.
+  if (!catalog_->Refresh().ok()) catalog_->Invalidate();
 }
 
 absl::StatusOr<v1::KeyInfo> KeyAdmin::Store(const KeyRecord& key,
@@ -205,7 +193,7 @@ absl::StatusOr<v1::KeyInfo> KeyAdmin::Store(const KeyRecord& key,
       store_->PutMetadata(key.info.key_id, metadata.SerializeAsString()));
   KeyRecord updated = key;
   updated.metadata = metadata;
-  catalog_->Invalidate();
+  Publish();
   return ToProtoKeyInfo(updated);
 }
 
@@ -233,7 +221,7 @@ absl::StatusOr<v1::KeyInfo> KeyAdmin::AddKey(
   if (!stored.ok()) {
     // No half-made key: without its metadata it would read as ENABLED TLS_SERVER.
     (void)store_->DestroyKey(record.info.key_id);
-    catalog_->Invalidate();
+    Publish();
   }
   return stored;
 }
@@ -272,7 +260,7 @@ absl::StatusOr<v1::AdminListKeysResponse> KeyAdmin::ListKeys(
   if (request.label_selector_size() > 64) {
     return absl::InvalidArgumentError("label_selector: at most 64 entries");
   }
-  catalog_->Invalidate();
+  OFFKEY_RETURN_IF_ERROR(catalog_->Refresh());
   OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
   v1::AdminListKeysResponse response;
   for (const auto& key : keys) {
@@ -413,7 +401,7 @@ absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
   absl::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
   OFFKEY_RETURN_IF_ERROR(store_->DestroyKey(key->info.key_id));
-  catalog_->Invalidate();
+  Publish();
   v1::DestroyKeyResponse response;
   response.set_name(key->info.name);
   response.set_key_id(key->info.key_id);
@@ -422,7 +410,8 @@ absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
 
 absl::StatusOr<std::vector<std::string>> KeyAdmin::DestroyDue() {
   absl::MutexLock lock(&write_mu_);
-  catalog_->Invalidate();
+  // The catalog's snapshot (at most its TTL old) is recent enough to find due keys; a
+  // forced reload here would cost a token walk every interval.
   OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
   const int64_t now = absl::ToUnixSeconds(clock_());
   std::vector<std::string> destroyed;
@@ -435,7 +424,7 @@ absl::StatusOr<std::vector<std::string>> KeyAdmin::DestroyDue() {
     if (!s.ok() && !absl::IsNotFound(s)) return s;  // Another replica may have won.
     destroyed.push_back(key->info.name);
   }
-  if (!destroyed.empty()) catalog_->Invalidate();
+  if (!destroyed.empty()) Publish();
   return destroyed;
 }
 
@@ -531,7 +520,7 @@ absl::StatusOr<v1::AttachCertificateResponse> KeyAdmin::AttachCertificate(
   std::vector<std::string> der;
   for (const X509Ptr& cert : chain) der.push_back(Der(cert.get()));
   OFFKEY_RETURN_IF_ERROR(store_->PutCertificateChain(key->info.key_id, der));
-  catalog_->Invalidate();
+  Publish();
   v1::KeyRef by_id;
   by_id.set_key_id(key->info.key_id);
   OFFKEY_ASSIGN_OR_RETURN(auto updated, catalog_->Find(by_id));

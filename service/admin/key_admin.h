@@ -48,8 +48,10 @@ class KeyAdmin {
   absl::StatusOr<std::vector<std::string>> DestroyDue();
 
  private:
-  // The key as on the token now (not from a cached snapshot).
+  // The key as on the token now (the catalog reloaded first).
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Fresh(const v1::KeyRef& ref);
+  // After a write: the data plane sees it from its next lookup.
+  void Publish();
   // Writes `metadata` for `key`, then returns the key as now stored.
   absl::StatusOr<v1::KeyInfo> Store(const KeyRecord& key,
                                     const v1::KeyMetadata& metadata);

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -20,14 +21,6 @@ struct P8Deleter {
   void operator()(PKCS8_PRIV_KEY_INFO* p) const { PKCS8_PRIV_KEY_INFO_free(p); }
 };
 using P8Ptr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, P8Deleter>;
-
-// PEM passphrase callback: the passphrase, or failure (no prompt) when none was given.
-int Passphrase(char* buf, int size, int /*rwflag*/, void* user) {
-  const auto* passphrase = static_cast<const SecretBytes*>(user);
-  if (passphrase->empty() || static_cast<int>(passphrase->size()) > size) return -1;
-  std::memcpy(buf, passphrase->data(), passphrase->size());
-  return static_cast<int>(passphrase->size());
-}
 
 absl::Status WrongPassphrase(const SecretBytes& passphrase) {
   DrainOpenSslErrors();
@@ -64,6 +57,39 @@ absl::Status CheckAlgorithm(EVP_PKEY* key) {
                    " keys are not supported (RSA, EC P-256/384/521 or Ed25519)"));
 }
 
+// The PKCS#8 structure in `der`, unencrypted. `encrypted`: true for an
+// EncryptedPrivateKeyInfo, false for a PrivateKeyInfo, unset when not known (raw DER).
+absl::StatusOr<P8Ptr> DecodePkcs8(absl::string_view der, std::optional<bool> encrypted,
+                                  const SecretBytes& passphrase) {
+  const auto* start = reinterpret_cast<const unsigned char*>(der.data());
+  const long len = static_cast<long>(der.size());  // NOLINT(runtime/int)
+  if (encrypted != true) {
+    const unsigned char* p = start;
+    P8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, len));
+    if (info != nullptr) return info;
+  }
+  if (encrypted != false) {
+    const unsigned char* p = start;
+    X509_SIG* sealed = d2i_X509_SIG(nullptr, &p, len);
+    if (sealed != nullptr) {
+      P8Ptr info;
+      if (!passphrase.empty()) {
+        info.reset(PKCS8_decrypt(sealed, reinterpret_cast<const char*>(passphrase.data()),
+                                 static_cast<int>(passphrase.size())));
+      }
+      X509_SIG_free(sealed);
+      if (info == nullptr) return WrongPassphrase(passphrase);
+      return info;
+    }
+  }
+  DrainOpenSslErrors();
+  return absl::InvalidArgumentError(
+      encrypted.has_value()
+          ? "private_key: the PEM block does not parse"
+          : "private_key: neither PEM nor DER PKCS#8 (PrivateKeyInfo or "
+            "EncryptedPrivateKeyInfo)");
+}
+
 }  // namespace
 
 absl::StatusOr<SecretBytes> NormalizePrivateKey(const SecretBytes& input,
@@ -73,53 +99,41 @@ absl::StatusOr<SecretBytes> NormalizePrivateKey(const SecretBytes& input,
     return absl::InvalidArgumentError(absl::StrCat(
         "private_key: at most ", kMaxPrivateKeyInput, " bytes; got ", input.size()));
   }
-  const absl::string_view text = input.view();
-  EvpPkeyPtr key;
-  if (absl::StrContains(text, "-----BEGIN ")) {
-    const bool plain = absl::StrContains(text, "-----BEGIN PRIVATE KEY-----");
-    const bool encrypted =
-        absl::StrContains(text, "-----BEGIN ENCRYPTED PRIVATE KEY-----");
-    if (!plain && !encrypted) {
-      const size_t start = text.find("-----BEGIN ") + 11;
-      const std::string type(text.substr(start, text.find("-----", start) - start));
+  absl::StatusOr<P8Ptr> info = absl::InternalError("unset");
+  if (absl::StrContains(input.view(), "-----BEGIN ")) {
+    // PEM: its type says which PKCS#8 structure the DER inside is.
+    BIO* bio = BIO_new_mem_buf(input.data(), static_cast<int>(input.size()));
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* der = nullptr;
+    long der_len = 0;  // NOLINT(runtime/int)
+    const bool read = PEM_read_bio(bio, &name, &header, &der, &der_len) == 1;
+    BIO_free(bio);
+    const std::string type = read ? name : "";
+    const SecretBytes block =
+        read ? SecretBytes(der, static_cast<size_t>(der_len)) : SecretBytes();
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    if (der != nullptr) OPENSSL_clear_free(der, static_cast<size_t>(der_len));
+    if (!read) {
+      DrainOpenSslErrors();
+      return absl::InvalidArgumentError("private_key: the PEM block does not parse");
+    }
+    if (type != PEM_STRING_PKCS8INF && type != PEM_STRING_PKCS8) {
       return absl::InvalidArgumentError(absl::StrCat(
           "private_key: PEM type '", type.substr(0, 40),
           "' is not PKCS#8; convert it with `openssl pkcs8 -topk8` (add -nocrypt for no "
           "passphrase)"));
     }
-    BIO* bio = BIO_new_mem_buf(input.data(), static_cast<int>(input.size()));
-    key.reset(PEM_read_bio_PrivateKey(bio, nullptr, Passphrase,
-                                      const_cast<SecretBytes*>(&passphrase)));
-    BIO_free(bio);
-    if (key == nullptr) {
-      if (encrypted) return WrongPassphrase(passphrase);
-      DrainOpenSslErrors();
-      return absl::InvalidArgumentError("private_key: the PEM block does not parse");
-    }
+    info = DecodePkcs8(block.view(), type == PEM_STRING_PKCS8, passphrase);
   } else {
-    const auto* p = reinterpret_cast<const unsigned char*>(input.data());
-    P8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(input.size())));
-    if (info == nullptr) {
-      p = reinterpret_cast<const unsigned char*>(input.data());
-      X509_SIG* sealed = d2i_X509_SIG(nullptr, &p, static_cast<long>(input.size()));
-      if (sealed == nullptr) {
-        DrainOpenSslErrors();
-        return absl::InvalidArgumentError(
-            "private_key: neither PEM nor DER PKCS#8 (PrivateKeyInfo or "
-            "EncryptedPrivateKeyInfo)");
-      }
-      if (!passphrase.empty()) {
-        info.reset(PKCS8_decrypt(sealed, reinterpret_cast<const char*>(passphrase.data()),
-                                 static_cast<int>(passphrase.size())));
-      }
-      X509_SIG_free(sealed);
-      if (info == nullptr) return WrongPassphrase(passphrase);
-    }
-    key.reset(EVP_PKCS82PKEY(info.get()));
-    if (key == nullptr) {
-      DrainOpenSslErrors();
-      return absl::InvalidArgumentError("private_key: the PKCS#8 key does not parse");
-    }
+    info = DecodePkcs8(input.view(), std::nullopt, passphrase);
+  }
+  if (!info.ok()) return info.status();
+  EvpPkeyPtr key(EVP_PKCS82PKEY(info->get()));
+  if (key == nullptr) {
+    DrainOpenSslErrors();
+    return absl::InvalidArgumentError("private_key: the PKCS#8 key does not parse");
   }
   if (absl::Status s = CheckAlgorithm(key.get()); !s.ok()) return s;
 
