@@ -3,7 +3,7 @@
 #include <utility>
 #include <vector>
 
-#include "service/config/identity.h"
+#include "base/identity.h"
 
 namespace offkey::service {
 namespace {
@@ -23,7 +23,7 @@ absl::StatusOr<Caller> CallerOfPem(const std::string& pem, bool allow_plaintext)
         "no client certificate: offkeyd requires mutual TLS; present a certificate "
         "issued by the CA in the server's client_ca_file");
   }
-  absl::StatusOr<std::string> identity = config::IdentityFromCertificatePem(pem);
+  absl::StatusOr<std::string> identity = IdentityFromCertificatePem(pem);
   if (!identity.ok()) return absl::UnauthenticatedError(identity.status().message());
   return Caller{*std::move(identity)};
 }

@@ -1,11 +1,13 @@
 // offkeyd: the offkey key service. main() only parses flags, builds the configuration,
 // opens the key store and runs the server library until SIGTERM or SIGINT.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -183,16 +185,30 @@ int Main(int argc, char** argv) {
       service::OffkeyServer::Start(*config, store->get(), options);
   if (!server.ok()) return Fail(server.status(), "starting the server");
   const int port = (*server)->port();
-  for (const auto& [flag, bound] :
-       {std::pair<std::string, int>{absl::GetFlag(FLAGS_port_file), port},
-        {absl::GetFlag(FLAGS_admin_port_file), (*server)->admin_port()},
-        {absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()}}) {
+  // The development state's port files first: once a --port_file appears, they exist.
+  std::vector<std::pair<std::string, int>> port_files;
+  if (dev) {
+    // Where `offkeyctl --dev` looks for the ports actually bound.
+    port_files.emplace_back(dev_state.dir + "/offkeyd.port", port);
+    if ((*server)->admin_port() != 0) {
+      port_files.emplace_back(dev_state.dir + "/admin.port", (*server)->admin_port());
+    }
+  }
+  port_files.insert(
+      port_files.end(),
+      {{absl::GetFlag(FLAGS_port_file), port},
+       {absl::GetFlag(FLAGS_admin_port_file), (*server)->admin_port()},
+       {absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()}});
+  for (const auto& [flag, bound] : port_files) {
     if (flag.empty()) continue;
     if (absl::Status written = WritePortFile(flag, bound); !written.ok()) {
       return Fail(written, "port file");
     }
   }
-  if (dev) fputs(service::dev::ConnectHelp(dev_state, port).c_str(), stderr);
+  if (dev) {
+    fputs(service::dev::ConnectHelp(dev_state, port, (*server)->admin_port()).c_str(),
+          stderr);
+  }
   fprintf(stderr,
           "offkeyd: serving on port %d; admin plane on port %d (0: off); metrics and "
           "health on http port %d\n",
@@ -205,6 +221,10 @@ int Main(int argc, char** argv) {
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
   server->reset();
+  if (dev) {  // Stale ports would send `offkeyctl --dev` to whatever binds them next.
+    unlink((dev_state.dir + "/offkeyd.port").c_str());
+    unlink((dev_state.dir + "/admin.port").c_str());
+  }
   fprintf(stderr, "offkeyd: stopped\n");
   return 0;
 }

@@ -19,6 +19,7 @@ namespace offkey::service {
 namespace {
 
 constexpr char kServiceName[] = "offkey.v1.KeyService";
+constexpr char kAdminServiceName[] = "offkey.v1.KeyAdmin";
 
 absl::Status CheckReadable(const std::string& path, absl::string_view field) {
   if (path.empty()) {
@@ -223,6 +224,12 @@ void OffkeyServer::CheckHealthNow() {
   if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
     server_->GetHealthCheckService()->SetServingStatus(serving);
     server_->GetHealthCheckService()->SetServingStatus(kServiceName, serving);
+  }
+  // The admin listener answers health checks too (offkeyctl health), with the same
+  // verdict.
+  if (admin_server_ != nullptr && admin_server_->GetHealthCheckService() != nullptr) {
+    admin_server_->GetHealthCheckService()->SetServingStatus(serving);
+    admin_server_->GetHealthCheckService()->SetServingStatus(kAdminServiceName, serving);
   }
 }
 

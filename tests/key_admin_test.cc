@@ -704,5 +704,31 @@ TEST_F(KeyAdminTest, StateSurvivesARestartAndTwoServersOnOneTokenAgree) {
   EXPECT_EQ(after.info().create_time(), 1800000000);
 }
 
+// The destruction time lives on the token: a window that ends while offkeyd is down is
+// honoured by the next offkeyd to start.
+TEST_F(KeyAdminTest, DestructionWindowEndingDuringARestartIsHonoured) {
+  Create("doomed", offkey::v1::EC_P256);
+  offkey::v1::ScheduleKeyDestructionRequest schedule;
+  *schedule.mutable_key() = Ref("doomed");
+  schedule.set_pending_window_seconds(3600);
+  offkey::v1::ScheduleKeyDestructionResponse scheduled;
+  ASSERT_TRUE(admin_->ScheduleKeyDestruction(Context().get(), schedule, &scheduled).ok());
+
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+  Advance(absl::Seconds(3601));  // The window ends while no offkeyd runs.
+  auto restarted = service::OffkeyServer::Start(config_, store_.get(), Options());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = *std::move(restarted);
+  admin_ = AdminStub(kAdmin);
+  grpc::Status status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    Get("doomed", &status);
+  } while (status.ok() && absl::Now() < deadline);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
 }  // namespace
 }  // namespace offkey::testing

@@ -11,11 +11,11 @@ keep_serving=1
 [[ "${1:-}" == "--demo-only" || ! -t 0 ]] && keep_serving=0
 
 ./tools/setup.sh
-bazel build //service:offkeyd //tools/demo:offkey_demo
+bazel build //service:offkeyd //tools/demo:offkey_demo //client/cli:offkeyctl
 state="$PWD/.offkey/dev"
 mkdir -p "$state"
 port_file="$state/offkeyd.port"
-rm -f "$port_file"
+rm -f "$port_file" "$state/admin.port"
 
 bazel-bin/service/offkeyd --dev --dev_state_dir="$state" --port_file="$port_file" &
 pid=$!
@@ -31,6 +31,14 @@ port=$(cat "$port_file")
 echo
 bazel-bin/tools/demo/offkey_demo --target="127.0.0.1:$port" --ca="$state/ca.pem" \
   --cert="$state/terminator.pem" --key="$state/terminator.key"
+
+echo
+if [[ -s "$state/admin.port" ]]; then
+  echo "The keys as an operator sees them on the admin plane (offkeyctl --dev list):"
+  bazel-bin/client/cli/offkeyctl --dev-dir="$state" list
+else
+  echo "This development state predates the admin plane; rm -rf .offkey to remake it."
+fi
 
 if [[ $keep_serving -eq 1 ]]; then
   echo

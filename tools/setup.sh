@@ -12,6 +12,8 @@ packages=(
   # Observability: Prometheus client (metrics), cpp-httplib (the metrics/health HTTP
   # port), and grpc-proto (health.proto, so reflection can describe grpc.health.v1).
   prometheus-cpp-dev libcpp-httplib-dev grpc-proto
+  # offkeyctl's command line (CLI11, header-only).
+  libcli11-dev
   # PKCS#11: the header (modules are dlopen()ed) and SoftHSM2 for development and tests.
   libp11-kit-dev softhsm2
 )

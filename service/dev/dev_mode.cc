@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
@@ -211,8 +212,8 @@ absl::StatusOr<int> EnsureDevKeys(const DevState& state, hsm::KeyStore& store) {
   return made;
 }
 
-std::string ConnectHelp(const DevState& state, int port) {
-  return absl::StrCat(
+std::string ConnectHelp(const DevState& state, int port, int admin_port) {
+  std::string help = absl::StrCat(
       "offkeyd (development mode) is serving on 127.0.0.1:", port,
       " with mutual TLS.\n"
       "  CA certificate:       ",
@@ -221,6 +222,14 @@ std::string ConnectHelp(const DevState& state, int port) {
       "  configuration/policy: ", state.config_file, "\n",
       "Connect a gRPC client to localhost:", port,
       " with those files (the server certificate names localhost and 127.0.0.1).\n");
+  if (admin_port != 0) {
+    // --dev finds .offkey/dev from the working directory up; other places need naming.
+    const std::string dev_flag =
+        absl::EndsWith(state.dir, ".offkey/dev") ? "--dev" : "--dev-dir=" + state.dir;
+    absl::StrAppend(&help, "Admin plane on 127.0.0.1:", admin_port, " for ",
+                    kAdminIdentity, ": try `offkeyctl ", dev_flag, " list`.\n");
+  }
+  return help;
 }
 
 }  // namespace offkey::service::dev

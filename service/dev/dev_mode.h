@@ -34,8 +34,9 @@ absl::StatusOr<DevState> PrepareDevState(const std::string& dir,
 // when the token has no keys yet. Returns how many it made.
 absl::StatusOr<int> EnsureDevKeys(const DevState& state, hsm::KeyStore& store);
 
-// Lines telling a user how to connect to a development offkeyd on `port`.
-std::string ConnectHelp(const DevState& state, int port);
+// Lines telling a user how to connect to a development offkeyd on `port` (and, unless
+// `admin_port` is 0, how to reach its admin plane with offkeyctl).
+std::string ConnectHelp(const DevState& state, int port, int admin_port);
 
 }  // namespace offkey::service::dev
 

@@ -1,4 +1,4 @@
-#include "service/config/identity.h"
+#include "base/identity.h"
 
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
 
-namespace offkey::service::config {
+namespace offkey {
 namespace {
 
 // Same limit as policy.h kMaxIdentityBytes (kept apart so identity needs no policy).
@@ -141,4 +141,4 @@ absl::StatusOr<std::string> IdentityFromCertificateDer(absl::string_view der) {
   return IdentityFromCertificate(cert.get());
 }
 
-}  // namespace offkey::service::config
+}  // namespace offkey

@@ -1,6 +1,6 @@
-// The caller's identity from its client certificate.
-#ifndef OFFKEY_SERVICE_CONFIG_IDENTITY_H_
-#define OFFKEY_SERVICE_CONFIG_IDENTITY_H_
+// The identity of a certificate's holder: offkeyd's caller rule, which clients use too.
+#ifndef OFFKEY_BASE_IDENTITY_H_
+#define OFFKEY_BASE_IDENTITY_H_
 
 #include <openssl/x509.h>
 
@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace offkey::service::config {
+namespace offkey {
 
 // The identity of the certificate's holder, in this order of preference:
 //   1. the first URI subjectAltName starting with "spiffe://" (other URIs are skipped),
@@ -32,6 +32,6 @@ absl::StatusOr<std::string> IdentityFromCertificatePem(absl::string_view pem);
 // The same from one DER certificate (no trailing bytes).
 absl::StatusOr<std::string> IdentityFromCertificateDer(absl::string_view der);
 
-}  // namespace offkey::service::config
+}  // namespace offkey
 
-#endif  // OFFKEY_SERVICE_CONFIG_IDENTITY_H_
+#endif  // OFFKEY_BASE_IDENTITY_H_

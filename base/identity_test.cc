@@ -1,4 +1,4 @@
-#include "service/config/identity.h"
+#include "base/identity.h"
 
 #include <openssl/bio.h>
 #include <openssl/ec.h>
@@ -14,7 +14,7 @@
 #include "base/openssl_util.h"
 #include "gtest/gtest.h"
 
-namespace offkey::service::config {
+namespace offkey {
 namespace {
 
 struct Names {
@@ -206,4 +206,4 @@ TEST(IdentityTest, GarbageIsInvalidArgument) {
 }
 
 }  // namespace
-}  // namespace offkey::service::config
+}  // namespace offkey

@@ -1,0 +1,317 @@
+#include "client/cli/app.h"
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/cli/commands.h"
+#include "client/cli/completion.h"
+#include "client/cli/names.h"
+
+namespace offkey::cli {
+namespace {
+
+constexpr char kDescription[] =
+    "offkeyctl: manage the keys behind offkeyd (the offkey key service).\n"
+    "Keys live in offkeyd's HSM; offkeyctl talks to offkeyd's admin listener over mutual "
+    "TLS and never needs the HSM PIN.";
+
+constexpr char kFooter[] =
+    R"(KEY arguments: a key NAME, or id:HEX (key id), ski:HEX, sha256:HEX (of its certificate).
+
+Connection settings, strongest first: flags; environment ($OFFKEY_ADMIN_ENDPOINT,
+$OFFKEY_ENDPOINT, $OFFKEY_TLS_CA, $OFFKEY_TLS_CERT, $OFFKEY_TLS_KEY, $OFFKEY_DATA_TLS_CERT,
+$OFFKEY_DATA_TLS_KEY, $OFFKEY_SERVER_NAME, $OFFKEY_DEV_DIR); --dev (the state directory of
+`offkeyd --dev`: its admin and terminator identities); the configuration file (--config,
+$OFFKEY_CONFIG, or ~/.config/offkey/offkeyctl.textproto; schema offkey.v1.OffkeyctlConfig).
+
+A key's life:
+  offkeyctl --dev create web --algorithm ec-p256 --label env=prod
+  offkeyctl --dev csr web --subject CN=www.example.com --dns www.example.com --out web.csr
+  offkeyctl --dev attach-cert web --chain web-chain.pem
+  offkeyctl --dev ref web --out web.offkey.pem      # what nginx loads instead of a key
+  offkeyctl --dev disable web
+  offkeyctl --dev schedule-destroy web --window 7d
+
+Exit status: 0 success, 1 failure (offkeyd refused or was unreachable), 2 usage error.
+Shell completion: source <(offkeyctl completion bash))";
+
+constexpr char kCommandFooter[] =
+    "KEY: a key NAME, or id:HEX, ski:HEX, sha256:HEX. Connection flags (offkeyctl "
+    "--help) "
+    "go before or after the subcommand.\nExit status: 0 success, 1 failure, 2 usage "
+    "error.";
+
+// One value per occurrence: "--label a=b --label c=d", never "--label a=b c=d".
+CLI::Option* Repeated(CLI::App* app, const std::string& name,
+                      std::vector<std::string>* out, const std::string& help) {
+  return app->add_option(name, *out, help)->allow_extra_args(false)->type_name("VALUE");
+}
+
+CLI::Option* KeyPositional(CLI::App* app, std::string* out) {
+  return app->add_option("KEY", *out, "The key: NAME, id:HEX, ski:HEX or sha256:HEX")
+      ->required();
+}
+
+}  // namespace
+
+int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostream& out,
+                 std::ostream& err, bool interactive, const GetEnv& env) {
+  CLI::App app(kDescription, "offkeyctl");
+  app.footer(kFooter);
+  app.fallthrough();  // Global flags may follow the subcommand.
+  app.require_subcommand(1);
+
+  ConnectionFlags flags;
+  std::string output = "table";
+  bool yes = false;
+  app.add_option("--config", flags.config, "offkeyctl configuration file")
+      ->type_name("FILE");
+  app.add_option("--admin-endpoint", flags.admin_endpoint,
+                 "offkeyd's admin listener (KeyAdmin), HOST:PORT")
+      ->type_name("HOST:PORT");
+  app.add_option("--endpoint", flags.endpoint,
+                 "offkeyd's data-plane listener (KeyService), for sign, ref and health")
+      ->type_name("HOST:PORT");
+  app.add_option("--tls-ca", flags.ca, "PEM CA bundle that signed offkeyd's certificate")
+      ->type_name("FILE");
+  app.add_option("--tls-cert", flags.cert, "PEM client certificate (your mTLS identity)")
+      ->type_name("FILE");
+  app.add_option("--tls-key", flags.key, "PEM private key of --tls-cert")
+      ->type_name("FILE");
+  app.add_option("--data-tls-cert", flags.data_cert,
+                 "client certificate for the data plane (sign), if not --tls-cert")
+      ->type_name("FILE");
+  app.add_option("--data-tls-key", flags.data_key, "private key of --data-tls-cert")
+      ->type_name("FILE");
+  app.add_option(
+         "--server-name", flags.server_name,
+         "TLS name to expect in offkeyd's certificate, if not the endpoint's host")
+      ->type_name("NAME");
+  app.add_option("--timeout", flags.timeout_seconds, "per-call deadline in seconds (30)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber);
+  app.add_flag(
+      "--dev", flags.dev,
+      "use the development state of `offkeyd --dev` (.offkey/dev here or above)");
+  app.add_option("--dev-dir", flags.dev_dir,
+                 "the development state directory (implies --dev)")
+      ->type_name("DIR");
+  app.add_option("-o,--output", output, "table (default), json, or name (key names only)")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"table", "json", "name"}));
+  app.add_flag("-y,--yes", yes, "do not ask before disabling or destroying");
+
+  // Each subcommand binds its arguments and names its action.
+  std::map<const CLI::App*, std::function<absl::Status(Context&)>> actions;
+  auto command = [&](const std::string& name, const std::string& help,
+                     std::function<absl::Status(Context&)> action) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    sub->footer(kCommandFooter);
+    actions[sub] = std::move(action);
+    return sub;
+  };
+
+  command("health", "Check that offkeyd's listeners answer and serve (HSM reachable)",
+          [](Context& ctx) { return Health(ctx); });
+
+  CreateArgs create;
+  CLI::App* create_cmd = command("create", "Generate a key pair inside the HSM",
+                                 [&](Context& ctx) { return CreateKey(ctx, create); });
+  create_cmd->add_option("NAME", create.name, "1..64 of A-Z a-z 0-9 . _ -")->required();
+  create_cmd->add_option("-a,--algorithm", create.algorithm, AlgorithmChoices())
+      ->required()
+      ->type_name("ALGORITHM");
+  create_cmd->add_option("--usage", create.usage, UsageChoices() + " (tls-server)")
+      ->type_name("USAGE");
+  Repeated(create_cmd, "-l,--label", &create.labels, "KEY=VALUE (repeatable)");
+
+  ImportArgs import;
+  CLI::App* import_cmd =
+      command("import", "Import an existing PKCS#8 private key into the HSM",
+              [&](Context& ctx) { return ImportKey(ctx, import); });
+  import_cmd->add_option("NAME", import.name, "the key's name in offkey")->required();
+  import_cmd
+      ->add_option("-f,--file", import.file,
+                   "PKCS#8 PEM or DER, plain or encrypted ('-': standard input)")
+      ->required()
+      ->type_name("FILE");
+  import_cmd
+      ->add_option("--passphrase-file", import.passphrase_file,
+                   "file holding the passphrase of an encrypted key (first line)")
+      ->type_name("FILE");
+  import_cmd
+      ->add_option("--passphrase-env", import.passphrase_env,
+                   "environment variable holding the passphrase")
+      ->type_name("VARIABLE");
+  import_cmd->add_option("--usage", import.usage, UsageChoices() + " (tls-server)")
+      ->type_name("USAGE");
+  Repeated(import_cmd, "-l,--label", &import.labels, "KEY=VALUE (repeatable)");
+
+  ListArgs list;
+  CLI::App* list_cmd = command("list", "List keys (all, or those matching every filter)",
+                               [&](Context& ctx) { return ListKeys(ctx, list); });
+  Repeated(list_cmd, "-l,--label", &list.labels, "only keys with this KEY=VALUE label");
+  list_cmd->add_option("--state", list.state, StateChoices())->type_name("STATE");
+  list_cmd->add_option("-a,--algorithm", list.algorithm, AlgorithmChoices())
+      ->type_name("ALGORITHM");
+
+  std::string show_key;
+  KeyPositional(command("show",
+                        "Everything about one key: ids, state, certificate, "
+                        "public key",
+                        [&](Context& ctx) { return ShowKey(ctx, show_key); }),
+                &show_key);
+
+  UpdateArgs update;
+  CLI::App* update_cmd = command("update", "Change a key's labels or usage",
+                                 [&](Context& ctx) { return UpdateKey(ctx, update); });
+  KeyPositional(update_cmd, &update.key);
+  Repeated(update_cmd, "-l,--label", &update.labels, "set KEY=VALUE (repeatable)");
+  Repeated(update_cmd, "--remove-label", &update.remove_labels, "remove label KEY");
+  update_cmd->add_flag("--replace-labels", update.replace_labels,
+                       "the --label set replaces all labels (none given: clears them)");
+  update_cmd->add_option("--usage", update.usage, UsageChoices())->type_name("USAGE");
+
+  std::string enable_key, disable_key, cancel_key;
+  KeyPositional(command("enable", "Put a disabled key back in service",
+                        [&](Context& ctx) { return EnableKey(ctx, enable_key); }),
+                &enable_key);
+  KeyPositional(command("disable", "Take a key out of service (asks first)",
+                        [&](Context& ctx) { return DisableKey(ctx, disable_key); }),
+                &disable_key);
+
+  ScheduleArgs schedule;
+  CLI::App* schedule_cmd =
+      command("schedule-destroy",
+              "Destroy a key when a pending window ends (asks first); refused to "
+              "terminators at once",
+              [&](Context& ctx) { return ScheduleDestruction(ctx, schedule); });
+  KeyPositional(schedule_cmd, &schedule.key);
+  schedule_cmd
+      ->add_option("-w,--window", schedule.window,
+                   "how long before destruction: 7d (default), 36h, 90m ... up to 90d")
+      ->type_name("DURATION");
+
+  KeyPositional(command("cancel-destroy",
+                        "Cancel a scheduled destruction (the key stays, disabled)",
+                        [&](Context& ctx) { return CancelDestruction(ctx, cancel_key); }),
+                &cancel_key);
+
+  DestroyArgs destroy;
+  CLI::App* destroy_cmd =
+      command("destroy", "Destroy a key now, for good (needs --force; asks first)",
+              [&](Context& ctx) { return DestroyKey(ctx, destroy); });
+  KeyPositional(destroy_cmd, &destroy.key);
+  destroy_cmd->add_flag("--force", destroy.force, "yes, immediately and irreversibly");
+
+  CsrArgs csr;
+  CLI::App* csr_cmd =
+      command("csr", "Make a PKCS#10 certificate signing request, signed inside the HSM",
+              [&](Context& ctx) { return CreateCsr(ctx, csr); });
+  KeyPositional(csr_cmd, &csr.key);
+  csr_cmd
+      ->add_option("-s,--subject", csr.subject,
+                   "RFC 4514 subject, e.g. \"CN=www.example.com,O=Example\"")
+      ->type_name("DN");
+  Repeated(csr_cmd, "--dns", &csr.dns_names, "DNS name SAN (repeatable)");
+  Repeated(csr_cmd, "--ip", &csr.ip_addresses, "IP address SAN (repeatable)");
+  Repeated(csr_cmd, "--uri", &csr.uris, "URI SAN, e.g. spiffe://... (repeatable)");
+  csr_cmd->add_option("--scheme", csr.scheme, "signature scheme (default: the key's own)")
+      ->type_name("SCHEME");
+  csr_cmd->add_option("--out", csr.out, "write the PEM here instead of standard output")
+      ->type_name("FILE");
+  csr_cmd->add_flag("--overwrite", csr.overwrite, "replace --out if it exists");
+
+  AttachArgs attach;
+  CLI::App* attach_cmd =
+      command("attach-cert", "Attach a certificate chain (leaf first) to a key",
+              [&](Context& ctx) { return AttachCertificate(ctx, attach); });
+  KeyPositional(attach_cmd, &attach.key);
+  attach_cmd
+      ->add_option("-c,--chain", attach.chain_file,
+                   "PEM certificates, leaf first, or one DER certificate ('-': stdin)")
+      ->required()
+      ->type_name("FILE");
+  attach_cmd->add_flag("--force", attach.force,
+                       "attach even if a certificate is expired or not yet valid");
+
+  SignArgs sign;
+  CLI::App* sign_cmd =
+      command("sign", "Sign through the data plane, as a TLS terminator does",
+              [&](Context& ctx) { return Sign(ctx, sign); });
+  KeyPositional(sign_cmd, &sign.key);
+  sign_cmd->add_option("--in", sign.in, "the message, unhashed ('-': stdin)")
+      ->type_name("FILE");
+  sign_cmd
+      ->add_option("--tls13-transcript-hash", sign.tls13_transcript_hash,
+                   "sign the TLS 1.3 server CertificateVerify input for this hash")
+      ->type_name("HEX");
+  sign_cmd
+      ->add_option("--scheme", sign.scheme,
+                   "TLS signature scheme (default: the key's "
+                   "preferred one)")
+      ->type_name("SCHEME");
+  sign_cmd->add_option("--tls-version", sign.tls_version, "1.2 or 1.3 (default 1.3)")
+      ->type_name("VERSION");
+  sign_cmd
+      ->add_option("--out", sign.out,
+                   "write the raw signature here (default: hex to "
+                   "standard output)")
+      ->type_name("FILE");
+  sign_cmd->add_flag("--overwrite", sign.overwrite, "replace --out if it exists");
+
+  RefArgs ref;
+  CLI::App* ref_cmd =
+      command("ref", "Write the PEM key reference that the offkey OpenSSL provider loads",
+              [&](Context& ctx) { return WriteReference(ctx, ref); });
+  KeyPositional(ref_cmd, &ref.key);
+  ref_cmd
+      ->add_option("--service", ref.service,
+                   "data-plane endpoint recorded in the reference (default --endpoint)")
+      ->type_name("TARGET");
+  ref_cmd->add_option("--out", ref.out, "write it here instead of standard output")
+      ->type_name("FILE");
+  ref_cmd->add_flag("--overwrite", ref.overwrite, "replace --out if it exists");
+
+  std::string shell;
+  CLI::App* completion_cmd =
+      app.add_subcommand("completion", "Print the shell completion script (bash)");
+  completion_cmd->footer("Load it with: source <(offkeyctl completion bash)");
+  completion_cmd->add_option("SHELL", shell, "bash")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e, out, err);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (completion_cmd->parsed()) {
+    out << BashCompletion(app);
+    return 0;
+  }
+  const CLI::App* chosen = app.get_subcommands().front();
+  absl::StatusOr<Connection> connection = ResolveConnection(flags, env);
+  if (!connection.ok()) {
+    err << "offkeyctl: " << connection.status().message() << "\n";
+    return 2;
+  }
+  const OutputFormat format = output == "json"   ? OutputFormat::kJson
+                              : output == "name" ? OutputFormat::kName
+                                                 : OutputFormat::kTable;
+  Context ctx(*std::move(connection), format, yes, interactive, in, out, err);
+  absl::Status status = actions.at(chosen)(ctx);
+  out.flush();
+  if (status.ok()) return 0;
+  err << "offkeyctl: " << status.message() << "\n";
+  return IsUsageError(status) ? 2 : 1;
+}
+
+}  // namespace offkey::cli

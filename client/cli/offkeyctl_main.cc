@@ -1,0 +1,15 @@
+// offkeyctl: the operator CLI for offkeyd's admin plane. See app.h.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "client/cli/app.h"
+
+int main(int argc, char** argv) {
+  // gRPC's own log lines (handshake failures and the like) are for gRPC developers;
+  // offkeyctl explains failures itself. GRPC_VERBOSITY set by the user still wins.
+  setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
+  return offkey::cli::RunOffkeyctl(argc, argv, std::cin, std::cout, std::cerr,
+                                   isatty(STDIN_FILENO) != 0, offkey::cli::ProcessEnv());
+}

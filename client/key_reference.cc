@@ -1,0 +1,119 @@
+#include "client/key_reference.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "base/openssl_util.h"
+#include "base/status_macros.h"
+
+namespace offkey::client {
+namespace {
+
+using offkey::v1::KeyAlgorithm;
+using offkey::v1::KeyReference;
+
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+
+// The OpenSSL key type and size an algorithm implies (bits 0 for curves).
+bool MatchesAlgorithm(EVP_PKEY* key, KeyAlgorithm algorithm) {
+  const int bits = EVP_PKEY_get_bits(key);
+  switch (algorithm) {
+    case offkey::v1::RSA_2048:
+    case offkey::v1::RSA_3072:
+    case offkey::v1::RSA_4096: {
+      const int want = algorithm == offkey::v1::RSA_2048   ? 2048
+                       : algorithm == offkey::v1::RSA_3072 ? 3072
+                                                           : 4096;
+      return EVP_PKEY_is_a(key, "RSA") && bits == want;
+    }
+    case offkey::v1::EC_P256:
+      return EVP_PKEY_is_a(key, "EC") && bits == 256;
+    case offkey::v1::EC_P384:
+      return EVP_PKEY_is_a(key, "EC") && bits == 384;
+    case offkey::v1::EC_P521:
+      return EVP_PKEY_is_a(key, "EC") && bits == 521;
+    case offkey::v1::ED25519_KEY:
+      return EVP_PKEY_is_a(key, "ED25519");
+    default:
+      return false;
+  }
+}
+
+absl::Status Check(const KeyReference& ref) {
+  if (ref.version() != kKeyReferenceVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key reference: version ", ref.version(), " is not supported (this ",
+                     "build reads version ", kKeyReferenceVersion, ")"));
+  }
+  if (ref.key_id().empty() || ref.key_id().size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key reference: key_id must be 1..64 bytes, got ", ref.key_id().size()));
+  }
+  EvpPkeyPtr key;
+  if (absl::Status parsed = ParseSpki(ref.public_key_spki(), &key); !parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key reference: public_key_spki: ", parsed.message()));
+  }
+  if (!MatchesAlgorithm(key.get(), ref.algorithm())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key reference: the public key does not match algorithm ",
+                     offkey::v1::KeyAlgorithm_Name(ref.algorithm())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> EncodeKeyReference(const KeyReference& ref) {
+  OFFKEY_RETURN_IF_ERROR(Check(ref));
+  const std::string body = ref.SerializeAsString();
+  BioPtr out(BIO_new(BIO_s_mem()));
+  if (out == nullptr || PEM_write_bio(out.get(), kKeyReferencePemLabel, "",
+                                      reinterpret_cast<const unsigned char*>(body.data()),
+                                      static_cast<long>(body.size())) <= 0) {
+    return OpenSslError(absl::StatusCode::kInternal, "encoding the key reference");
+  }
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(out.get(), &data);
+  return std::string(data, static_cast<size_t>(size));
+}
+
+absl::StatusOr<KeyReference> DecodeKeyReference(absl::string_view pem) {
+  BioPtr in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (in == nullptr) return absl::ResourceExhaustedError("out of memory");
+  for (;;) {
+    char* name = nullptr;
+    char* header = nullptr;
+    unsigned char* data = nullptr;
+    long size = 0;
+    if (PEM_read_bio(in.get(), &name, &header, &data, &size) <= 0) {
+      DrainOpenSslErrors();
+      return absl::InvalidArgumentError(
+          absl::StrCat("no '-----BEGIN ", kKeyReferencePemLabel,
+                       "-----' block found (write one with `offkeyctl ref KEY`)"));
+    }
+    const bool match = std::string(name) == kKeyReferencePemLabel;
+    std::string body(reinterpret_cast<char*>(data),
+                     match ? static_cast<size_t>(size) : 0);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(data);
+    if (!match) continue;
+    KeyReference ref;
+    if (!ref.ParseFromString(body)) {
+      return absl::InvalidArgumentError(
+          "key reference: the PEM body is not a KeyReference");
+    }
+    OFFKEY_RETURN_IF_ERROR(Check(ref));
+    return ref;
+  }
+}
+
+}  // namespace offkey::client

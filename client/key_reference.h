@@ -1,0 +1,29 @@
+// The PEM key reference (proto/offkey/v1/key_reference.proto): written by `offkeyctl
+// ref`, read by the offkey OpenSSL provider.
+#ifndef OFFKEY_CLIENT_KEY_REFERENCE_H_
+#define OFFKEY_CLIENT_KEY_REFERENCE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "offkey/v1/key_reference.pb.h"
+
+namespace offkey::client {
+
+// The PEM label: "-----BEGIN OFFKEY KEY REFERENCE-----".
+inline constexpr char kKeyReferencePemLabel[] = "OFFKEY KEY REFERENCE";
+inline constexpr uint32_t kKeyReferenceVersion = 1;
+
+// Checks `ref` (version, key id length, a parseable public key whose type matches the
+// algorithm) and encodes it as PEM. INVALID_ARGUMENT naming the bad field otherwise.
+absl::StatusOr<std::string> EncodeKeyReference(const offkey::v1::KeyReference& ref);
+
+// Decodes the first OFFKEY KEY REFERENCE block in `pem` (other blocks, such as a
+// certificate in the same file, are skipped) and checks it as EncodeKeyReference does.
+// INVALID_ARGUMENT if there is none or it is malformed; the message says which.
+absl::StatusOr<offkey::v1::KeyReference> DecodeKeyReference(absl::string_view pem);
+
+}  // namespace offkey::client
+
+#endif  // OFFKEY_CLIENT_KEY_REFERENCE_H_

@@ -1,0 +1,200 @@
+#include "tests/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "absl/time/clock.h"
+
+namespace offkey::testing {
+namespace {
+
+std::vector<char*> CStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+std::vector<std::string> Environment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+int Reap(pid_t pid, absl::Time deadline) {
+  int status = 0;
+  for (;;) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (absl::Now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Reads every fd in `fds` into `outs` until all reach EOF (or error) or the deadline.
+void Drain(std::vector<int> fds, std::vector<std::string*> outs, absl::Time deadline) {
+  std::vector<bool> open(fds.size(), true);
+  char buffer[65536];
+  for (;;) {
+    std::vector<pollfd> polls;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (open[i]) {
+        polls.push_back({fds[i], POLLIN, 0});
+        which.push_back(i);
+      }
+    }
+    if (polls.empty()) return;
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return;
+    const int n = poll(polls.data(), polls.size(), static_cast<int>(ms));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    for (size_t p = 0; p < polls.size(); ++p) {
+      if (polls[p].revents == 0) continue;
+      const size_t i = which[p];
+      const ssize_t got = read(fds[i], buffer, sizeof(buffer));
+      if (got > 0) {
+        outs[i]->append(buffer, static_cast<size_t>(got));
+      } else if (got == 0 || errno != EINTR) {
+        open[i] = false;  // EOF, or EIO once a pty's last writer is gone.
+      }
+    }
+  }
+}
+
+}  // namespace
+
+ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string& input,
+                         const std::vector<std::string>& env, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
+      pipe2(err, O_CLOEXEC) != 0) {
+    return {};
+  }
+  const std::vector<std::string> environment = Environment(env);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  // Small inputs fit the pipe buffer; the tests send no more than a few KiB.
+  signal(SIGPIPE, SIG_IGN);
+  if (!input.empty()) (void)!write(in[1], input.data(), input.size());
+  close(in[1]);
+  ProcessResult result;
+  Drain({out[0], err[0]}, {&result.out, &result.err}, deadline);
+  close(out[0]);
+  close(err[0]);
+  result.exit_code = Reap(pid, deadline);
+  return result;
+}
+
+ProcessResult RunOnTerminal(const std::vector<std::string>& argv,
+                            const std::string& prompt, const std::string& typed,
+                            absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  int master = -1;
+  const std::vector<std::string> environment = Environment({});
+  const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  ProcessResult result;
+  if (pid < 0) return result;
+  char buffer[4096];
+  while (result.out.find(prompt) == std::string::npos && absl::Now() < deadline) {
+    pollfd p{master, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    const ssize_t got = read(master, buffer, sizeof(buffer));
+    if (got <= 0) break;  // It exited without asking.
+    result.out.append(buffer, static_cast<size_t>(got));
+  }
+  if (!typed.empty()) (void)!write(master, typed.data(), typed.size());
+  Drain({master}, {&result.out}, deadline);
+  close(master);
+  result.exit_code = Reap(pid, deadline);
+  return result;
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool Daemon::Start(const std::vector<std::string>& argv,
+                   const std::vector<std::string>& env, const std::string& log,
+                   const std::vector<std::string>& ready_files, std::string* why,
+                   absl::Duration timeout) {
+  for (const std::string& f : ready_files) unlink(f.c_str());
+  const std::vector<std::string> environment = Environment(env);
+  pid_ = fork();
+  if (pid_ == 0) {
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    bool ready = true;
+    for (const std::string& f : ready_files) ready = ready && !ReadFileOrEmpty(f).empty();
+    if (ready) return true;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_ || absl::Now() > deadline) {
+      *why = "not ready; log:\n" + ReadFileOrEmpty(log);
+      if (absl::Now() > deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+      }
+      pid_ = -1;
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+int Daemon::Stop(absl::Duration timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  const int code = Reap(pid_, absl::Now() + timeout);
+  pid_ = -1;
+  return code;
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace offkey::testing

@@ -1,0 +1,60 @@
+// Running real binaries from tests: one-shot commands with captured output, commands on
+// a pseudo-terminal (for prompts), and long-running daemons stopped by process id.
+#ifndef OFFKEY_TESTS_PROCESS_H_
+#define OFFKEY_TESTS_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace offkey::testing {
+
+struct ProcessResult {
+  int exit_code = -1;  // 128 + signal if killed.
+  std::string out;     // Standard output (with a terminal: everything it printed).
+  std::string err;     // Standard error (empty with a terminal).
+};
+
+// Runs argv[0] (a path) with `input` on standard input and `env` ("NAME=value") added to
+// the environment; kills it after `timeout`.
+ProcessResult RunProcess(const std::vector<std::string>& argv,
+                         const std::string& input = "",
+                         const std::vector<std::string>& env = {},
+                         absl::Duration timeout = absl::Seconds(60));
+
+// The same with a pseudo-terminal as standard input, output and error, so the program
+// sees an interactive user who types `typed` once the output shows `prompt` (as a person
+// would: text typed earlier is echoed before the program can turn echo off).
+ProcessResult RunOnTerminal(const std::vector<std::string>& argv,
+                            const std::string& prompt, const std::string& typed,
+                            absl::Duration timeout = absl::Seconds(30));
+
+// A background process with standard error (and output) in `log`.
+class Daemon {
+ public:
+  Daemon() = default;
+  ~Daemon();  // SIGKILL if still running.
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Starts it and waits until every file in `ready_files` exists and is non-empty.
+  // False (with the log's contents in `*why`) if it exits or is not ready in time.
+  bool Start(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+             const std::string& log, const std::vector<std::string>& ready_files,
+             std::string* why, absl::Duration timeout = absl::Seconds(60));
+  // SIGTERM, then waits; returns the exit status (-1 if it did not exit in time).
+  int Stop(absl::Duration timeout = absl::Seconds(30));
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string ReadFileOrEmpty(const std::string& path);
+
+}  // namespace offkey::testing
+
+#endif  // OFFKEY_TESTS_PROCESS_H_
