@@ -117,6 +117,17 @@ absl::Status WritePortFile(const std::string& path, int port) {
   return absl::OkStatus();
 }
 
+// Removes the port file at `path` if it still holds `port`: another offkeyd on the same
+// development state may have written its own port there since.
+void RemovePortFile(const std::string& path, int port) {
+  FILE* f = fopen(path.c_str(), "r");
+  if (f == nullptr) return;
+  int written = 0;
+  const bool ours = fscanf(f, "%d", &written) == 1 && written == port;
+  fclose(f);
+  if (ours) unlink(path.c_str());
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "the offkey key service.\n\n"
@@ -185,20 +196,20 @@ int Main(int argc, char** argv) {
       service::OffkeyServer::Start(*config, store->get(), options);
   if (!server.ok()) return Fail(server.status(), "starting the server");
   const int port = (*server)->port();
+  const int admin_port = (*server)->admin_port();
   // The development state's port files first: once a --port_file appears, they exist.
   std::vector<std::pair<std::string, int>> port_files;
   if (dev) {
     // Where `offkeyctl --dev` looks for the ports actually bound.
     port_files.emplace_back(dev_state.dir + "/offkeyd.port", port);
-    if ((*server)->admin_port() != 0) {
-      port_files.emplace_back(dev_state.dir + "/admin.port", (*server)->admin_port());
+    if (admin_port != 0) {
+      port_files.emplace_back(dev_state.dir + "/admin.port", admin_port);
     }
   }
-  port_files.insert(
-      port_files.end(),
-      {{absl::GetFlag(FLAGS_port_file), port},
-       {absl::GetFlag(FLAGS_admin_port_file), (*server)->admin_port()},
-       {absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()}});
+  port_files.insert(port_files.end(), {{absl::GetFlag(FLAGS_port_file), port},
+                                       {absl::GetFlag(FLAGS_admin_port_file), admin_port},
+                                       {absl::GetFlag(FLAGS_metrics_port_file),
+                                        (*server)->metrics_port()}});
   for (const auto& [flag, bound] : port_files) {
     if (flag.empty()) continue;
     if (absl::Status written = WritePortFile(flag, bound); !written.ok()) {
@@ -206,13 +217,12 @@ int Main(int argc, char** argv) {
     }
   }
   if (dev) {
-    fputs(service::dev::ConnectHelp(dev_state, port, (*server)->admin_port()).c_str(),
-          stderr);
+    fputs(service::dev::ConnectHelp(dev_state, port, admin_port).c_str(), stderr);
   }
   fprintf(stderr,
           "offkeyd: serving on port %d; admin plane on port %d (0: off); metrics and "
           "health on http port %d\n",
-          port, (*server)->admin_port(), (*server)->metrics_port());
+          port, admin_port, (*server)->metrics_port());
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
@@ -222,8 +232,8 @@ int Main(int argc, char** argv) {
   (*server)->Wait();
   server->reset();
   if (dev) {  // Stale ports would send `offkeyctl --dev` to whatever binds them next.
-    unlink((dev_state.dir + "/offkeyd.port").c_str());
-    unlink((dev_state.dir + "/admin.port").c_str());
+    RemovePortFile(dev_state.dir + "/offkeyd.port", port);
+    RemovePortFile(dev_state.dir + "/admin.port", admin_port);
   }
   fprintf(stderr, "offkeyd: stopped\n");
   return 0;

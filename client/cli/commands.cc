@@ -136,7 +136,7 @@ absl::Status AdminCall(Context& ctx, const std::string& what,
 
 // Reads a passphrase without echo from the terminal.
 absl::StatusOr<std::string> PromptPassphrase(Context& ctx, const std::string& file) {
-  ctx.err() << "Passphrase for " << file << ": " << std::flush;
+  // Echo goes off before the prompt shows, so nothing typed after it is ever echoed.
   termios old_mode{};
   const bool tty = tcgetattr(STDIN_FILENO, &old_mode) == 0;
   if (tty) {
@@ -144,6 +144,7 @@ absl::StatusOr<std::string> PromptPassphrase(Context& ctx, const std::string& fi
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     tcsetattr(STDIN_FILENO, TCSANOW, &quiet);  // Not TCSAFLUSH: keep typed-ahead input.
   }
+  ctx.err() << "Passphrase for " << file << ": " << std::flush;
   std::string passphrase;
   std::getline(ctx.in(), passphrase);
   if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &old_mode);
