@@ -20,13 +20,6 @@ namespace {
 constexpr size_t kMaxIdentityBytes = 1024;
 constexpr absl::string_view kSpiffeScheme = "spiffe://";
 
-struct GeneralNamesDeleter {
-  void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
-};
-struct BioDeleter {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-
 absl::string_view View(const ASN1_STRING* s) {
   return absl::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                            static_cast<size_t>(ASN1_STRING_length(s)));
@@ -61,7 +54,7 @@ absl::StatusOr<std::string> Checked(absl::string_view identity, absl::string_vie
 
 absl::StatusOr<std::string> IdentityFromCertificate(const X509* cert) {
   if (cert == nullptr) return absl::InvalidArgumentError("no client certificate");
-  std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter> sans(static_cast<GENERAL_NAMES*>(
+  GeneralNamesPtr sans(static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(cert, NID_subject_alt_name, /*crit=*/nullptr, /*idx=*/nullptr)));
   if (sans != nullptr) {
     const GENERAL_NAME* first_dns = nullptr;
@@ -114,8 +107,7 @@ absl::StatusOr<std::string> IdentityFromCertificatePem(absl::string_view pem) {
   if (pem.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::InvalidArgumentError("client certificate PEM is too large");
   }
-  std::unique_ptr<BIO, BioDeleter> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return OpenSslError(absl::StatusCode::kInternal, "BIO_new_mem_buf");
   X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (cert == nullptr) {

@@ -24,6 +24,18 @@ absl::Status OpenSslError(absl::StatusCode code, absl::string_view what) {
   return absl::Status(code, absl::StrCat(what, " (OpenSSL: ", errors, ")"));
 }
 
+std::string BioContents(BIO* bio) {
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);  // NOLINT(runtime/int)
+  return len > 0 ? std::string(data, static_cast<size_t>(len)) : std::string();
+}
+
+std::string X509NameText(const X509_NAME* name) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253);
+  return BioContents(bio.get());
+}
+
 absl::Status ParseSpki(absl::string_view der, EvpPkeyPtr* out) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   EVP_PKEY* pkey = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));

@@ -16,11 +16,6 @@ namespace {
 using offkey::v1::KeyAlgorithm;
 using offkey::v1::KeyReference;
 
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-
 // The OpenSSL key type and size an algorithm implies (bits 0 for curves).
 bool MatchesAlgorithm(EVP_PKEY* key, KeyAlgorithm algorithm) {
   const int bits = EVP_PKEY_get_bits(key);
@@ -80,9 +75,7 @@ absl::StatusOr<std::string> EncodeKeyReference(const KeyReference& ref) {
                                       static_cast<long>(body.size())) <= 0) {
     return OpenSslError(absl::StatusCode::kInternal, "encoding the key reference");
   }
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(out.get(), &data);
-  return std::string(data, static_cast<size_t>(size));
+  return BioContents(out.get());
 }
 
 absl::StatusOr<KeyReference> DecodeKeyReference(absl::string_view pem) {

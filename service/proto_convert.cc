@@ -36,14 +36,6 @@ int64_t ToUnix(const ASN1_TIME* t) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-std::string NameString(const X509_NAME* name) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);  // NOLINT(runtime/int)
-  return std::string(data, static_cast<size_t>(len));
-}
-
 }  // namespace
 
 offkey::v1::KeyAlgorithm ToProtoAlgorithm(hsm::KeyAlgorithm algorithm) {
@@ -68,8 +60,8 @@ absl::StatusOr<offkey::v1::CertificateSummary> SummarizeCertificate(
     return OpenSslError(absl::StatusCode::kInvalidArgument, "not a DER certificate");
   }
   offkey::v1::CertificateSummary out;
-  out.set_subject(NameString(X509_get_subject_name(cert.get())));
-  out.set_issuer(NameString(X509_get_issuer_name(cert.get())));
+  out.set_subject(X509NameText(X509_get_subject_name(cert.get())));
+  out.set_issuer(X509NameText(X509_get_issuer_name(cert.get())));
   out.set_not_before(ToUnix(X509_get0_notBefore(cert.get())));
   out.set_not_after(ToUnix(X509_get0_notAfter(cert.get())));
   std::string sha(SHA256_DIGEST_LENGTH, '\0');

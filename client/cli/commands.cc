@@ -1,6 +1,7 @@
 #include "client/cli/commands.h"
 
 #include <fcntl.h>
+#include <openssl/pem.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -350,7 +351,8 @@ absl::Status ImportKey(Context& ctx, const ImportArgs& args) {
           absl::StrCat("$", args.passphrase_env, " (--passphrase-env) is not set"));
     }
     passphrase = SecretBytes(absl::string_view(value));
-  } else if (absl::StrContains(key.view(), "-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
+  } else if (absl::StrContains(key.view(),
+                               absl::StrCat("-----BEGIN ", PEM_STRING_PKCS8))) {
     if (!ctx.interactive() || args.file == "-") {
       return UsageError(absl::StrCat("'", args.file,
                                      "' is encrypted: give --passphrase-file FILE or "

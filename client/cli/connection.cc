@@ -28,11 +28,6 @@ namespace {
 constexpr char kDefaultAdminPort[] = "8444";
 constexpr char kDefaultDataPort[] = "8443";
 
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-
 bool IsReadableFile(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -154,51 +155,15 @@ std::string Describe(const Setting& s) {
 
 }  // namespace
 
-std::string CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::OK:
-      return "OK";
-    case grpc::CANCELLED:
-      return "CANCELLED";
-    case grpc::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::ABORTED:
-      return "ABORTED";
-    case grpc::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::INTERNAL:
-      return "INTERNAL";
-    case grpc::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return absl::StrCat("code ", static_cast<int>(code));
-  }
-}
-
 std::string ProbeConnection(const Endpoint& endpoint, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + std::min(timeout, absl::Seconds(10));
   const std::string where = absl::StrCat("offkeyd's ", endpoint.plane, " listener at ",
                                          Describe(endpoint.target));
+  auto refused = [&](const std::string& reason) {
+    return absl::StrCat(where, " refused the client certificate ",
+                        Describe(endpoint.cert_file), " (", reason,
+                        "): it must be signed by a CA in offkeyd's tls.client_ca_file");
+  };
   std::string host, port;
   if (!SplitTarget(endpoint.target.value, &host, &port)) return "";  // Cannot probe.
   Socket socket;
@@ -259,11 +224,7 @@ std::string ProbeConnection(const Endpoint& endpoint, absl::Duration timeout) {
                           " did not finish (timed out or "
                           "closed): is that port a gRPC TLS listener?");
     }
-    if (absl::StrContains(reason, "alert")) {
-      return absl::StrCat(where, " refused the client certificate ",
-                          Describe(endpoint.cert_file), " (", reason,
-                          "): it must be signed by a CA in offkeyd's tls.client_ca_file");
-    }
+    if (absl::StrContains(reason, "alert")) return refused(reason);
     return absl::StrCat("TLS handshake with ", where,
                         " failed: ", reason.empty() ? "unknown error" : reason);
   }
@@ -274,19 +235,16 @@ std::string ProbeConnection(const Endpoint& endpoint, absl::Duration timeout) {
                          [&] { return SSL_peek(ssl.get(), &byte, 1); });
   if (read <= 0) {
     const std::string reason = FirstSslReason();
-    if (!reason.empty()) {
-      return absl::StrCat(where, " refused the client certificate ",
-                          Describe(endpoint.cert_file), " (", reason,
-                          "): it must be signed by a CA in offkeyd's tls.client_ca_file");
-    }
+    if (!reason.empty()) return refused(reason);
   }
   return "";
 }
 
 std::string ExplainFailure(const grpc::Status& status, const Endpoint& endpoint,
                            const std::string& what, absl::Duration timeout) {
-  const std::string server_says =
-      absl::StrCat(CodeName(status.error_code()), ": ", status.error_message());
+  const std::string server_says = absl::StrCat(
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())), ": ",
+      status.error_message());
   switch (status.error_code()) {
     case grpc::UNAVAILABLE:
     case grpc::DEADLINE_EXCEEDED:

@@ -27,9 +27,6 @@ std::string ProbeConnection(const Endpoint& endpoint, absl::Duration timeout);
 std::string ExplainFailure(const grpc::Status& status, const Endpoint& endpoint,
                            const std::string& what, absl::Duration timeout);
 
-// "PERMISSION_DENIED" etc.
-std::string CodeName(grpc::StatusCode code);
-
 }  // namespace offkey::cli
 
 #endif  // OFFKEY_CLIENT_CLI_DIAGNOSE_H_

@@ -1,6 +1,7 @@
 #include "client/cli/output.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 
 #include "absl/strings/str_cat.h"

@@ -27,9 +27,6 @@ struct X509ReqDeleter {
 struct X509NameDeleter {
   void operator()(X509_NAME* p) const { X509_NAME_free(p); }
 };
-struct GeneralNamesDeleter {
-  void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
-};
 struct ExtensionsDeleter {
   void operator()(STACK_OF(X509_EXTENSION) * p) const {
     sk_X509_EXTENSION_pop_free(p, X509_EXTENSION_free);
@@ -93,7 +90,7 @@ absl::Status AddSans(const CsrSpec& spec, X509_REQ* req) {
     return absl::InvalidArgumentError(
         absl::StrCat("at most ", kMaxSans, " SANs in all; got ", count));
   }
-  std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter> names(GENERAL_NAMES_new());
+  GeneralNamesPtr names(GENERAL_NAMES_new());
   auto add_string = [&](int type, const std::string& value) {
     GENERAL_NAME* name = GENERAL_NAME_new();
     ASN1_IA5STRING* text = ASN1_IA5STRING_new();
@@ -271,12 +268,9 @@ absl::StatusOr<Csr> MakeCsr(const CsrSpec& spec, const CsrSigner& sign) {
   if (der_len <= 0) return OpenSslError(absl::StatusCode::kInternal, "encoding the CSR");
   csr.der.assign(reinterpret_cast<char*>(der), der_len);
   OPENSSL_free(der);
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509_REQ(bio, req.get());
-  char* pem = nullptr;
-  const long pem_len = BIO_get_mem_data(bio, &pem);  // NOLINT(runtime/int)
-  csr.pem.assign(pem, static_cast<size_t>(pem_len));
-  BIO_free(bio);
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(bio.get(), req.get());
+  csr.pem = BioContents(bio.get());
   return csr;
 }
 

@@ -39,13 +39,9 @@ absl::Status CheckUsage(v1::KeyUsage usage) {
 std::string PublicKeyPem(const std::string& spki) {
   EvpPkeyPtr key;
   if (!ParseSpki(spki, &key).ok()) return "";
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PUBKEY(bio, key.get());
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);  // NOLINT(runtime/int)
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return pem;
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PUBKEY(bio.get(), key.get());
+  return BioContents(bio.get());
 }
 
 // Parses the request's chain into certificates, leaf first.

@@ -102,13 +102,12 @@ absl::StatusOr<SecretBytes> NormalizePrivateKey(const SecretBytes& input,
   absl::StatusOr<P8Ptr> info = absl::InternalError("unset");
   if (absl::StrContains(input.view(), "-----BEGIN ")) {
     // PEM: its type says which PKCS#8 structure the DER inside is.
-    BIO* bio = BIO_new_mem_buf(input.data(), static_cast<int>(input.size()));
+    BioPtr bio(BIO_new_mem_buf(input.data(), static_cast<int>(input.size())));
     char* name = nullptr;
     char* header = nullptr;
     unsigned char* der = nullptr;
     long der_len = 0;  // NOLINT(runtime/int)
-    const bool read = PEM_read_bio(bio, &name, &header, &der, &der_len) == 1;
-    BIO_free(bio);
+    const bool read = PEM_read_bio(bio.get(), &name, &header, &der, &der_len) == 1;
     const std::string type = read ? name : "";
     const SecretBytes block =
         read ? SecretBytes(der, static_cast<size_t>(der_len)) : SecretBytes();

@@ -47,13 +47,6 @@ struct StoreCtxDeleter {
 struct X509StackDeleter {
   void operator()(STACK_OF(X509) * p) const { sk_X509_free(p); }
 };
-struct BioDeleter {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-struct GeneralNamesDeleter {
-  void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what) {
   std::ifstream in(path, std::ios::binary);
@@ -72,13 +65,7 @@ VerifyClientResponse Refuse(VerifyResult result, std::string detail) {
   return response;
 }
 
-std::string SubjectOf(X509* cert) {
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);  // NOLINT(runtime/int)
-  return std::string(data, static_cast<size_t>(len));
-}
+std::string SubjectOf(X509* cert) { return X509NameText(X509_get_subject_name(cert)); }
 
 std::string Where(int depth, X509* cert) {
   return absl::StrCat("certificate ", depth, " (",
@@ -253,7 +240,7 @@ bool SignatureVerifies(const tls::SchemeInfo& info, EVP_PKEY* key,
 
 void FillIdentity(X509* leaf, offkey::v1::ClientIdentity* identity) {
   identity->set_subject(SubjectOf(leaf));
-  std::unique_ptr<GENERAL_NAMES, GeneralNamesDeleter> names(static_cast<GENERAL_NAMES*>(
+  GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr)));
   int spiffe = 0;
   std::string spiffe_id;

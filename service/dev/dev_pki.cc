@@ -16,17 +16,6 @@
 namespace offkey::service::dev {
 namespace {
 
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-
-std::string BioString(BIO* bio) {
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);  // NOLINT(runtime/int)
-  return std::string(data, static_cast<size_t>(len));
-}
-
 absl::Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& value) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
@@ -107,12 +96,12 @@ absl::StatusOr<IssuedCert> Build(const CertSpec& spec, X509* issuer_cert,
   IssuedCert out;
   BioPtr cert_bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(cert_bio.get(), cert.get());
-  out.cert_pem = BioString(cert_bio.get());
+  out.cert_pem = BioContents(cert_bio.get());
   if (own_key != nullptr) {
     BioPtr key_bio(BIO_new(BIO_s_secmem()));
     PEM_write_bio_PrivateKey(key_bio.get(), own_key.get(), nullptr, nullptr, 0, nullptr,
                              nullptr);
-    out.key_pem = SecretBytes(BioString(key_bio.get()));
+    out.key_pem = SecretBytes(BioContents(key_bio.get()));
   }
   return out;
 }
