@@ -7,8 +7,12 @@
 //   offkeyd   each client thread calls the RPC over mTLS (client, server and HSM share
 //             this machine's cores, as they would on a 2-core edge box).
 // Phase 1 saturates both with --concurrency closed-loop threads and reports ops/s and
-// latency percentiles with the ratio. Phase 2 offers half of offkeyd's saturated rate
-// open-loop (latency counted from each request's scheduled time, so queueing shows)
+// latency percentiles with the ratio; it then saturates the RPC path with no HSM work
+// (GetCertificate) and gRPC's own health check over the same mTLS, and prints the
+// ceiling each puts on the ratio: when client, server and HSM share the cores, an
+// operation through offkeyd costs at least the bare operation plus one RPC, so
+// offkeyd/bare <= rpc / (rpc + bare) in ops/s. Phase 2 offers half of offkeyd's saturated
+// rate open-loop (latency counted from each request's scheduled time, so queueing shows)
 // and compares the p99s.
 //
 //   bazel run -c opt //tests/bench:offkey-bench -- --op=sign --key=rsa2048 --duration=5
@@ -35,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "hsm/pkcs11/key_encoding.h"
 #include "hsm/pkcs11/object_io.h"
@@ -421,6 +426,7 @@ int Main(int argc, char** argv) {
   grant->add_identities("spiffe://bench/terminator");
   grant->add_operations(offkey::v1::SIGN);
   grant->add_operations(offkey::v1::DECRYPT_PREMASTER);
+  grant->add_operations(offkey::v1::GET_CERTIFICATE);
   grant->mutable_keys()->set_all_keys(true);
   // Audit lines go to a file, as in production (and not into the report on stdout).
   config.mutable_audit()->set_path(dir + "/audit.log");
@@ -475,6 +481,33 @@ int Main(int argc, char** argv) {
            response.premaster() == premaster;
   };
 
+  // The RPC path alone: GetCertificate takes the same route as Sign (mTLS, poller, worker
+  // pool, policy, audit line, metrics) but does no HSM work.
+  Op rpc_floor = [&](int t) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    offkey::v1::GetCertificateRequest request;
+    request.mutable_key()->set_key_id(key->key_id);
+    offkey::v1::GetCertificateResponse response;
+    return stubs[t]->GetCertificate(&context, request, &response).ok();
+  };
+
+  // gRPC and mTLS alone: the health check gRPC itself serves, with no offkey code.
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health_stubs;
+  for (int i = 0; i < max_threads; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", i);
+    health_stubs.push_back(grpc::health::v1::Health::NewStub(
+        grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args)));
+  }
+  Op grpc_floor = [&](int t) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    return health_stubs[t]->Check(&context, request, &response).ok();
+  };
+
   // Bare PKCS#11: own sessions on the same token (the store's login covers them).
   const CK_FUNCTION_LIST* fn = (*store)->token().fn();
   const CK_SLOT_ID slot = (*store)->token().slot();
@@ -527,6 +560,7 @@ int Main(int argc, char** argv) {
   // Warm up both paths on every thread's channel and session (TLS handshakes, caches),
   // or the first open-loop requests queue behind connection setup.
   Saturate(rpc, max_threads, 0.5);
+  Saturate(grpc_floor, max_threads, 0.3);
   Saturate(direct, max_threads, 0.2);
 
   printf("offkey-bench: op=%s key=%s concurrency=%d duration=%.1fs sessions=%d\n",
@@ -539,6 +573,16 @@ int Main(int argc, char** argv) {
   Print("offkeyd (gRPC, mTLS)", rpc_sat);
   printf("  throughput ratio offkeyd/bare: %.3f\n",
          rpc_sat.ops_per_second / bare_sat.ops_per_second);
+  // When both saturate the same cores, an operation through offkeyd costs the bare
+  // operation plus one RPC, so offkeyd/bare cannot exceed floor / (floor + bare).
+  Result floor_sat = Saturate(rpc_floor, concurrency, seconds);
+  Print("RPC alone (GetCertificate)", floor_sat);
+  printf("  ceiling on offkeyd/bare from the RPC cost: %.3f\n",
+         floor_sat.ops_per_second / (floor_sat.ops_per_second + bare_sat.ops_per_second));
+  Result grpc_sat = Saturate(grpc_floor, concurrency, seconds);
+  Print("gRPC alone (health Check)", grpc_sat);
+  printf("  ceiling from gRPC and mTLS alone: %.3f\n",
+         grpc_sat.ops_per_second / (grpc_sat.ops_per_second + bare_sat.ops_per_second));
   Result stream_sat;
   const int stream_count = absl::GetFlag(FLAGS_streams);
   if (stream_count > 0) {
@@ -593,8 +637,8 @@ int Main(int argc, char** argv) {
   server->reset();
   std::error_code ignored;
   std::filesystem::remove_all(token->directory, ignored);
-  return bare_sat.failures + rpc_sat.failures + stream_sat.failures + bare_half.failures +
-                     rpc_half.failures >
+  return bare_sat.failures + rpc_sat.failures + floor_sat.failures + grpc_sat.failures +
+                     stream_sat.failures + bare_half.failures + rpc_half.failures >
                  0
              ? 1
              : 0;

@@ -8,6 +8,8 @@ for args in "--op=sign --key=p256" "--op=decrypt --key=rsa2048"; do
   echo "$out"
   echo "$out" | grep -q "throughput ratio offkeyd/bare: [0-9]"
   echo "$out" | grep -q "p99 offkeyd - bare:"
+  echo "$out" | grep -q "ceiling on offkeyd/bare from the RPC cost: [0-9]"
+  echo "$out" | grep -q "ceiling from gRPC and mTLS alone: [0-9]"
   echo "$out" | grep -q "throughput ratio stream/bare: [0-9]"
   [[ $(echo "$out" | grep -c "offkeyd (gRPC, mTLS)") -eq 2 ]]
 done
