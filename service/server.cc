@@ -21,6 +21,15 @@ namespace {
 constexpr char kServiceName[] = "offkey.v1.KeyService";
 constexpr char kAdminServiceName[] = "offkey.v1.KeyAdmin";
 
+// Clients (liboffkey) ping idle connections every 20 s so a dead replica is noticed
+// before a handshake waits on it; gRPC's server default would answer pings that
+// frequent with GOAWAY "too_many_pings". Pings closer than 10 s still count as abuse.
+void AllowClientKeepalive(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+}
+
 absl::Status CheckReadable(const std::string& path, absl::string_view field) {
   if (path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -123,6 +132,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  AllowClientKeepalive(builder);
   builder.AddListeningPort(config.listen_address(), credentials, &server->port_);
   // One completion-queue poller per core is enough: pollers only parse and dispatch.
   server->service_->Register(
@@ -144,6 +154,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
         server->admin_.get(), [operations] { return operations->policy(); },
         server->audit_.get(), plaintext);
     grpc::ServerBuilder admin_builder;
+    AllowClientKeepalive(admin_builder);
     admin_builder.AddListeningPort(config.admin_listen_address(), credentials,
                                    &server->admin_port_);
     admin_builder.RegisterService(server->admin_service_.get());

@@ -16,6 +16,8 @@ packages=(
   libcli11-dev
   # PKCS#11: the header (modules are dlopen()ed) and SoftHSM2 for development and tests.
   libp11-kit-dev softhsm2
+  # Tests: a real DNS server for liboffkey's round-robin over a name's addresses.
+  dnsmasq-base
 )
 
 missing=()

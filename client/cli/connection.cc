@@ -1,21 +1,17 @@
 #include "client/cli/connection.h"
 
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/client_tls.h"
 #include "base/identity.h"
-#include "base/openssl_util.h"
 #include "base/secret_bytes.h"
 #include "base/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -32,16 +28,6 @@ bool IsReadableFile(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
          access(path.c_str(), R_OK) == 0;
-}
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(strerror(errno));  // Callers say what the file was.
-  }
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Text-format errors as "file:line:column: message".
@@ -278,69 +264,16 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const Endpoint& endpo
                      "data_cert_file/data_key_file");
   }
 
-  auto read = [](const Setting& s,
-                 absl::string_view what) -> absl::StatusOr<std::string> {
-    absl::StatusOr<std::string> text = ReadSmallFile(s.value);
-    if (!text.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot read the ", what, " ", Describe(s), ": ", text.status().message()));
-    }
-    return text;
-  };
-  OFFKEY_ASSIGN_OR_RETURN(std::string ca, read(endpoint.ca_file, "CA certificate"));
-  OFFKEY_ASSIGN_OR_RETURN(std::string cert,
-                          read(endpoint.cert_file, "client certificate"));
-  absl::StatusOr<std::string> key_text = read(endpoint.key_file, "client key");
-  if (!key_text.ok()) return key_text.status();
-  SecretBytes key(*key_text);
-  WipeString(&*key_text);
-
-  // Local checks, so the user hears "expired" or "wrong key" rather than a TLS alert.
-  BioPtr ca_bio(BIO_new_mem_buf(ca.data(), static_cast<int>(ca.size())));
-  X509Ptr ca_cert(PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr));
-  if (ca_cert == nullptr) {
-    DrainOpenSslErrors();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the CA certificate ", Describe(endpoint.ca_file), " holds no PEM certificate"));
-  }
-  BioPtr cert_bio(BIO_new_mem_buf(cert.data(), static_cast<int>(cert.size())));
-  X509Ptr leaf(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
-  if (leaf == nullptr) {
-    DrainOpenSslErrors();
-    return absl::FailedPreconditionError(absl::StrCat("the client certificate ",
-                                                      Describe(endpoint.cert_file),
-                                                      " holds no PEM certificate"));
-  }
-  BioPtr key_bio(BIO_new_mem_buf(key.data(), static_cast<int>(key.size())));
-  EvpPkeyPtr private_key(
-      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-  if (private_key == nullptr) {
-    DrainOpenSslErrors();
-    return absl::FailedPreconditionError(
-        absl::StrCat("the client key ", Describe(endpoint.key_file),
-                     " holds no unencrypted PEM private key"));
-  }
-  if (X509_check_private_key(leaf.get(), private_key.get()) != 1) {
-    DrainOpenSslErrors();
-    return absl::FailedPreconditionError(
-        absl::StrCat("the client certificate ", Describe(endpoint.cert_file),
-                     " does not belong to the key ", Describe(endpoint.key_file)));
-  }
-  if (X509_cmp_current_time(X509_get0_notAfter(leaf.get())) < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the client certificate ", Describe(endpoint.cert_file),
-                     " has expired; offkeyd will refuse it. Renew it"));
-  }
-  if (X509_cmp_current_time(X509_get0_notBefore(leaf.get())) > 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the client certificate ", Describe(endpoint.cert_file),
-                     " is not valid yet (check this machine's clock)"));
-  }
+  OFFKEY_ASSIGN_OR_RETURN(
+      ClientTlsMaterial material,
+      LoadClientTlsFiles({endpoint.ca_file.value, Describe(endpoint.ca_file)},
+                         {endpoint.cert_file.value, Describe(endpoint.cert_file)},
+                         {endpoint.key_file.value, Describe(endpoint.key_file)}));
 
   grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = ca;
-  tls.pem_cert_chain = cert;
-  tls.pem_private_key = std::string(key.view());
+  tls.pem_root_certs = material.ca_pem;
+  tls.pem_cert_chain = material.cert_pem;
+  tls.pem_private_key = std::string(material.key_pem.view());
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(tls);
   WipeString(&tls.pem_private_key);
   grpc::ChannelArguments args;

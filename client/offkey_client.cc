@@ -1,0 +1,274 @@
+#include "client/offkey_client.h"
+
+#include <algorithm>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "base/client_tls.h"
+#include "base/status_macros.h"
+#include "grpcpp/alarm.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace offkey::client {
+namespace {
+
+using Stub = v1::KeyService::Stub;
+template <typename Request, typename Response>
+using AsyncMethod = void (Stub::async::*)(grpc::ClientContext*, const Request*, Response*,
+                                          std::function<void(grpc::Status)>);
+
+int Milliseconds(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
+// Uniform in [b/2, b]: spreads the retries of many terminators that lost the same
+// replica at the same moment.
+absl::Duration Backoff(const ClientOptions& o, int retry) {
+  absl::Duration b = o.initial_backoff;
+  for (int i = 1; i < retry && b < o.max_backoff; ++i) b *= 2;
+  b = std::min(b, o.max_backoff);
+  thread_local std::minstd_rand random(std::random_device{}());
+  std::uniform_real_distribution<double> half_to_one(0.5, 1.0);
+  return b * half_to_one(random);
+}
+
+absl::Status Check(const ClientOptions& o) {
+  if (o.target.empty()) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.target is empty: give offkeyd's address (host:port, or "
+        "dns:///name:port for every replica behind a name)");
+  }
+  if (o.deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ClientOptions.deadline must be positive");
+  }
+  if (o.max_attempts < 1) {
+    return absl::InvalidArgumentError("ClientOptions.max_attempts must be at least 1");
+  }
+  if (o.initial_backoff <= absl::ZeroDuration() || o.max_backoff < o.initial_backoff) {
+    return absl::InvalidArgumentError(
+        "ClientOptions backoff: initial_backoff must be positive and at most "
+        "max_backoff");
+  }
+  if (o.keepalive_time < absl::Seconds(10) ||
+      o.keepalive_timeout <= absl::ZeroDuration()) {
+    // offkeyd refuses pings more often than every 10 s (too_many_pings).
+    return absl::InvalidArgumentError(
+        "ClientOptions keepalive: keepalive_time must be at least 10 s and "
+        "keepalive_timeout positive");
+  }
+  if (o.insecure_plaintext_for_development) {
+    if (!o.ca_file.empty() || !o.cert_file.empty() || !o.key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "ClientOptions: TLS files given with insecure_plaintext_for_development; "
+          "choose one");
+    }
+    return absl::OkStatus();
+  }
+  if (o.ca_file.empty() || o.cert_file.empty() || o.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "ClientOptions: ca_file, cert_file and key_file are all required for mTLS");
+  }
+  if (o.certificate_refresh < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.certificate_refresh must be at least 1 s");
+  }
+  // Read once now so a bad file is reported here, by name, not as a TLS alert later.
+  return LoadClientTlsFiles(
+             {o.ca_file, absl::StrCat("'", o.ca_file, "' (ca_file)")},
+             {o.cert_file, absl::StrCat("'", o.cert_file, "' (cert_file)")},
+             {o.key_file, absl::StrCat("'", o.key_file, "' (key_file)")})
+      .status();
+}
+
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const ClientOptions& o) {
+  if (o.insecure_plaintext_for_development) return grpc::InsecureChannelCredentials();
+  auto files = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      o.key_file, o.cert_file, o.ca_file,
+      static_cast<unsigned int>(absl::ToInt64Seconds(o.certificate_refresh)));
+  grpc::experimental::TlsChannelCredentialsOptions tls;
+  tls.set_certificate_provider(files);
+  tls.watch_root_certs();
+  tls.watch_identity_key_cert_pairs();
+  return grpc::experimental::TlsCredentials(tls);
+}
+
+grpc::ChannelArguments Arguments(const ClientOptions& o) {
+  grpc::ChannelArguments args;
+  // One subchannel per resolved address, calls spread over the ready ones.
+  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Milliseconds(o.keepalive_time));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Milliseconds(o.keepalive_timeout));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC's default reconnect backoff grows to 120 s; a restarted replica must be used
+  // again within a second or two.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Notice new replicas behind a DNS name without waiting long.
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
+  if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
+  return args;
+}
+
+absl::Status FromGrpc(const grpc::Status& status, const ClientOptions& o, int attempts) {
+  const auto code = static_cast<absl::StatusCode>(status.error_code());
+  if (code != absl::StatusCode::kUnavailable &&
+      code != absl::StatusCode::kDeadlineExceeded) {
+    return absl::Status(code, status.error_message());  // offkeyd's own answer.
+  }
+  return absl::Status(
+      code, absl::StrCat(status.error_message(), " (offkeyd at '", o.target, "', ",
+                         attempts, attempts == 1 ? " attempt)" : " attempts)"));
+}
+
+}  // namespace
+
+// One call from its first attempt to `done`: each attempt gets a fresh ClientContext;
+// an UNAVAILABLE answer schedules the next attempt on an Alarm after a backoff, unless
+// attempts or the deadline are used up. Deletes itself after `done`.
+template <typename Request, typename Response>
+class PendingCall {
+ public:
+  PendingCall(Client* client, AsyncMethod<Request, Response> method, Request request,
+              absl::Time deadline, Callback<Response> done)
+      : client_(client),
+        method_(method),
+        request_(std::move(request)),
+        deadline_(deadline),
+        done_(std::move(done)) {}
+
+  void Attempt() {
+    ++attempts_;
+    client_->attempts_.fetch_add(1, std::memory_order_relaxed);
+    context_ = std::make_unique<grpc::ClientContext>();
+    context_->set_deadline(absl::ToChronoTime(deadline_));
+    response_.Clear();
+    (client_->stub_->async()->*method_)(context_.get(), &request_, &response_,
+                                        [this](grpc::Status status) { Done(status); });
+  }
+
+ private:
+  void Done(const grpc::Status& status) {
+    const ClientOptions& o = client_->options_;
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        attempts_ < o.max_attempts) {
+      const absl::Time retry_at = absl::Now() + Backoff(o, attempts_);
+      if (retry_at < deadline_) {
+        alarm_ = std::make_unique<grpc::Alarm>();
+        alarm_->Set(absl::ToChronoTime(retry_at), [this](bool) { Attempt(); });
+        return;
+      }
+    }
+    Callback<Response> done = std::move(done_);
+    Client* client = client_;
+    const int attempts = attempts_;
+    if (status.ok()) {
+      done(std::move(response_));
+    } else {
+      done(FromGrpc(status, o, attempts));
+    }
+    delete this;
+    client->Finished(attempts);
+  }
+
+  Client* const client_;
+  const AsyncMethod<Request, Response> method_;
+  const Request request_;
+  const absl::Time deadline_;
+  Callback<Response> done_;
+  int attempts_ = 0;
+  std::unique_ptr<grpc::ClientContext> context_;
+  Response response_;
+  std::unique_ptr<grpc::Alarm> alarm_;
+};
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
+  OFFKEY_RETURN_IF_ERROR(Check(options));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.target, Credentials(options), Arguments(options));
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot make a channel to '", options.target, "'"));
+  }
+  return std::unique_ptr<Client>(new Client(std::move(options), std::move(channel)));
+}
+
+Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(v1::KeyService::NewStub(channel_)) {}
+
+Client::~Client() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
+}
+
+Client::Stats Client::stats() const {
+  Stats s;
+  s.calls = calls_.load(std::memory_order_relaxed);
+  s.attempts = attempts_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void Client::Finished(int /*attempts*/) {
+  calls_.fetch_add(1, std::memory_order_relaxed);
+  absl::MutexLock lock(&mu_);
+  --in_flight_;
+}
+
+template <typename Request, typename Response, typename Method>
+void Client::Start(Method method, Request request, const CallOptions& options,
+                   Callback<Response> done) {
+  const absl::Duration timeout =
+      options.timeout > absl::ZeroDuration() ? options.timeout : options_.deadline;
+  {
+    absl::MutexLock lock(&mu_);
+    ++in_flight_;
+  }
+  auto* call = new PendingCall<Request, Response>(this, method, std::move(request),
+                                                  absl::Now() + timeout, std::move(done));
+  call->Attempt();
+}
+
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> Client::Wait(Method method, const Request& request,
+                                      const CallOptions& options) {
+  absl::StatusOr<Response> result;
+  absl::Notification finished;
+  Start<Request, Response>(method, request, options, [&](absl::StatusOr<Response> r) {
+    result = std::move(r);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return result;
+}
+
+// Each operation, once synchronous and once asynchronous, on the same machinery.
+#define OFFKEY_CLIENT_METHOD(Name)                                                    \
+  absl::StatusOr<v1::Name##Response> Client::Name(const v1::Name##Request& request,   \
+                                                  const CallOptions& options) {       \
+    AsyncMethod<v1::Name##Request, v1::Name##Response> method = &Stub::async::Name;   \
+    return Wait<v1::Name##Request, v1::Name##Response>(method, request, options);     \
+  }                                                                                   \
+  void Client::Name##Async(v1::Name##Request request, const CallOptions& options,     \
+                           Callback<v1::Name##Response> done) {                       \
+    AsyncMethod<v1::Name##Request, v1::Name##Response> method = &Stub::async::Name;   \
+    Start<v1::Name##Request, v1::Name##Response>(method, std::move(request), options, \
+                                                 std::move(done));                    \
+  }
+
+OFFKEY_CLIENT_METHOD(Sign)
+OFFKEY_CLIENT_METHOD(DecryptPremaster)
+OFFKEY_CLIENT_METHOD(DeriveMasterSecret)
+OFFKEY_CLIENT_METHOD(VerifyClient)
+OFFKEY_CLIENT_METHOD(GetCertificate)
+OFFKEY_CLIENT_METHOD(ListKeys)
+
+#undef OFFKEY_CLIENT_METHOD
+
+}  // namespace offkey::client

@@ -1,0 +1,470 @@
+// liboffkey against real offkeyd servers on loopback over a real SoftHSM2 token: every
+// operation synchronously and asynchronously, errors, retries, round-robin over a DNS
+// name served by a real DNS server (dnsmasq), reconnection after a restart, TLS checks.
+#include "client/offkey_client.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
+#include "base/testing/secret_ledger.h"
+#include "gtest/gtest.h"
+#include "hsm/testing/verify.h"
+#include "service/config/config_loader.h"
+#include "tests/forwarding_store.h"
+#include "tests/handshake_inputs.h"
+#include "tests/offkeyd_fixture.h"
+#include "tests/process.h"
+
+namespace offkey::testing {
+namespace {
+
+namespace v1 = offkey::v1;
+using client::CallOptions;
+using client::Client;
+using client::ClientOptions;
+
+// Answers UNAVAILABLE to the next `failures` Sign calls, as a replica that lost its HSM
+// does, and counts the Sign calls that reach the real store.
+class FlakyStore : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm a,
+                                   absl::string_view m,
+                                   const hsm::CallOptions& o) override {
+    if (failures.load() > 0) {
+      failures.fetch_sub(1);
+      return absl::UnavailableError("test: HSM unreachable");
+    }
+    signs.fetch_add(1);
+    return ForwardingStore::Sign(id, a, m, o);
+  }
+  std::atomic<int> failures{0};
+  std::atomic<int> signs{0};
+};
+
+void Write(const std::string& path, absl::string_view text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+class ClientTest : public OffkeydTest {
+ protected:
+  hsm::KeyStore* ServedStore(hsm::KeyStore* real) override {
+    flaky_ = std::make_unique<FlakyStore>(real);
+    return flaky_.get();
+  }
+
+  void SetUp() override {
+    OffkeydTest::SetUp();
+    if (HasFatalFailure()) return;
+    ec_ = AddKey("web-ec", hsm::KeyAlgorithm::kEcP256);
+    rsa_ = AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
+  }
+
+  // Files for a client whose certificate carries `identity`, issued by `ca`.
+  ClientOptions Files(const std::string& identity, const service::dev::IssuedCert& ca) {
+    service::dev::CertSpec spec;
+    spec.common_name = "client";
+    spec.uris = {identity};
+    spec.client_auth = true;
+    auto cert = service::dev::Issue(ca, spec);
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    RecordPrivateKeyPem("client key", cert->key_pem.view());
+    const std::string base = absl::StrCat(dir_, "/client-", ++files_);
+    Write(base + "-ca.pem", ca_.cert_pem);
+    Write(base + ".pem", cert->cert_pem);
+    Write(base + ".key", cert->key_pem.view());
+    ClientOptions o;
+    o.target = absl::StrCat("127.0.0.1:", server_->port());
+    o.ca_file = base + "-ca.pem";
+    o.cert_file = base + ".pem";
+    o.key_file = base + ".key";
+    o.deadline = absl::Seconds(10);
+    return o;
+  }
+  ClientOptions Files(const std::string& identity = kTerminator) {
+    return Files(identity, ca_);
+  }
+
+  std::unique_ptr<Client> Make(ClientOptions options) {
+    auto made = Client::Create(std::move(options));
+    EXPECT_TRUE(made.ok()) << made.status();
+    return made.ok() ? *std::move(made) : nullptr;
+  }
+
+  v1::SignRequest SignEc() const {
+    v1::SignRequest r;
+    r.mutable_key()->set_name("web-ec");
+    r.mutable_context()->set_version(v1::TLS_1_3);
+    r.set_scheme(v1::ECDSA_SECP256R1_SHA256);
+    r.set_message(Tls13Input());
+    return r;
+  }
+
+  // A second server process-alike on the same token (its own listener and store view).
+  std::unique_ptr<service::OffkeyServer> StartServer(const std::string& listen,
+                                                     hsm::KeyStore* store,
+                                                     const std::string& cert_base) {
+    v1::ServerConfig config = config_;
+    config.set_listen_address(listen);
+    config.clear_admin_listen_address();
+    if (!cert_base.empty()) {
+      config.mutable_tls()->set_cert_file(cert_base + ".pem");
+      config.mutable_tls()->set_key_file(cert_base + ".key");
+    }
+    auto started = service::OffkeyServer::Start(config, store);
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? *std::move(started) : nullptr;
+  }
+
+  std::unique_ptr<FlakyStore> flaky_;
+  hsm::KeyInfo ec_;
+  hsm::KeyInfo rsa_;
+  int files_ = 0;
+};
+
+TEST_F(ClientTest, EveryOperationSynchronouslyAndAsynchronously) {
+  std::unique_ptr<Client> client = Make(Files());
+  ASSERT_NE(client, nullptr);
+
+  absl::StatusOr<v1::ListKeysResponse> keys = client->ListKeys({});
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->keys_size(), 2);
+
+  v1::GetCertificateRequest get;
+  get.mutable_key()->set_name("web-rsa");
+  absl::StatusOr<v1::GetCertificateResponse> chain = client->GetCertificate(get);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ(chain->certificate_chain_size(), 2);
+  EXPECT_EQ(chain->key_id(), rsa_.key_id);
+
+  const v1::SignRequest sign = SignEc();
+  absl::StatusOr<v1::SignResponse> signature = client->Sign(sign);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  EXPECT_TRUE(hsm::testing::VerifyWithOpenSsl(
+                  ec_.public_key_spki,
+                  {hsm::SignatureKind::kEcdsa, hsm::HashAlgorithm::kSha256},
+                  sign.message(), signature->signature())
+                  .ok());
+
+  const std::string premaster = std::string("\x03\x03", 2) + Random(46);
+  RecordSecret("premaster", premaster);
+  v1::DecryptPremasterRequest decrypt;
+  decrypt.mutable_key()->set_name("web-rsa");
+  decrypt.mutable_context()->set_version(v1::TLS_1_2);
+  decrypt.set_ciphertext(hsm::testing::RsaEncryptPkcs1(rsa_.public_key_spki, premaster));
+  decrypt.set_client_version(0x0303);
+  absl::StatusOr<v1::DecryptPremasterResponse> decrypted =
+      client->DecryptPremaster(decrypt);
+  ASSERT_TRUE(decrypted.ok()) << decrypted.status();
+  EXPECT_TRUE(decrypted->premaster() == premaster);  // Not printed on failure.
+
+  v1::DeriveMasterSecretRequest derive;
+  derive.mutable_key()->set_name("web-rsa");
+  derive.mutable_context()->set_version(v1::TLS_1_2);
+  derive.set_ciphertext(decrypt.ciphertext());
+  derive.set_client_version(0x0303);
+  derive.set_prf_hash(v1::PRF_SHA256);
+  derive.set_session_hash(Random(32));
+  absl::StatusOr<v1::DeriveMasterSecretResponse> master =
+      client->DeriveMasterSecret(derive);
+  ASSERT_TRUE(master.ok()) << master.status();
+  RecordSecret("master secret", master->master_secret());
+  EXPECT_EQ(master->master_secret().size(), 48u);
+
+  // No trust bundle is granted: offkeyd's own refusal comes back as it is.
+  v1::VerifyClientRequest verify;
+  verify.set_trust_bundle("clients");
+  absl::StatusOr<v1::VerifyClientResponse> verified = client->VerifyClient(verify);
+  EXPECT_FALSE(verified.ok());
+  EXPECT_NE(verified.status().code(), absl::StatusCode::kUnavailable);
+
+  // The same six asynchronously, all in flight at once; each answer equals the
+  // synchronous one where the operation is deterministic.
+  absl::BlockingCounter pending(6);
+  absl::Mutex mu;
+  std::vector<std::string> failures;
+  auto expect = [&](bool ok, const std::string& what) {
+    if (!ok) {
+      absl::MutexLock lock(&mu);
+      failures.push_back(what);
+    }
+    pending.DecrementCount();
+  };
+  client->ListKeysAsync({}, {}, [&](absl::StatusOr<v1::ListKeysResponse> r) {
+    expect(r.ok() && r->keys_size() == 2, "ListKeysAsync");
+  });
+  client->GetCertificateAsync(get, {}, [&](absl::StatusOr<v1::GetCertificateResponse> r) {
+    expect(r.ok() && r->certificate_chain_size() == 2, "GetCertificateAsync");
+  });
+  client->SignAsync(sign, {}, [&](absl::StatusOr<v1::SignResponse> r) {
+    expect(r.ok() && hsm::testing::VerifyWithOpenSsl(
+                         ec_.public_key_spki,
+                         {hsm::SignatureKind::kEcdsa, hsm::HashAlgorithm::kSha256},
+                         sign.message(), r->signature())
+                         .ok(),
+           "SignAsync");
+  });
+  client->DecryptPremasterAsync(
+      decrypt, {}, [&](absl::StatusOr<v1::DecryptPremasterResponse> r) {
+        expect(r.ok() && r->premaster() == premaster, "DecryptPremasterAsync");
+      });
+  client->DeriveMasterSecretAsync(
+      derive, {}, [&](absl::StatusOr<v1::DeriveMasterSecretResponse> r) {
+        expect(r.ok() && r->master_secret() == master->master_secret(),
+               "DeriveMasterSecretAsync");
+      });
+  client->VerifyClientAsync(verify, {}, [&](absl::StatusOr<v1::VerifyClientResponse> r) {
+    expect(r.status().code() == verified.status().code(), "VerifyClientAsync");
+  });
+  pending.Wait();
+  EXPECT_TRUE(failures.empty()) << absl::StrJoin(failures, ", ");
+  EXPECT_EQ(client->stats().calls, 12);
+  EXPECT_EQ(client->stats().attempts, 12);
+}
+
+TEST_F(ClientTest, OffkeydRefusalsComeBackUnchangedAndAreNotRetried) {
+  std::unique_ptr<Client> stranger = Make(Files(kStranger));
+  ASSERT_NE(stranger, nullptr);
+  absl::StatusOr<v1::SignResponse> denied = stranger->Sign(SignEc());
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+
+  std::unique_ptr<Client> client = Make(Files());
+  v1::SignRequest bad = SignEc();
+  bad.set_message("");
+  absl::StatusOr<v1::SignResponse> invalid = client->Sign(bad);
+  EXPECT_EQ(invalid.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(invalid.status().message().find("message"), std::string::npos)
+      << invalid.status();
+  EXPECT_EQ(stranger->stats().attempts, 1);
+  EXPECT_EQ(client->stats().attempts, 1);
+}
+
+TEST_F(ClientTest, UnavailableIsRetriedWithBackoffUntilItSucceeds) {
+  ClientOptions options = Files();
+  options.max_attempts = 4;
+  options.initial_backoff = absl::Milliseconds(50);
+  std::unique_ptr<Client> client = Make(options);
+  ASSERT_NE(client, nullptr);
+  flaky_->failures = 3;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::SignResponse> signature = client->Sign(SignEc());
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  EXPECT_EQ(client->stats().attempts, 4);
+  EXPECT_EQ(flaky_->signs.load(), 1);
+  // Backoffs of at least 25 + 50 + 100 ms (each drawn from [b/2, b]).
+  EXPECT_GE(took, absl::Milliseconds(175));
+
+  // One failure more than the attempts: the last UNAVAILABLE comes back, saying where.
+  flaky_->failures = 4;
+  absl::StatusOr<v1::SignResponse> failed = client->Sign(SignEc());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(failed.status().message().find("4 attempts"), std::string::npos)
+      << failed.status();
+  EXPECT_NE(failed.status().message().find(options.target), std::string::npos);
+  EXPECT_EQ(client->stats().attempts, 8);
+}
+
+TEST_F(ClientTest, RetriesStopAtTheDeadline) {
+  ClientOptions options = Files();
+  options.max_attempts = 1000;
+  options.initial_backoff = absl::Milliseconds(20);
+  options.max_backoff = absl::Milliseconds(100);
+  std::unique_ptr<Client> client = Make(options);
+  ASSERT_NE(client, nullptr);
+  flaky_->failures = 1000000;
+  CallOptions call;
+  call.timeout = absl::Milliseconds(600);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::SignResponse> failed = client->Sign(SignEc(), call);
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_TRUE(failed.status().code() == absl::StatusCode::kUnavailable ||
+              failed.status().code() == absl::StatusCode::kDeadlineExceeded)
+      << failed.status();
+  EXPECT_LT(took, absl::Milliseconds(600 + 500));
+  // Backoff grows to 100 ms: far fewer attempts than 600 ms / 20 ms would allow.
+  EXPECT_GE(client->stats().attempts, 4);
+  EXPECT_LE(client->stats().attempts, 20);
+  flaky_->failures = 0;
+}
+
+TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
+  // Two more replicas on 127.0.0.2 and 127.0.0.3, same port, same token; a real DNS
+  // server (dnsmasq) gives one name both addresses.
+  service::dev::CertSpec spec;
+  spec.common_name = "offkeyd";
+  spec.dns_names = {"offkeyd.test"};
+  spec.server_auth = true;
+  auto cert = service::dev::Issue(ca_, spec);
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  RecordPrivateKeyPem("replica key", cert->key_pem.view());
+  const std::string cert_base = dir_ + "/replica";
+  Write(cert_base + ".pem", cert->cert_pem);
+  Write(cert_base + ".key", cert->key_pem.view());
+
+  FlakyStore a(store_.get());
+  FlakyStore b(store_.get());
+  std::unique_ptr<service::OffkeyServer> replica_a =
+      StartServer("127.0.0.2:0", &a, cert_base);
+  ASSERT_NE(replica_a, nullptr);
+  const int port = replica_a->port();
+  std::unique_ptr<service::OffkeyServer> replica_b =
+      StartServer(absl::StrCat("127.0.0.3:", port), &b, cert_base);
+  ASSERT_NE(replica_b, nullptr);
+
+  // dnsmasq on a UDP port of 127.0.0.1 that the kernel picked free just now.
+  int probe = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int dns_port = ntohs(addr.sin_port);
+  close(probe);
+  Write(dir_ + "/hosts", "127.0.0.2 offkeyd.test\n127.0.0.3 offkeyd.test\n");
+  Daemon dns;
+  std::string why;
+  ASSERT_TRUE(
+      dns.Start({"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                 "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces",
+                 "--listen-address=127.0.0.1", absl::StrCat("--port=", dns_port),
+                 absl::StrCat("--addn-hosts=", dir_, "/hosts"),
+                 absl::StrCat("--pid-file=", dir_, "/dnsmasq.pid"), "--user=root",
+                 "--log-facility=-"},
+                {}, dir_ + "/dnsmasq.log", {dir_ + "/dnsmasq.pid"}, &why))
+      << why;
+
+  ClientOptions options = Files();
+  options.target = absl::StrCat("dns://127.0.0.1:", dns_port, "/offkeyd.test:", port);
+  std::unique_ptr<Client> client = Make(options);
+  ASSERT_NE(client, nullptr);
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<v1::SignResponse> signature = client->Sign(SignEc());
+    ASSERT_TRUE(signature.ok()) << signature.status();
+  }
+  // round_robin waits for no replica: the first calls may all go to whichever connected
+  // first, but once both are ready calls alternate.
+  EXPECT_GE(a.signs.load(), 5) << "replica on 127.0.0.2";
+  EXPECT_GE(b.signs.load(), 5) << "replica on 127.0.0.3";
+  EXPECT_EQ(a.signs.load() + b.signs.load(), 20);
+  EXPECT_EQ(flaky_->signs.load(), 0);  // The fixture's server is not behind the name.
+
+  // One replica down: every call still succeeds on the other.
+  replica_a->Shutdown(absl::Seconds(1));
+  replica_a.reset();
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<v1::SignResponse> signature = client->Sign(SignEc());
+    ASSERT_TRUE(signature.ok()) << i << ": " << signature.status();
+  }
+  EXPECT_GE(b.signs.load(), 15);
+  EXPECT_EQ(dns.Stop(), 0);
+}
+
+TEST_F(ClientTest, ARestartedServerIsUsedAgainWithoutANewClient) {
+  std::unique_ptr<Client> client = Make(Files());
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Sign(SignEc()).ok());
+  const int port = server_->port();
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+
+  CallOptions quick;
+  quick.timeout = absl::Milliseconds(500);
+  absl::StatusOr<v1::SignResponse> down = client->Sign(SignEc(), quick);
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  EXPECT_NE(down.status().message().find("offkeyd at '127.0.0.1:"), std::string::npos)
+      << down.status();
+
+  server_ = StartServer(absl::StrCat("127.0.0.1:", port), flaky_.get(), "");
+  ASSERT_NE(server_, nullptr);
+  // gRPC's reconnect backoff is capped at 2 s by the client; allow a few periods.
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::SignResponse> again = client->Sign(SignEc(), quick);
+  while (!again.ok() && absl::Now() - start < absl::Seconds(8)) {
+    again = client->Sign(SignEc(), quick);
+  }
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));
+}
+
+TEST_F(ClientTest, TlsChecksTheServerNameAndTheCa) {
+  // The server's certificate names 127.0.0.1 only.
+  ClientOptions options = Files();
+  options.server_name = "elsewhere.test";
+  std::unique_ptr<Client> client = Make(options);
+  ASSERT_NE(client, nullptr);
+  CallOptions quick;
+  quick.timeout = absl::Seconds(2);
+  EXPECT_EQ(client->Sign(SignEc(), quick).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(flaky_->signs.load(), 0);
+
+  // A CA file that did not sign offkeyd's certificate.
+  service::dev::IssuedCert other = TestCa("another CA");
+  ClientOptions untrusting = Files();
+  Write(untrusting.ca_file, other.cert_pem);
+  std::unique_ptr<Client> untrusted = Make(untrusting);
+  ASSERT_NE(untrusted, nullptr);
+  EXPECT_EQ(untrusted->Sign(SignEc(), quick).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(flaky_->signs.load(), 0);
+}
+
+TEST_F(ClientTest, BadOptionsAreRefusedByName) {
+  const ClientOptions good = Files();
+  struct Case {
+    std::string want;  // In the message.
+    ClientOptions options;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"target", good});
+  cases.back().options.target = "";
+  cases.push_back({"deadline", good});
+  cases.back().options.deadline = absl::ZeroDuration();
+  cases.push_back({"max_attempts", good});
+  cases.back().options.max_attempts = 0;
+  cases.push_back({"keepalive_time", good});
+  cases.back().options.keepalive_time = absl::Seconds(1);
+  cases.push_back({"choose one", good});
+  cases.back().options.insecure_plaintext_for_development = true;
+  cases.push_back({"ca_file, cert_file and key_file", good});
+  cases.back().options.key_file = "";
+  cases.push_back({"(ca_file)", good});
+  cases.back().options.ca_file = dir_ + "/missing.pem";
+  cases.push_back({"does not belong to the key", good});
+  cases.back().options.key_file = Files().key_file;  // Another client's key.
+  for (const Case& c : cases) {
+    absl::StatusOr<std::unique_ptr<Client>> made = Client::Create(c.options);
+    EXPECT_FALSE(made.ok()) << c.want;
+    EXPECT_NE(made.status().message().find(c.want), std::string::npos)
+        << c.want << ": " << made.status();
+  }
+}
+
+TEST_F(ClientTest, DestroyingTheClientWaitsForCallbacksInFlight) {
+  std::unique_ptr<Client> client = Make(Files());
+  ASSERT_NE(client, nullptr);
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 50; ++i) {
+    client->SignAsync(SignEc(), {}, [&answered](absl::StatusOr<v1::SignResponse> r) {
+      if (r.ok()) answered.fetch_add(1);
+    });
+  }
+  client.reset();
+  EXPECT_EQ(answered.load(), 50);
+}
+
+}  // namespace
+}  // namespace offkey::testing
