@@ -99,14 +99,18 @@ absl::StatusOr<KeyReference> DecodeKeyReference(absl::string_view pem) {
     OPENSSL_free(header);
     OPENSSL_free(data);
     if (!match) continue;
-    KeyReference ref;
-    if (!ref.ParseFromString(body)) {
-      return absl::InvalidArgumentError(
-          "key reference: the PEM body is not a KeyReference");
-    }
-    OFFKEY_RETURN_IF_ERROR(Check(ref));
-    return ref;
+    return ParseKeyReference(body);
   }
+}
+
+absl::StatusOr<KeyReference> ParseKeyReference(absl::string_view body) {
+  KeyReference ref;
+  if (!ref.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    return absl::InvalidArgumentError(
+        "key reference: the PEM body is not a KeyReference");
+  }
+  OFFKEY_RETURN_IF_ERROR(Check(ref));
+  return ref;
 }
 
 }  // namespace offkey::client

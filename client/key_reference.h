@@ -24,6 +24,9 @@ absl::StatusOr<std::string> EncodeKeyReference(const offkey::v1::KeyReference& r
 // INVALID_ARGUMENT if there is none or it is malformed; the message says which.
 absl::StatusOr<offkey::v1::KeyReference> DecodeKeyReference(absl::string_view pem);
 
+// The same for the bytes inside the PEM block (the serialized KeyReference).
+absl::StatusOr<offkey::v1::KeyReference> ParseKeyReference(absl::string_view body);
+
 }  // namespace offkey::client
 
 #endif  // OFFKEY_CLIENT_KEY_REFERENCE_H_

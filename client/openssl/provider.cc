@@ -1,0 +1,269 @@
+// The provider's entry point (OSSL_provider_init), its configuration and its client.
+#include "client/openssl/provider.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/provider.h>
+#include <openssl/x509.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace offkey::provider {
+
+const char* KeyTypeName(KeyType type) {
+  switch (type) {
+    case KeyType::kRsa:
+      return "RSA";
+    case KeyType::kRsaPss:
+      return "RSA-PSS";
+    case KeyType::kEc:
+      return "EC";
+    case KeyType::kEd25519:
+      return "ED25519";
+  }
+  return "";
+}
+
+void RaiseError(const absl::Status& status) {
+  ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "offkey: %s: %s",
+                 absl::StatusCodeToString(status.code()).c_str(),
+                 std::string(status.message()).c_str());
+}
+
+ProviderContext::~ProviderContext() {
+  // A client made in this process is destroyed (it waits for calls in flight); one
+  // inherited across fork is abandoned.
+  absl::MutexLock lock(&mu_);
+  if (pid_ != getpid()) (void)client_.release();
+  OSSL_LIB_CTX_free(libctx_);
+}
+
+absl::Status ProviderContext::Configure(const OSSL_DISPATCH* core) {
+  OSSL_FUNC_core_get_params_fn* get_params = nullptr;
+  for (; core->function_id != 0; ++core) {
+    if (core->function_id == OSSL_FUNC_CORE_GET_PARAMS) {
+      get_params = OSSL_FUNC_core_get_params(core);
+    }
+  }
+  if (get_params == nullptr) return absl::InternalError("the core offers no get_params");
+
+  // Every key of the section; absent ones stay null.
+  const char* endpoint = nullptr;
+  const char* ca = nullptr;
+  const char* cert = nullptr;
+  const char* key = nullptr;
+  const char* server_name = nullptr;
+  const char* deadline_ms = nullptr;
+  const char* max_attempts = nullptr;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_utf8_ptr("endpoint", &endpoint, 0),
+      OSSL_PARAM_utf8_ptr("tls_ca_file", &ca, 0),
+      OSSL_PARAM_utf8_ptr("tls_cert_file", &cert, 0),
+      OSSL_PARAM_utf8_ptr("tls_key_file", &key, 0),
+      OSSL_PARAM_utf8_ptr("server_name", &server_name, 0),
+      OSSL_PARAM_utf8_ptr("deadline_ms", &deadline_ms, 0),
+      OSSL_PARAM_utf8_ptr("max_attempts", &max_attempts, 0),
+      OSSL_PARAM_END,
+  };
+  if (get_params(handle_, params) != 1) {
+    return absl::InternalError("cannot read the provider's openssl.cnf section");
+  }
+  auto need = [](const char* value, const char* name) {
+    return value != nullptr && *value != '\0'
+               ? absl::OkStatus()
+               : absl::InvalidArgumentError(
+                     absl::StrCat("'", name,
+                                  "' is missing from the offkey provider's "
+                                  "openssl.cnf section (see client/openssl/README.md)"));
+  };
+  for (const absl::Status& s : {need(endpoint, "endpoint"), need(ca, "tls_ca_file"),
+                                need(cert, "tls_cert_file"), need(key, "tls_key_file")}) {
+    if (!s.ok()) return s;
+  }
+  options_.target = endpoint;
+  options_.ca_file = ca;
+  options_.cert_file = cert;
+  options_.key_file = key;
+  if (server_name != nullptr) options_.server_name = server_name;
+  if (deadline_ms != nullptr) {
+    int ms = 0;
+    if (!absl::SimpleAtoi(deadline_ms, &ms) || ms <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "deadline_ms in the offkey provider's section must be a positive number of "
+          "milliseconds, not '",
+          deadline_ms, "'"));
+    }
+    options_.deadline = absl::Milliseconds(ms);
+  }
+  if (max_attempts != nullptr) {
+    int n = 0;
+    if (!absl::SimpleAtoi(max_attempts, &n) || n < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_attempts in the offkey provider's section must be at least 1, not '",
+          max_attempts, "'"));
+    }
+    options_.max_attempts = n;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<client::Client*> ProviderContext::Client() {
+  absl::MutexLock lock(&mu_);
+  const pid_t pid = getpid();
+  if (client_ != nullptr && pid_ == pid) return client_.get();
+  (void)client_.release();  // Made before a fork: unusable here, and unsafe to destroy.
+  absl::StatusOr<std::unique_ptr<client::Client>> made = client::Client::Create(options_);
+  if (!made.ok()) return made.status();
+  client_ = *std::move(made);
+  pid_ = pid;
+  return client_.get();
+}
+
+absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref) {
+  switch (ref.algorithm()) {
+    case v1::RSA_2048:
+    case v1::RSA_3072:
+    case v1::RSA_4096:
+      return KeyType::kRsa;
+    case v1::EC_P256:
+    case v1::EC_P384:
+    case v1::EC_P521:
+      return KeyType::kEc;
+    case v1::ED25519_KEY:
+      return KeyType::kEd25519;
+    default:
+      return absl::InvalidArgumentError("key reference: unsupported algorithm");
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Key>> KeyFromReference(ProviderContext* provider,
+                                                      v1::KeyReference ref) {
+  absl::StatusOr<KeyType> type = KeyTypeOf(ref);
+  if (!type.ok()) return type.status();
+  auto key = std::make_unique<Key>();
+  key->provider = provider;
+  key->type = *type;
+  const std::string& spki = ref.public_key_spki();
+  const auto* p = reinterpret_cast<const unsigned char*>(spki.data());
+  key->pub = d2i_PUBKEY_ex(nullptr, &p, static_cast<long>(spki.size()),  // NOLINT
+                           provider->libctx(), "provider=default");
+  if (key->pub == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("key reference: unreadable public key");
+  }
+  if (EVP_PKEY_is_a(key->pub, "RSA-PSS")) key->type = KeyType::kRsaPss;
+  key->ref = std::move(ref);
+  return key;
+}
+
+namespace {
+
+constexpr char kProperties[] = "provider=offkey";
+constexpr char kPemProperties[] = "provider=offkey,input=pem";
+constexpr char kDecoderProperties[] =
+    "provider=offkey,input=der,structure=OffkeyKeyReference";
+
+const OSSL_ALGORITHM kKeymgmt[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", kProperties, kRsaKeymgmt, nullptr},
+    {"RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", kProperties, kRsaPssKeymgmt, nullptr},
+    {"EC:id-ecPublicKey:1.2.840.10045.2.1", kProperties, kEcKeymgmt, nullptr},
+    {"ED25519:1.3.101.112", kProperties, kEd25519Keymgmt, nullptr},
+    {nullptr, nullptr, nullptr, nullptr},
+};
+const OSSL_ALGORITHM kSignature[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", kProperties, kRsaSignature, nullptr},
+    {"ECDSA", kProperties, kEcdsaSignature, nullptr},
+    {"ED25519:1.3.101.112", kProperties, kEd25519Signature, nullptr},
+    {nullptr, nullptr, nullptr, nullptr},
+};
+const OSSL_ALGORITHM kAsymCipher[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", kProperties, kRsaAsymCipher, nullptr},
+    {nullptr, nullptr, nullptr, nullptr},
+};
+const OSSL_ALGORITHM kDecoder[] = {
+    {"DER", kPemProperties, kPemDecoder, nullptr},
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", kDecoderProperties, kRsaDecoder, nullptr},
+    {"RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", kDecoderProperties, kRsaPssDecoder,
+     nullptr},
+    {"EC:id-ecPublicKey:1.2.840.10045.2.1", kDecoderProperties, kEcDecoder, nullptr},
+    {"ED25519:1.3.101.112", kDecoderProperties, kEd25519Decoder, nullptr},
+    {nullptr, nullptr, nullptr, nullptr},
+};
+
+const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
+  *no_cache = 0;
+  switch (operation_id) {
+    case OSSL_OP_KEYMGMT:
+      return kKeymgmt;
+    case OSSL_OP_SIGNATURE:
+      return kSignature;
+    case OSSL_OP_ASYM_CIPHER:
+      return kAsymCipher;
+    case OSSL_OP_DECODER:
+      return kDecoder;
+    default:
+      return nullptr;
+  }
+}
+
+const OSSL_PARAM* GettableParams(void*) {
+  static const OSSL_PARAM kParams[] = {
+      OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, nullptr, 0),
+      OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, nullptr, 0),
+      OSSL_PARAM_END,
+  };
+  return kParams;
+}
+
+int GetParams(void*, OSSL_PARAM params[]) {
+  OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
+  if (p != nullptr && !OSSL_PARAM_set_utf8_ptr(p, "offkey: keys behind offkeyd")) {
+    return 0;
+  }
+  p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
+  if (p != nullptr && !OSSL_PARAM_set_int(p, 1)) return 0;
+  return 1;
+}
+
+void Teardown(void* provctx) { delete static_cast<ProviderContext*>(provctx); }
+
+const OSSL_DISPATCH kProviderFunctions[] = {
+    {OSSL_FUNC_PROVIDER_TEARDOWN, reinterpret_cast<void (*)()>(Teardown)},
+    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, reinterpret_cast<void (*)()>(QueryOperation)},
+    {OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, reinterpret_cast<void (*)()>(GettableParams)},
+    {OSSL_FUNC_PROVIDER_GET_PARAMS, reinterpret_cast<void (*)()>(GetParams)},
+    {0, nullptr},
+};
+
+}  // namespace
+}  // namespace offkey::provider
+
+extern "C" int OSSL_provider_init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in,
+                                  const OSSL_DISPATCH** out, void** provctx) {
+  using offkey::provider::ProviderContext;
+  OSSL_FUNC_BIO_read_ex_fn* bio_read_ex = nullptr;
+  for (const OSSL_DISPATCH* f = in; f->function_id != 0; ++f) {
+    if (f->function_id == OSSL_FUNC_BIO_READ_EX) bio_read_ex = OSSL_FUNC_BIO_read_ex(f);
+  }
+  // A child library context sees the application's providers (default among them)
+  // for public-key work, without loading anything of its own.
+  OSSL_LIB_CTX* libctx = OSSL_LIB_CTX_new_child(handle, in);
+  if (libctx == nullptr || bio_read_ex == nullptr) {
+    OSSL_LIB_CTX_free(libctx);
+    return 0;
+  }
+  auto context = std::make_unique<ProviderContext>(handle, libctx, bio_read_ex);
+  absl::Status configured = context->Configure(in);
+  if (!configured.ok()) {
+    offkey::provider::RaiseError(configured);
+    return 0;
+  }
+  *out = offkey::provider::kProviderFunctions;
+  *provctx = context.release();
+  return 1;
+}

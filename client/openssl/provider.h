@@ -1,0 +1,108 @@
+// The offkey OpenSSL 3 provider: what its parts share. See README.md beside this file for
+// the openssl.cnf section and how servers use it.
+//
+// A key is a *reference* (client/key_reference.h): the key id and the public key. Loading
+// one makes no RPC; signing or decrypting with it makes exactly one, to offkeyd, through
+// liboffkey. Public operations (bits, group, matching a certificate) are answered from
+// the embedded public key. Private parts never exist here and are never exported, which
+// is what makes OpenSSL route signatures and decryptions to this provider.
+#ifndef OFFKEY_CLIENT_OPENSSL_PROVIDER_H_
+#define OFFKEY_CLIENT_OPENSSL_PROVIDER_H_
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "client/offkey_client.h"
+#include "offkey/v1/key_reference.pb.h"
+
+namespace offkey::provider {
+
+// The key types the provider manages, each with its OpenSSL names.
+enum class KeyType { kRsa, kRsaPss, kEc, kEd25519 };
+// The keymgmt name OpenSSL knows the type by ("RSA", "RSA-PSS", "EC", "ED25519").
+const char* KeyTypeName(KeyType type);
+
+// One per loaded provider instance.
+class ProviderContext {
+ public:
+  ProviderContext(const OSSL_CORE_HANDLE* handle, OSSL_LIB_CTX* libctx,
+                  OSSL_FUNC_BIO_read_ex_fn* bio_read_ex)
+      : handle_(handle), libctx_(libctx), bio_read_ex_(bio_read_ex) {}
+  ~ProviderContext();
+
+  // Reads the provider's openssl.cnf section. On failure the provider does not load.
+  absl::Status Configure(const OSSL_DISPATCH* core);
+
+  // The client for this process, made on first use and again in a forked child (gRPC
+  // cannot be used across fork: the parent's client is abandoned, not destroyed).
+  absl::StatusOr<client::Client*> Client();
+
+  // A library context for public-key work in the default provider.
+  OSSL_LIB_CTX* libctx() const { return libctx_; }
+  OSSL_FUNC_BIO_read_ex_fn* bio_read_ex() const { return bio_read_ex_; }
+  const client::ClientOptions& options() const { return options_; }
+
+ private:
+  const OSSL_CORE_HANDLE* const handle_;
+  OSSL_LIB_CTX* const libctx_;
+  OSSL_FUNC_BIO_read_ex_fn* const bio_read_ex_;
+  client::ClientOptions options_;
+
+  absl::Mutex mu_;
+  pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<client::Client> client_ ABSL_GUARDED_BY(mu_);
+};
+
+// A key object: a reference with its public key, or (imported for matching only) a
+// public key alone.
+struct Key {
+  ProviderContext* provider = nullptr;
+  KeyType type = KeyType::kRsa;
+  v1::KeyReference ref;     // key_id empty for a public-only key.
+  EVP_PKEY* pub = nullptr;  // In the default provider; owned.
+
+  Key() = default;
+  Key(const Key&) = delete;
+  Key& operator=(const Key&) = delete;
+  ~Key() { EVP_PKEY_free(pub); }
+  bool has_private() const { return !ref.key_id().empty(); }
+};
+
+// Puts `status` on OpenSSL's error queue as "offkey: <code>: <message>".
+void RaiseError(const absl::Status& status);
+
+// The dispatch tables of each operation (defined beside each operation).
+extern const OSSL_DISPATCH* const kRsaKeymgmt;
+extern const OSSL_DISPATCH* const kRsaPssKeymgmt;
+extern const OSSL_DISPATCH* const kEcKeymgmt;
+extern const OSSL_DISPATCH* const kEd25519Keymgmt;
+extern const OSSL_DISPATCH* const kRsaSignature;
+extern const OSSL_DISPATCH* const kEcdsaSignature;
+extern const OSSL_DISPATCH* const kEd25519Signature;
+extern const OSSL_DISPATCH* const kRsaAsymCipher;
+extern const OSSL_DISPATCH* const kPemDecoder;
+extern const OSSL_DISPATCH* const kRsaDecoder;
+extern const OSSL_DISPATCH* const kRsaPssDecoder;
+extern const OSSL_DISPATCH* const kEcDecoder;
+extern const OSSL_DISPATCH* const kEd25519Decoder;
+
+// Makes a key from a checked key reference.
+absl::StatusOr<std::unique_ptr<Key>> KeyFromReference(ProviderContext* provider,
+                                                      v1::KeyReference ref);
+// The key type a reference's algorithm belongs to (RSA-PSS is told by the public key).
+absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref);
+
+// The name of the DER structure the PEM decoder hands to the key decoders.
+inline constexpr char kReferenceStructure[] = "OffkeyKeyReference";
+
+}  // namespace offkey::provider
+
+#endif  // OFFKEY_CLIENT_OPENSSL_PROVIDER_H_
