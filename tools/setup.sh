@@ -16,8 +16,9 @@ packages=(
   libcli11-dev
   # PKCS#11: the header (modules are dlopen()ed) and SoftHSM2 for development and tests.
   libp11-kit-dev softhsm2
-  # Tests: a real DNS server for liboffkey's round-robin over a name's addresses.
-  dnsmasq-base
+  # Tests: a real DNS server for liboffkey's round-robin over a name's addresses, and
+  # real TLS clients for the provider's handshakes.
+  dnsmasq-base curl gnutls-bin
 )
 
 missing=()

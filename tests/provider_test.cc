@@ -1,0 +1,315 @@
+// The offkey OpenSSL provider end to end: an unmodified `openssl s_server` serves TLS
+// with key references only (no private key on disk), its handshakes signed or decrypted
+// by a real offkeyd over a real SoftHSM2 token, and real clients (openssl s_client, curl,
+// gnutls-cli) connect over 127.0.0.1. offkeyd's metrics show no operation at key load
+// and exactly one per full handshake. The matrix runs with the providers in both orders.
+#include <fstream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/testing/secret_ledger.h"
+#include "client/key_reference.h"
+#include "gtest/gtest.h"
+#include "service/proto_convert.h"
+#include "tests/offkeyd_fixture.h"
+#include "tests/process.h"
+
+namespace offkey::testing {
+namespace {
+
+namespace v1 = offkey::v1;
+
+void Write(const std::string& path, absl::string_view text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
+}
+
+struct Handshake {
+  std::string name;
+  std::string key;                       // Which server key.
+  std::vector<std::string> client_args;  // openssl s_client options.
+  std::string operation;                 // The one offkeyd operation it makes.
+  std::string protocol;                  // What s_client reports.
+};
+
+// Servers whose keys are references; true: the offkey provider is listed first.
+class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    OffkeydTest::SetUp();
+    if (HasFatalFailure()) return;
+    for (const auto& [name, algorithm] :
+         std::vector<std::pair<std::string, hsm::KeyAlgorithm>>{
+             {"rsa", hsm::KeyAlgorithm::kRsa2048},
+             {"p256", hsm::KeyAlgorithm::kEcP256},
+             {"p384", hsm::KeyAlgorithm::kEcP384},
+             {"ed25519", hsm::KeyAlgorithm::kEd25519}}) {
+      hsm::KeyInfo key = AddKey(name, algorithm);
+      // The server's files: its certificate and the key reference. Nothing secret.
+      service::dev::CertSpec spec;
+      spec.common_name = name;
+      spec.dns_names = {"localhost"};
+      spec.server_auth = true;
+      spec.public_key_spki = key.public_key_spki;
+      auto cert = service::dev::Issue(ca_, spec);
+      ASSERT_TRUE(cert.ok()) << cert.status();
+      Write(absl::StrCat(dir_, "/", name, ".pem"), cert->cert_pem);
+      v1::KeyReference ref;
+      ref.set_version(client::kKeyReferenceVersion);
+      ref.set_key_id(key.key_id);
+      ref.set_key_name(name);
+      ref.set_public_key_spki(key.public_key_spki);
+      ref.set_algorithm(service::ToProtoAlgorithm(algorithm));
+      absl::StatusOr<std::string> pem = client::EncodeKeyReference(ref);
+      ASSERT_TRUE(pem.ok()) << pem.status();
+      Write(absl::StrCat(dir_, "/", name, ".ref"), *pem);
+    }
+    // The terminator's client certificate for offkeyd.
+    service::dev::CertSpec spec;
+    spec.common_name = "terminator";
+    spec.uris = {kTerminator};
+    spec.client_auth = true;
+    auto client_cert = service::dev::Issue(ca_, spec);
+    ASSERT_TRUE(client_cert.ok());
+    RecordPrivateKeyPem("terminator key", client_cert->key_pem.view());
+    Write(dir_ + "/terminator.pem", client_cert->cert_pem);
+    Write(dir_ + "/terminator.key", client_cert->key_pem.view());
+
+    const std::string offkey_section = "offkey = offkey_sect\n";
+    const std::string default_section = "default = default_sect\n";
+    Write(dir_ + "/openssl.cnf",
+          absl::StrCat("openssl_conf = openssl_init\n"
+                       "[openssl_init]\n"
+                       "providers = provider_sect\n"
+                       "alg_section = evp_properties\n"
+                       "[provider_sect]\n",
+                       GetParam() ? offkey_section + default_section
+                                  : default_section + offkey_section,
+                       "[default_sect]\n"
+                       "activate = 1\n"
+                       "[offkey_sect]\n"
+                       "module = ",
+                       Runfile("client/openssl/offkey.so"),
+                       "\n"
+                       "activate = 1\n"
+                       "endpoint = 127.0.0.1:",
+                       server_->port(),
+                       "\n"
+                       "tls_ca_file = ",
+                       dir_,
+                       "/ca.pem\n"
+                       "tls_cert_file = ",
+                       dir_,
+                       "/terminator.pem\n"
+                       "tls_key_file = ",
+                       dir_,
+                       "/terminator.key\n"
+                       "[evp_properties]\n"
+                       "default_properties = ?provider=default\n"));
+  }
+
+  void TearDown() override {
+    for (auto& [name, daemon] : servers_) daemon->Stop();
+    OffkeydTest::TearDown();
+  }
+
+  // Starts `openssl s_server -www` with the reference for `key`; returns its port.
+  int StartServer(const std::string& key) {
+    auto daemon = std::make_unique<Daemon>();
+    const std::string log = absl::StrCat(dir_, "/s_server-", key, ".log");
+    std::string why;
+    EXPECT_TRUE(daemon->Start({"/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:0",
+                               "-www", "-cert", absl::StrCat(dir_, "/", key, ".pem"),
+                               "-key", absl::StrCat(dir_, "/", key, ".ref")},
+                              {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")}, log,
+                              {log}, &why))
+        << why;
+    // "ACCEPT 127.0.0.1:PORT" once it listens.
+    std::smatch match;
+    const std::regex accept("ACCEPT 127\\.0\\.0\\.1:([0-9]+)");
+    std::string text;
+    const absl::Time give_up = absl::Now() + absl::Seconds(20);
+    while (!std::regex_search(text = ReadFileOrEmpty(log), match, accept) &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    EXPECT_FALSE(match.empty()) << "s_server did not start:\n" << text;
+    int port = 0;
+    if (!match.empty()) EXPECT_TRUE(absl::SimpleAtoi(match[1].str(), &port));
+    servers_[key] = std::move(daemon);
+    return port;
+  }
+
+  // offkeyd's finished operations of one kind, from its metrics.
+  int Operations(const std::string& operation) {
+    std::pair<int, std::string> metrics = HttpGet("/metrics");
+    EXPECT_EQ(metrics.first, 200);
+    int total = 0;
+    for (absl::string_view line : absl::StrSplit(metrics.second, '\n')) {
+      if (!absl::StartsWith(line, "offkey_operations_total{") ||
+          line.find(absl::StrCat("operation=\"", operation, "\"")) == line.npos) {
+        continue;
+      }
+      double value = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
+        total += static_cast<int>(value);
+      }
+    }
+    return total;
+  }
+
+  // A client process that must not load the provider.
+  static std::vector<std::string> ClientEnv() { return {"OPENSSL_CONF=/dev/null"}; }
+
+  std::map<std::string, std::unique_ptr<Daemon>> servers_;
+};
+
+TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
+  const std::vector<Handshake> matrix = {
+      {"TLS 1.2 RSA key exchange",
+       "rsa",
+       {"-tls1_2", "-cipher", "AES128-GCM-SHA256"},
+       "decrypt-premaster",
+       "TLSv1.2"},
+      {"TLS 1.2 ECDHE-RSA PKCS#1",
+       "rsa",
+       {"-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256", "-sigalgs", "RSA+SHA256"},
+       "sign",
+       "TLSv1.2"},
+      {"TLS 1.2 ECDHE-RSA PSS",
+       "rsa",
+       {"-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384", "-sigalgs",
+        "rsa_pss_rsae_sha384"},
+       "sign",
+       "TLSv1.2"},
+      {"TLS 1.2 ECDHE-ECDSA P-256",
+       "p256",
+       {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+       "sign",
+       "TLSv1.2"},
+      {"TLS 1.2 ECDHE-ECDSA P-384",
+       "p384",
+       {"-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384", "-sigalgs",
+        "ECDSA+SHA384"},
+       "sign",
+       "TLSv1.2"},
+      {"TLS 1.3 RSA-PSS", "rsa", {"-tls1_3"}, "sign", "TLSv1.3"},
+      {"TLS 1.3 ECDSA P-256", "p256", {"-tls1_3"}, "sign", "TLSv1.3"},
+      {"TLS 1.3 ECDSA P-384", "p384", {"-tls1_3"}, "sign", "TLSv1.3"},
+      {"TLS 1.3 Ed25519", "ed25519", {"-tls1_3"}, "sign", "TLSv1.3"},
+  };
+  std::map<std::string, int> ports;
+  for (const char* key : {"rsa", "p256", "p384", "ed25519"}) {
+    ports[key] = StartServer(key);
+    ASSERT_NE(ports[key], 0);
+  }
+  // Loading the four keys (and matching them to their certificates) made no RPC.
+  EXPECT_EQ(Operations("sign"), 0);
+  EXPECT_EQ(Operations("decrypt-premaster"), 0);
+
+  for (const Handshake& h : matrix) {
+    SCOPED_TRACE(h.name);
+    const int before = Operations(h.operation);
+    std::vector<std::string> argv = {"/usr/bin/openssl",
+                                     "s_client",
+                                     "-connect",
+                                     absl::StrCat("127.0.0.1:", ports[h.key]),
+                                     "-CAfile",
+                                     dir_ + "/ca.pem",
+                                     "-servername",
+                                     "localhost",
+                                     "-verify_return_error",
+                                     "-ign_eof"};
+    argv.insert(argv.end(), h.client_args.begin(), h.client_args.end());
+    ProcessResult r = RunProcess(argv, "GET / HTTP/1.0\r\n\r\n", ClientEnv());
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos) << r.out << r.err;
+    EXPECT_NE(r.out.find("Protocol  : " + h.protocol), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("Verify return code: 0 (ok)"), std::string::npos) << r.out;
+    EXPECT_EQ(Operations(h.operation), before + 1);
+  }
+
+  // Other clients: curl (HTTP over TLS 1.3 and 1.2) and gnutls-cli.
+  for (const auto& [key, version, op] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"p256", "--tlsv1.3", "sign"}, {"rsa", "--tlsv1.2", "sign"}}) {
+    SCOPED_TRACE("curl " + key + " " + version);
+    const int before = Operations(op);
+    std::vector<std::string> argv = {"/usr/bin/curl",
+                                     "-sS",
+                                     "--cacert",
+                                     dir_ + "/ca.pem",
+                                     version,
+                                     "--tls-max",
+                                     version == "--tlsv1.3" ? "1.3" : "1.2",
+                                     "--resolve",
+                                     absl::StrCat("localhost:", ports[key], ":127.0.0.1"),
+                                     absl::StrCat("https://localhost:", ports[key], "/")};
+    ProcessResult r = RunProcess(argv, "", ClientEnv());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("s_server"), std::string::npos) << r.out;
+    EXPECT_EQ(Operations(op), before + 1);
+  }
+  for (const auto& [key, priority] : std::vector<std::pair<std::string, std::string>>{
+           {"ed25519", "NORMAL:-VERS-ALL:+VERS-TLS1.3"},
+           {"rsa", "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA"}}) {
+    SCOPED_TRACE("gnutls-cli " + key + " " + priority);
+    ProcessResult r =
+        RunProcess({"/usr/bin/gnutls-cli", "--x509cafile", dir_ + "/ca.pem", "--priority",
+                    priority, "--port", absl::StrCat(ports[key]), "localhost"},
+                   "GET / HTTP/1.0\r\n\r\n", ClientEnv());
+    EXPECT_NE(r.out.find("Handshake was completed"), std::string::npos) << r.out << r.err;
+    EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos) << r.out;
+  }
+}
+
+TEST_P(ProviderTest, OffkeydDownFailsHandshakesCleanlyAndTheyResumeWhenItReturns) {
+  const int port = StartServer("p256");
+  ASSERT_NE(port, 0);
+  auto handshake = [&] {
+    return RunProcess(
+        {"/usr/bin/openssl", "s_client", "-connect", absl::StrCat("127.0.0.1:", port),
+         "-CAfile", dir_ + "/ca.pem", "-servername", "localhost", "-tls1_3", "-ign_eof"},
+        "GET / HTTP/1.0\r\n\r\n", ClientEnv());
+  };
+  ASSERT_NE(handshake().out.find("HTTP/1.0 200 ok"), std::string::npos);
+
+  const int offkeyd_port = server_->port();
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+  ProcessResult down = handshake();
+  EXPECT_EQ(down.out.find("HTTP/1.0 200 ok"), std::string::npos);
+  // s_server stays up and says why.
+  const std::string log = ReadFileOrEmpty(dir_ + "/s_server-p256.log");
+  EXPECT_NE(log.find("offkey: UNAVAILABLE"), std::string::npos) << log;
+
+  v1::ServerConfig config = config_;
+  config.set_listen_address(absl::StrCat("127.0.0.1:", offkeyd_port));
+  auto restarted = service::OffkeyServer::Start(config, store_.get());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = *std::move(restarted);
+  // The provider's client reconnects by itself (its reconnect backoff is capped at 2 s).
+  bool served = false;
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (!served && absl::Now() < give_up) {
+    served = handshake().out.find("HTTP/1.0 200 ok") != std::string::npos;
+  }
+  EXPECT_TRUE(served);
+}
+
+INSTANTIATE_TEST_SUITE_P(ProviderOrder, ProviderTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "OffkeyFirst" : "DefaultFirst";
+                         });
+
+}  // namespace
+}  // namespace offkey::testing
