@@ -3,15 +3,21 @@
 // by a real offkeyd over a real SoftHSM2 token, and real clients (openssl s_client, curl,
 // gnutls-cli) connect over 127.0.0.1. offkeyd's metrics show no operation at key load
 // and exactly one per full handshake. The matrix runs with the providers in both orders.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <regex>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "base/testing/secret_ledger.h"
 #include "client/key_reference.h"
@@ -304,6 +310,168 @@ TEST_P(ProviderTest, OffkeydDownFailsHandshakesCleanlyAndTheyResumeWhenItReturns
     served = handshake().out.find("HTTP/1.0 200 ok") != std::string::npos;
   }
   EXPECT_TRUE(served);
+}
+
+// A TCP port below the ephemeral range that is free now (nginx cannot report a port it
+// picked itself).
+int FreeLowPort() {
+  static std::minstd_rand random(static_cast<unsigned>(getpid()));
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int port = 20000 + static_cast<int>(random() % 12000);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    if (free) return port;
+  }
+  return 0;
+}
+
+bool Accepting(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Debian's nginx 1.22, a master and two workers, with an RSA and an ECDSA certificate
+// whose keys are references: the workers connect to offkeyd after the fork.
+TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
+  const int port = FreeLowPort();
+  ASSERT_NE(port, 0);
+  ASSERT_EQ(system(absl::StrCat("mkdir -p ", dir_, "/nginx").c_str()), 0);
+  Write(dir_ + "/nginx/nginx.conf",
+        absl::StrCat("daemon off;\n"
+                     "master_process on;\n"
+                     "worker_processes 2;\n"
+                     "user root;\n"  // The test's files are root's.
+                     "pid ",
+                     dir_,
+                     "/nginx/nginx.pid;\n"
+                     "error_log ",
+                     dir_,
+                     "/nginx/error.log info;\n"
+                     "events { worker_connections 64; }\n"
+                     "http {\n"
+                     "  access_log off;\n"
+                     "  client_body_temp_path ",
+                     dir_,
+                     "/nginx/body;\n"
+                     "  proxy_temp_path ",
+                     dir_,
+                     "/nginx/proxy;\n"
+                     "  fastcgi_temp_path ",
+                     dir_,
+                     "/nginx/fastcgi;\n"
+                     "  uwsgi_temp_path ",
+                     dir_,
+                     "/nginx/uwsgi;\n"
+                     "  scgi_temp_path ",
+                     dir_,
+                     "/nginx/scgi;\n"
+                     "  server {\n"
+                     "    listen 127.0.0.1:",
+                     port,
+                     " ssl;\n"
+                     "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+                     "    ssl_session_cache off;\n"
+                     "    ssl_session_tickets off;\n"
+                     "    ssl_certificate ",
+                     dir_,
+                     "/rsa.pem;\n"
+                     "    ssl_certificate_key ",
+                     dir_,
+                     "/rsa.ref;\n"
+                     "    ssl_certificate ",
+                     dir_,
+                     "/p256.pem;\n"
+                     "    ssl_certificate_key ",
+                     dir_,
+                     "/p256.ref;\n"
+                     "    location / { return 200 \"hello from nginx\\n\"; }\n"
+                     "  }\n"
+                     "}\n"));
+  Daemon nginx;
+  std::string why;
+  ASSERT_TRUE(nginx.Start({"/usr/sbin/nginx", "-p", dir_ + "/nginx", "-e",
+                           dir_ + "/nginx/error.log", "-c", dir_ + "/nginx/nginx.conf"},
+                          {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
+                          dir_ + "/nginx/stderr.log", {dir_ + "/nginx/nginx.pid"}, &why))
+      << why;
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!Accepting(port) && absl::Now() < give_up)
+    absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(dir_ + "/nginx/error.log");
+  EXPECT_EQ(Operations("sign"), 0);  // Master and workers loaded the keys: no RPC.
+
+  auto curl = [&](const std::vector<std::string>& tls) {
+    std::vector<std::string> argv = {"/usr/bin/curl",
+                                     "-sS",
+                                     "--cacert",
+                                     dir_ + "/ca.pem",
+                                     "--resolve",
+                                     absl::StrCat("localhost:", port, ":127.0.0.1"),
+                                     "-w",
+                                     " %{ssl_verify_result}"};
+    argv.insert(argv.end(), tls.begin(), tls.end());
+    argv.push_back(absl::StrCat("https://localhost:", port, "/"));
+    return RunProcess(argv, "", ClientEnv());
+  };
+  struct Case {
+    std::vector<std::string> tls;
+    std::string operation;
+  };
+  const std::vector<Case> cases = {
+      {{"--tlsv1.3"}, "sign"},
+      {{"--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+       "sign"},
+      {{"--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"},
+       "sign"},
+      {{"--tlsv1.2", "--tls-max", "1.2", "--ciphers", "AES128-GCM-SHA256"},
+       "decrypt-premaster"},
+  };
+  // Twice each, so both workers are likely to serve (each makes its own connection).
+  for (int round = 0; round < 2; ++round) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(absl::StrJoin(c.tls, " "));
+      const int before = Operations(c.operation);
+      ProcessResult r = curl(c.tls);
+      EXPECT_EQ(r.exit_code, 0) << r.err << ReadFileOrEmpty(dir_ + "/nginx/error.log");
+      EXPECT_EQ(r.out, "hello from nginx\n 0");
+      EXPECT_EQ(Operations(c.operation), before + 1);
+    }
+  }
+
+  // offkeyd stops: handshakes fail, nginx stays up and logs why; offkeyd returns and
+  // handshakes succeed again with no nginx restart.
+  const int offkeyd_port = server_->port();
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+  EXPECT_NE(curl({"--tlsv1.3"}).exit_code, 0);
+  EXPECT_NE(ReadFileOrEmpty(dir_ + "/nginx/error.log").find("offkey: UNAVAILABLE"),
+            std::string::npos)
+      << ReadFileOrEmpty(dir_ + "/nginx/error.log");
+  EXPECT_TRUE(Accepting(port));
+
+  v1::ServerConfig config = config_;
+  config.set_listen_address(absl::StrCat("127.0.0.1:", offkeyd_port));
+  auto restarted = service::OffkeyServer::Start(config, store_.get());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = *std::move(restarted);
+  int served = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (served < 4 && absl::Now() < until) {
+    if (curl({"--tlsv1.3"}).exit_code == 0) ++served;
+  }
+  EXPECT_EQ(served, 4);
+  EXPECT_EQ(nginx.Stop(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(ProviderOrder, ProviderTest, ::testing::Bool(),

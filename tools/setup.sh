@@ -19,6 +19,8 @@ packages=(
   # Tests: a real DNS server for liboffkey's round-robin over a name's addresses, and
   # real TLS clients for the provider's handshakes.
   dnsmasq-base curl gnutls-bin
+  # Unmodified TLS servers for the provider's end-to-end tests.
+  nginx
 )
 
 missing=()
