@@ -22,9 +22,13 @@
 #include "base/testing/secret_ledger.h"
 #include "client/key_reference.h"
 #include "gtest/gtest.h"
+#include "hsm/testing/verify.h"
+#include "service/crypto/tls_prf.h"
 #include "service/proto_convert.h"
+#include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
+#include "tests/tls12/tls12.h"
 
 namespace offkey::testing {
 namespace {
@@ -60,6 +64,7 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
              {"p384", hsm::KeyAlgorithm::kEcP384},
              {"ed25519", hsm::KeyAlgorithm::kEd25519}}) {
       hsm::KeyInfo key = AddKey(name, algorithm);
+      spki_[name] = key.public_key_spki;
       // The server's files: its certificate and the key reference. Nothing secret.
       service::dev::CertSpec spec;
       spec.common_name = name;
@@ -177,6 +182,7 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
   static std::vector<std::string> ClientEnv() { return {"OPENSSL_CONF=/dev/null"}; }
 
   std::map<std::string, std::unique_ptr<Daemon>> servers_;
+  std::map<std::string, std::string> spki_;
 };
 
 TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
@@ -472,6 +478,132 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
   }
   EXPECT_EQ(served, 4);
   EXPECT_EQ(nginx.Stop(), 0);
+}
+
+// One TLS 1.2 RSA key exchange by a raw client that encrypts `block` (a whole RSA input,
+// padding included) as the ClientKeyExchange and then finishes as if the premaster were
+// `premaster`. Returns "finished" when the server's Finished arrives, else what the
+// server did instead ("alert 20", "closed").
+std::string RsaKeyExchange(int port, const std::string& spki, const std::string& block,
+                           const std::string& premaster) {
+  namespace t = tls12;
+  absl::StatusOr<int> fd = t::ConnectLoopback(port);
+  if (!fd.ok()) return fd.status().ToString();
+  t::Connection c(*fd);
+  const std::string client_random = Random(32);
+  const std::string hello = t::HandshakeMessage(
+      t::kClientHello,
+      absl::StrCat(t::Uint(t::kVersion, 2), client_random, t::Uint(0, 1), t::Uint(4, 2),
+                   t::Uint(t::kRsaAes128GcmSha256, 2), t::Uint(0x00ff, 2), t::Uint(1, 1),
+                   t::Uint(0, 1),
+                   // signature_algorithms: without it the server assumes SHA-1 for the
+                   // certificate, which its security level refuses.
+                   t::Uint(8, 2), t::Uint(13, 2), t::Uint(4, 2), t::Uint(2, 2),
+                   t::Uint(0x0401, 2)));
+  std::string transcript = hello;
+  if (!c.Send(t::kHandshake, hello).ok()) return "send failed";
+  std::string server_random;
+  for (t::HandshakeType want : {t::kServerHello, t::kCertificate, t::kServerHelloDone}) {
+    absl::StatusOr<std::string> m = c.ReceiveHandshake();
+    if (!m.ok()) return m.status().ToString();
+    if (static_cast<uint8_t>((*m)[0]) != want) return "unexpected handshake message";
+    if (want == t::kServerHello) server_random = m->substr(6, 32);
+    transcript += *m;
+  }
+  const std::string ciphertext = hsm::testing::RsaEncryptRaw(spki, block);
+  const std::string key_exchange = t::HandshakeMessage(
+      t::kClientKeyExchange, absl::StrCat(t::Uint(ciphertext.size(), 2), ciphertext));
+  transcript += key_exchange;
+  SecretBytes intended(premaster);
+  absl::StatusOr<SecretBytes> master = service::crypto::MasterSecret(
+      hsm::HashAlgorithm::kSha256, intended, client_random, server_random);
+  if (!master.ok()) return master.status().ToString();
+  RecordSecret("raw client master secret", master->view());
+  absl::StatusOr<t::KeyBlock> keys = t::ExpandKeys(*master, client_random, server_random);
+  absl::StatusOr<std::string> verify =
+      t::VerifyData(*master, "client finished", transcript);
+  if (!keys.ok() || !verify.ok()) return "key schedule failed";
+  const std::string finished = t::HandshakeMessage(t::kFinished, *verify);
+  transcript += finished;
+  if (!c.Send(t::kHandshake, key_exchange).ok() ||
+      !c.Send(t::kChangeCipherSpec, std::string(1, '\x01')).ok()) {
+    return "send failed";
+  }
+  c.ProtectWrites(std::move(keys->client));
+  if (!c.Send(t::kHandshake, finished).ok()) return "send failed";
+
+  absl::StatusOr<t::Record> answer = c.Receive();
+  if (!answer.ok()) return "closed";
+  if (answer->type == t::kAlert && answer->body.size() == 2) {
+    return absl::StrCat("alert ",
+                        static_cast<int>(static_cast<uint8_t>(answer->body[1])));
+  }
+  if (answer->type != t::kChangeCipherSpec) return "unexpected record";
+  c.ProtectReads(std::move(keys->server));
+  absl::StatusOr<std::string> server_finished = c.ReceiveHandshake();
+  absl::StatusOr<std::string> expected =
+      t::VerifyData(*master, "server finished", transcript);
+  if (!server_finished.ok() || !expected.ok()) return "no server Finished";
+  return server_finished->substr(4) == *expected ? "finished" : "wrong server Finished";
+}
+
+// RSA input block 00 02 PS 00 M for a key of `size` bytes, PS nonzero.
+std::string Pkcs1Block(size_t size, const std::string& message) {
+  std::string ps = Random(size - 3 - message.size());
+  for (char& b : ps) {
+    if (b == '\0') b = '\x5a';
+  }
+  return absl::StrCat(std::string("\x00\x02", 2), ps, std::string(1, '\0'), message);
+}
+
+// The Bleichenbacher regression: s_server with the provider (premaster decryption in
+// offkeyd) answers every malformed ClientKeyExchange exactly as it answers a
+// well-formed premaster with the wrong version, so padding validity is not observable.
+TEST_P(ProviderTest, MalformedPremastersGetTheSameAlertAsAWrongVersion) {
+  const int port = StartServer("rsa");
+  ASSERT_NE(port, 0);
+  const std::string& spki = spki_["rsa"];
+  const size_t k = 256;
+  const std::string premaster = std::string("\x03\x03", 2) + Random(46);
+  RecordSecret("raw client premaster", premaster);
+
+  EXPECT_EQ(RsaKeyExchange(port, spki, Pkcs1Block(k, premaster), premaster), "finished");
+
+  const std::string wrong_version = std::string("\x03\x02", 2) + premaster.substr(2);
+  const std::string reference =
+      RsaKeyExchange(port, spki, Pkcs1Block(k, wrong_version), wrong_version);
+  // The premasters differ, so the client's Finished does not decrypt: bad_record_mac.
+  EXPECT_EQ(reference, "alert 20");
+
+  std::string bad_type = Pkcs1Block(k, premaster);
+  bad_type[1] = '\x01';
+  std::string nonzero_first = Pkcs1Block(k, premaster);
+  nonzero_first[0] = '\x01';
+  std::string no_separator = Pkcs1Block(k, premaster);
+  no_separator[k - 49] = '\x5a';  // The 00 before the premaster.
+  for (size_t i = k - 48; i < k; ++i) {
+    if (no_separator[i] == '\0') no_separator[i] = '\x01';
+  }
+  std::string short_padding = Pkcs1Block(k, premaster);
+  short_padding[5] = '\0';  // A 00 inside the first 8 padding bytes.
+  const std::vector<std::pair<std::string, std::string>> malformed = {
+      {"bad block type", bad_type},
+      {"nonzero first byte", nonzero_first},
+      {"no zero separator", no_separator},
+      {"padding shorter than 8 bytes", short_padding},
+      {"47-byte plaintext", Pkcs1Block(k, premaster.substr(0, 47))},
+      {"49-byte plaintext", Pkcs1Block(k, premaster + "x")},
+      {"empty plaintext", Pkcs1Block(k, "")},
+  };
+  const int before = Operations("decrypt-premaster");
+  for (const auto& [name, block] : malformed) {
+    for (int repeat = 0; repeat < 2; ++repeat) {
+      EXPECT_EQ(RsaKeyExchange(port, spki, block, premaster), reference) << name;
+    }
+  }
+  // Each went to offkeyd, which answered (a substitute) rather than refusing.
+  EXPECT_EQ(Operations("decrypt-premaster"),
+            before + 2 * static_cast<int>(malformed.size()));
 }
 
 INSTANTIATE_TEST_SUITE_P(ProviderOrder, ProviderTest, ::testing::Bool(),
