@@ -71,29 +71,8 @@ class ClientTest : public OffkeydTest {
     rsa_ = AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
   }
 
-  // Files for a client whose certificate carries `identity`, issued by `ca`.
-  ClientOptions Files(const std::string& identity, const service::dev::IssuedCert& ca) {
-    service::dev::CertSpec spec;
-    spec.common_name = "client";
-    spec.uris = {identity};
-    spec.client_auth = true;
-    auto cert = service::dev::Issue(ca, spec);
-    EXPECT_TRUE(cert.ok()) << cert.status();
-    RecordPrivateKeyPem("client key", cert->key_pem.view());
-    const std::string base = absl::StrCat(dir_, "/client-", ++files_);
-    Write(base + "-ca.pem", ca_.cert_pem);
-    Write(base + ".pem", cert->cert_pem);
-    Write(base + ".key", cert->key_pem.view());
-    ClientOptions o;
-    o.target = absl::StrCat("127.0.0.1:", server_->port());
-    o.ca_file = base + "-ca.pem";
-    o.cert_file = base + ".pem";
-    o.key_file = base + ".key";
-    o.deadline = absl::Seconds(10);
-    return o;
-  }
   ClientOptions Files(const std::string& identity = kTerminator) {
-    return Files(identity, ca_);
+    return ClientFiles(identity);
   }
 
   std::unique_ptr<Client> Make(ClientOptions options) {
@@ -130,7 +109,6 @@ class ClientTest : public OffkeydTest {
   std::unique_ptr<FlakyStore> flaky_;
   hsm::KeyInfo ec_;
   hsm::KeyInfo rsa_;
-  int files_ = 0;
 };
 
 TEST_F(ClientTest, EveryOperationSynchronouslyAndAsynchronously) {

@@ -3,7 +3,10 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/testing/secret_ledger.h"
 #include "grpcpp/grpcpp.h"
 #include "httplib.h"
@@ -147,6 +150,32 @@ std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
       grpc::SslCredentials(tls), args);
 }
 
+client::ClientOptions OffkeydTest::ClientFiles(const std::string& identity) {
+  return ClientFiles(identity, ca_);
+}
+
+client::ClientOptions OffkeydTest::ClientFiles(const std::string& identity,
+                                               const service::dev::IssuedCert& ca) {
+  service::dev::CertSpec spec;
+  spec.common_name = "client";
+  spec.uris = {identity};
+  spec.client_auth = true;
+  auto cert = service::dev::Issue(ca, spec);
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  RecordPrivateKeyPem("client key", cert->key_pem.view());
+  const std::string base = absl::StrCat(dir_, "/client-", ++client_files_);
+  Write(base + "-ca.pem", ca_.cert_pem);
+  Write(base + ".pem", cert->cert_pem);
+  Write(base + ".key", cert->key_pem.view());
+  client::ClientOptions o;
+  o.target = absl::StrCat("127.0.0.1:", server_->port());
+  o.ca_file = base + "-ca.pem";
+  o.cert_file = base + ".pem";
+  o.key_file = base + ".key";
+  o.deadline = absl::Seconds(10);
+  return o;
+}
+
 service::dev::IssuedCert OffkeydTest::TestCa(absl::string_view common_name) {
   auto ca = service::dev::MakeCa(common_name);
   EXPECT_TRUE(ca.ok()) << ca.status();
@@ -164,6 +193,23 @@ service::dev::IssuedCert OffkeydTest::ServerCert(const service::dev::IssuedCert&
   EXPECT_TRUE(cert.ok()) << cert.status();
   RecordPrivateKeyPem("server key", cert->key_pem.view());
   return *std::move(cert);
+}
+
+int OffkeydTest::OperationCount(const std::string& operation) {
+  std::pair<int, std::string> metrics = HttpGet("/metrics");
+  EXPECT_EQ(metrics.first, 200);
+  int total = 0;
+  for (absl::string_view line : absl::StrSplit(metrics.second, '\n')) {
+    if (!absl::StartsWith(line, "offkey_operations_total{") ||
+        line.find(absl::StrCat("operation=\"", operation, "\"")) == line.npos) {
+      continue;
+    }
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
+      total += static_cast<int>(value);
+    }
+  }
+  return total;
 }
 
 std::string OffkeydTest::AuditPath() {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "client/offkey_client.h"
 #include "gtest/gtest.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "hsm/pkcs11/testing/softhsm.h"
@@ -58,6 +59,11 @@ class OffkeydTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> Channel(const std::string& identity,
                                          const service::dev::IssuedCert& ca,
                                          int port = 0);
+  // liboffkey options for this server: a client certificate carrying `identity` from
+  // `ca` (default: the test CA), written with its key and the test CA into files.
+  client::ClientOptions ClientFiles(const std::string& identity);
+  client::ClientOptions ClientFiles(const std::string& identity,
+                                    const service::dev::IssuedCert& ca);
   // A fresh CA for the test (its key recorded in the secret ledger).
   static service::dev::IssuedCert TestCa(absl::string_view common_name);
   // A server certificate for 127.0.0.1 from `ca`.
@@ -65,6 +71,9 @@ class OffkeydTest : public ::testing::Test {
   // GET http://127.0.0.1:<metrics port><path>: {status, body}; status -1 if the
   // request failed.
   std::pair<int, std::string> HttpGet(const std::string& path);
+  // offkeyd's finished operations of one kind ("sign", "derive-master-secret"), any
+  // outcome, from its metrics.
+  int OperationCount(const std::string& operation);
   // Where a test that reads the audit log puts it: kept with the test's outputs, so the
   // suite's log scan covers it.
   static std::string AuditPath();
@@ -78,6 +87,7 @@ class OffkeydTest : public ::testing::Test {
   offkey::v1::ServerConfig config_;
   std::unique_ptr<service::OffkeyServer> server_;
   int channels_ = 0;
+  int client_files_ = 0;
 };
 
 }  // namespace offkey::testing

@@ -160,24 +160,6 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
     return port;
   }
 
-  // offkeyd's finished operations of one kind, from its metrics.
-  int Operations(const std::string& operation) {
-    std::pair<int, std::string> metrics = HttpGet("/metrics");
-    EXPECT_EQ(metrics.first, 200);
-    int total = 0;
-    for (absl::string_view line : absl::StrSplit(metrics.second, '\n')) {
-      if (!absl::StartsWith(line, "offkey_operations_total{") ||
-          line.find(absl::StrCat("operation=\"", operation, "\"")) == line.npos) {
-        continue;
-      }
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
-        total += static_cast<int>(value);
-      }
-    }
-    return total;
-  }
-
   // A client process that must not load the provider.
   static std::vector<std::string> ClientEnv() { return {"OPENSSL_CONF=/dev/null"}; }
 
@@ -225,12 +207,12 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
     ASSERT_NE(ports[key], 0);
   }
   // Loading the four keys (and matching them to their certificates) made no RPC.
-  EXPECT_EQ(Operations("sign"), 0);
-  EXPECT_EQ(Operations("decrypt-premaster"), 0);
+  EXPECT_EQ(OperationCount("sign"), 0);
+  EXPECT_EQ(OperationCount("decrypt-premaster"), 0);
 
   for (const Handshake& h : matrix) {
     SCOPED_TRACE(h.name);
-    const int before = Operations(h.operation);
+    const int before = OperationCount(h.operation);
     std::vector<std::string> argv = {"/usr/bin/openssl",
                                      "s_client",
                                      "-connect",
@@ -247,7 +229,7 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
     EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos) << r.out << r.err;
     EXPECT_NE(r.out.find("Protocol  : " + h.protocol), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("Verify return code: 0 (ok)"), std::string::npos) << r.out;
-    EXPECT_EQ(Operations(h.operation), before + 1);
+    EXPECT_EQ(OperationCount(h.operation), before + 1);
   }
 
   // Other clients: curl (HTTP over TLS 1.3 and 1.2) and gnutls-cli.
@@ -255,7 +237,7 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {"p256", "--tlsv1.3", "sign"}, {"rsa", "--tlsv1.2", "sign"}}) {
     SCOPED_TRACE("curl " + key + " " + version);
-    const int before = Operations(op);
+    const int before = OperationCount(op);
     std::vector<std::string> argv = {"/usr/bin/curl",
                                      "-sS",
                                      "--cacert",
@@ -269,7 +251,7 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
     ProcessResult r = RunProcess(argv, "", ClientEnv());
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("s_server"), std::string::npos) << r.out;
-    EXPECT_EQ(Operations(op), before + 1);
+    EXPECT_EQ(OperationCount(op), before + 1);
   }
   for (const auto& [key, priority] : std::vector<std::pair<std::string, std::string>>{
            {"ed25519", "NORMAL:-VERS-ALL:+VERS-TLS1.3"},
@@ -415,7 +397,7 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
   while (!Accepting(port) && absl::Now() < give_up)
     absl::SleepFor(absl::Milliseconds(20));
   ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(dir_ + "/nginx/error.log");
-  EXPECT_EQ(Operations("sign"), 0);  // Master and workers loaded the keys: no RPC.
+  EXPECT_EQ(OperationCount("sign"), 0);  // Master and workers loaded the keys: no RPC.
 
   auto curl = [&](const std::vector<std::string>& tls) {
     std::vector<std::string> argv = {"/usr/bin/curl",
@@ -447,11 +429,11 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
   for (int round = 0; round < 2; ++round) {
     for (const Case& c : cases) {
       SCOPED_TRACE(absl::StrJoin(c.tls, " "));
-      const int before = Operations(c.operation);
+      const int before = OperationCount(c.operation);
       ProcessResult r = curl(c.tls);
       EXPECT_EQ(r.exit_code, 0) << r.err << ReadFileOrEmpty(dir_ + "/nginx/error.log");
       EXPECT_EQ(r.out, "hello from nginx\n 0");
-      EXPECT_EQ(Operations(c.operation), before + 1);
+      EXPECT_EQ(OperationCount(c.operation), before + 1);
     }
   }
 
@@ -595,14 +577,14 @@ TEST_P(ProviderTest, MalformedPremastersGetTheSameAlertAsAWrongVersion) {
       {"49-byte plaintext", Pkcs1Block(k, premaster + "x")},
       {"empty plaintext", Pkcs1Block(k, "")},
   };
-  const int before = Operations("decrypt-premaster");
+  const int before = OperationCount("decrypt-premaster");
   for (const auto& [name, block] : malformed) {
     for (int repeat = 0; repeat < 2; ++repeat) {
       EXPECT_EQ(RsaKeyExchange(port, spki, block, premaster), reference) << name;
     }
   }
   // Each went to offkeyd, which answered (a substitute) rather than refusing.
-  EXPECT_EQ(Operations("decrypt-premaster"),
+  EXPECT_EQ(OperationCount("decrypt-premaster"),
             before + 2 * static_cast<int>(malformed.size()));
 }
 
