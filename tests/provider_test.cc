@@ -134,15 +134,25 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
   }
 
   // Starts `openssl s_server -www` with the reference for `key`; returns its port.
-  int StartServer(const std::string& key) {
+  // With `async`, s_server runs handshakes in ASYNC jobs (SSL_MODE_ASYNC), so the
+  // provider pauses the job while offkeyd answers.
+  int StartServer(const std::string& key, bool async = false) {
     auto daemon = std::make_unique<Daemon>();
-    const std::string log = absl::StrCat(dir_, "/s_server-", key, ".log");
+    const std::string name = absl::StrCat(key, async ? "-async" : "");
+    const std::string log = absl::StrCat(dir_, "/s_server-", name, ".log");
+    std::vector<std::string> argv = {"/usr/bin/openssl",
+                                     "s_server",
+                                     "-accept",
+                                     "127.0.0.1:0",
+                                     "-www",
+                                     "-cert",
+                                     absl::StrCat(dir_, "/", key, ".pem"),
+                                     "-key",
+                                     absl::StrCat(dir_, "/", key, ".ref")};
+    if (async) argv.push_back("-async");
     std::string why;
-    EXPECT_TRUE(daemon->Start({"/usr/bin/openssl", "s_server", "-accept", "127.0.0.1:0",
-                               "-www", "-cert", absl::StrCat(dir_, "/", key, ".pem"),
-                               "-key", absl::StrCat(dir_, "/", key, ".ref")},
-                              {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")}, log,
-                              {log}, &why))
+    EXPECT_TRUE(daemon->Start(argv, {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
+                              log, {log}, &why))
         << why;
     // "ACCEPT 127.0.0.1:PORT" once it listens.
     std::smatch match;
@@ -156,7 +166,7 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
     EXPECT_FALSE(match.empty()) << "s_server did not start:\n" << text;
     int port = 0;
     if (!match.empty()) EXPECT_TRUE(absl::SimpleAtoi(match[1].str(), &port));
-    servers_[key] = std::move(daemon);
+    servers_[name] = std::move(daemon);
     return port;
   }
 
@@ -202,34 +212,40 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
       {"TLS 1.3 Ed25519", "ed25519", {"-tls1_3"}, "sign", "TLSv1.3"},
   };
   std::map<std::string, int> ports;
+  std::map<std::string, int> async_ports;
   for (const char* key : {"rsa", "p256", "p384", "ed25519"}) {
     ports[key] = StartServer(key);
+    async_ports[key] = StartServer(key, /*async=*/true);
     ASSERT_NE(ports[key], 0);
+    ASSERT_NE(async_ports[key], 0);
   }
-  // Loading the four keys (and matching them to their certificates) made no RPC.
+  // Loading the keys (and matching them to their certificates) made no RPC.
   EXPECT_EQ(OperationCount("sign"), 0);
   EXPECT_EQ(OperationCount("decrypt-premaster"), 0);
 
-  for (const Handshake& h : matrix) {
-    SCOPED_TRACE(h.name);
-    const int before = OperationCount(h.operation);
-    std::vector<std::string> argv = {"/usr/bin/openssl",
-                                     "s_client",
-                                     "-connect",
-                                     absl::StrCat("127.0.0.1:", ports[h.key]),
-                                     "-CAfile",
-                                     dir_ + "/ca.pem",
-                                     "-servername",
-                                     "localhost",
-                                     "-verify_return_error",
-                                     "-ign_eof"};
-    argv.insert(argv.end(), h.client_args.begin(), h.client_args.end());
-    ProcessResult r = RunProcess(argv, "GET / HTTP/1.0\r\n\r\n", ClientEnv());
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos) << r.out << r.err;
-    EXPECT_NE(r.out.find("Protocol  : " + h.protocol), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("Verify return code: 0 (ok)"), std::string::npos) << r.out;
-    EXPECT_EQ(OperationCount(h.operation), before + 1);
+  for (const bool async : {false, true}) {
+    for (const Handshake& h : matrix) {
+      SCOPED_TRACE(absl::StrCat(h.name, async ? " (s_server -async)" : ""));
+      const int before = OperationCount(h.operation);
+      std::vector<std::string> argv = {
+          "/usr/bin/openssl",
+          "s_client",
+          "-connect",
+          absl::StrCat("127.0.0.1:", (async ? async_ports : ports)[h.key]),
+          "-CAfile",
+          dir_ + "/ca.pem",
+          "-servername",
+          "localhost",
+          "-verify_return_error",
+          "-ign_eof"};
+      argv.insert(argv.end(), h.client_args.begin(), h.client_args.end());
+      ProcessResult r = RunProcess(argv, "GET / HTTP/1.0\r\n\r\n", ClientEnv());
+      EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+      EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos) << r.out << r.err;
+      EXPECT_NE(r.out.find("Protocol  : " + h.protocol), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("Verify return code: 0 (ok)"), std::string::npos) << r.out;
+      EXPECT_EQ(OperationCount(h.operation), before + 1);
+    }
   }
 
   // Other clients: curl (HTTP over TLS 1.3 and 1.2) and gnutls-cli.

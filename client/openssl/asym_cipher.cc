@@ -80,18 +80,20 @@ int Decrypt(void* ctx, unsigned char* out, size_t* outlen, size_t outsize,
     return 1;
   }
   if (outsize < kPremasterSize) return 0;
-  absl::StatusOr<client::Client*> client = c->provider->Client();
-  if (!client.ok()) {
-    RaiseError(client.status());
-    return 0;
-  }
   v1::DecryptPremasterRequest request;
   request.mutable_key()->set_key_id(c->key->ref.key_id());
   request.mutable_context()->set_version(v1::TLS_1_2);
   request.set_ciphertext(reinterpret_cast<const char*>(in), inlen);
   request.set_client_version(c->client_version);
   absl::StatusOr<v1::DecryptPremasterResponse> answer =
-      (*client)->DecryptPremaster(request);
+      c->provider->Call<v1::DecryptPremasterResponse>(
+          [&request](client::Client* client) {
+            return client->DecryptPremaster(request);
+          },
+          [request](client::Client* client,
+                    client::Callback<v1::DecryptPremasterResponse> done) {
+            client->DecryptPremasterAsync(request, {}, std::move(done));
+          });
   if (!answer.ok()) {
     RaiseError(answer.status());  // Transport or policy: never a padding verdict.
     return 0;

@@ -5,9 +5,13 @@
 #include <openssl/err.h>
 #include <openssl/provider.h>
 #include <openssl/x509.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <deque>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -122,6 +126,89 @@ absl::StatusOr<client::Client*> ProviderContext::Client() {
   client_ = *std::move(made);
   pid_ = pid;
   return client_.get();
+}
+
+namespace {
+
+// A thread that starts RPCs for paused ASYNC jobs, one per process (made again after a
+// fork). Its state is shared with the thread so that it outlives the provider.
+struct Dispatcher {
+  absl::Mutex mu;
+  std::deque<std::function<void()>> queue ABSL_GUARDED_BY(mu);
+};
+
+void Post(std::function<void()> task) {
+  static absl::Mutex mu(absl::kConstInit);
+  static pid_t pid = 0;
+  static std::shared_ptr<Dispatcher>* dispatcher = nullptr;
+  absl::MutexLock lock(&mu);
+  if (pid != getpid()) {
+    dispatcher = new std::shared_ptr<Dispatcher>(std::make_shared<Dispatcher>());
+    pid = getpid();
+    std::thread([d = *dispatcher] {
+      for (;;) {
+        std::function<void()> next;
+        {
+          absl::MutexLock l(&d->mu);
+          d->mu.Await(absl::Condition(
+              +[](std::deque<std::function<void()>>* q) { return !q->empty(); },
+              &d->queue));
+          next = std::move(d->queue.front());
+          d->queue.pop_front();
+        }
+        next();
+      }
+    }).detach();
+  }
+  absl::MutexLock l(&(*dispatcher)->mu);
+  (*dispatcher)->queue.push_back(std::move(task));
+}
+
+// The key under which the eventfd is registered with a job's wait context.
+const char kWaitKey = 0;
+
+void CloseWaitFd(ASYNC_WAIT_CTX*, const void*, OSSL_ASYNC_FD fd, void*) { close(fd); }
+
+}  // namespace
+
+bool ProviderContext::PauseUntil(std::function<void(std::function<void()> wake)> start) {
+  ASYNC_WAIT_CTX* wait = ASYNC_get_wait_ctx(ASYNC_get_current_job());
+  if (wait == nullptr) return false;
+  OSSL_ASYNC_FD fd = -1;
+  void* custom = nullptr;
+  if (ASYNC_WAIT_CTX_get_fd(wait, &kWaitKey, &fd, &custom) != 1) {
+    fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) return false;
+    if (ASYNC_WAIT_CTX_set_wait_fd(wait, &kWaitKey, fd, nullptr, CloseWaitFd) != 1) {
+      close(fd);
+      return false;
+    }
+  }
+  // The waker signals its own duplicate of the fd: the wait context may close the
+  // original (connection gone) while the answer is still on its way.
+  struct Waker {
+    int fd = -1;
+    std::atomic<bool> done{false};
+    ~Waker() {
+      if (fd >= 0) close(fd);
+    }
+  };
+  auto waker = std::make_shared<Waker>();
+  waker->fd = dup(fd);
+  if (waker->fd < 0) return false;
+  Post([start = std::move(start), waker] {
+    start([waker] {
+      waker->done.store(true, std::memory_order_release);
+      const uint64_t one = 1;
+      (void)!write(waker->fd, &one, sizeof(one));
+    });
+  });
+  while (!waker->done.load(std::memory_order_acquire)) {
+    if (ASYNC_pause_job() != 1) return false;
+  }
+  uint64_t count = 0;
+  (void)!read(fd, &count, sizeof(count));  // Consumed, so the fd is quiet again.
+  return true;
 }
 
 absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref) {

@@ -9,11 +9,13 @@
 #ifndef OFFKEY_CLIENT_OPENSSL_PROVIDER_H_
 #define OFFKEY_CLIENT_OPENSSL_PROVIDER_H_
 
+#include <openssl/async.h>
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -45,6 +47,16 @@ class ProviderContext {
   // cannot be used across fork: the parent's client is abandoned, not destroyed).
   absl::StatusOr<client::Client*> Client();
 
+  // One call to offkeyd. Outside an ASYNC job (plain blocking servers) it runs `sync` on
+  // the calling thread. Inside one (SSL_MODE_ASYNC: haproxy ssl-mode-async, s_server
+  // -async) the job's fibre stack is too small for gRPC, so `async` is started on the
+  // provider's dispatcher thread and the job pauses until the answer arrives, signalled
+  // on an eventfd registered with the job's wait context.
+  template <typename Response>
+  absl::StatusOr<Response> Call(
+      const std::function<absl::StatusOr<Response>(client::Client*)>& sync,
+      std::function<void(client::Client*, client::Callback<Response>)> async);
+
   // A library context for public-key work in the default provider.
   OSSL_LIB_CTX* libctx() const { return libctx_; }
   OSSL_FUNC_BIO_read_ex_fn* bio_read_ex() const { return bio_read_ex_; }
@@ -56,10 +68,36 @@ class ProviderContext {
   OSSL_FUNC_BIO_read_ex_fn* const bio_read_ex_;
   client::ClientOptions options_;
 
+  // Runs `start` on the dispatcher thread and pauses the current ASYNC job until the
+  // function `start` is given has been called. False if the job could not pause.
+  bool PauseUntil(std::function<void(std::function<void()> wake)> start);
+
   absl::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<client::Client> client_ ABSL_GUARDED_BY(mu_);
 };
+
+template <typename Response>
+absl::StatusOr<Response> ProviderContext::Call(
+    const std::function<absl::StatusOr<Response>(client::Client*)>& sync,
+    std::function<void(client::Client*, client::Callback<Response>)> async) {
+  absl::StatusOr<client::Client*> client = Client();
+  if (!client.ok()) return client.status();
+  if (ASYNC_get_current_job() == nullptr) return sync(*client);
+  struct Answer {
+    absl::StatusOr<Response> result = absl::UnknownError("no answer");
+  };
+  auto answer = std::make_shared<Answer>();
+  const bool paused = PauseUntil(
+      [c = *client, async = std::move(async), answer](std::function<void()> wake) {
+        async(c, [answer, wake = std::move(wake)](absl::StatusOr<Response> r) {
+          answer->result = std::move(r);
+          wake();
+        });
+      });
+  if (!paused) return absl::InternalError("cannot pause the ASYNC job");
+  return std::move(answer->result);
+}
 
 // A key object: a reference with its public key, or (imported for matching only) a
 // public key alone.

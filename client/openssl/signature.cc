@@ -224,17 +224,16 @@ int Finish(SignContext* c, unsigned char* sig, size_t* siglen, size_t sigsize) {
     RaiseError(scheme.status());
     return 0;
   }
-  absl::StatusOr<client::Client*> client = c->provider->Client();
-  if (!client.ok()) {
-    RaiseError(client.status());
-    return 0;
-  }
   v1::SignRequest request;
   request.mutable_key()->set_key_id(c->key->ref.key_id());
   request.mutable_context()->set_version(VersionOf(c->message));
   request.set_scheme(*scheme);
   request.set_message(c->message);
-  absl::StatusOr<v1::SignResponse> signed_ = (*client)->Sign(request);
+  absl::StatusOr<v1::SignResponse> signed_ = c->provider->Call<v1::SignResponse>(
+      [&request](client::Client* client) { return client->Sign(request); },
+      [request](client::Client* client, client::Callback<v1::SignResponse> done) {
+        client->SignAsync(request, {}, std::move(done));
+      });
   if (!signed_.ok()) {
     RaiseError(signed_.status());
     return 0;
