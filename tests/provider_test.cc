@@ -478,6 +478,114 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
   EXPECT_EQ(nginx.Stop(), 0);
 }
 
+// haproxy 2.6 in master-worker mode with ssl-mode-async: the workers' handshakes run in
+// ASYNC jobs that pause while offkeyd answers. Certificate and key reference share one
+// file, as haproxy wants them.
+TEST_P(ProviderTest, HaproxyWithSslModeAsync) {
+  const int rsa_port = FreeLowPort();
+  int ec_port = FreeLowPort();
+  while (ec_port == rsa_port) ec_port = FreeLowPort();
+  ASSERT_NE(rsa_port, 0);
+  ASSERT_NE(ec_port, 0);
+  for (const char* key : {"rsa", "p256"}) {
+    Write(absl::StrCat(dir_, "/haproxy-", key, ".pem"),
+          ReadFileOrEmpty(absl::StrCat(dir_, "/", key, ".pem")) +
+              ReadFileOrEmpty(absl::StrCat(dir_, "/", key, ".ref")));
+  }
+  Write(dir_ + "/haproxy.cfg",
+        absl::StrCat("global\n"
+                     "  master-worker\n"
+                     "  nbthread 2\n"
+                     "  ssl-mode-async\n"
+                     "  log stderr format raw local0 info\n"
+                     "defaults\n"
+                     "  mode http\n"
+                     "  log global\n"
+                     "  option httplog\n"
+                     "  timeout connect 5s\n"
+                     "  timeout client 10s\n"
+                     "  timeout server 10s\n"
+                     "frontend tls\n"
+                     "  bind 127.0.0.1:",
+                     rsa_port, " ssl crt ", dir_,
+                     "/haproxy-rsa.pem ssl-min-ver TLSv1.2\n"
+                     "  bind 127.0.0.1:",
+                     ec_port, " ssl crt ", dir_,
+                     "/haproxy-p256.pem ssl-min-ver TLSv1.2\n"
+                     "  http-request return status 200 content-type text/plain "
+                     "string \"hello from haproxy\"\n"));
+  Daemon haproxy;
+  std::string why;
+  ASSERT_TRUE(
+      haproxy.Start({"/usr/sbin/haproxy", "-W", "-db", "-f", dir_ + "/haproxy.cfg"},
+                    {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
+                    dir_ + "/haproxy.log", {}, &why))
+      << why;
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!(Accepting(rsa_port) && Accepting(ec_port)) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(Accepting(rsa_port) && Accepting(ec_port))
+      << ReadFileOrEmpty(dir_ + "/haproxy.log");
+  EXPECT_EQ(OperationCount("sign"), 0);
+
+  auto curl = [&](int port, const std::vector<std::string>& tls) {
+    std::vector<std::string> argv = {
+        "/usr/bin/curl",  "-sS",       "--cacert",
+        dir_ + "/ca.pem", "--resolve", absl::StrCat("localhost:", port, ":127.0.0.1")};
+    argv.insert(argv.end(), tls.begin(), tls.end());
+    argv.push_back(absl::StrCat("https://localhost:", port, "/"));
+    return RunProcess(argv, "", ClientEnv());
+  };
+  struct Case {
+    int port;
+    std::vector<std::string> tls;
+    std::string operation;
+  };
+  const std::vector<Case> cases = {
+      {ec_port, {"--tlsv1.3"}, "sign"},
+      {ec_port, {"--tlsv1.2", "--tls-max", "1.2"}, "sign"},
+      {rsa_port, {"--tlsv1.3"}, "sign"},
+      {rsa_port,
+       {"--tlsv1.2", "--tls-max", "1.2", "--ciphers", "ECDHE-RSA-AES128-GCM-SHA256"},
+       "sign"},
+      {rsa_port,
+       {"--tlsv1.2", "--tls-max", "1.2", "--ciphers", "AES128-GCM-SHA256"},
+       "decrypt-premaster"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(
+        absl::StrCat(c.port == ec_port ? "p256 " : "rsa ", absl::StrJoin(c.tls, " ")));
+    const int before = OperationCount(c.operation);
+    ProcessResult r = curl(c.port, c.tls);
+    EXPECT_EQ(r.exit_code, 0) << r.err << ReadFileOrEmpty(dir_ + "/haproxy.log");
+    EXPECT_EQ(r.out, "hello from haproxy");
+    EXPECT_EQ(OperationCount(c.operation), before + 1);
+  }
+
+  // offkeyd stops and returns: haproxy keeps running and serves again by itself.
+  const int offkeyd_port = server_->port();
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+  EXPECT_NE(curl(ec_port, {"--tlsv1.3"}).exit_code, 0);
+  EXPECT_NE(ReadFileOrEmpty(dir_ + "/haproxy.log").find("SSL handshake failure"),
+            std::string::npos)
+      << ReadFileOrEmpty(dir_ + "/haproxy.log");
+  v1::ServerConfig config = config_;
+  config.set_listen_address(absl::StrCat("127.0.0.1:", offkeyd_port));
+  auto restarted = service::OffkeyServer::Start(config, store_.get());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = *std::move(restarted);
+  int served = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(10);
+  while (served < 4 && absl::Now() < until) {
+    if (curl(served % 2 == 0 ? ec_port : rsa_port, {"--tlsv1.3"}).exit_code == 0)
+      ++served;
+  }
+  EXPECT_EQ(served, 4);
+  EXPECT_EQ(haproxy.Stop(), 0);
+}
+
 // One TLS 1.2 RSA key exchange by a raw client that encrypts `block` (a whole RSA input,
 // padding included) as the ClientKeyExchange and then finishes as if the premaster were
 // `premaster`. Returns "finished" when the server's Finished arrives, else what the
