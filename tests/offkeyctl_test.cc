@@ -212,8 +212,10 @@ TEST_F(OffkeyctlTest, KeyLifecycleEndToEnd) {
 
   // The key reference the provider will load.
   const std::string ref_path = *tmp_ + "/web.ref";
-  r = Ctl({"ref", "web", "--out", ref_path});
+  r = Ctl({"ref", "web", "--out", ref_path, "--chain-out", ref_path + ".chain"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The chain file is the attached chain, byte for byte as PEM.
+  EXPECT_EQ(ReadFileOrEmpty(ref_path + ".chain"), ReadFileOrEmpty(chain));
   absl::StatusOr<offkey::v1::KeyReference> ref =
       client::DecodeKeyReference(ReadFileOrEmpty(ref_path));
   ASSERT_TRUE(ref.ok()) << ref.status();

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/openssl_util.h"
 #include "base/secret_bytes.h"
 #include "base/status_macros.h"
 #include "client/cli/diagnose.h"
@@ -703,11 +704,32 @@ absl::Status WriteReference(Context& ctx, const RefArgs& args) {
   if (ctx.format() == OutputFormat::kJson) {
     return WriteOutput(ctx, args.out, Json(ref), args.overwrite);
   }
+  if (!args.chain_out.empty()) {
+    // Checked first, so a missing chain writes neither file.
+    if (response.key().certificate_chain_size() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("'", key.name(),
+                       "' has no certificate chain; attach one with `offkeyctl "
+                       "attach-cert` or leave out --chain-out"));
+    }
+  }
   OFFKEY_RETURN_IF_ERROR(WriteOutput(ctx, args.out, pem, args.overwrite));
   if (!args.out.empty()) {
     ctx.err()
         << "wrote the key reference for '" << key.name() << "' to " << args.out
         << " (no secret in it; the offkey OpenSSL provider loads it as a private key)\n";
+  }
+  if (!args.chain_out.empty()) {
+    BioPtr bio(BIO_new(BIO_s_mem()));
+    for (const std::string& der : response.key().certificate_chain()) {
+      PEM_write_bio(bio.get(), PEM_STRING_X509, "",
+                    reinterpret_cast<const unsigned char*>(der.data()),
+                    static_cast<long>(der.size()));  // NOLINT(runtime/int)
+    }
+    OFFKEY_RETURN_IF_ERROR(
+        WriteOutput(ctx, args.chain_out, BioContents(bio.get()), args.overwrite));
+    ctx.err() << "wrote the certificate chain of '" << key.name() << "' to "
+              << args.chain_out << "\n";
   }
   return absl::OkStatus();
 }

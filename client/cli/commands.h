@@ -139,6 +139,7 @@ struct RefArgs {
   std::string key;
   std::string service;
   std::string out;
+  std::string chain_out;  // The certificate chain as PEM, for the server's config.
   bool overwrite = false;
 };
 
