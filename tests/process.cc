@@ -190,6 +190,13 @@ int Daemon::Stop(absl::Duration timeout) {
   return code;
 }
 
+int Daemon::Wait(absl::Duration timeout) {
+  if (pid_ <= 0) return -1;
+  const int code = Reap(pid_, absl::Now() + timeout);
+  pid_ = -1;
+  return code;
+}
+
 std::string ReadFileOrEmpty(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;

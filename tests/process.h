@@ -47,6 +47,8 @@ class Daemon {
              std::string* why, absl::Duration timeout = absl::Seconds(60));
   // SIGTERM, then waits; returns the exit status (-1 if it did not exit in time).
   int Stop(absl::Duration timeout = absl::Seconds(30));
+  // Waits for it to exit by itself (SIGKILL after `timeout`); returns the exit status.
+  int Wait(absl::Duration timeout);
   pid_t pid() const { return pid_; }
 
  private:

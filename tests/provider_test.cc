@@ -563,6 +563,23 @@ TEST_P(ProviderTest, HaproxyWithSslModeAsync) {
     EXPECT_EQ(OperationCount(c.operation), before + 1);
   }
 
+  // Load: many handshakes at once, some answered before their job pauses (haproxy
+  // once aborted when the provider's wait fd had never been reported to it).
+  const int before_load = OperationCount("sign");
+  std::vector<std::unique_ptr<Daemon>> load;
+  for (int i = 0; i < 4; ++i) {
+    load.push_back(std::make_unique<Daemon>());
+    ASSERT_TRUE(load.back()->Start(
+        {"/usr/bin/openssl", "s_time", "-connect", absl::StrCat("127.0.0.1:", ec_port),
+         "-new", "-time", "2", "-tls1_3"},
+        ClientEnv(), absl::StrCat(dir_, "/s_time-", i, ".log"), {}, &why))
+        << why;
+  }
+  for (auto& d : load) EXPECT_EQ(d->Wait(absl::Seconds(20)), 0);
+  EXPECT_GT(OperationCount("sign") - before_load, 100);
+  EXPECT_TRUE(Accepting(ec_port)) << ReadFileOrEmpty(dir_ + "/haproxy.log");
+  EXPECT_EQ(curl(ec_port, {"--tlsv1.3"}).out, "hello from haproxy");
+
   // offkeyd stops and returns: haproxy keeps running and serves again by itself.
   const int offkeyd_port = server_->port();
   server_->Shutdown(absl::Seconds(1));

@@ -176,7 +176,9 @@ bool ProviderContext::PauseUntil(std::function<void(std::function<void()> wake)>
   if (wait == nullptr) return false;
   OSSL_ASYNC_FD fd = -1;
   void* custom = nullptr;
+  bool fresh = false;  // A new fd the application has not been told of yet.
   if (ASYNC_WAIT_CTX_get_fd(wait, &kWaitKey, &fd, &custom) != 1) {
+    fresh = true;
     fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) return false;
     if (ASYNC_WAIT_CTX_set_wait_fd(wait, &kWaitKey, fd, nullptr, CloseWaitFd) != 1) {
@@ -203,7 +205,12 @@ bool ProviderContext::PauseUntil(std::function<void(std::function<void()> wake)>
       (void)!write(waker->fd, &one, sizeof(one));
     });
   });
-  while (!waker->done.load(std::memory_order_acquire)) {
+  // With a fresh fd, pause even when the answer is already in: an application learns
+  // of a wait fd only from a paused job (SSL_get_changed_async_fds after WANT_ASYNC),
+  // and haproxy deletes every fd of the wait context from its poller at close, so an
+  // fd it never saw makes it abort. The fd is readable by then, so the pause is short.
+  while (fresh || !waker->done.load(std::memory_order_acquire)) {
+    fresh = false;
     if (ASYNC_pause_job() != 1) return false;
   }
   uint64_t count = 0;

@@ -1,0 +1,212 @@
+#!/bin/bash
+# Full TLS handshakes per second (no resumption) of nginx and haproxy with offkey against
+# the same server with the same key as a local file, in one run:
+#   TLS 1.2 RSA-2048 key exchange (AES128-GCM-SHA256) and TLS 1.3 ECDSA P-256.
+# Client (openssl s_time), server, offkeyd and SoftHSM2 share this machine's cores.
+#
+#   tests/bench/handshake_bench.sh [--seconds 5] [--clients 4] [--rounds 3]
+#
+# Each key is made locally, imported into a fresh development offkeyd (so both sides use
+# the same key) and given to the servers twice: as the PEM file and as a key reference.
+# Prints each measurement, then per case the median rates and the keyless/local ratio.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=5 clients=4 rounds=3
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seconds) seconds="$2"; shift 2 ;;
+    --clients) clients="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+./tools/setup.sh >/dev/null
+bazel build //service:offkeyd //client/cli:offkeyctl //client/openssl:offkey.so 2>/dev/null
+work=$(mktemp -d /tmp/offkey-handshake-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ -n "${KEEP_WORK:-}" ]]; then echo "work files kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+offkeyctl="$PWD/bazel-bin/client/cli/offkeyctl"
+dev="$work/dev"
+
+bazel-bin/service/offkeyd --dev --dev_state_dir="$dev" --listen=127.0.0.1:0 \
+  --admin_listen=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
+  --port_file="$work/offkeyd.port" --metrics_port_file="$work/metrics.port" \
+  >"$work/offkeyd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [[ -s "$work/offkeyd.port" ]] && break; sleep 0.2; done
+[[ -s "$work/offkeyd.port" ]] || { cat "$work/offkeyd.log"; exit 1; }
+offkeyd_port=$(cat "$work/offkeyd.port")
+
+# The same key on both sides: made here, imported into offkeyd, certified by the dev CA.
+printf 'subjectAltName=DNS:localhost\n' >"$work/san.ext"
+for key in rsa ec; do
+  if [[ $key == rsa ]]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/$key.key" 2>/dev/null
+  else
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$key.key"
+  fi
+  openssl req -new -key "$work/$key.key" -subj /CN=localhost -out "$work/$key.csr"
+  openssl x509 -req -in "$work/$key.csr" -CA "$dev/ca.pem" -CAkey "$dev/ca.key" -days 1 \
+    -extfile "$work/san.ext" -out "$work/$key.pem" 2>/dev/null
+  "$offkeyctl" --dev-dir="$dev" import "bench-$key" -f "$work/$key.key" >/dev/null
+  "$offkeyctl" --dev-dir="$dev" ref "bench-$key" --out "$work/$key.ref" 2>/dev/null
+  cat "$work/$key.pem" "$work/$key.key" >"$work/$key-local.crt"  # haproxy: cert + key.
+  cat "$work/$key.pem" "$work/$key.ref" >"$work/$key-keyless.crt"
+done
+
+cat >"$work/openssl.cnf" <<EOF
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+alg_section = evp_properties
+[provider_sect]
+default = default_sect
+offkey = offkey_sect
+[default_sect]
+activate = 1
+[offkey_sect]
+module = $PWD/bazel-bin/client/openssl/offkey.so
+activate = 1
+endpoint = 127.0.0.1:$offkeyd_port
+tls_ca_file = $dev/ca.pem
+tls_cert_file = $dev/terminator.pem
+tls_key_file = $dev/terminator.key
+server_name = localhost
+[evp_properties]
+default_properties = ?provider=default
+EOF
+
+# Eight ports below the ephemeral range: nginx and haproxy x {rsa, ec} x {local, keyless}.
+base=$((20000 + RANDOM % 10000))
+declare -A port
+i=0
+for server in nginx haproxy; do
+  for key in rsa ec; do
+    for mode in local keyless; do
+      port[$server-$key-$mode]=$((base + i))
+      i=$((i + 1))
+    done
+  done
+done
+
+user_line=""
+[[ $(id -u) -eq 0 ]] && user_line="user root;"
+{
+  echo "daemon off; worker_processes ${NGINX_WORKERS:-2}; $user_line pid $work/nginx.pid;"
+  echo "error_log $work/nginx-error.log warn; events { worker_connections 256; }"
+  echo "http { access_log off; client_body_temp_path $work/t; proxy_temp_path $work/t;"
+  echo "  fastcgi_temp_path $work/t; uwsgi_temp_path $work/t; scgi_temp_path $work/t;"
+  for key in rsa ec; do
+    for mode in local keyless; do
+      k="$work/$key.key"
+      [[ $mode == keyless ]] && k="$work/$key.ref"
+      if [[ $key == rsa ]]; then
+        tls="ssl_protocols TLSv1.2; ssl_ciphers AES128-GCM-SHA256;"
+      else
+        tls="ssl_protocols TLSv1.3;"
+      fi
+      echo "  server { listen 127.0.0.1:${port[nginx-$key-$mode]} ssl; $tls"
+      echo "    ssl_session_cache off; ssl_session_tickets off;"
+      echo "    ssl_certificate $work/$key.pem; ssl_certificate_key $k; return 200 ok; }"
+    done
+  done
+  echo "}"
+} >"$work/nginx.conf"
+mkdir -p "$work/t"
+
+{
+  echo "global"
+  echo "  nbthread 2"
+  echo "  ssl-mode-async"
+  echo "defaults"
+  echo "  mode http"
+  echo "  timeout connect 5s"
+  echo "  timeout client 10s"
+  echo "  timeout server 10s"
+  echo "frontend tls"
+  for key in rsa ec; do
+    for mode in local keyless; do
+      if [[ $key == rsa ]]; then
+        tls="ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 ciphers AES128-GCM-SHA256"
+      else
+        tls="ssl-min-ver TLSv1.3"
+      fi
+      echo "  bind 127.0.0.1:${port[haproxy-$key-$mode]} ssl crt $work/$key-$mode.crt $tls no-tls-tickets"
+    done
+  done
+  echo "  http-request return status 200 content-type text/plain string ok"
+} >"$work/haproxy.cfg"
+
+OPENSSL_CONF="$work/openssl.cnf" nginx -p "$work" -e "$work/nginx-error.log" \
+  -c "$work/nginx.conf" &
+pids+=($!)
+OPENSSL_CONF="$work/openssl.cnf" haproxy -W -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+for p in "${port[@]}"; do
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+    sleep 0.1
+  done
+done
+
+# Handshakes per second from $clients parallel s_time processes for $seconds seconds.
+measure() {  # measure PORT KEY
+  local args=(-connect "127.0.0.1:$1" -new -time "$seconds")
+  [[ $2 == ec ]] && args+=(-tls1_3)
+  [[ $2 == rsa ]] && args+=(-cipher AES128-GCM-SHA256)
+  for c in $(seq 1 "$clients"); do
+    OPENSSL_CONF=/dev/null openssl s_time "${args[@]}" >"$work/s_time.$c" 2>&1 &
+  done
+  wait $(jobs -p | tail -n "$clients")
+  cat "$work"/s_time.* | awk '/connections in [0-9.]+ real seconds/ {
+    n += $1; t = ($4 > t ? $4 : t) } END { if (t > 0) printf "%.0f", n / t; else print 0 }'
+}
+
+operations() {  # offkeyd's finished operations so far
+  curl -s "http://127.0.0.1:$(cat "$work/metrics.port")/metrics" 2>/dev/null |
+    awk '/^offkey_operations_total\{.*operation="(sign|decrypt-premaster)"/ { n += $2 }
+         END { print n + 0 }'
+}
+
+printf 'handshake_bench: %s s per measurement, %s s_time clients, %s rounds\n' \
+  "$seconds" "$clients" "$rounds"
+printf '%-8s %-22s %-8s %10s\n' round case mode "hs/s"
+declare -A rates
+for round in $(seq 1 "$rounds"); do
+  for server in ${SERVERS:-nginx haproxy}; do
+    for key in ${KEYS:-rsa ec}; do
+      order=(local keyless)
+      [[ $((round % 2)) -eq 0 ]] && order=(keyless local)
+      for mode in "${order[@]}"; do
+        [[ -n "${MODES:-}" && " $MODES " != *" $mode "* ]] && continue
+        rate=$(measure "${port[$server-$key-$mode]}" "$key")
+        rates[$server-$key-$mode]+="$rate "
+        name="$server tls1.2-rsa"
+        [[ $key == ec ]] && name="$server tls1.3-p256"
+        printf '%-8s %-22s %-8s %10s\n' "$round" "$name" "$mode" "$rate"
+      done
+    done
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+echo
+printf '%-22s %12s %12s %8s\n' case "local hs/s" "keyless hs/s" ratio
+for server in ${SERVERS:-nginx haproxy}; do
+  for key in ${KEYS:-rsa ec}; do
+    local_rate=$(echo "${rates[$server-$key-local]}" | median)
+    keyless_rate=$(echo "${rates[$server-$key-keyless]}" | median)
+    name="$server tls1.2-rsa"
+    [[ $key == ec ]] && name="$server tls1.3-p256"
+    awk -v n="$name" -v l="$local_rate" -v k="$keyless_rate" \
+      'BEGIN { printf "%-22s %12d %12d %8.3f\n", n, l, k, (l > 0 ? k / l : 0) }'
+  done
+done
+echo "offkeyd private-key operations during the run: $(operations)"
