@@ -216,6 +216,17 @@ TEST_F(OffkeyctlTest, KeyLifecycleEndToEnd) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // The chain file is the attached chain, byte for byte as PEM.
   EXPECT_EQ(ReadFileOrEmpty(ref_path + ".chain"), ReadFileOrEmpty(chain));
+  // The URI form carries the same reference.
+  r = Ctl({"ref", "web", "--uri"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string uri_bytes;
+  ASSERT_TRUE(absl::StartsWith(r.out, "offkey:")) << r.out;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(
+      absl::StripTrailingAsciiWhitespace(r.out.substr(7)), &uri_bytes));
+  absl::StatusOr<offkey::v1::KeyReference> from_uri =
+      client::ParseKeyReference(uri_bytes);
+  ASSERT_TRUE(from_uri.ok()) << from_uri.status();
+  EXPECT_EQ(from_uri->key_id(), details.info().key_id());
   absl::StatusOr<offkey::v1::KeyReference> ref =
       client::DecodeKeyReference(ReadFileOrEmpty(ref_path));
   ASSERT_TRUE(ref.ok()) << ref.status();

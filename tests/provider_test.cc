@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -134,9 +135,11 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
   }
 
   // Starts `openssl s_server -www` with the reference for `key`; returns its port.
+  // `key_arg` overrides the -key argument (an offkey: URI).
   // With `async`, s_server runs handshakes in ASYNC jobs (SSL_MODE_ASYNC), so the
   // provider pauses the job while offkeyd answers.
-  int StartServer(const std::string& key, bool async = false) {
+  int StartServer(const std::string& key, bool async = false,
+                  const std::string& key_arg = "") {
     auto daemon = std::make_unique<Daemon>();
     const std::string name = absl::StrCat(key, async ? "-async" : "");
     const std::string log = absl::StrCat(dir_, "/s_server-", name, ".log");
@@ -476,6 +479,32 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
   }
   EXPECT_EQ(served, 4);
   EXPECT_EQ(nginx.Stop(), 0);
+}
+
+// The same key through the provider's "offkey:" store loader instead of a file.
+TEST_P(ProviderTest, KeyUriThroughTheStoreLoader) {
+  absl::StatusOr<v1::KeyReference> ref =
+      client::DecodeKeyReference(ReadFileOrEmpty(dir_ + "/p256.ref"));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  const std::string uri =
+      absl::StrCat("offkey:", absl::WebSafeBase64Escape(ref->SerializeAsString()));
+  const int port = StartServer("p256", /*async=*/false, uri);
+  ASSERT_NE(port, 0);
+  EXPECT_EQ(OperationCount("sign"), 0);
+  ProcessResult r = RunProcess(
+      {"/usr/bin/openssl", "s_client", "-connect", absl::StrCat("127.0.0.1:", port),
+       "-CAfile", dir_ + "/ca.pem", "-servername", "localhost", "-verify_return_error",
+       "-tls1_3", "-ign_eof"},
+      "GET / HTTP/1.0\r\n\r\n", ClientEnv());
+  EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(OperationCount("sign"), 1);
+
+  // A malformed URI is refused with a message that says what it should hold.
+  ProcessResult bad =
+      RunProcess({"/usr/bin/openssl", "pkey", "-in", "offkey:not*base64", "-pubout"}, "",
+                 {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("offkeyctl ref KEY --uri"), std::string::npos) << bad.err;
 }
 
 // haproxy 2.6 in master-worker mode with ssl-mode-async: the workers' handshakes run in

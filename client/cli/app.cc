@@ -276,12 +276,16 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
       ->type_name("TARGET");
   ref_cmd->add_option("--out", ref.out, "write it here instead of standard output")
       ->type_name("FILE");
+  ref_cmd->add_flag(
+      "--uri", ref.uri,
+      "print the offkey: URI form (for key URI settings, e.g. s_server -key)");
   ref_cmd
       ->add_option("--chain-out", ref.chain_out,
                    "also write the key's certificate chain (PEM, leaf first) here, for "
                    "the server's certificate setting")
       ->type_name("FILE");
-  ref_cmd->add_flag("--overwrite", ref.overwrite, "replace --out/--chain-out if they exist");
+  ref_cmd->add_flag("--overwrite", ref.overwrite,
+                    "replace --out/--chain-out if they exist");
 
   std::string shell;
   CLI::App* completion_cmd =

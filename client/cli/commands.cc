@@ -704,6 +704,11 @@ absl::Status WriteReference(Context& ctx, const RefArgs& args) {
   if (ctx.format() == OutputFormat::kJson) {
     return WriteOutput(ctx, args.out, Json(ref), args.overwrite);
   }
+  if (args.uri) {
+    // The same reference for the provider's "offkey:" store loader.
+    pem =
+        absl::StrCat("offkey:", absl::WebSafeBase64Escape(ref.SerializeAsString()), "\n");
+  }
   if (!args.chain_out.empty()) {
     // Checked first, so a missing chain writes neither file.
     if (response.key().certificate_chain_size() == 0) {

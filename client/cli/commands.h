@@ -140,6 +140,7 @@ struct RefArgs {
   std::string service;
   std::string out;
   std::string chain_out;  // The certificate chain as PEM, for the server's config.
+  bool uri = false;       // The offkey: URI form instead of PEM.
   bool overwrite = false;
 };
 

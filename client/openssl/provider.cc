@@ -289,6 +289,11 @@ const OSSL_ALGORITHM kDecoder[] = {
     {nullptr, nullptr, nullptr, nullptr},
 };
 
+const OSSL_ALGORITHM kStoreLoaders[] = {
+    {"offkey", kProperties, kStore, nullptr},
+    {nullptr, nullptr, nullptr, nullptr},
+};
+
 const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
   *no_cache = 0;
   switch (operation_id) {
@@ -300,6 +305,8 @@ const OSSL_ALGORITHM* QueryOperation(void*, int operation_id, int* no_cache) {
       return kAsymCipher;
     case OSSL_OP_DECODER:
       return kDecoder;
+    case OSSL_OP_STORE:
+      return kStoreLoaders;
     default:
       return nullptr;
   }

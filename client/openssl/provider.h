@@ -126,6 +126,7 @@ extern const OSSL_DISPATCH* const kRsaSignature;
 extern const OSSL_DISPATCH* const kEcdsaSignature;
 extern const OSSL_DISPATCH* const kEd25519Signature;
 extern const OSSL_DISPATCH* const kRsaAsymCipher;
+extern const OSSL_DISPATCH* const kStore;
 extern const OSSL_DISPATCH* const kPemDecoder;
 extern const OSSL_DISPATCH* const kRsaDecoder;
 extern const OSSL_DISPATCH* const kRsaPssDecoder;
