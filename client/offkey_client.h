@@ -150,6 +150,7 @@ class Client {
   absl::StatusOr<Response> Wait(Method method, const Request& request,
                                 const CallOptions& options);
   void Finished(int attempts);
+  absl::Duration Timeout(const CallOptions& options) const;
 
   const ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

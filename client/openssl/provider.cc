@@ -347,6 +347,9 @@ const OSSL_DISPATCH kProviderFunctions[] = {
 extern "C" int OSSL_provider_init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in,
                                   const OSSL_DISPATCH** out, void** provctx) {
   using offkey::provider::ProviderContext;
+  // Abseil's mutex deadlock detection (on in Debian's build) costs every lock a graph
+  // update; liboffkey's locks are simple and tested, so the provider turns it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   OSSL_FUNC_BIO_read_ex_fn* bio_read_ex = nullptr;
   for (const OSSL_DISPATCH* f = in; f->function_id != 0; ++f) {
     if (f->function_id == OSSL_FUNC_BIO_READ_EX) bio_read_ex = OSSL_FUNC_BIO_read_ex(f);

@@ -3,9 +3,11 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
+#include <strings.h>
 
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +27,14 @@ struct SignContext {
 
 // The canonical name of a digest OpenSSL knows, or empty.
 std::string CanonicalDigest(ProviderContext* provider, const char* name) {
+  // The names libssl uses, without a fetch (a method-store lookup per handshake).
+  static constexpr std::pair<const char*, const char*> kKnown[] = {
+      {"SHA256", "SHA2-256"},   {"SHA2-256", "SHA2-256"}, {"SHA384", "SHA2-384"},
+      {"SHA2-384", "SHA2-384"}, {"SHA512", "SHA2-512"},   {"SHA2-512", "SHA2-512"},
+  };
+  for (const auto& [alias, canonical] : kKnown) {
+    if (strcasecmp(name, alias) == 0) return canonical;
+  }
   EVP_MD* md = EVP_MD_fetch(provider->libctx(), name, "provider=default");
   if (md == nullptr) {
     ERR_clear_error();
