@@ -28,7 +28,10 @@ export OFFKEY_PROTO_DIR="$runfiles/proto"
 export KUBECTL="$(command -v kubectl)"
 
 reporters=(--test-reporter=spec --test-reporter-destination=stdout)
-if [[ -n "${XML_OUTPUT_FILE:-}" ]]; then
+# node's JUnit reporter came with node 20.13 / 21.3; with an older node (Debian 12's 18)
+# Bazel writes its own report, one testcase for the whole run.
+if [[ -n "${XML_OUTPUT_FILE:-}" ]] &&
+   node -e "process.exit(require('node:test/reporters').junit ? 0 : 1)" 2>/dev/null; then
   reporters+=(--test-reporter=junit --test-reporter-destination="$XML_OUTPUT_FILE")
 fi
 cd "$test_dir"
