@@ -22,8 +22,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     // kComplete: a deployment passes no flags that could fill gaps, so the file alone
     // must be enough to start.
-    absl::StatusOr<offkey::v1::ServerConfig> config = offkey::service::config::LoadConfigFile(
-        argv[i], offkey::service::config::Completeness::kComplete);
+    absl::StatusOr<offkey::v1::ServerConfig> config =
+        offkey::service::config::LoadConfigFile(
+            argv[i], offkey::service::config::Completeness::kComplete);
     if (config.ok()) {
       printf("OK %s\n", argv[i]);
     } else {

@@ -22,10 +22,11 @@ if [[ ! -d "$test_dir/node_modules/kubernetes-models" || ! -d "$test_dir/node_mo
   exit 1
 fi
 
-export OFFKEY_K8S_DIR="$(dirname "$test_dir")"
+OFFKEY_K8S_DIR=$(dirname "$test_dir")
+KUBECTL=$(command -v kubectl)
+export OFFKEY_K8S_DIR KUBECTL
 export OFFKEY_CONFIG_CHECK="$runfiles/deploy/k8s/offkeyd_config_check"
 export OFFKEY_PROTO_DIR="$runfiles/proto"
-export KUBECTL="$(command -v kubectl)"
 
 reporters=(--test-reporter=spec --test-reporter-destination=stdout)
 # node's JUnit reporter came with node 20.13 / 21.3; with an older node (Debian 12's 18)
