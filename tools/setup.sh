@@ -1,6 +1,7 @@
 #!/bin/bash
 # Installs every Debian 12 package offkey needs to build, test and run, skipping what is
-# already installed. Idempotent; needs root (or sudo) only when something is missing.
+# already installed, then the npm packages of the Kubernetes manifest checks. Idempotent;
+# needs root (or sudo) only when a Debian package is missing.
 set -euo pipefail
 
 packages=(
@@ -28,16 +29,43 @@ for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
+# The Kubernetes manifest checks (deploy/k8s/test) run on node's test runner. A node
+# and npm already on PATH are used as they are (node 20 or newer); Debian's only when
+# either is missing.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "setup: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "setup: installing ${missing[*]}"
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: done"
 fi
 
-echo "setup: installing ${missing[*]}"
-sudo=()
-[[ $(id -u) -eq 0 ]] || sudo=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "setup: done"
+# kubectl renders the manifests (`kubectl kustomize`). Not installed from Debian: its
+# kubernetes-client is far older than the clusters offkey targets and clashes with a
+# kubectl installed otherwise.
+if ! command -v kubectl >/dev/null; then
+  echo "setup: kubectl is missing: install kubectl 1.27 or newer (it must have" \
+       "'kubectl kustomize') and put it on PATH; deploy/k8s's test needs it" >&2
+  exit 1
+fi
+
+# The manifest checks' npm packages (kubernetes-models, js-yaml), exactly as the
+# committed lockfile says, into deploy/k8s/test/node_modules (git- and Bazel-ignored).
+# Reinstalled only when the lockfile changes.
+k8s_test=deploy/k8s/test
+cd "$(dirname "$0")/.."
+lock_hash=$(sha256sum "$k8s_test/package-lock.json" | cut -d' ' -f1)
+stamp="$k8s_test/node_modules/.offkey-lock-sha256"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]]; then
+  echo "setup: npm ci in $k8s_test"
+  (cd "$k8s_test" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" > "$stamp"
+fi
