@@ -354,9 +354,7 @@ TEST_F(ClientTest, ARestartedServerIsUsedAgainWithoutANewClient) {
   std::unique_ptr<Client> client = Make(Files());
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Sign(SignEc()).ok());
-  const int port = server_->port();
-  server_->Shutdown(absl::Seconds(1));
-  server_.reset();
+  StopOffkeyd();
 
   CallOptions quick;
   quick.timeout = absl::Milliseconds(500);
@@ -365,8 +363,7 @@ TEST_F(ClientTest, ARestartedServerIsUsedAgainWithoutANewClient) {
   EXPECT_NE(down.status().message().find("offkeyd at '127.0.0.1:"), std::string::npos)
       << down.status();
 
-  server_ = StartServer(absl::StrCat("127.0.0.1:", port), flaky_.get(), "");
-  ASSERT_NE(server_, nullptr);
+  ASSERT_NO_FATAL_FAILURE(RestartOffkeyd());
   // gRPC's reconnect backoff is capped at 2 s by the client; allow a few periods.
   const absl::Time start = absl::Now();
   absl::StatusOr<v1::SignResponse> again = client->Sign(SignEc(), quick);

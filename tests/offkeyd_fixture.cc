@@ -67,8 +67,8 @@ void OffkeydTest::SetUp() {
   service::config::ApplyDefaults(&config_);
   ASSERT_TRUE(service::config::ValidateConfig(config_).ok())
       << service::config::ValidateConfig(config_);
-  auto started =
-      service::OffkeyServer::Start(config_, ServedStore(store_.get()), Options());
+  served_store_ = ServedStore(store_.get());
+  auto started = service::OffkeyServer::Start(config_, served_store_, Options());
   ASSERT_TRUE(started.ok()) << started.status();
   server_ = std::move(*started);
 }
@@ -76,6 +76,21 @@ void OffkeydTest::SetUp() {
 void OffkeydTest::TearDown() {
   if (server_ != nullptr) server_->Shutdown(absl::Seconds(1));
   server_.reset();
+}
+
+void OffkeydTest::StopOffkeyd() {
+  stopped_port_ = server_->port();
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+}
+
+void OffkeydTest::RestartOffkeyd() {
+  ASSERT_NE(stopped_port_, 0) << "RestartOffkeyd without StopOffkeyd";
+  offkey::v1::ServerConfig config = config_;
+  config.set_listen_address(absl::StrCat("127.0.0.1:", stopped_port_));
+  auto restarted = service::OffkeyServer::Start(config, served_store_, Options());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  server_ = *std::move(restarted);
 }
 
 void OffkeydTest::PutMetadata(const hsm::KeyInfo& key, offkey::v1::KeyUsage usage) {

@@ -46,6 +46,11 @@ class OffkeydTest : public ::testing::Test {
   // Stores metadata for an existing key (import paths).
   void PutMetadata(const hsm::KeyInfo& key, offkey::v1::KeyUsage usage);
 
+  // Stops the server (as offkeyd going down mid-run), and starts it again on the same
+  // port with the same configuration and token.
+  void StopOffkeyd();
+  void RestartOffkeyd();
+
   // A stub whose client certificate carries `identity` (a SPIFFE URI SAN).
   std::unique_ptr<offkey::v1::KeyService::Stub> Stub(const std::string& identity);
   // A KeyAdmin stub on the admin listener (admin_listen_address must be set).
@@ -88,6 +93,8 @@ class OffkeydTest : public ::testing::Test {
   std::unique_ptr<service::OffkeyServer> server_;
   int channels_ = 0;
   int client_files_ = 0;
+  int stopped_port_ = 0;
+  hsm::KeyStore* served_store_ = nullptr;
 };
 
 }  // namespace offkey::testing

@@ -86,15 +86,7 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
       Write(absl::StrCat(dir_, "/", name, ".ref"), *pem);
     }
     // The terminator's client certificate for offkeyd.
-    service::dev::CertSpec spec;
-    spec.common_name = "terminator";
-    spec.uris = {kTerminator};
-    spec.client_auth = true;
-    auto client_cert = service::dev::Issue(ca_, spec);
-    ASSERT_TRUE(client_cert.ok());
-    RecordPrivateKeyPem("terminator key", client_cert->key_pem.view());
-    Write(dir_ + "/terminator.pem", client_cert->cert_pem);
-    Write(dir_ + "/terminator.key", client_cert->key_pem.view());
+    const client::ClientOptions terminator = ClientFiles(kTerminator);
 
     const std::string offkey_section = "offkey = offkey_sect\n";
     const std::string default_section = "default = default_sect\n";
@@ -117,14 +109,14 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
                        server_->port(),
                        "\n"
                        "tls_ca_file = ",
-                       dir_,
-                       "/ca.pem\n"
+                       terminator.ca_file,
+                       "\n"
                        "tls_cert_file = ",
-                       dir_,
-                       "/terminator.pem\n"
+                       terminator.cert_file,
+                       "\n"
                        "tls_key_file = ",
-                       dir_,
-                       "/terminator.key\n"
+                       terminator.key_file,
+                       "\n"
                        "[evp_properties]\n"
                        "default_properties = ?provider=default\n"));
   }
@@ -296,20 +288,14 @@ TEST_P(ProviderTest, OffkeydDownFailsHandshakesCleanlyAndTheyResumeWhenItReturns
   };
   ASSERT_NE(handshake().out.find("HTTP/1.0 200 ok"), std::string::npos);
 
-  const int offkeyd_port = server_->port();
-  server_->Shutdown(absl::Seconds(1));
-  server_.reset();
+  StopOffkeyd();
   ProcessResult down = handshake();
   EXPECT_EQ(down.out.find("HTTP/1.0 200 ok"), std::string::npos);
   // s_server stays up and says why.
   const std::string log = ReadFileOrEmpty(dir_ + "/s_server-p256.log");
   EXPECT_NE(log.find("offkey: UNAVAILABLE"), std::string::npos) << log;
 
-  v1::ServerConfig config = config_;
-  config.set_listen_address(absl::StrCat("127.0.0.1:", offkeyd_port));
-  auto restarted = service::OffkeyServer::Start(config, store_.get());
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  server_ = *std::move(restarted);
+  ASSERT_NO_FATAL_FAILURE(RestartOffkeyd());
   // The provider's client reconnects by itself (its reconnect backoff is capped at 2 s).
   bool served = false;
   const absl::Time give_up = absl::Now() + absl::Seconds(10);
@@ -458,20 +444,14 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
 
   // offkeyd stops: handshakes fail, nginx stays up and logs why; offkeyd returns and
   // handshakes succeed again with no nginx restart.
-  const int offkeyd_port = server_->port();
-  server_->Shutdown(absl::Seconds(1));
-  server_.reset();
+  StopOffkeyd();
   EXPECT_NE(curl({"--tlsv1.3"}).exit_code, 0);
   EXPECT_NE(ReadFileOrEmpty(dir_ + "/nginx/error.log").find("offkey: UNAVAILABLE"),
             std::string::npos)
       << ReadFileOrEmpty(dir_ + "/nginx/error.log");
   EXPECT_TRUE(Accepting(port));
 
-  v1::ServerConfig config = config_;
-  config.set_listen_address(absl::StrCat("127.0.0.1:", offkeyd_port));
-  auto restarted = service::OffkeyServer::Start(config, store_.get());
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  server_ = *std::move(restarted);
+  ASSERT_NO_FATAL_FAILURE(RestartOffkeyd());
   int served = 0;
   const absl::Time until = absl::Now() + absl::Seconds(10);
   while (served < 4 && absl::Now() < until) {
@@ -610,18 +590,12 @@ TEST_P(ProviderTest, HaproxyWithSslModeAsync) {
   EXPECT_EQ(curl(ec_port, {"--tlsv1.3"}).out, "hello from haproxy");
 
   // offkeyd stops and returns: haproxy keeps running and serves again by itself.
-  const int offkeyd_port = server_->port();
-  server_->Shutdown(absl::Seconds(1));
-  server_.reset();
+  StopOffkeyd();
   EXPECT_NE(curl(ec_port, {"--tlsv1.3"}).exit_code, 0);
   EXPECT_NE(ReadFileOrEmpty(dir_ + "/haproxy.log").find("SSL handshake failure"),
             std::string::npos)
       << ReadFileOrEmpty(dir_ + "/haproxy.log");
-  v1::ServerConfig config = config_;
-  config.set_listen_address(absl::StrCat("127.0.0.1:", offkeyd_port));
-  auto restarted = service::OffkeyServer::Start(config, store_.get());
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  server_ = *std::move(restarted);
+  ASSERT_NO_FATAL_FAILURE(RestartOffkeyd());
   int served = 0;
   const absl::Time until = absl::Now() + absl::Seconds(10);
   while (served < 4 && absl::Now() < until) {

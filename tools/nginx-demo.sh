@@ -50,27 +50,8 @@ for key in dev-rsa2048 dev-p256; do
     --chain-out "$demo/$key.pem" --overwrite
 done
 
-cat >"$demo/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-alg_section = evp_properties
-[provider_sect]
-default = default_sect
-offkey = offkey_sect
-[default_sect]
-activate = 1
-[offkey_sect]
-module = $PWD/bazel-bin/client/openssl/offkey.so
-activate = 1
-endpoint = 127.0.0.1:$port
-tls_ca_file = $state/ca.pem
-tls_cert_file = $state/terminator.pem
-tls_key_file = $state/terminator.key
-server_name = localhost
-[evp_properties]
-default_properties = ?provider=default
-EOF
+./tools/provider-cnf.sh "$PWD/bazel-bin/client/openssl/offkey.so" "127.0.0.1:$port" \
+  "$state/ca.pem" "$state/terminator.pem" "$state/terminator.key" localhost >"$demo/openssl.cnf"
 
 # nginx's workers connect to offkeyd themselves, so they must read the terminator's key.
 user_line=""

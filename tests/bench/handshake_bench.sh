@@ -61,27 +61,9 @@ for key in rsa ec; do
   cat "$work/$key.pem" "$work/$key.ref" >"$work/$key-keyless.crt"
 done
 
-cat >"$work/openssl.cnf" <<EOF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-alg_section = evp_properties
-[provider_sect]
-default = default_sect
-offkey = offkey_sect
-[default_sect]
-activate = 1
-[offkey_sect]
-module = $PWD/bazel-bin/client/openssl/offkey.so
-activate = 1
-endpoint = 127.0.0.1:$offkeyd_port
-tls_ca_file = $dev/ca.pem
-tls_cert_file = $dev/terminator.pem
-tls_key_file = $dev/terminator.key
-server_name = localhost
-[evp_properties]
-default_properties = ?provider=default
-EOF
+./tools/provider-cnf.sh "$PWD/bazel-bin/client/openssl/offkey.so" \
+  "127.0.0.1:$offkeyd_port" "$dev/ca.pem" "$dev/terminator.pem" "$dev/terminator.key" \
+  localhost >"$work/openssl.cnf"
 
 # Eight ports below the ephemeral range: nginx and haproxy x {rsa, ec} x {local, keyless}.
 base=$((20000 + RANDOM % 10000))
