@@ -168,13 +168,15 @@ class PendingCall {
     Callback<Response> done = std::move(done_);
     Client* client = client_;
     const int attempts = attempts_;
+    // Counted before `done` runs, so stats() already includes this call there.
+    client->calls_.fetch_add(1, std::memory_order_relaxed);
     if (status.ok()) {
       done(std::move(response_));
     } else {
       done(FromGrpc(status, o, attempts));
     }
     delete this;
-    client->Finished(attempts);
+    client->Finished();
   }
 
   Client* const client_;
@@ -217,8 +219,7 @@ Client::Stats Client::stats() const {
   return s;
 }
 
-void Client::Finished(int /*attempts*/) {
-  calls_.fetch_add(1, std::memory_order_relaxed);
+void Client::Finished() {
   absl::MutexLock lock(&mu_);
   --in_flight_;
 }

@@ -149,7 +149,8 @@ class Client {
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<Response> Wait(Method method, const Request& request,
                                 const CallOptions& options);
-  void Finished(int attempts);
+  // An async call's callback has returned.
+  void Finished();
   absl::Duration Timeout(const CallOptions& options) const;
 
   const ClientOptions options_;

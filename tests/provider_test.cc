@@ -247,7 +247,7 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
   for (const auto& [key, version, op] :
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {"p256", "--tlsv1.3", "sign"}, {"rsa", "--tlsv1.2", "sign"}}) {
-    SCOPED_TRACE("curl " + key + " " + version);
+    SCOPED_TRACE(absl::StrCat("curl ", key, " ", version));
     const int before = OperationCount(op);
     std::vector<std::string> argv = {"/usr/bin/curl",
                                      "-sS",
@@ -267,7 +267,7 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
   for (const auto& [key, priority] : std::vector<std::pair<std::string, std::string>>{
            {"ed25519", "NORMAL:-VERS-ALL:+VERS-TLS1.3"},
            {"rsa", "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA"}}) {
-    SCOPED_TRACE("gnutls-cli " + key + " " + priority);
+    SCOPED_TRACE(absl::StrCat("gnutls-cli ", key, " ", priority));
     ProcessResult r =
         RunProcess({"/usr/bin/gnutls-cli", "--x509cafile", dir_ + "/ca.pem", "--priority",
                     priority, "--port", absl::StrCat(ports[key]), "localhost"},
@@ -399,8 +399,9 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
                           dir_ + "/nginx/stderr.log", {dir_ + "/nginx/nginx.pid"}, &why))
       << why;
   const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!Accepting(port) && absl::Now() < give_up)
+  while (!Accepting(port) && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(20));
+  }
   ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(dir_ + "/nginx/error.log");
   EXPECT_EQ(OperationCount("sign"), 0);  // Master and workers loaded the keys: no RPC.
 
@@ -599,8 +600,9 @@ TEST_P(ProviderTest, HaproxyWithSslModeAsync) {
   int served = 0;
   const absl::Time until = absl::Now() + absl::Seconds(10);
   while (served < 4 && absl::Now() < until) {
-    if (curl(served % 2 == 0 ? ec_port : rsa_port, {"--tlsv1.3"}).exit_code == 0)
+    if (curl(served % 2 == 0 ? ec_port : rsa_port, {"--tlsv1.3"}).exit_code == 0) {
       ++served;
+    }
   }
   EXPECT_EQ(served, 4);
   EXPECT_EQ(haproxy.Stop(), 0);

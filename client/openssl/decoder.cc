@@ -77,7 +77,7 @@ int DecodeKey(void* ctx, OSSL_CORE_BIO* in, int /*selection*/, OSSL_CALLBACK* ob
       OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
                                        const_cast<char*>(KeyTypeName(kType)), 0),
       OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference,
-                                        sizeof(reference)),
+                                        kKeyReferenceSize),
       OSSL_PARAM_construct_end(),
   };
   // The keymgmt's load moves what it needs out of *reference; the rest is freed here.

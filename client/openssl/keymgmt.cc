@@ -27,7 +27,7 @@ void Free(void* keydata) { delete static_cast<Key*>(keydata); }
 
 // The decoder passes a Key it made; its contents move into a new one it no longer owns.
 void* Load(const void* reference, size_t size) {
-  if (reference == nullptr || size != sizeof(Key*)) return nullptr;
+  if (reference == nullptr || size != kKeyReferenceSize) return nullptr;
   Key* from = *static_cast<Key* const*>(reference);
   auto* key = new Key();
   key->provider = from->provider;

@@ -114,6 +114,10 @@ struct Key {
   bool has_private() const { return !ref.key_id().empty(); }
 };
 
+// A key object reference (OSSL_OBJECT_PARAM_REFERENCE, keymgmt load) is the Key* itself.
+inline constexpr size_t kKeyReferenceSize = sizeof(void*);
+static_assert(sizeof(Key*) == sizeof(void*));
+
 // Puts `status` on OpenSSL's error queue as "offkey: <code>: <message>".
 void RaiseError(const absl::Status& status);
 

@@ -5,6 +5,7 @@
 #include <openssl/rsa.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -253,7 +254,7 @@ int Finish(SignContext* c, unsigned char* sig, size_t* siglen, size_t sigsize) {
     RaiseError(absl::InternalError("offkeyd's signature does not fit the buffer"));
     return 0;
   }
-  memcpy(sig, s.data(), s.size());
+  std::copy(s.begin(), s.end(), sig);
   *siglen = s.size();
   c->message.clear();
   return 1;

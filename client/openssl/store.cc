@@ -68,7 +68,7 @@ int Load(void* ctx, OSSL_CALLBACK* object_cb, void* object_arg, OSSL_PASSPHRASE_
       OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
                                        const_cast<char*>(KeyTypeName(key->type)), 0),
       OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference,
-                                        sizeof(reference)),
+                                        kKeyReferenceSize),
       OSSL_PARAM_construct_end(),
   };
   // The keymgmt's load moves what it needs out of *reference; the rest is freed here.

@@ -158,8 +158,9 @@ absl::StatusOr<Record> Connection::Receive(absl::Duration timeout) {
     record.body = std::move(body);
     return record;
   }
-  if (body.size() < kExplicitNonceSize + kTagSize)
+  if (body.size() < kExplicitNonceSize + kTagSize) {
     return absl::DataLossError("short record");
+  }
   const size_t plain_size = body.size() - kExplicitNonceSize - kTagSize;
   const std::string nonce = Nonce(read_, body.substr(0, kExplicitNonceSize));
   const std::string aad = AdditionalData(read_seq_, record.type, plain_size);
