@@ -1,7 +1,16 @@
 #!/bin/bash
 # Installs every Debian 12 package offkey needs to build, test and run, skipping what is
 # already installed. Idempotent; needs root (or sudo) only when something is missing.
+#   --build-only  only what building the binaries needs (the container image's build
+#                 stage, deploy/image/Containerfile)
 set -euo pipefail
+
+build_only=0
+case "${1:-}" in
+  "") ;;
+  --build-only) build_only=1 ;;
+  *) echo "setup: unknown argument '$1' (--build-only or nothing)" >&2; exit 2 ;;
+esac
 
 packages=(
   # Build: Bazel (Debian's offline bootstrap) and the C++ toolchain.
@@ -14,9 +23,17 @@ packages=(
   prometheus-cpp-dev libcpp-httplib-dev grpc-proto
   # offkeyctl's command line (CLI11, header-only).
   libcli11-dev
-  # PKCS#11: the header (modules are dlopen()ed) and SoftHSM2 for development and tests.
-  libp11-kit-dev softhsm2
+  # The rest of WORKSPACE's @sys: its repository rule asks pkg-config for every library
+  # it wraps, so a build fails without them even where no target links them.
+  libbenchmark-dev libfmt-dev libspdlog-dev libyaml-cpp-dev
+  # PKCS#11: the header (modules are dlopen()ed).
+  libp11-kit-dev
 )
+test_packages=(
+  # SoftHSM2 for development mode and tests.
+  softhsm2
+)
+[[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
