@@ -125,9 +125,9 @@ tags=(-t "$image:dev")
 podman build "${cache[@]}" --pull=never --network=host \
   -f "$here/Containerfile" "${tags[@]}" \
   --build-arg "BASE_IMAGE=$base_image" \
-  --build-arg "VERSION=$version" \
-  --build-arg "REVISION=$revision" \
-  --build-arg "CREATED=$created" \
+  --label "org.opencontainers.image.version=$version" \
+  --label "org.opencontainers.image.revision=$revision" \
+  --label "org.opencontainers.image.created=$created" \
   "$root"
 step
 size=$(podman image inspect --format '{{.Size}}' "$image:dev")
