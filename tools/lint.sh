@@ -2,7 +2,7 @@
 # clang-format and clang-tidy over the project's C++ sources. Exit 1 on any finding.
 # clang-tidy needs the generated protobuf headers: run after `bazel build //...`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 mapfile -t files < <(git ls-files '*.cc' '*.h')
 rc=0
 if ! clang-format --dry-run -Werror "${files[@]}" 2>/dev/null; then

@@ -43,6 +43,7 @@ d_bytes=$(/usr/bin/python3 -c 'import sys; sys.stdout.write("5c"*3 + "".join(f"{
 
 expect_found "premaster (hex)" "key=x premaster=${premaster_hex}"
 expect_found "premaster (hex)" "PREMASTER=${premaster_hex^^}"
+# shellcheck disable=SC2001  # sed: a colon after every byte
 expect_found "premaster (hex)" "bytes: $(echo "$premaster_hex" | sed 's/../&:/g')"
 # A 12-byte slice from the middle is enough.
 expect_found "rsa.d (hex)" "tail ${d_bytes:40:24} end"

@@ -2,7 +2,16 @@
 # Installs every Debian 12 package offkey needs to build, test and run, skipping what is
 # already installed, then the npm packages of the Kubernetes manifest checks. Idempotent;
 # needs root (or sudo) only when a Debian package is missing.
+#   --build-only  only what building the binaries needs (the container image's build
+#                 stage, deploy/image/Containerfile): no test tools, node or kubectl
 set -euo pipefail
+
+build_only=0
+case "${1:-}" in
+  "") ;;
+  --build-only) build_only=1 ;;
+  *) echo "setup: unknown argument '$1' (--build-only or nothing)" >&2; exit 2 ;;
+esac
 
 packages=(
   # Build: Bazel (Debian's offline bootstrap) and the C++ toolchain.
@@ -15,14 +24,22 @@ packages=(
   prometheus-cpp-dev libcpp-httplib-dev grpc-proto
   # offkeyctl's command line (CLI11, header-only).
   libcli11-dev
-  # PKCS#11: the header (modules are dlopen()ed) and SoftHSM2 for development and tests.
-  libp11-kit-dev softhsm2
-  # Tests: a real DNS server for liboffkey's round-robin over a name's addresses, and
-  # real TLS clients for the provider's handshakes.
-  dnsmasq-base curl gnutls-bin
-  # Unmodified TLS servers for the provider's end-to-end tests.
-  nginx
+  # The rest of WORKSPACE's @sys: its repository rule asks pkg-config for every library
+  # it wraps, so a build fails without them even where no target links them.
+  libbenchmark-dev libfmt-dev libspdlog-dev libyaml-cpp-dev
+  # PKCS#11: the header (modules are dlopen()ed).
+  libp11-kit-dev
 )
+test_packages=(
+  # SoftHSM2 for development mode and tests.
+  softhsm2
+  # A real DNS server for liboffkey's round-robin over a name's addresses, and real TLS
+  # clients for the provider's handshakes.
+  dnsmasq-base curl gnutls-bin
+  # Unmodified TLS servers for the provider's end-to-end tests and benchmark.
+  nginx haproxy
+)
+[[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,7 +49,7 @@ done
 # The Kubernetes manifest checks (deploy/k8s/test) run on node's test runner. A node
 # and npm already on PATH are used as they are (node 20 or newer); Debian's only when
 # either is missing.
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+if [[ $build_only -eq 0 ]] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
   missing+=(nodejs npm)
 fi
 
@@ -47,6 +64,7 @@ else
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   echo "setup: done"
 fi
+[[ $build_only -eq 1 ]] && exit 0
 
 # kubectl renders the manifests (`kubectl kustomize`). Not installed from Debian: its
 # kubernetes-client is far older than the clusters offkey targets and clashes with a

@@ -5,7 +5,7 @@
 # test.xml reports plus the scan.
 # Extra arguments go to `bazel test` (e.g. a target pattern instead of //...).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 ./tools/setup.sh || exit 1
 if [[ ! -d ../shared/testdata ]]; then
@@ -15,6 +15,21 @@ fi
 
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(//...)
+
+# The container image: //deploy/image:image_test runs it but does not build it, so build
+# it here (deploy/image/build-image.sh; cached layers make an unchanged tree quick) when
+# that test is selected. It needs root (rootful podman). If the build fails, the old tag
+# goes, so the test fails rather than pass on a stale image.
+if bazel query "tests(set(${targets[*]}))" 2>/dev/null | grep -qx '//deploy/image:image_test'; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "test: not root: the container image is not built; //deploy/image:image_test" \
+         "will fail (run deploy/image/build-image.sh as root first)" >&2
+  elif ! ./deploy/image/build-image.sh; then
+    echo "test: building the container image failed; //deploy/image:image_test will fail" >&2
+    podman rmi --ignore localhost/offkeyd:dev >/dev/null 2>&1 || true
+  fi
+fi
+
 bazel test --keep_going "${targets[@]}"
 rc=$?
 
