@@ -9,6 +9,8 @@
 # Each key is made locally, imported into a fresh development offkeyd (so both sides use
 # the same key) and given to the servers twice: as the PEM file and as a key reference.
 # Prints each measurement, then per case the median rates and the keyless/local ratio.
+# NGINX_WORKERS (default 2) sets nginx's worker processes; SERVERS, KEYS and MODES
+# ("nginx haproxy", "rsa ec", "local keyless") narrow the cases.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=5 clients=4 rounds=3
@@ -17,7 +19,7 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds="$2"; shift 2 ;;
     --clients) clients="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
     *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
