@@ -145,10 +145,12 @@ measure() {  # measure PORT KEY
   local args=(-connect "127.0.0.1:$1" -new -time "$seconds")
   [[ $2 == ec ]] && args+=(-tls1_3)
   [[ $2 == rsa ]] && args+=(-cipher AES128-GCM-SHA256)
+  local clients_pids=()
   for c in $(seq 1 "$clients"); do
     OPENSSL_CONF=/dev/null openssl s_time "${args[@]}" >"$work/s_time.$c" 2>&1 &
+    clients_pids+=($!)
   done
-  wait $(jobs -p | tail -n "$clients")
+  wait "${clients_pids[@]}"
   cat "$work"/s_time.* | awk '/connections in [0-9.]+ real seconds/ {
     n += $1; t = ($4 > t ? $4 : t) } END { if (t > 0) printf "%.0f", n / t; else print 0 }'
 }
