@@ -281,16 +281,10 @@ TEST_F(ClientTest, RetriesStopAtTheDeadline) {
 TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
   // Two more replicas on 127.0.0.2 and 127.0.0.3, same port, same token; a real DNS
   // server (dnsmasq) gives one name both addresses.
-  service::dev::CertSpec spec;
-  spec.common_name = "offkeyd";
-  spec.dns_names = {"offkeyd.test"};
-  spec.server_auth = true;
-  auto cert = service::dev::Issue(ca_, spec);
-  ASSERT_TRUE(cert.ok()) << cert.status();
-  RecordPrivateKeyPem("replica key", cert->key_pem.view());
+  const service::dev::IssuedCert cert = ServerCert(ca_, {"offkeyd.test"});
   const std::string cert_base = dir_ + "/replica";
-  Write(cert_base + ".pem", cert->cert_pem);
-  Write(cert_base + ".key", cert->key_pem.view());
+  Write(cert_base + ".pem", cert.cert_pem);
+  Write(cert_base + ".key", cert.key_pem.view());
 
   FlakyStore a(store_.get());
   FlakyStore b(store_.get());

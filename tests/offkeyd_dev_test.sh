@@ -8,9 +8,8 @@ demo="$TEST_SRCDIR/offkey/tools/demo/offkey_demo"
 state="$TEST_TMPDIR/dev"
 logs="${TEST_UNDECLARED_OUTPUTS_DIR:-$TEST_TMPDIR}"  # kept for the suite's log scan
 
-record_secret() {  # record_secret WHAT < bytes: adds them to the secret ledger
-  printf '%s %s\n' "$1" "$(od -An -v -tx1 | tr -d ' \n')" >>"$logs/secrets.ledger"
-}
+# shellcheck source=base/testing/secret_ledger.sh
+source "$TEST_SRCDIR/offkey/base/testing/secret_ledger.sh"
 
 start() {  # start LOG: runs offkeyd on a free loopback port, waits until it serves
   rm -f "$state.port"
@@ -41,12 +40,7 @@ demo() {
 start "$logs/first.log"
 grep -q "made 3 development keys" "$logs/first.log"
 grep -q "spiffe://offkey.dev/terminator" "$logs/first.log"  # how to connect
-for pin in user so; do tr -d '\n' <"$state/$pin.pin" | record_secret "$pin PIN"; done
-for key in ca server terminator admin; do  # the private scalar of each P-256 key
-  printf '%s key.priv %s\n' "$key" "$(openssl pkey -in "$state/$key.key" -noout -text |
-    awk '/^priv:/ {on = 1; next} /^[a-zA-Z]/ {on = 0} on' | tr -d ' :\n')" \
-    >>"$logs/secrets.ledger"
-done
+record_dev_state_secrets "$state"
 demo | tee "$logs/demo1.txt"
 grep -q "demo passed" "$logs/demo1.txt"
 stop

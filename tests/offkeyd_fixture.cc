@@ -199,10 +199,15 @@ service::dev::IssuedCert OffkeydTest::TestCa(absl::string_view common_name) {
   return *std::move(ca);
 }
 
-service::dev::IssuedCert OffkeydTest::ServerCert(const service::dev::IssuedCert& ca) {
+service::dev::IssuedCert OffkeydTest::ServerCert(
+    const service::dev::IssuedCert& ca, const std::vector<std::string>& dns_names) {
   service::dev::CertSpec spec;
   spec.common_name = "offkeyd";
-  spec.ip_addresses = {"127.0.0.1"};
+  if (dns_names.empty()) {
+    spec.ip_addresses = {"127.0.0.1"};
+  } else {
+    spec.dns_names = dns_names;
+  }
   spec.server_auth = true;
   auto cert = service::dev::Issue(ca, spec);
   EXPECT_TRUE(cert.ok()) << cert.status();

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client/offkey_client.h"
 #include "gtest/gtest.h"
@@ -71,8 +72,10 @@ class OffkeydTest : public ::testing::Test {
                                     const service::dev::IssuedCert& ca);
   // A fresh CA for the test (its key recorded in the secret ledger).
   static service::dev::IssuedCert TestCa(absl::string_view common_name);
-  // A server certificate for 127.0.0.1 from `ca`.
-  static service::dev::IssuedCert ServerCert(const service::dev::IssuedCert& ca);
+  // A server certificate from `ca` naming `dns_names`, or 127.0.0.1 when there are none
+  // (its key recorded in the secret ledger).
+  static service::dev::IssuedCert ServerCert(
+      const service::dev::IssuedCert& ca, const std::vector<std::string>& dns_names = {});
   // GET http://127.0.0.1:<metrics port><path>: {status, body}; status -1 if the
   // request failed.
   std::pair<int, std::string> HttpGet(const std::string& path);

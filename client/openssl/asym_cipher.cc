@@ -110,20 +110,15 @@ int Decrypt(void* ctx, unsigned char* out, size_t* outlen, size_t outsize,
   return 1;
 }
 
-#define OFFKEY_FN(id, fn) \
-  { id, reinterpret_cast<void (*)()>(fn) }
-
 const OSSL_DISPATCH kTable[] = {
-    OFFKEY_FN(OSSL_FUNC_ASYM_CIPHER_NEWCTX, NewContext),
-    OFFKEY_FN(OSSL_FUNC_ASYM_CIPHER_FREECTX, FreeContext),
-    OFFKEY_FN(OSSL_FUNC_ASYM_CIPHER_DECRYPT_INIT, DecryptInit),
-    OFFKEY_FN(OSSL_FUNC_ASYM_CIPHER_DECRYPT, Decrypt),
-    OFFKEY_FN(OSSL_FUNC_ASYM_CIPHER_SET_CTX_PARAMS, SetParams),
-    OFFKEY_FN(OSSL_FUNC_ASYM_CIPHER_SETTABLE_CTX_PARAMS, SettableParams),
+    Fn(OSSL_FUNC_ASYM_CIPHER_NEWCTX, NewContext),
+    Fn(OSSL_FUNC_ASYM_CIPHER_FREECTX, FreeContext),
+    Fn(OSSL_FUNC_ASYM_CIPHER_DECRYPT_INIT, DecryptInit),
+    Fn(OSSL_FUNC_ASYM_CIPHER_DECRYPT, Decrypt),
+    Fn(OSSL_FUNC_ASYM_CIPHER_SET_CTX_PARAMS, SetParams),
+    Fn(OSSL_FUNC_ASYM_CIPHER_SETTABLE_CTX_PARAMS, SettableParams),
     {0, nullptr},
 };
-
-#undef OFFKEY_FN
 
 }  // namespace
 

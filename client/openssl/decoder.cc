@@ -70,42 +70,26 @@ int DecodeKey(void* ctx, OSSL_CORE_BIO* in, int /*selection*/, OSSL_CALLBACK* ob
   absl::StatusOr<std::unique_ptr<Key>> key = KeyFromReference(provider, *std::move(ref));
   if (!key.ok() || (*key)->type != kType) return 1;
 
-  Key* reference = key->get();
-  int object = OSSL_OBJECT_PKEY;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object),
-      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                       const_cast<char*>(KeyTypeName(kType)), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference,
-                                        kKeyReferenceSize),
-      OSSL_PARAM_construct_end(),
-  };
-  // The keymgmt's load moves what it needs out of *reference; the rest is freed here.
-  return object_cb(params, object_arg);
+  return PassKey(*std::move(key), object_cb, object_arg);
 }
 
-#define OFFKEY_FN(id, fn) \
-  { id, reinterpret_cast<void (*)()>(fn) }
-
 const OSSL_DISPATCH kPemTable[] = {
-    OFFKEY_FN(OSSL_FUNC_DECODER_NEWCTX, NewContext),
-    OFFKEY_FN(OSSL_FUNC_DECODER_FREECTX, FreeContext),
-    OFFKEY_FN(OSSL_FUNC_DECODER_DECODE, DecodePem),
+    Fn(OSSL_FUNC_DECODER_NEWCTX, NewContext),
+    Fn(OSSL_FUNC_DECODER_FREECTX, FreeContext),
+    Fn(OSSL_FUNC_DECODER_DECODE, DecodePem),
     {0, nullptr},
 };
 
 template <KeyType kType>
 struct KeyDecoder {
   static inline const OSSL_DISPATCH kTable[] = {
-      OFFKEY_FN(OSSL_FUNC_DECODER_NEWCTX, NewContext),
-      OFFKEY_FN(OSSL_FUNC_DECODER_FREECTX, FreeContext),
-      OFFKEY_FN(OSSL_FUNC_DECODER_DOES_SELECTION, DoesSelection),
-      OFFKEY_FN(OSSL_FUNC_DECODER_DECODE, DecodeKey<kType>),
+      Fn(OSSL_FUNC_DECODER_NEWCTX, NewContext),
+      Fn(OSSL_FUNC_DECODER_FREECTX, FreeContext),
+      Fn(OSSL_FUNC_DECODER_DOES_SELECTION, DoesSelection),
+      Fn(OSSL_FUNC_DECODER_DECODE, DecodeKey<kType>),
       {0, nullptr},
   };
 };
-
-#undef OFFKEY_FN
 
 }  // namespace
 

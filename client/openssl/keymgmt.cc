@@ -143,29 +143,24 @@ const char* QueryOperationName(int operation_id) {
   return nullptr;
 }
 
-#define OFFKEY_FN(id, fn) \
-  { id, reinterpret_cast<void (*)()>(fn) }
-
 template <KeyType kType>
 struct Keymgmt {
   static inline const OSSL_DISPATCH kTable[] = {
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_NEW, New<kType>),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_FREE, Free),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_LOAD, Load),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_HAS, Has),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_MATCH, Match),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_GET_PARAMS, GetParams),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, GettableParams<kType>),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_IMPORT, Import<kType>),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, ImportTypes<kType>),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_EXPORT, Export),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_EXPORT_TYPES, ImportTypes<kType>),
-      OFFKEY_FN(OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, QueryOperationName<kType>),
+      Fn(OSSL_FUNC_KEYMGMT_NEW, New<kType>),
+      Fn(OSSL_FUNC_KEYMGMT_FREE, Free),
+      Fn(OSSL_FUNC_KEYMGMT_LOAD, Load),
+      Fn(OSSL_FUNC_KEYMGMT_HAS, Has),
+      Fn(OSSL_FUNC_KEYMGMT_MATCH, Match),
+      Fn(OSSL_FUNC_KEYMGMT_GET_PARAMS, GetParams),
+      Fn(OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, GettableParams<kType>),
+      Fn(OSSL_FUNC_KEYMGMT_IMPORT, Import<kType>),
+      Fn(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, ImportTypes<kType>),
+      Fn(OSSL_FUNC_KEYMGMT_EXPORT, Export),
+      Fn(OSSL_FUNC_KEYMGMT_EXPORT_TYPES, ImportTypes<kType>),
+      Fn(OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, QueryOperationName<kType>),
       {0, nullptr},
   };
 };
-
-#undef OFFKEY_FN
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 #include "client/openssl/provider.h"
 
 #include <openssl/core_names.h>
+#include <openssl/core_object.h>
 #include <openssl/err.h>
 #include <openssl/provider.h>
 #include <openssl/x509.h>
@@ -218,6 +219,20 @@ bool ProviderContext::PauseUntil(std::function<void(std::function<void()> wake)>
   return true;
 }
 
+int PassKey(std::unique_ptr<Key> key, OSSL_CALLBACK* object_cb, void* object_arg) {
+  Key* reference = key.get();
+  int object = OSSL_OBJECT_PKEY;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object),
+      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                       const_cast<char*>(KeyTypeName(key->type)), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference,
+                                        kKeyReferenceSize),
+      OSSL_PARAM_construct_end(),
+  };
+  return object_cb(params, object_arg);
+}
+
 absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref) {
   switch (ref.algorithm()) {
     case v1::RSA_2048:
@@ -334,10 +349,10 @@ int GetParams(void*, OSSL_PARAM params[]) {
 void Teardown(void* provctx) { delete static_cast<ProviderContext*>(provctx); }
 
 const OSSL_DISPATCH kProviderFunctions[] = {
-    {OSSL_FUNC_PROVIDER_TEARDOWN, reinterpret_cast<void (*)()>(Teardown)},
-    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, reinterpret_cast<void (*)()>(QueryOperation)},
-    {OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, reinterpret_cast<void (*)()>(GettableParams)},
-    {OSSL_FUNC_PROVIDER_GET_PARAMS, reinterpret_cast<void (*)()>(GetParams)},
+    Fn(OSSL_FUNC_PROVIDER_TEARDOWN, Teardown),
+    Fn(OSSL_FUNC_PROVIDER_QUERY_OPERATION, QueryOperation),
+    Fn(OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, GettableParams),
+    Fn(OSSL_FUNC_PROVIDER_GET_PARAMS, GetParams),
     {0, nullptr},
 };
 

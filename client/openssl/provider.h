@@ -121,6 +121,17 @@ static_assert(sizeof(Key*) == sizeof(void*));
 // Puts `status` on OpenSSL's error queue as "offkey: <code>: <message>".
 void RaiseError(const absl::Status& status);
 
+// One entry of a dispatch table.
+template <typename F>
+OSSL_DISPATCH Fn(int id, F* function) {
+  return {id, reinterpret_cast<void (*)()>(function)};
+}
+
+// Hands `key` to OpenSSL as an object reference (decoders and the store loader): the
+// keymgmt's load moves what it needs out of it, and the rest is freed on return.
+// Returns what `object_cb` returns.
+int PassKey(std::unique_ptr<Key> key, OSSL_CALLBACK* object_cb, void* object_arg);
+
 // The dispatch tables of each operation (defined beside each operation).
 extern const OSSL_DISPATCH* const kRsaKeymgmt;
 extern const OSSL_DISPATCH* const kRsaPssKeymgmt;

@@ -273,23 +273,20 @@ int DigestSign(void* ctx, unsigned char* sig, size_t* siglen, size_t sigsize,
   return Finish(c, sig, siglen, sigsize);
 }
 
-#define OFFKEY_FN(id, fn) \
-  { id, reinterpret_cast<void (*)()>(fn) }
-
 template <KeyType... kTypes>
 struct Signature {
   static inline const OSSL_DISPATCH kTable[] = {
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_NEWCTX, NewContext),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_FREECTX, FreeContext),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DUPCTX, DupContext),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, DigestSignInit<kTypes...>),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, DigestSignUpdate),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, DigestSignFinal),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, DigestSign),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, SetParams),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, SettableParams),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, GetParams),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, GettableParams),
+      Fn(OSSL_FUNC_SIGNATURE_NEWCTX, NewContext),
+      Fn(OSSL_FUNC_SIGNATURE_FREECTX, FreeContext),
+      Fn(OSSL_FUNC_SIGNATURE_DUPCTX, DupContext),
+      Fn(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, DigestSignInit<kTypes...>),
+      Fn(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, DigestSignUpdate),
+      Fn(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, DigestSignFinal),
+      Fn(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, DigestSign),
+      Fn(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, SetParams),
+      Fn(OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, SettableParams),
+      Fn(OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, GetParams),
+      Fn(OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, GettableParams),
       {0, nullptr},
   };
 };
@@ -297,18 +294,16 @@ struct Signature {
 // Ed25519 has no streaming form in OpenSSL: one-shot only.
 struct Ed25519Signature {
   static inline const OSSL_DISPATCH kTable[] = {
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_NEWCTX, NewContext),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_FREECTX, FreeContext),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DUPCTX, DupContext),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, DigestSignInit<KeyType::kEd25519>),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, DigestSign),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, SetParams),
-      OFFKEY_FN(OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, SettableParams),
+      Fn(OSSL_FUNC_SIGNATURE_NEWCTX, NewContext),
+      Fn(OSSL_FUNC_SIGNATURE_FREECTX, FreeContext),
+      Fn(OSSL_FUNC_SIGNATURE_DUPCTX, DupContext),
+      Fn(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, DigestSignInit<KeyType::kEd25519>),
+      Fn(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, DigestSign),
+      Fn(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, SetParams),
+      Fn(OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, SettableParams),
       {0, nullptr},
   };
 };
-
-#undef OFFKEY_FN
 
 }  // namespace
 

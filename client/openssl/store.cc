@@ -4,7 +4,6 @@
 // offkey:...`, OSSL_STORE_open). Like the PEM form it holds nothing secret, and loading
 // it makes no RPC.
 #include <openssl/core_names.h>
-#include <openssl/core_object.h>
 #include <openssl/store.h>
 
 #include <memory>
@@ -60,19 +59,7 @@ int Load(void* ctx, OSSL_CALLBACK* object_cb, void* object_arg, OSSL_PASSPHRASE_
          void*) {
   auto* store = static_cast<StoreContext*>(ctx);
   if (store->key == nullptr) return 0;
-  std::unique_ptr<Key> key = std::move(store->key);
-  Key* reference = key.get();
-  int object = OSSL_OBJECT_PKEY;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &object),
-      OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                       const_cast<char*>(KeyTypeName(key->type)), 0),
-      OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &reference,
-                                        kKeyReferenceSize),
-      OSSL_PARAM_construct_end(),
-  };
-  // The keymgmt's load moves what it needs out of *reference; the rest is freed here.
-  return object_cb(params, object_arg);
+  return PassKey(std::move(store->key), object_cb, object_arg);
 }
 
 int Eof(void* ctx) { return static_cast<StoreContext*>(ctx)->key == nullptr; }
@@ -82,20 +69,15 @@ int Close(void* ctx) {
   return 1;
 }
 
-#define OFFKEY_FN(id, fn) \
-  { id, reinterpret_cast<void (*)()>(fn) }
-
 const OSSL_DISPATCH kTable[] = {
-    OFFKEY_FN(OSSL_FUNC_STORE_OPEN, Open),
-    OFFKEY_FN(OSSL_FUNC_STORE_SET_CTX_PARAMS, SetParams),
-    OFFKEY_FN(OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, SettableParams),
-    OFFKEY_FN(OSSL_FUNC_STORE_LOAD, Load),
-    OFFKEY_FN(OSSL_FUNC_STORE_EOF, Eof),
-    OFFKEY_FN(OSSL_FUNC_STORE_CLOSE, Close),
+    Fn(OSSL_FUNC_STORE_OPEN, Open),
+    Fn(OSSL_FUNC_STORE_SET_CTX_PARAMS, SetParams),
+    Fn(OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, SettableParams),
+    Fn(OSSL_FUNC_STORE_LOAD, Load),
+    Fn(OSSL_FUNC_STORE_EOF, Eof),
+    Fn(OSSL_FUNC_STORE_CLOSE, Close),
     {0, nullptr},
 };
-
-#undef OFFKEY_FN
 
 }  // namespace
 

@@ -96,19 +96,13 @@ unhex() { /usr/bin/python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex
 
 ctl() { "$offkeyctl" --dev-dir="$dev" --timeout=20 "$@"; }
 
-record_secret() {  # record_secret WHAT < bytes: adds them to the suite's secret ledger
-  printf '%s %s\n' "$1" "$(od -An -v -tx1 | tr -d ' \n')" >>"$logs/secrets.ledger"
-}
+# shellcheck source=base/testing/secret_ledger.sh
+source "$TEST_SRCDIR/offkey/base/testing/secret_ledger.sh"
 
 # --- First start: offkeyd makes the token, CA, certificates and keys on the volume.
 step "first start"
 start
-for pin in user so; do tr -d '\n' <"$dev/$pin.pin" | record_secret "$pin PIN"; done
-for key in ca server terminator admin; do  # the private scalar of each P-256 key
-  printf '%s key.priv %s\n' "$key" "$(openssl pkey -in "$dev/$key.key" -noout -text |
-    awk '/^priv:/ {on = 1; next} /^[a-zA-Z]/ {on = 0} on' | tr -d ' :\n')" \
-    >>"$logs/secrets.ledger"
-done
+record_dev_state_secrets "$dev"
 
 step "how it runs: non-root PID 1, read-only root filesystem"
 host_pid=$(podman inspect --format '{{.State.Pid}}' "$cid")
