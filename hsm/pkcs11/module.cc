@@ -5,6 +5,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "hsm/pkcs11/ck_rv.h"
 
@@ -24,6 +25,16 @@ CK_RV Initialize(CK_FUNCTION_LIST* fn) {
   CK_RV rv = fn->C_Initialize(&args);
   // Another part of the process (a PKCS#11 engine, say) may have initialised it first.
   return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
+}
+
+// Whether the module is SoftHSM2, whose object store needs object changes kept apart
+// from other calls (see Module::object_changes_need_exclusive_access).
+bool IsSoftHsm(CK_FUNCTION_LIST* fn) {
+  CK_INFO info;
+  if (fn->C_GetInfo(&info) != CKR_OK) return false;
+  const absl::string_view manufacturer(reinterpret_cast<const char*>(info.manufacturerID),
+                                       sizeof(info.manufacturerID));
+  return absl::StartsWith(manufacturer, "SoftHSM");
 }
 
 }  // namespace
@@ -63,7 +74,8 @@ absl::StatusOr<Module*> Module::Load(const std::string& path) {
     dlclose(handle);
     return CkStatus(rv, absl::StrCat("C_Initialize of '", path, "'"));
   }
-  auto* module = new Module(path, handle, fn);  // Lives until the process ends.
+  // Lives until the process ends.
+  auto* module = new Module(path, handle, fn, IsSoftHsm(fn));
   Registry()[path] = module;
   return module;
 }

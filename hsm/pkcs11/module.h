@@ -28,6 +28,14 @@ class Module {
   const CK_FUNCTION_LIST* fn() const { return fn_; }
   const std::string& path() const { return path_; }
 
+  // Whether calls that create, change or destroy token objects must not run beside any
+  // other call on the token. True for SoftHSM2 (2.6): its file store writes an object
+  // file before registering it, and another thread that re-reads the token meanwhile
+  // takes the half-written file for the object, so both calls fail at random
+  // (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT) and later reads miss attributes.
+  // Known from C_GetInfo's manufacturer; false for every other module.
+  bool object_changes_need_exclusive_access() const { return exclusive_object_changes_; }
+
   // Incremented every time the module is re-initialised. Sessions and object handles
   // obtained under an older generation are dead.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
@@ -43,12 +51,17 @@ class Module {
   Module& operator=(const Module&) = delete;
 
  private:
-  Module(std::string path, void* handle, CK_FUNCTION_LIST* fn)
-      : path_(std::move(path)), handle_(handle), fn_(fn) {}
+  Module(std::string path, void* handle, CK_FUNCTION_LIST* fn,
+         bool exclusive_object_changes)
+      : path_(std::move(path)),
+        handle_(handle),
+        fn_(fn),
+        exclusive_object_changes_(exclusive_object_changes) {}
 
   const std::string path_;
   void* const handle_;
   CK_FUNCTION_LIST* const fn_;
+  const bool exclusive_object_changes_;
   absl::Mutex mu_;  // Serialises re-initialisation.
   std::atomic<uint64_t> generation_{1};
 };

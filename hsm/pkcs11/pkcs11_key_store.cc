@@ -124,19 +124,23 @@ absl::StatusOr<std::unique_ptr<Pkcs11KeyStore>> Pkcs11KeyStore::Create(
       [&](CK_SESSION_HANDLE session, int attempt) {
         CK_OBJECT_HANDLE key;
         return store->ResolveHmacKey(session, attempt > 0, /*create=*/true, &key);
-      }));
+      },
+      Token::Access::kChange));
   return store;
 }
 
 absl::Status Pkcs11KeyStore::RunOp(
     absl::string_view operation, absl::Time deadline,
-    absl::FunctionRef<CK_RV(CK_SESSION_HANDLE, int, absl::Status*)> fn) {
+    absl::FunctionRef<CK_RV(CK_SESSION_HANDLE, int, absl::Status*)> fn,
+    Token::Access access) {
   absl::Status status;
-  OFFKEY_RETURN_IF_ERROR(
-      token_->Run(operation, deadline, [&](CK_SESSION_HANDLE session, int attempt) {
+  OFFKEY_RETURN_IF_ERROR(token_->Run(
+      operation, deadline,
+      [&](CK_SESSION_HANDLE session, int attempt) {
         status = absl::OkStatus();
         return fn(session, attempt, &status);
-      }));
+      },
+      access));
   return status;
 }
 
@@ -369,46 +373,47 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::StoreKeyPair(
     absl::string_view name, KeyAlgorithm algorithm, const std::string& spki,
     absl::FunctionRef<void(Template&, Template&)> add_components) {
   OFFKEY_ASSIGN_OR_RETURN(std::string ski, SkiOfSpki(spki));
-  OFFKEY_RETURN_IF_ERROR(
-      RunOp("C_CreateObject (import key)", absl::InfiniteFuture(),
-            [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-              const CK_FUNCTION_LIST* fn = token_->fn();
-              Template same_id;
-              same_id.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, ski);
-              std::vector<CK_OBJECT_HANDLE> found;
-              CK_RV rv = FindObjects(fn, session, same_id, &found, 1);
-              if (rv != CKR_OK) return rv;
-              if (!found.empty()) {
-                std::string existing;
-                GetBytes(fn, session, found[0], CKA_LABEL, &existing);
-                *st = absl::AlreadyExistsError(
-                    absl::StrCat("this key is already on the token as '", existing, "'"));
-                return CKR_OK;
-              }
-              Template priv, pub;
-              priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY)
-                  .Bool(CKA_TOKEN, true)
-                  .Bool(CKA_PRIVATE, true)
-                  .Bool(CKA_SENSITIVE, true)
-                  .Bool(CKA_EXTRACTABLE, false)
-                  .Bool(CKA_SIGN, true)
-                  .Bytes(CKA_LABEL, name)
-                  .Bytes(CKA_ID, ski);
-              pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY)
-                  .Bool(CKA_TOKEN, true)
-                  .Bool(CKA_PRIVATE, false)
-                  .Bool(CKA_VERIFY, true)
-                  .Bytes(CKA_LABEL, name)
-                  .Bytes(CKA_ID, ski);
-              add_components(priv, pub);
-              CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
-              CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
-              rv = fn->C_CreateObject(session, priv.data(), priv.size(), &priv_handle);
-              if (rv != CKR_OK) return rv;
-              rv = fn->C_CreateObject(session, pub.data(), pub.size(), &pub_handle);
-              if (rv != CKR_OK) fn->C_DestroyObject(session, priv_handle);
-              return rv;
-            }));
+  OFFKEY_RETURN_IF_ERROR(RunOp(
+      "C_CreateObject (import key)", absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
+        const CK_FUNCTION_LIST* fn = token_->fn();
+        Template same_id;
+        same_id.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, ski);
+        std::vector<CK_OBJECT_HANDLE> found;
+        CK_RV rv = FindObjects(fn, session, same_id, &found, 1);
+        if (rv != CKR_OK) return rv;
+        if (!found.empty()) {
+          std::string existing;
+          GetBytes(fn, session, found[0], CKA_LABEL, &existing);
+          *st = absl::AlreadyExistsError(
+              absl::StrCat("this key is already on the token as '", existing, "'"));
+          return CKR_OK;
+        }
+        Template priv, pub;
+        priv.Ulong(CKA_CLASS, CKO_PRIVATE_KEY)
+            .Bool(CKA_TOKEN, true)
+            .Bool(CKA_PRIVATE, true)
+            .Bool(CKA_SENSITIVE, true)
+            .Bool(CKA_EXTRACTABLE, false)
+            .Bool(CKA_SIGN, true)
+            .Bytes(CKA_LABEL, name)
+            .Bytes(CKA_ID, ski);
+        pub.Ulong(CKA_CLASS, CKO_PUBLIC_KEY)
+            .Bool(CKA_TOKEN, true)
+            .Bool(CKA_PRIVATE, false)
+            .Bool(CKA_VERIFY, true)
+            .Bytes(CKA_LABEL, name)
+            .Bytes(CKA_ID, ski);
+        add_components(priv, pub);
+        CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE;
+        CK_OBJECT_HANDLE pub_handle = CK_INVALID_HANDLE;
+        rv = fn->C_CreateObject(session, priv.data(), priv.size(), &priv_handle);
+        if (rv != CKR_OK) return rv;
+        rv = fn->C_CreateObject(session, pub.data(), pub.size(), &pub_handle);
+        if (rv != CKR_OK) fn->C_DestroyObject(session, priv_handle);
+        return rv;
+      },
+      Token::Access::kChange));
   KeyInfo info;
   info.name = std::string(name);
   info.key_id = ski;
@@ -563,57 +568,60 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::GenerateKey(absl::string_view name,
   // only known once the public key exists.
   const std::string temp_id = RandomBytes(16);
   CK_OBJECT_HANDLE priv_handle = CK_INVALID_HANDLE, pub_handle = CK_INVALID_HANDLE;
-  OFFKEY_RETURN_IF_ERROR(
-      RunOp(absl::StrCat("C_GenerateKeyPair (", KeyAlgorithmName(algorithm), ")"),
-            absl::InfiniteFuture(), [&](CK_SESSION_HANDLE session, int, absl::Status*) {
-              Template priv, pub;
-              priv.Bool(CKA_TOKEN, true)
-                  .Bool(CKA_PRIVATE, true)
-                  .Bool(CKA_SENSITIVE, true)
-                  .Bool(CKA_EXTRACTABLE, false)
-                  .Bool(CKA_SIGN, true)
-                  .Bytes(CKA_LABEL, name)
-                  .Bytes(CKA_ID, temp_id);
-              pub.Bool(CKA_TOKEN, true)
-                  .Bool(CKA_PRIVATE, false)
-                  .Bool(CKA_VERIFY, true)
-                  .Bytes(CKA_LABEL, name)
-                  .Bytes(CKA_ID, temp_id);
-              CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
-              switch (FamilyOf(algorithm)) {
-                case KeyFamily::kRsa:
-                  priv.Bool(CKA_DECRYPT, true);
-                  pub.Bool(CKA_ENCRYPT, true)
-                      .Ulong(CKA_MODULUS_BITS, KeyBits(algorithm))
-                      .Bytes(CKA_PUBLIC_EXPONENT, std::string("\x01\x00\x01", 3));
-                  break;
-                case KeyFamily::kEc:
-                  mech.mechanism = CKM_EC_KEY_PAIR_GEN;
-                  pub.Bytes(CKA_EC_PARAMS, EcParamsFor(algorithm));
-                  break;
-                case KeyFamily::kEd25519:
-                  mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
-                  pub.Bytes(CKA_EC_PARAMS, EcParamsFor(algorithm));
-                  break;
-              }
-              return token_->fn()->C_GenerateKeyPair(session, &mech, pub.data(),
-                                                     pub.size(), priv.data(), priv.size(),
-                                                     &pub_handle, &priv_handle);
-            }));
+  OFFKEY_RETURN_IF_ERROR(RunOp(
+      absl::StrCat("C_GenerateKeyPair (", KeyAlgorithmName(algorithm), ")"),
+      absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int, absl::Status*) {
+        Template priv, pub;
+        priv.Bool(CKA_TOKEN, true)
+            .Bool(CKA_PRIVATE, true)
+            .Bool(CKA_SENSITIVE, true)
+            .Bool(CKA_EXTRACTABLE, false)
+            .Bool(CKA_SIGN, true)
+            .Bytes(CKA_LABEL, name)
+            .Bytes(CKA_ID, temp_id);
+        pub.Bool(CKA_TOKEN, true)
+            .Bool(CKA_PRIVATE, false)
+            .Bool(CKA_VERIFY, true)
+            .Bytes(CKA_LABEL, name)
+            .Bytes(CKA_ID, temp_id);
+        CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+        switch (FamilyOf(algorithm)) {
+          case KeyFamily::kRsa:
+            priv.Bool(CKA_DECRYPT, true);
+            pub.Bool(CKA_ENCRYPT, true)
+                .Ulong(CKA_MODULUS_BITS, KeyBits(algorithm))
+                .Bytes(CKA_PUBLIC_EXPONENT, std::string("\x01\x00\x01", 3));
+            break;
+          case KeyFamily::kEc:
+            mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+            pub.Bytes(CKA_EC_PARAMS, EcParamsFor(algorithm));
+            break;
+          case KeyFamily::kEd25519:
+            mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+            pub.Bytes(CKA_EC_PARAMS, EcParamsFor(algorithm));
+            break;
+        }
+        return token_->fn()->C_GenerateKeyPair(session, &mech, pub.data(), pub.size(),
+                                               priv.data(), priv.size(), &pub_handle,
+                                               &priv_handle);
+      },
+      Token::Access::kChange));
   KeyInfo info;
-  absl::Status status =
-      RunOp("C_SetAttributeValue (key id)", absl::InfiniteFuture(),
-            [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-              CK_RV rv = Describe(session, priv_handle, &info, st);
-              if (rv != CKR_OK || !st->ok()) return rv;
-              Template id;
-              id.Bytes(CKA_ID, info.ski);
-              rv = token_->fn()->C_SetAttributeValue(session, priv_handle, id.data(),
-                                                     id.size());
-              if (rv != CKR_OK) return rv;
-              return token_->fn()->C_SetAttributeValue(session, pub_handle, id.data(),
-                                                       id.size());
-            });
+  absl::Status status = RunOp(
+      "C_SetAttributeValue (key id)", absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
+        CK_RV rv = Describe(session, priv_handle, &info, st);
+        if (rv != CKR_OK || !st->ok()) return rv;
+        Template id;
+        id.Bytes(CKA_ID, info.ski);
+        rv =
+            token_->fn()->C_SetAttributeValue(session, priv_handle, id.data(), id.size());
+        if (rv != CKR_OK) return rv;
+        return token_->fn()->C_SetAttributeValue(session, pub_handle, id.data(),
+                                                 id.size());
+      },
+      Token::Access::kChange);
   if (!status.ok()) {
     DestroyKey(temp_id).IgnoreError();  // Do not leave a half-made key behind.
     return status;
@@ -625,31 +633,32 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::GenerateKey(absl::string_view name,
 absl::Status Pkcs11KeyStore::DestroyKey(absl::string_view key_id) {
   if (key_id.empty()) return absl::InvalidArgumentError("empty key id");
   Forget(key_id);
-  return RunOp("C_DestroyObject", absl::InfiniteFuture(),
-               [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-                 const CK_FUNCTION_LIST* fn = token_->fn();
-                 Template find;
-                 find.Bytes(CKA_ID, key_id);
-                 std::vector<CK_OBJECT_HANDLE> found;
-                 CK_RV rv = FindObjects(fn, session, find, &found);
-                 if (rv != CKR_OK) return rv;
-                 Template meta;
-                 MetadataSelector(key_id, meta);
-                 std::vector<CK_OBJECT_HANDLE> meta_found;
-                 rv = FindObjects(fn, session, meta, &meta_found);
-                 if (rv != CKR_OK) return rv;
-                 if (found.empty()) {
-                   *st =
-                       absl::NotFoundError(absl::StrCat("no key with id ", Hex(key_id)));
-                   return CKR_OK;
-                 }
-                 found.insert(found.end(), meta_found.begin(), meta_found.end());
-                 for (CK_OBJECT_HANDLE h : found) {
-                   rv = fn->C_DestroyObject(session, h);
-                   if (rv != CKR_OK && !IsHandleStale(rv)) return rv;
-                 }
-                 return CKR_OK;
-               });
+  return RunOp(
+      "C_DestroyObject", absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
+        const CK_FUNCTION_LIST* fn = token_->fn();
+        Template find;
+        find.Bytes(CKA_ID, key_id);
+        std::vector<CK_OBJECT_HANDLE> found;
+        CK_RV rv = FindObjects(fn, session, find, &found);
+        if (rv != CKR_OK) return rv;
+        Template meta;
+        MetadataSelector(key_id, meta);
+        std::vector<CK_OBJECT_HANDLE> meta_found;
+        rv = FindObjects(fn, session, meta, &meta_found);
+        if (rv != CKR_OK) return rv;
+        if (found.empty()) {
+          *st = absl::NotFoundError(absl::StrCat("no key with id ", Hex(key_id)));
+          return CKR_OK;
+        }
+        found.insert(found.end(), meta_found.begin(), meta_found.end());
+        for (CK_OBJECT_HANDLE h : found) {
+          rv = fn->C_DestroyObject(session, h);
+          if (rv != CKR_OK && !IsHandleStale(rv)) return rv;
+        }
+        return CKR_OK;
+      },
+      Token::Access::kChange);
 }
 
 absl::Status Pkcs11KeyStore::PutCertificateChain(
@@ -673,32 +682,34 @@ absl::Status Pkcs11KeyStore::PutCertificateChain(
     subjects.emplace_back(reinterpret_cast<char*>(subject), len > 0 ? len : 0);
     OPENSSL_free(subject);
   }
-  return RunOp("C_CreateObject (certificate)", absl::InfiniteFuture(),
-               [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-                 Template find;
-                 find.Ulong(CKA_CLASS, CKO_CERTIFICATE).Bytes(CKA_ID, key_id);
-                 return ReplaceObjects(
-                     session, key_id, find,
-                     [&](const std::string& name) -> CK_RV {
-                       for (size_t i = 0; i < chain_der.size(); ++i) {
-                         Template cert;
-                         cert.Ulong(CKA_CLASS, CKO_CERTIFICATE)
-                             .Ulong(CKA_CERTIFICATE_TYPE, CKC_X_509)
-                             .Bool(CKA_TOKEN, true)
-                             .Bool(CKA_PRIVATE, false)
-                             .Bytes(CKA_LABEL, i == 0 ? name : absl::StrCat(name, "/", i))
-                             .Bytes(CKA_ID, key_id)
-                             .Bytes(CKA_SUBJECT, subjects[i])
-                             .Bytes(CKA_VALUE, chain_der[i]);
-                         CK_OBJECT_HANDLE h;
-                         CK_RV rv = token_->fn()->C_CreateObject(session, cert.data(),
-                                                                 cert.size(), &h);
-                         if (rv != CKR_OK) return rv;
-                       }
-                       return CKR_OK;
-                     },
-                     st);
-               });
+  return RunOp(
+      "C_CreateObject (certificate)", absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
+        Template find;
+        find.Ulong(CKA_CLASS, CKO_CERTIFICATE).Bytes(CKA_ID, key_id);
+        return ReplaceObjects(
+            session, key_id, find,
+            [&](const std::string& name) -> CK_RV {
+              for (size_t i = 0; i < chain_der.size(); ++i) {
+                Template cert;
+                cert.Ulong(CKA_CLASS, CKO_CERTIFICATE)
+                    .Ulong(CKA_CERTIFICATE_TYPE, CKC_X_509)
+                    .Bool(CKA_TOKEN, true)
+                    .Bool(CKA_PRIVATE, false)
+                    .Bytes(CKA_LABEL, i == 0 ? name : absl::StrCat(name, "/", i))
+                    .Bytes(CKA_ID, key_id)
+                    .Bytes(CKA_SUBJECT, subjects[i])
+                    .Bytes(CKA_VALUE, chain_der[i]);
+                CK_OBJECT_HANDLE h;
+                CK_RV rv =
+                    token_->fn()->C_CreateObject(session, cert.data(), cert.size(), &h);
+                if (rv != CKR_OK) return rv;
+              }
+              return CKR_OK;
+            },
+            st);
+      },
+      Token::Access::kChange);
 }
 
 absl::StatusOr<std::vector<std::string>> Pkcs11KeyStore::GetCertificateChain(
@@ -735,25 +746,26 @@ absl::Status Pkcs11KeyStore::PutMetadata(absl::string_view key_id,
   if (metadata.size() > 64 * 1024) {
     return absl::InvalidArgumentError("key metadata is limited to 64 KiB");
   }
-  return RunOp("C_CreateObject (metadata)", absl::InfiniteFuture(),
-               [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
-                 Template find;
-                 MetadataSelector(key_id, find);
-                 return ReplaceObjects(
-                     session, key_id, find,
-                     [&](const std::string& name) -> CK_RV {
-                       Template data;
-                       MetadataSelector(key_id, data);
-                       data.Bool(CKA_TOKEN, true)
-                           .Bool(CKA_PRIVATE, true)
-                           .Bytes(CKA_LABEL, name)
-                           .Bytes(CKA_VALUE, metadata);
-                       CK_OBJECT_HANDLE h;
-                       return token_->fn()->C_CreateObject(session, data.data(),
-                                                           data.size(), &h);
-                     },
-                     st);
-               });
+  return RunOp(
+      "C_CreateObject (metadata)", absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int, absl::Status* st) -> CK_RV {
+        Template find;
+        MetadataSelector(key_id, find);
+        return ReplaceObjects(
+            session, key_id, find,
+            [&](const std::string& name) -> CK_RV {
+              Template data;
+              MetadataSelector(key_id, data);
+              data.Bool(CKA_TOKEN, true)
+                  .Bool(CKA_PRIVATE, true)
+                  .Bytes(CKA_LABEL, name)
+                  .Bytes(CKA_VALUE, metadata);
+              CK_OBJECT_HANDLE h;
+              return token_->fn()->C_CreateObject(session, data.data(), data.size(), &h);
+            },
+            st);
+      },
+      Token::Access::kChange);
 }
 
 absl::StatusOr<std::string> Pkcs11KeyStore::GetMetadata(absl::string_view key_id) {
@@ -950,10 +962,16 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::HmacWithStoreSecret(
   SecretBytes mac(32);
   OFFKEY_RETURN_IF_ERROR(
       RunOp("C_Sign (HMAC-SHA256 with the store secret)", options.deadline,
-            [&](CK_SESSION_HANDLE session, int attempt, absl::Status*) -> CK_RV {
+            [&](CK_SESSION_HANDLE session, int attempt, absl::Status* st) -> CK_RV {
+              // Made by Create; one that vanished since is the token's storage gone,
+              // not a secret to make again under calls already in flight.
               CK_OBJECT_HANDLE key;
-              CK_RV rv = ResolveHmacKey(session, attempt > 0, /*create=*/true, &key);
+              CK_RV rv = ResolveHmacKey(session, attempt > 0, /*create=*/false, &key);
               if (rv != CKR_OK) return rv;
+              if (key == CK_INVALID_HANDLE) {
+                *st = StoreSecretGone();
+                return CKR_OK;
+              }
               CK_MECHANISM mech = {CKM_SHA256_HMAC, nullptr, 0};
               rv = token_->fn()->C_SignInit(session, &mech, key);
               if (rv != CKR_OK) return rv;
@@ -966,6 +984,12 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::HmacWithStoreSecret(
   return mac;
 }
 
+absl::Status Pkcs11KeyStore::StoreSecretGone() const {
+  return absl::UnavailableError(absl::StrCat(
+      "HSM token ", token_->uri().ToString(),
+      " no longer shows offkey's objects (its storage is gone or was replaced)"));
+}
+
 absl::Status Pkcs11KeyStore::CheckStoreSecretVisible() {
   CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
   OFFKEY_RETURN_IF_ERROR(token_->Run(
@@ -973,11 +997,7 @@ absl::Status Pkcs11KeyStore::CheckStoreSecretVisible() {
       [&](CK_SESSION_HANDLE session, int) {
         return ResolveHmacKey(session, /*fresh=*/true, /*create=*/false, &key);
       }));
-  if (key == CK_INVALID_HANDLE) {
-    return absl::UnavailableError(absl::StrCat(
-        "HSM token ", token_->uri().ToString(),
-        " no longer shows offkey's objects (its storage is gone or was replaced)"));
-  }
+  if (key == CK_INVALID_HANDLE) return StoreSecretGone();
   return absl::OkStatus();
 }
 

@@ -87,12 +87,16 @@ class Pkcs11KeyStore final : public KeyStore {
   // Whether the store secret is visible on the token (it always exists once Create
   // returned): a token whose storage vanished shows a logged-in session but no objects.
   absl::Status CheckStoreSecretVisible();
+  // UNAVAILABLE: the store secret, made by Create, is no longer on the token.
+  absl::Status StoreSecretGone() const;
   // Public description of the private key `object`.
   CK_RV Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyInfo* out,
                  absl::Status* status);
-  // Runs `fn` on a session; the result is the Run status, else `*status`.
+  // Runs `fn` on a session; the result is the Run status, else `*status`. Calls that
+  // create, change or destroy objects pass kChange (see Token::Run).
   absl::Status RunOp(absl::string_view operation, absl::Time deadline,
-                     absl::FunctionRef<CK_RV(CK_SESSION_HANDLE, int, absl::Status*)> fn);
+                     absl::FunctionRef<CK_RV(CK_SESSION_HANDLE, int, absl::Status*)> fn,
+                     Token::Access access = Token::Access::kUse);
   absl::StatusOr<KeyInfo> StoreKeyPair(
       absl::string_view name, KeyAlgorithm algorithm, const std::string& spki,
       absl::FunctionRef<void(Template&, Template&)> add_components);

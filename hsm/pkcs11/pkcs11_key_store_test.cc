@@ -514,6 +514,84 @@ TEST_F(KeyStoreTest, ManyThreadsSigningWithSeveralKeysAllVerify) {
   EXPECT_EQ(store_->token().sessions_in_use(), 0);
 }
 
+// Keys are created and destroyed while other threads sign, list and check health, as an
+// operator's offkeyctl does against a serving offkeyd. Every call must succeed: SoftHSM2
+// (2.6) corrupts its view of an object that another thread reads while it is being
+// created, so the store must keep object changes apart from other calls there.
+TEST_F(KeyStoreTest, KeysChangeWhileOtherThreadsUseTheToken) {
+  auto signer = store_->GenerateKey("signer", KeyAlgorithm::kEcP256);
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  const SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
+  std::atomic<bool> done{false};
+  std::atomic<int> reader_failures{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      while (!done.load()) {
+        absl::Status status;
+        switch (t) {
+          case 0:
+            status = store_->Sign(signer->key_id, alg, "m", {}).status();
+            break;
+          case 1:
+            status = store_->ListKeys().status();
+            break;
+          default:
+            status = store_->CheckHealth();
+        }
+        if (!status.ok()) {
+          ++reader_failures;
+          ADD_FAILURE() << status;
+        }
+        ++reads;
+      }
+    });
+  }
+  for (int i = 0; i < 40; ++i) {
+    auto key = store_->GenerateKey(absl::StrCat("k", i), KeyAlgorithm::kEcP256);
+    ASSERT_TRUE(key.ok()) << "key " << i << ": " << key.status();
+    ASSERT_TRUE(store_->PutMetadata(key->key_id, "metadata").ok());
+    ASSERT_TRUE(store_->DestroyKey(key->key_id).ok());
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(reader_failures.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  auto keys = store_->ListKeys();
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(keys->size(), 1u);
+}
+
+// On SoftHSM2 an object change runs alone; a signature waiting for one still keeps its
+// deadline, and one change waiting for readers is not starved by them.
+TEST_F(KeyStoreTest, WaitForAnObjectChangeHonoursTheDeadline) {
+  auto key = store_->GenerateKey("k", KeyAlgorithm::kEcP256);
+  ASSERT_TRUE(key.ok());
+  const SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
+  absl::Notification changing, release;
+  std::thread changer([&] {
+    store_->token()
+        .Run(
+            "hold a change", absl::InfiniteFuture(),
+            [&](CK_SESSION_HANDLE, int) -> CK_RV {
+              changing.Notify();
+              release.WaitForNotification();
+              return CKR_OK;
+            },
+            Token::Access::kChange)
+        .IgnoreError();
+  });
+  changing.WaitForNotification();
+  CallOptions options;
+  options.deadline = absl::Now() + absl::Milliseconds(50);
+  auto sig = store_->Sign(key->key_id, alg, "m", options);
+  EXPECT_EQ(sig.status().code(), absl::StatusCode::kDeadlineExceeded) << sig.status();
+  EXPECT_EQ(store_->token().sessions_in_use(), 1);  // The waiter gave its session back.
+  release.Notify();
+  changer.join();
+  EXPECT_TRUE(store_->Sign(key->key_id, alg, "m", {}).ok());
+}
+
 // The module closes every session under us (as a reset HSM or an administrator's tool
 // does): the next call must reopen, log in again and succeed.
 TEST_F(KeyStoreTest, RecoversWhenAllSessionsAreClosed) {

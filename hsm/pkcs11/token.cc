@@ -247,9 +247,43 @@ absl::Status Token::Recover(uint64_t seen_epoch) {
   return absl::OkStatus();
 }
 
+Token::ObjectsGate::Pass::Pass(ObjectsGate* gate, bool exclusive, absl::Time deadline)
+    : gate_(gate), exclusive_(exclusive) {
+  if (gate_ == nullptr) return;
+  absl::MutexLock lock(&gate_->mu_);
+  if (exclusive_) {
+    // Waiting writers keep new readers out, so a stream of signatures cannot starve a
+    // key generation.
+    ++gate_->writers_waiting_;
+    entered_ = gate_->mu_.AwaitWithDeadline(
+        absl::Condition(
+            +[](ObjectsGate* g) { return !g->writer_ && g->readers_ == 0; }, gate_),
+        deadline);
+    --gate_->writers_waiting_;
+    if (entered_) gate_->writer_ = true;
+  } else {
+    entered_ = gate_->mu_.AwaitWithDeadline(
+        absl::Condition(
+            +[](ObjectsGate* g) { return !g->writer_ && g->writers_waiting_ == 0; },
+            gate_),
+        deadline);
+    if (entered_) ++gate_->readers_;
+  }
+}
+
+Token::ObjectsGate::Pass::~Pass() {
+  if (gate_ == nullptr || !entered_) return;
+  absl::MutexLock lock(&gate_->mu_);
+  if (exclusive_) {
+    gate_->writer_ = false;
+  } else {
+    --gate_->readers_;
+  }
+}
+
 absl::Status Token::Run(
     absl::string_view operation, absl::Time deadline,
-    absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn) {
+    absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn, Access access) {
   absl::Status last;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     absl::StatusOr<Lease> lease = Acquire(deadline);
@@ -262,7 +296,20 @@ absl::Status Token::Run(
       }
       return lease.status();
     }
-    CK_RV rv = fn(lease->session, attempt);
+    CK_RV rv;
+    {
+      ObjectsGate::Pass pass(
+          module_->object_changes_need_exclusive_access() ? &objects_gate_ : nullptr,
+          access == Access::kChange, deadline);
+      if (!pass.entered()) {
+        Release(*lease, /*broken=*/false);
+        return absl::DeadlineExceededError(
+            absl::StrCat(operation,
+                         ": the deadline passed while another call changed the "
+                         "token's objects"));
+      }
+      rv = fn(lease->session, attempt);
+    }
     if (rv == CKR_OK) {
       Release(*lease, /*broken=*/false);
       return absl::OkStatus();

@@ -50,14 +50,23 @@ class Token {
   static absl::StatusOr<std::unique_ptr<Token>> Open(const TokenOptions& options);
   ~Token();
 
+  // What a Run does to the token's objects.
+  enum class Access {
+    kUse,     // Finds, reads and uses objects.
+    kChange,  // Creates, modifies or destroys objects.
+  };
+
   // Runs `fn` on a session, returning OK or the status of the CK_RV `fn` returned,
   // named after `operation`. `fn` may run twice: after a recoverable failure the session
   // is replaced (and the login or the token re-established) and `fn` is called again
   // with `attempt` = 1. `fn` must look up object handles afresh when attempt > 0 or
   // when epoch() has changed since it cached them. DEADLINE_EXCEEDED if no session
-  // frees up before `deadline`.
+  // frees up before `deadline`. On modules that need it
+  // (Module::object_changes_need_exclusive_access), a kChange run waits until no other
+  // run is in `fn`, and keeps the others out until it is done.
   absl::Status Run(absl::string_view operation, absl::Time deadline,
-                   absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn);
+                   absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn,
+                   Access access = Access::kUse);
 
   // Changes whenever object handles may have become invalid (re-initialisation).
   uint64_t epoch() const;
@@ -121,7 +130,34 @@ class Token {
   int open_ ABSL_GUARDED_BY(mu_) = 0;    // Sessions opened (idle + leased + opening).
   int leased_ ABSL_GUARDED_BY(mu_) = 0;  // Sessions handed to callers.
 
+  // A readers-writer gate with deadlines: kUse runs pass together, a kChange run alone.
+  class ObjectsGate {
+   public:
+    // Enters `gate` (none if null) until destroyed, if it can before `deadline`.
+    class Pass {
+     public:
+      Pass(ObjectsGate* gate, bool exclusive, absl::Time deadline);
+      ~Pass();
+      bool entered() const { return entered_; }
+      Pass(const Pass&) = delete;
+      Pass& operator=(const Pass&) = delete;
+
+     private:
+      ObjectsGate* const gate_;
+      const bool exclusive_;
+      bool entered_ = true;
+    };
+
+   private:
+    absl::Mutex mu_;
+    int readers_ ABSL_GUARDED_BY(mu_) = 0;
+    int writers_waiting_ ABSL_GUARDED_BY(mu_) = 0;
+    bool writer_ ABSL_GUARDED_BY(mu_) = false;
+  };
+
   absl::Mutex recover_mu_;  // One recovery at a time.
+  // Used only on modules whose object changes need exclusive access.
+  ObjectsGate objects_gate_;
 };
 
 }  // namespace offkey::hsm::pkcs11
