@@ -38,6 +38,8 @@ namespace {
 struct Flags {
   double seconds = 2.0;
   int rounds = 3;
+  std::string only;  // One operation's name, or empty for all.
+  int threads = 0;   // 1 or 2, or 0 for both.
 };
 
 // One operation on one thread: returns false on failure.
@@ -99,16 +101,34 @@ int Main(int argc, char** argv) {
         absl::SimpleAtod(arg, &flags.seconds)) {
       continue;
     }
-    if (absl::ConsumePrefix(&arg, "--rounds=") && absl::SimpleAtoi(arg, &flags.rounds)) {
+    if (absl::ConsumePrefix(&arg, "--rounds=") && absl::SimpleAtoi(arg, &flags.rounds) &&
+        flags.rounds > 0) {
+      continue;
+    }
+    if (absl::ConsumePrefix(&arg, "--only=")) {
+      flags.only = std::string(arg);
+      continue;
+    }
+    if (absl::ConsumePrefix(&arg, "--threads=") && absl::SimpleAtoi(arg, &flags.threads) &&
+        (flags.threads == 1 || flags.threads == 2)) {
       continue;
     }
     fprintf(stderr,
-            "usage: key_store_bench [--seconds=S] [--rounds=N]\n"
+            "usage: key_store_bench [--seconds=S] [--rounds=N] [--only=OP] [--threads=T]\n"
             "  --seconds  duration of each measurement (default 2)\n"
-            "  --rounds   alternating bare/keystore rounds per row (default 3)\n");
+            "  --rounds   alternating bare/keystore rounds per row (default 3)\n"
+            "  --only     one operation: rsa2048-sign-pkcs1-sha256, rsa2048-decrypt-raw\n"
+            "             or p256-sign-ecdsa-sha256 (default: all)\n"
+            "  --threads  1 or 2 (default: both)\n");
     return 2;
   }
 
+  if (!flags.only.empty() && flags.only != "rsa2048-sign-pkcs1-sha256" &&
+      flags.only != "rsa2048-decrypt-raw" && flags.only != "p256-sign-ecdsa-sha256") {
+    fprintf(stderr, "key_store_bench: no operation named '%s' (see --help)\n",
+            flags.only.c_str());
+    return 2;
+  }
   auto token = testing::SoftHsmToken::Create("bench");
   if (!token.ok()) {
     fprintf(stderr, "cannot create a SoftHSM2 token: %s\n",
@@ -198,7 +218,9 @@ int Main(int argc, char** argv) {
   printf("%-28s %7s %14s %14s %8s %9s\n", "operation", "threads", "bare ops/s",
          "keystore ops/s", "ratio", "overhead");
   for (const Row& row : rows) {
+    if (!flags.only.empty() && flags.only != row.name) continue;
     for (int threads : {1, 2}) {
+      if (flags.threads != 0 && threads != flags.threads) continue;
       std::vector<double> bare_runs, store_runs;
       for (int r = 0; r < flags.rounds; ++r) {
         bare_runs.push_back(Measure(row.bare, threads, flags.seconds));

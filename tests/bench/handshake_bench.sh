@@ -8,7 +8,11 @@
 #
 # Each key is made locally, imported into a fresh development offkeyd (so both sides use
 # the same key) and given to the servers twice: as the PEM file and as a key reference.
-# Prints each measurement, then per case the median rates and the keyless/local ratio.
+# Prints each measurement (with the CPU it used), then per case the median rates, the
+# keyless/local ratio, and the HSM bound: the ratio keyless could reach if offkey cost
+# nothing but the HSM's own private-key operation in place of OpenSSL's, from this run's
+# CPU time per local handshake and both operations' single-core costs (openssl speed;
+# key_store_bench's bare PKCS#11 path).
 # NGINX_WORKERS (default 2) sets nginx's worker processes; SERVERS, KEYS and MODES
 # ("nginx haproxy", "rsa ec", "local keyless") narrow the cases.
 set -euo pipefail
@@ -19,13 +23,14 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds="$2"; shift 2 ;;
     --clients) clients="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 
 ./tools/setup.sh >/dev/null
-bazel build //service:offkeyd //client/cli:offkeyctl //client/openssl:offkey.so 2>/dev/null
+bazel build //service:offkeyd //client/cli:offkeyctl //client/openssl:offkey.so \
+  //hsm/pkcs11:key_store_bench 2>/dev/null
 work=$(mktemp -d /tmp/offkey-handshake-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -140,19 +145,29 @@ for p in "${port[@]}"; do
   done
 done
 
-# Handshakes per second from $clients parallel s_time processes for $seconds seconds.
+# CPU seconds used so far on this machine (all cores: user, system and interrupts).
+cpu_busy() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {
+    printf "%.3f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
+}
+
+# "RATE CPU_MS": handshakes per second from $clients parallel s_time processes for
+# $seconds seconds, and the machine's CPU milliseconds per handshake meanwhile.
 measure() {  # measure PORT KEY
   local args=(-connect "127.0.0.1:$1" -new -time "$seconds")
   [[ $2 == ec ]] && args+=(-tls1_3)
   [[ $2 == rsa ]] && args+=(-cipher AES128-GCM-SHA256)
-  local clients_pids=()
+  local clients_pids=() busy_before
+  busy_before=$(cpu_busy)
   for c in $(seq 1 "$clients"); do
     OPENSSL_CONF=/dev/null openssl s_time "${args[@]}" >"$work/s_time.$c" 2>&1 &
     clients_pids+=($!)
   done
   wait "${clients_pids[@]}"
-  cat "$work"/s_time.* | awk '/connections in [0-9.]+ real seconds/ {
-    n += $1; t = ($4 > t ? $4 : t) } END { if (t > 0) printf "%.0f", n / t; else print 0 }'
+  cat "$work"/s_time.* | awk -v busy="$(awk -v a="$busy_before" -v b="$(cpu_busy)" \
+    'BEGIN { print b - a }')" '/connections in [0-9.]+ real seconds/ {
+    n += $1; t = ($4 > t ? $4 : t) } END {
+    if (t > 0 && n > 0) printf "%.0f %.3f\n", n / t, busy * 1000 / n; else print "0 0" }'
 }
 
 operations() {  # offkeyd's finished operations so far
@@ -163,8 +178,8 @@ operations() {  # offkeyd's finished operations so far
 
 printf 'handshake_bench: %s s per measurement, %s s_time clients, %s rounds\n' \
   "$seconds" "$clients" "$rounds"
-printf '%-8s %-22s %-8s %10s\n' round case mode "hs/s"
-declare -A rates
+printf '%-8s %-22s %-8s %10s %12s\n' round case mode "hs/s" "CPU ms/hs"
+declare -A rates cpu
 for round in $(seq 1 "$rounds"); do
   for server in ${SERVERS:-nginx haproxy}; do
     for key in ${KEYS:-rsa ec}; do
@@ -172,27 +187,52 @@ for round in $(seq 1 "$rounds"); do
       [[ $((round % 2)) -eq 0 ]] && order=(keyless local)
       for mode in "${order[@]}"; do
         [[ -n "${MODES:-}" && " $MODES " != *" $mode "* ]] && continue
-        rate=$(measure "${port[$server-$key-$mode]}" "$key")
+        read -r rate cpu_ms < <(measure "${port[$server-$key-$mode]}" "$key")
         rates[$server-$key-$mode]+="$rate "
+        cpu[$server-$key-$mode]+="$cpu_ms "
         name="$server tls1.2-rsa"
         [[ $key == ec ]] && name="$server tls1.3-p256"
-        printf '%-8s %-22s %-8s %10s\n' "$round" "$name" "$mode" "$rate"
+        printf '%-8s %-22s %-8s %10s %12s\n' "$round" "$name" "$mode" "$rate" "$cpu_ms"
       done
     done
   done
 done
 
+# Single-core cost in ms of one private-key operation: OpenSSL's, and SoftHSM2's through
+# bare PKCS#11 (the least any HSM-backed server pays with this HSM).
+echo
+echo "private-key operations, one core:"
+declare -A ossl_ms hsm_ms
+while read -r what ms; do ossl_ms[$what]=$ms; done < <(
+  openssl speed -elapsed -seconds 3 rsa2048 ecdsap256 2>/dev/null | awk '
+    /^rsa 2048 bits/ { printf "rsa %.4f\n", 1000 / $6 }
+    /ecdsa \(nistp256\)/ { printf "ec %.4f\n", 1000 / $7 }')
+for key in rsa ec; do
+  op=rsa2048-decrypt-raw
+  [[ $key == ec ]] && op=p256-sign-ecdsa-sha256
+  hsm_ms[$key]=$(bazel-bin/hsm/pkcs11/key_store_bench --seconds=3 --rounds=1 --only=$op \
+    --threads=1 | awk -v op=$op '$1 == op { printf "%.4f", 1000 / $3 }')
+  printf '  %-24s OpenSSL %.3f ms, SoftHSM2 (bare PKCS#11) %.3f ms\n' \
+    "$op" "${ossl_ms[$key]}" "${hsm_ms[$key]}"
+done
+
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 echo
-printf '%-22s %12s %12s %8s\n' case "local hs/s" "keyless hs/s" ratio
+printf '%-22s %12s %12s %8s %11s\n' case "local hs/s" "keyless hs/s" ratio "HSM bound"
 for server in ${SERVERS:-nginx haproxy}; do
   for key in ${KEYS:-rsa ec}; do
     local_rate=$(echo "${rates[$server-$key-local]}" | median)
     keyless_rate=$(echo "${rates[$server-$key-keyless]}" | median)
+    local_cpu=$(echo "${cpu[$server-$key-local]}" | median)
     name="$server tls1.2-rsa"
     [[ $key == ec ]] && name="$server tls1.3-p256"
-    awk -v n="$name" -v l="$local_rate" -v k="$keyless_rate" \
-      'BEGIN { printf "%-22s %12d %12d %8.3f\n", n, l, k, (l > 0 ? k / l : 0) }'
+    # Keyless needs at least the local handshake's CPU with OpenSSL's private-key
+    # operation swapped for the HSM's: at most cores/that handshakes per second.
+    awk -v n="$name" -v l="$local_rate" -v k="$keyless_rate" -v c="$local_cpu" \
+      -v o="${ossl_ms[$key]}" -v h="${hsm_ms[$key]}" -v cores="$(nproc)" 'BEGIN {
+        bound = (l > 0 && c > 0) ? cores * 1000 / (c - o + h) / l : 0
+        if (bound > 1) bound = 1
+        printf "%-22s %12d %12d %8.3f %11.3f\n", n, l, k, (l > 0 ? k / l : 0), bound }'
   done
 done
 echo "offkeyd private-key operations during the run: $(operations)"
