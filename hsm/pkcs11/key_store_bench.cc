@@ -1,6 +1,7 @@
 // key_store_bench: what Pkcs11KeyStore costs over bare PKCS#11 calls.
 //
-// For RSA-2048 PKCS#1 signing, RSA-2048 raw decryption and P-256 ECDSA signing, at 1 and
+// For RSA-2048 PKCS#1 signing, RSA-2048 raw decryption, P-256 ECDSA signing and the
+// HMAC-SHA256 under the store secret that every DecryptPremaster also pays, at 1 and
 // 2 threads, it measures the same operation two ways on one SoftHSM2 token in one run:
 //   bare      each thread owns a session and a key handle and calls C_SignInit/C_Sign
 //             (or C_DecryptInit/C_Decrypt) directly, doing the same local work the store
@@ -82,15 +83,21 @@ struct BareThread {
   CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
   CK_OBJECT_HANDLE rsa = CK_INVALID_HANDLE;
   CK_OBJECT_HANDLE ec = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE hmac = CK_INVALID_HANDLE;
 };
+
+CK_OBJECT_HANDLE FindOne(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s,
+                         Template& find) {
+  std::vector<CK_OBJECT_HANDLE> found;
+  if (FindObjects(fn, s, find, &found, 1) != CKR_OK || found.empty()) abort();
+  return found[0];
+}
 
 CK_OBJECT_HANDLE FindPrivate(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE s,
                              const std::string& id) {
   Template find;
   find.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, id);
-  std::vector<CK_OBJECT_HANDLE> found;
-  if (FindObjects(fn, s, find, &found, 1) != CKR_OK || found.empty()) abort();
-  return found[0];
+  return FindOne(fn, s, find);
 }
 
 int Main(int argc, char** argv) {
@@ -109,22 +116,25 @@ int Main(int argc, char** argv) {
       flags.only = std::string(arg);
       continue;
     }
-    if (absl::ConsumePrefix(&arg, "--threads=") && absl::SimpleAtoi(arg, &flags.threads) &&
+    if (absl::ConsumePrefix(&arg, "--threads=") &&
+        absl::SimpleAtoi(arg, &flags.threads) &&
         (flags.threads == 1 || flags.threads == 2)) {
       continue;
     }
-    fprintf(stderr,
-            "usage: key_store_bench [--seconds=S] [--rounds=N] [--only=OP] [--threads=T]\n"
-            "  --seconds  duration of each measurement (default 2)\n"
-            "  --rounds   alternating bare/keystore rounds per row (default 3)\n"
-            "  --only     one operation: rsa2048-sign-pkcs1-sha256, rsa2048-decrypt-raw\n"
-            "             or p256-sign-ecdsa-sha256 (default: all)\n"
-            "  --threads  1 or 2 (default: both)\n");
+    fprintf(
+        stderr,
+        "usage: key_store_bench [--seconds=S] [--rounds=N] [--only=OP] [--threads=T]\n"
+        "  --seconds  duration of each measurement (default 2)\n"
+        "  --rounds   alternating bare/keystore rounds per row (default 3)\n"
+        "  --only     one operation: rsa2048-sign-pkcs1-sha256, rsa2048-decrypt-raw,\n"
+        "             p256-sign-ecdsa-sha256 or store-secret-hmac-sha256 (default: all)\n"
+        "  --threads  1 or 2 (default: both)\n");
     return 2;
   }
 
   if (!flags.only.empty() && flags.only != "rsa2048-sign-pkcs1-sha256" &&
-      flags.only != "rsa2048-decrypt-raw" && flags.only != "p256-sign-ecdsa-sha256") {
+      flags.only != "rsa2048-decrypt-raw" && flags.only != "p256-sign-ecdsa-sha256" &&
+      flags.only != "store-secret-hmac-sha256") {
     fprintf(stderr, "key_store_bench: no operation named '%s' (see --help)\n",
             flags.only.c_str());
     return 2;
@@ -158,6 +168,10 @@ int Main(int argc, char** argv) {
     }
     b.rsa = FindPrivate(fn, b.session, rsa->key_id);
     b.ec = FindPrivate(fn, b.session, ec->key_id);
+    Template secret;  // The store secret Pkcs11KeyStore::Create made.
+    secret.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+        .Bytes(CKA_LABEL, std::string("offkey-premaster-substitute-v1"));
+    b.hmac = FindOne(fn, b.session, secret);
   }
 
   const std::string message(128, 'm');  // About a TLS 1.3 CertificateVerify input.
@@ -199,6 +213,18 @@ int Main(int argc, char** argv) {
                          ciphertext.size(), out.data(), &len) == CKR_OK;
   };
 
+  // An HMAC input the size of DecryptPremaster's (key id and ciphertext).
+  const std::string hmac_input = rsa->key_id + ciphertext;
+  auto bare_hmac = [&](int t) {
+    CK_MECHANISM mech = {CKM_SHA256_HMAC, nullptr, 0};
+    unsigned char mac[32];
+    CK_ULONG len = sizeof(mac);
+    return fn->C_SignInit(bare[t].session, &mech, bare[t].hmac) == CKR_OK &&
+           fn->C_Sign(bare[t].session,
+                      reinterpret_cast<CK_BYTE*>(const_cast<char*>(hmac_input.data())),
+                      hmac_input.size(), mac, &len) == CKR_OK;
+  };
+
   struct Row {
     const char* name;
     OpFn bare;
@@ -211,6 +237,8 @@ int Main(int argc, char** argv) {
        [&](int) { return store.RsaDecryptRaw(rsa->key_id, ciphertext, {}).ok(); }},
       {"p256-sign-ecdsa-sha256", bare_sign(&BareThread::ec, ec_alg),
        [&](int) { return store.Sign(ec->key_id, ec_alg, message, {}).ok(); }},
+      {"store-secret-hmac-sha256", bare_hmac,
+       [&](int) { return store.HmacWithStoreSecret(hmac_input, {}).ok(); }},
   };
 
   printf("key_store_bench: SoftHSM2 %s, %.1f s per measurement, %d rounds, medians\n",
