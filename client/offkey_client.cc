@@ -74,6 +74,10 @@ absl::Status Check(const ClientOptions& o) {
     return absl::InvalidArgumentError(
         "ClientOptions: ca_file, cert_file and key_file are all required for mTLS");
   }
+  if (o.stream_max_age < absl::Seconds(1)) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.stream_max_age must be at least 1 s");
+  }
   if (o.certificate_refresh < absl::Seconds(1)) {
     return absl::InvalidArgumentError(
         "ClientOptions.certificate_refresh must be at least 1 s");
@@ -216,6 +220,7 @@ Client::Stats Client::stats() const {
   Stats s;
   s.calls = calls_.load(std::memory_order_relaxed);
   s.attempts = attempts_.load(std::memory_order_relaxed);
+  s.streams = streams_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -241,39 +246,123 @@ void Client::Start(Method method, Request request, const CallOptions& options,
   call->Attempt();
 }
 
-// Synchronous calls use the blocking stub: the calling thread drives the call itself,
-// with no hand-off to and from a gRPC thread (a measurable cost per handshake).
-template <typename Request, typename Response, typename Method>
-absl::StatusOr<Response> Client::Wait(Method method, const Request& request,
-                                      const CallOptions& options) {
-  const absl::Time deadline = absl::Now() + Timeout(options);
-  for (int attempt = 1;; ++attempt) {
+template <typename Attempt>
+grpc::Status Client::Retried(absl::Time deadline, Attempt attempt, int* attempts) {
+  for (int n = 1;; ++n) {
     attempts_.fetch_add(1, std::memory_order_relaxed);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(deadline));
-    Response response;
-    const grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+    grpc::Status status = attempt();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-        attempt < options_.max_attempts) {
-      const absl::Time retry_at = absl::Now() + Backoff(options_, attempt);
+        n < options_.max_attempts) {
+      const absl::Time retry_at = absl::Now() + Backoff(options_, n);
       if (retry_at < deadline) {
         absl::SleepFor(retry_at - absl::Now());
         continue;
       }
     }
     calls_.fetch_add(1, std::memory_order_relaxed);
-    if (status.ok()) return response;
-    return FromGrpc(status, options_, attempt);
+    *attempts = n;
+    return status;
   }
 }
 
+// Synchronous calls use the blocking stub: the calling thread drives the call itself,
+// with no hand-off to and from a gRPC thread (a measurable cost per handshake).
+template <typename Request, typename Response, typename Method>
+absl::StatusOr<Response> Client::Wait(Method method, const Request& request,
+                                      const CallOptions& options) {
+  const absl::Time deadline = absl::Now() + Timeout(options);
+  Response response;
+  int attempts = 0;
+  const grpc::Status status = Retried(
+      deadline,
+      [&] {
+        grpc::ClientContext context;
+        context.set_deadline(absl::ToChronoTime(deadline));
+        return (stub_.get()->*method)(&context, request, &response);
+      },
+      &attempts);
+  if (status.ok()) return response;
+  return FromGrpc(status, options_, attempts);
+}
+
+// Broken and old streams are dropped: the next caller opens a new one, on whichever
+// replica the balancer picks then.
+bool Client::Reusable(const PipelineStream& stream) const {
+  return !stream.broken() && absl::Now() - stream.opened() <= options_.stream_max_age;
+}
+
+std::unique_ptr<PipelineStream> Client::TakeStream() {
+  std::vector<std::unique_ptr<PipelineStream>> aged;  // Closed outside the lock.
+  {
+    absl::MutexLock lock(&streams_mu_);
+    while (!idle_streams_.empty()) {
+      std::unique_ptr<PipelineStream> stream = std::move(idle_streams_.back());
+      idle_streams_.pop_back();
+      if (Reusable(*stream)) return stream;
+      aged.push_back(std::move(stream));
+    }
+  }
+  streams_.fetch_add(1, std::memory_order_relaxed);
+  return std::make_unique<PipelineStream>(*stub_);
+}
+
+void Client::ReturnStream(std::unique_ptr<PipelineStream> stream) {
+  if (!Reusable(*stream)) return;
+  absl::MutexLock lock(&streams_mu_);
+  idle_streams_.push_back(std::move(stream));
+}
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> Client::Pipelined(PipelineField<Request, Response> field,
+                                           const Request& request,
+                                           const CallOptions& options) {
+  const absl::Time deadline = absl::Now() + Timeout(options);
+  v1::PipelineRequest item;
+  *(item.*field.request)() = request;
+  v1::PipelineResponse answer;
+  int attempts = 0;
+  const grpc::Status status = Retried(
+      deadline,
+      [&] {
+        std::unique_ptr<PipelineStream> stream = TakeStream();
+        grpc::Status sent = stream->Exchange(item, &answer, deadline);
+        ReturnStream(std::move(stream));
+        if (!sent.ok()) return sent;
+        // The item's own status; UNAVAILABLE from offkeyd (a store being reopened) is
+        // retried like the transport's.
+        return grpc::Status(static_cast<grpc::StatusCode>(answer.status().code()),
+                            answer.status().message());
+      },
+      &attempts);
+  if (!status.ok()) return FromGrpc(status, options_, attempts);
+  if (!(answer.*field.has_response)()) {
+    return absl::InternalError(
+        absl::StrCat("offkeyd answered a Pipeline item with the wrong result (",
+                     answer.result_case(), ")"));
+  }
+  return std::move(*(answer.*field.response)());
+}
+
 // Each operation, once synchronous and once asynchronous, on the same machinery.
-#define OFFKEY_CLIENT_METHOD(Name)                                                    \
+#define OFFKEY_CLIENT_SYNC(Name)                                                    \
+  absl::StatusOr<v1::Name##Response> Client::Name(const v1::Name##Request& request, \
+                                                  const CallOptions& options) {     \
+    SyncMethod<v1::Name##Request, v1::Name##Response> method = &Stub::Name;         \
+    return Wait<v1::Name##Request, v1::Name##Response>(method, request, options);   \
+  }
+#define OFFKEY_CLIENT_SYNC_PIPELINED(Name, field)                                     \
   absl::StatusOr<v1::Name##Response> Client::Name(const v1::Name##Request& request,   \
                                                   const CallOptions& options) {       \
+    if (options_.pipeline) {                                                          \
+      return Pipelined<v1::Name##Request, v1::Name##Response>(                        \
+          {&v1::PipelineRequest::mutable_##field, &v1::PipelineResponse::has_##field, \
+           &v1::PipelineResponse::mutable_##field},                                   \
+          request, options);                                                          \
+    }                                                                                 \
     SyncMethod<v1::Name##Request, v1::Name##Response> method = &Stub::Name;           \
     return Wait<v1::Name##Request, v1::Name##Response>(method, request, options);     \
-  }                                                                                   \
+  }
+#define OFFKEY_CLIENT_ASYNC(Name)                                                     \
   void Client::Name##Async(v1::Name##Request request, const CallOptions& options,     \
                            Callback<v1::Name##Response> done) {                       \
     AsyncMethod<v1::Name##Request, v1::Name##Response> method = &Stub::async::Name;   \
@@ -281,13 +370,21 @@ absl::StatusOr<Response> Client::Wait(Method method, const Request& request,
                                                  std::move(done));                    \
   }
 
-OFFKEY_CLIENT_METHOD(Sign)
-OFFKEY_CLIENT_METHOD(DecryptPremaster)
-OFFKEY_CLIENT_METHOD(DeriveMasterSecret)
-OFFKEY_CLIENT_METHOD(VerifyClient)
-OFFKEY_CLIENT_METHOD(GetCertificate)
-OFFKEY_CLIENT_METHOD(ListKeys)
+OFFKEY_CLIENT_SYNC_PIPELINED(Sign, sign)
+OFFKEY_CLIENT_SYNC_PIPELINED(DecryptPremaster, decrypt_premaster)
+OFFKEY_CLIENT_SYNC_PIPELINED(DeriveMasterSecret, derive_master_secret)
+OFFKEY_CLIENT_SYNC_PIPELINED(VerifyClient, verify_client)
+OFFKEY_CLIENT_SYNC_PIPELINED(GetCertificate, get_certificate)
+OFFKEY_CLIENT_SYNC(ListKeys)  // Not a Pipeline operation.
+OFFKEY_CLIENT_ASYNC(Sign)
+OFFKEY_CLIENT_ASYNC(DecryptPremaster)
+OFFKEY_CLIENT_ASYNC(DeriveMasterSecret)
+OFFKEY_CLIENT_ASYNC(VerifyClient)
+OFFKEY_CLIENT_ASYNC(GetCertificate)
+OFFKEY_CLIENT_ASYNC(ListKeys)
 
-#undef OFFKEY_CLIENT_METHOD
+#undef OFFKEY_CLIENT_SYNC
+#undef OFFKEY_CLIENT_SYNC_PIPELINED
+#undef OFFKEY_CLIENT_ASYNC
 
 }  // namespace offkey::client

@@ -27,6 +27,13 @@
 // over every address the target resolves to (a Kubernetes headless Service gives one
 // per replica). Keepalive pings notice a dead replica before a handshake waits on it.
 //
+// With ClientOptions.pipeline, the synchronous calls (but ListKeys) travel on Pipeline
+// streams instead: each calling thread borrows a stream from a pool and drives it
+// itself, which saves the per-call cost of a new HTTP/2 stream. Retries, deadlines and
+// statuses are the same. A stream stays on the replica it opened to, so load spreads by
+// stream (one per busy thread) rather than by call, and streams are reopened after
+// stream_max_age so that new replicas get their share.
+//
 // Thread safety: a Client is safe to use from many threads. It is not fork-safe: gRPC
 // is not, once used, so a process that forks makes its Client after the fork.
 #ifndef OFFKEY_CLIENT_OFFKEY_CLIENT_H_
@@ -37,10 +44,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/pipeline_stream.h"
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
 
@@ -73,6 +82,10 @@ struct ClientOptions {
   absl::Duration keepalive_timeout = absl::Seconds(5);
   // How often the TLS files are checked for changes.
   absl::Duration certificate_refresh = absl::Seconds(60);
+  // Synchronous calls on Pipeline streams (see above), each used for at most
+  // stream_max_age.
+  bool pipeline = false;
+  absl::Duration stream_max_age = absl::Seconds(30);
 };
 
 struct CallOptions {
@@ -132,6 +145,7 @@ class Client {
   struct Stats {
     int64_t calls = 0;     // Calls finished.
     int64_t attempts = 0;  // RPCs sent (calls plus retries).
+    int64_t streams = 0;   // Pipeline streams opened.
   };
   Stats stats() const;
 
@@ -149,6 +163,25 @@ class Client {
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<Response> Wait(Method method, const Request& request,
                                 const CallOptions& options);
+  // Runs `attempt` (returning a grpc::Status) again after a backoff while it answers
+  // UNAVAILABLE, attempts remain and the backoff ends before `deadline`. Returns the
+  // last status; *attempts is how many were made.
+  template <typename Attempt>
+  grpc::Status Retried(absl::Time deadline, Attempt attempt, int* attempts);
+  // Where a request and its answer sit in Pipeline items.
+  template <typename Request, typename Response>
+  struct PipelineField {
+    Request* (v1::PipelineRequest::*request)();
+    bool (v1::PipelineResponse::*has_response)() const;
+    Response* (v1::PipelineResponse::*response)();
+  };
+  // A synchronous call on a pooled Pipeline stream, with Wait's retries and statuses.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Pipelined(PipelineField<Request, Response> field,
+                                     const Request& request, const CallOptions& options);
+  bool Reusable(const PipelineStream& stream) const;
+  std::unique_ptr<PipelineStream> TakeStream();
+  void ReturnStream(std::unique_ptr<PipelineStream> stream);
   // An async call's callback has returned.
   void Finished();
   absl::Duration Timeout(const CallOptions& options) const;
@@ -159,8 +192,13 @@ class Client {
 
   std::atomic<int64_t> calls_{0};
   std::atomic<int64_t> attempts_{0};
+  std::atomic<int64_t> streams_{0};
   mutable absl::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Idle Pipeline streams; destroyed before the stub and channel they use.
+  absl::Mutex streams_mu_;
+  std::vector<std::unique_ptr<PipelineStream>> idle_streams_ ABSL_GUARDED_BY(streams_mu_);
 };
 
 }  // namespace offkey::client

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -46,11 +47,13 @@ class FlakyStore : public ForwardingStore {
       failures.fetch_sub(1);
       return absl::UnavailableError("test: HSM unreachable");
     }
+    if (delay_ms.load() > 0) absl::SleepFor(absl::Milliseconds(delay_ms.load()));
     signs.fetch_add(1);
     return ForwardingStore::Sign(id, a, m, o);
   }
   std::atomic<int> failures{0};
   std::atomic<int> signs{0};
+  std::atomic<int> delay_ms{0};  // A slow HSM.
 };
 
 void Write(const std::string& path, absl::string_view text) {
@@ -111,7 +114,22 @@ class ClientTest : public OffkeydTest {
   hsm::KeyInfo rsa_;
 };
 
-TEST_F(ClientTest, EveryOperationSynchronouslyAndAsynchronously) {
+// The tests below run twice: synchronous calls as unary RPCs, and on Pipeline streams.
+class TransportTest : public ClientTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  ClientOptions Files(const std::string& identity = kTerminator) {
+    ClientOptions options = ClientFiles(identity);
+    options.pipeline = GetParam();
+    return options;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Transports, TransportTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Pipeline" : "Unary";
+                         });
+
+TEST_P(TransportTest, EveryOperationSynchronouslyAndAsynchronously) {
   std::unique_ptr<Client> client = Make(Files());
   ASSERT_NE(client, nullptr);
 
@@ -210,9 +228,40 @@ TEST_F(ClientTest, EveryOperationSynchronouslyAndAsynchronously) {
   EXPECT_TRUE(failures.empty()) << absl::StrJoin(failures, ", ");
   EXPECT_EQ(client->stats().calls, 12);
   EXPECT_EQ(client->stats().attempts, 12);
+  // One thread's synchronous calls share one stream.
+  EXPECT_EQ(client->stats().streams, GetParam() ? 1 : 0);
 }
 
-TEST_F(ClientTest, OffkeydRefusalsComeBackUnchangedAndAreNotRetried) {
+// Streams are pooled: concurrent callers each borrow one, and a stream older than
+// stream_max_age is replaced, so that new replicas get their share over time.
+TEST_F(ClientTest, PipelineStreamsArePooledAndReplacedWithAge) {
+  ClientOptions options = Files();
+  options.pipeline = true;
+  options.stream_max_age = absl::Seconds(1);
+  std::unique_ptr<Client> client = Make(options);
+  ASSERT_NE(client, nullptr);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        if (!client->Sign(SignEc()).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  const int64_t opened = client->stats().streams;
+  EXPECT_GE(opened, 1);
+  EXPECT_LE(opened, 3);  // Never more than the callers at once.
+  EXPECT_EQ(flaky_->signs.load(), 30);
+  absl::SleepFor(absl::Milliseconds(1100));
+  ASSERT_TRUE(client->Sign(SignEc()).ok());  // The idle streams are too old: a new one.
+  ASSERT_TRUE(client->Sign(SignEc()).ok());  // Which is reused.
+  EXPECT_EQ(client->stats().streams, opened + 1);
+}
+
+TEST_P(TransportTest, OffkeydRefusalsComeBackUnchangedAndAreNotRetried) {
   std::unique_ptr<Client> stranger = Make(Files(kStranger));
   ASSERT_NE(stranger, nullptr);
   absl::StatusOr<v1::SignResponse> denied = stranger->Sign(SignEc());
@@ -229,7 +278,7 @@ TEST_F(ClientTest, OffkeydRefusalsComeBackUnchangedAndAreNotRetried) {
   EXPECT_EQ(client->stats().attempts, 1);
 }
 
-TEST_F(ClientTest, UnavailableIsRetriedWithBackoffUntilItSucceeds) {
+TEST_P(TransportTest, UnavailableIsRetriedWithBackoffUntilItSucceeds) {
   ClientOptions options = Files();
   options.max_attempts = 4;
   options.initial_backoff = absl::Milliseconds(50);
@@ -255,7 +304,7 @@ TEST_F(ClientTest, UnavailableIsRetriedWithBackoffUntilItSucceeds) {
   EXPECT_EQ(client->stats().attempts, 8);
 }
 
-TEST_F(ClientTest, RetriesStopAtTheDeadline) {
+TEST_P(TransportTest, RetriesStopAtTheDeadline) {
   ClientOptions options = Files();
   options.max_attempts = 1000;
   options.initial_backoff = absl::Milliseconds(20);
@@ -353,7 +402,27 @@ TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
   EXPECT_EQ(dns.Stop(), 0);
 }
 
-TEST_F(ClientTest, ARestartedServerIsUsedAgainWithoutANewClient) {
+// An answer later than the deadline is DEADLINE_EXCEEDED, not retried, and the next
+// call goes through (on a new stream, the timed-out one having been cancelled).
+TEST_P(TransportTest, ASlowAnswerMissesTheDeadlineAndTheNextCallWorks) {
+  std::unique_ptr<Client> client = Make(Files());
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Sign(SignEc()).ok());
+  flaky_->delay_ms = 800;
+  CallOptions quick;
+  quick.timeout = absl::Milliseconds(200);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<v1::SignResponse> late = client->Sign(SignEc(), quick);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded) << late.status();
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(600));
+  EXPECT_EQ(client->stats().attempts, 2);
+  flaky_->delay_ms = 0;
+  absl::StatusOr<v1::SignResponse> again = client->Sign(SignEc());
+  EXPECT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(client->stats().streams, GetParam() ? 2 : 0);
+}
+
+TEST_P(TransportTest, ARestartedServerIsUsedAgainWithoutANewClient) {
   std::unique_ptr<Client> client = Make(Files());
   ASSERT_NE(client, nullptr);
   ASSERT_TRUE(client->Sign(SignEc()).ok());
