@@ -52,8 +52,16 @@ struct Handshake {
   std::string protocol;                  // What s_client reports.
 };
 
-// Servers whose keys are references; true: the offkey provider is listed first.
-class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bool> {
+// How openssl.cnf loads the provider. The whole matrix runs with the providers in both
+// orders, and with both transports of blocking handshakes (paired to keep the run short).
+struct ProviderSetup {
+  bool offkey_first;
+  const char* transport;  // The provider's `transport` key.
+};
+
+// Servers whose keys are references.
+class ProviderTest : public OffkeydTest,
+                     public ::testing::WithParamInterface<ProviderSetup> {
  protected:
   void SetUp() override {
     OffkeydTest::SetUp();
@@ -86,39 +94,43 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
       Write(absl::StrCat(dir_, "/", name, ".ref"), *pem);
     }
     // The terminator's client certificate for offkeyd.
-    const client::ClientOptions terminator = ClientFiles(kTerminator);
+    terminator_ = ClientFiles(kTerminator);
+    Write(dir_ + "/openssl.cnf",
+          ProviderConfig(absl::StrCat("endpoint = 127.0.0.1:", server_->port(), "\n",
+                                      TlsFileLines(),
+                                      "transport = ", GetParam().transport, "\n")));
+  }
 
+  // openssl.cnf with `offkey_lines` as the provider's section (after module and
+  // activate).
+  std::string ProviderConfig(absl::string_view offkey_lines) const {
     const std::string offkey_section = "offkey = offkey_sect\n";
     const std::string default_section = "default = default_sect\n";
-    Write(dir_ + "/openssl.cnf",
-          absl::StrCat("openssl_conf = openssl_init\n"
-                       "[openssl_init]\n"
-                       "providers = provider_sect\n"
-                       "alg_section = evp_properties\n"
-                       "[provider_sect]\n",
-                       GetParam() ? offkey_section + default_section
-                                  : default_section + offkey_section,
-                       "[default_sect]\n"
-                       "activate = 1\n"
-                       "[offkey_sect]\n"
-                       "module = ",
-                       Runfile("client/openssl/offkey.so"),
-                       "\n"
-                       "activate = 1\n"
-                       "endpoint = 127.0.0.1:",
-                       server_->port(),
-                       "\n"
-                       "tls_ca_file = ",
-                       terminator.ca_file,
-                       "\n"
-                       "tls_cert_file = ",
-                       terminator.cert_file,
-                       "\n"
-                       "tls_key_file = ",
-                       terminator.key_file,
-                       "\n"
-                       "[evp_properties]\n"
-                       "default_properties = ?provider=default\n"));
+    return absl::StrCat(
+        "openssl_conf = openssl_init\n"
+        "[openssl_init]\n"
+        "providers = provider_sect\n"
+        "alg_section = evp_properties\n"
+        "[provider_sect]\n",
+        GetParam().offkey_first ? offkey_section + default_section
+                                : default_section + offkey_section,
+        "[default_sect]\n"
+        "activate = 1\n"
+        "[offkey_sect]\n"
+        "module = ",
+        Runfile("client/openssl/offkey.so"),
+        "\n"
+        "activate = 1\n",
+        offkey_lines,
+        "[evp_properties]\n"
+        "default_properties = ?provider=default\n");
+  }
+
+  // The terminator's client certificate for offkeyd, as the provider's keys.
+  std::string TlsFileLines() const {
+    return absl::StrCat("tls_ca_file = ", terminator_.ca_file, "\n",
+                        "tls_cert_file = ", terminator_.cert_file, "\n",
+                        "tls_key_file = ", terminator_.key_file, "\n");
   }
 
   void TearDown() override {
@@ -190,6 +202,7 @@ class ProviderTest : public OffkeydTest, public ::testing::WithParamInterface<bo
 
   std::map<std::string, std::unique_ptr<Daemon>> servers_;
   std::map<std::string, std::string> spki_;
+  client::ClientOptions terminator_;
 };
 
 TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
@@ -489,6 +502,48 @@ TEST_P(ProviderTest, KeyUriThroughTheStoreLoader) {
   EXPECT_NE(bad.err.find("offkeyctl ref KEY --uri"), std::string::npos) << bad.err;
 }
 
+// OpenSSL 3.0 drops a provider whose initialisation fails without a word, even with
+// config_diagnostics; so a bad section leaves the provider loaded but unusable, and a
+// key load fails with the reason where the operator looks.
+TEST_P(ProviderTest, ABadSectionFailsKeyLoadsWithTheReason) {
+  const std::string endpoint =
+      absl::StrCat("endpoint = 127.0.0.1:", server_->port(), "\n");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {TlsFileLines(), "'endpoint' is missing from the offkey provider's openssl.cnf"},
+      {endpoint + TlsFileLines() + "transport = pigeon\n",
+       "transport in the offkey provider's section must be 'stream' or 'unary', not "
+       "'pigeon'"},
+      {endpoint + TlsFileLines() + "deadline_ms = soon\n",
+       "deadline_ms in the offkey provider's section must be a positive number"},
+      {endpoint + TlsFileLines() + "max_attempts = 0\n",
+       "max_attempts in the offkey provider's section must be at least 1, not '0'"},
+  };
+  for (const auto& [lines, reason] : cases) {
+    SCOPED_TRACE(lines);
+    Write(dir_ + "/bad.cnf", ProviderConfig(lines));
+    const std::vector<std::string> env = {
+        absl::StrCat("OPENSSL_CONF=", dir_, "/bad.cnf")};
+    ProcessResult load = RunProcess(
+        {"/usr/bin/openssl", "pkey", "-in", dir_ + "/p256.ref", "-pubout"}, "", env);
+    EXPECT_NE(load.exit_code, 0);
+    EXPECT_NE(load.err.find(reason), std::string::npos) << load.err;
+    ProcessResult list = RunProcess({"/usr/bin/openssl", "list", "-providers"}, "", env);
+    EXPECT_NE(list.out.find("keys behind offkeyd\n    status: inactive"),
+              std::string::npos)
+        << list.out;
+  }
+  // The good section loads the same key (no RPC) and shows the provider active.
+  const std::vector<std::string> env = {
+      absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")};
+  ProcessResult load = RunProcess(
+      {"/usr/bin/openssl", "pkey", "-in", dir_ + "/p256.ref", "-pubout"}, "", env);
+  EXPECT_EQ(load.exit_code, 0) << load.err;
+  EXPECT_NE(load.out.find("BEGIN PUBLIC KEY"), std::string::npos);
+  ProcessResult list = RunProcess({"/usr/bin/openssl", "list", "-providers"}, "", env);
+  EXPECT_NE(list.out.find("keys behind offkeyd\n    status: active"), std::string::npos)
+      << list.out;
+}
+
 // haproxy 2.6 in master-worker mode with ssl-mode-async: the workers' handshakes run in
 // ASYNC jobs that pause while offkeyd answers. Certificate and key reference share one
 // file, as haproxy wants them.
@@ -735,9 +790,13 @@ TEST_P(ProviderTest, MalformedPremastersGetTheSameAlertAsAWrongVersion) {
             before + 2 * static_cast<int>(malformed.size()));
 }
 
-INSTANTIATE_TEST_SUITE_P(ProviderOrder, ProviderTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "OffkeyFirst" : "DefaultFirst";
+INSTANTIATE_TEST_SUITE_P(Setups, ProviderTest,
+                         ::testing::Values(ProviderSetup{true, "stream"},
+                                           ProviderSetup{false, "unary"}),
+                         [](const ::testing::TestParamInfo<ProviderSetup>& info) {
+                           return absl::StrCat(
+                               info.param.offkey_first ? "OffkeyFirst" : "DefaultFirst",
+                               info.param.transport[0] == 's' ? "Stream" : "Unary");
                          });
 
 }  // namespace

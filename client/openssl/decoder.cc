@@ -9,6 +9,7 @@
 #include <openssl/core_object.h>
 #include <openssl/err.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,14 @@ int DecodePem(void* ctx, OSSL_CORE_BIO* in, int /*selection*/, OSSL_CALLBACK* ob
   if (!ref.ok()) return 1;
   absl::StatusOr<KeyType> type = KeyTypeOf(*ref);
   if (!type.ok()) return 1;
+  if (!provider->configuration().ok()) {
+    // Ours, but unusable. OpenSSL drops a decoder's errors (servers report only
+    // "unsupported"), so the reason also goes to standard error, which servers log.
+    RaiseError(provider->configuration());
+    std::fprintf(stderr, "offkey: cannot load the key '%s': %s\n",
+                 ref->key_name().c_str(), provider->configuration().ToString().c_str());
+    return 0;
+  }
   std::string der = ref->SerializeAsString();
   int object = OSSL_OBJECT_PKEY;
   OSSL_PARAM params[] = {

@@ -48,7 +48,11 @@ ProviderContext::~ProviderContext() {
   OSSL_LIB_CTX_free(libctx_);
 }
 
-absl::Status ProviderContext::Configure(const OSSL_DISPATCH* core) {
+void ProviderContext::Configure(const OSSL_DISPATCH* core) {
+  configuration_ = ReadConfiguration(core);
+}
+
+absl::Status ProviderContext::ReadConfiguration(const OSSL_DISPATCH* core) {
   OSSL_FUNC_core_get_params_fn* get_params = nullptr;
   for (; core->function_id != 0; ++core) {
     if (core->function_id == OSSL_FUNC_CORE_GET_PARAMS) {
@@ -65,6 +69,7 @@ absl::Status ProviderContext::Configure(const OSSL_DISPATCH* core) {
   const char* server_name = nullptr;
   const char* deadline_ms = nullptr;
   const char* max_attempts = nullptr;
+  const char* transport = nullptr;
   OSSL_PARAM params[] = {
       OSSL_PARAM_utf8_ptr("endpoint", &endpoint, 0),
       OSSL_PARAM_utf8_ptr("tls_ca_file", &ca, 0),
@@ -73,6 +78,7 @@ absl::Status ProviderContext::Configure(const OSSL_DISPATCH* core) {
       OSSL_PARAM_utf8_ptr("server_name", &server_name, 0),
       OSSL_PARAM_utf8_ptr("deadline_ms", &deadline_ms, 0),
       OSSL_PARAM_utf8_ptr("max_attempts", &max_attempts, 0),
+      OSSL_PARAM_utf8_ptr("transport", &transport, 0),
       OSSL_PARAM_END,
   };
   if (get_params(handle_, params) != 1) {
@@ -114,10 +120,24 @@ absl::Status ProviderContext::Configure(const OSSL_DISPATCH* core) {
     }
     options_.max_attempts = n;
   }
+  // Blocking handshakes go over Pipeline streams unless told otherwise: it saves a new
+  // HTTP/2 stream per handshake. ASYNC jobs always use unary calls.
+  options_.pipeline = true;
+  if (transport != nullptr) {
+    const absl::string_view t = transport;
+    if (t != "stream" && t != "unary") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("transport in the offkey provider's section must be 'stream' or "
+                       "'unary', not '",
+                       t, "'"));
+    }
+    options_.pipeline = t == "stream";
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<client::Client*> ProviderContext::Client() {
+  if (!configuration_.ok()) return configuration_;
   absl::MutexLock lock(&mu_);
   const pid_t pid = getpid();
   if (client_ != nullptr && pid_ == pid) return client_.get();
@@ -252,6 +272,7 @@ absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref) {
 
 absl::StatusOr<std::unique_ptr<Key>> KeyFromReference(ProviderContext* provider,
                                                       v1::KeyReference ref) {
+  if (!provider->configuration().ok()) return provider->configuration();
   absl::StatusOr<KeyType> type = KeyTypeOf(ref);
   if (!type.ok()) return type.status();
   auto key = std::make_unique<Key>();
@@ -336,13 +357,15 @@ const OSSL_PARAM* GettableParams(void*) {
   return kParams;
 }
 
-int GetParams(void*, OSSL_PARAM params[]) {
+int GetParams(void* provctx, OSSL_PARAM params[]) {
   OSSL_PARAM* p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
   if (p != nullptr && !OSSL_PARAM_set_utf8_ptr(p, "offkey: keys behind offkeyd")) {
     return 0;
   }
   p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
-  if (p != nullptr && !OSSL_PARAM_set_int(p, 1)) return 0;
+  // Inactive (as `openssl list -providers` shows) when the section is unusable.
+  const bool usable = static_cast<ProviderContext*>(provctx)->configuration().ok();
+  if (p != nullptr && !OSSL_PARAM_set_int(p, usable ? 1 : 0)) return 0;
   return 1;
 }
 
@@ -377,11 +400,7 @@ extern "C" int OSSL_provider_init(const OSSL_CORE_HANDLE* handle, const OSSL_DIS
     return 0;
   }
   auto context = std::make_unique<ProviderContext>(handle, libctx, bio_read_ex);
-  absl::Status configured = context->Configure(in);
-  if (!configured.ok()) {
-    offkey::provider::RaiseError(configured);
-    return 0;
-  }
+  context->Configure(in);
   *out = offkey::provider::kProviderFunctions;
   *provctx = context.release();
   return 1;

@@ -40,8 +40,12 @@ class ProviderContext {
       : handle_(handle), libctx_(libctx), bio_read_ex_(bio_read_ex) {}
   ~ProviderContext();
 
-  // Reads the provider's openssl.cnf section. On failure the provider does not load.
-  absl::Status Configure(const OSSL_DISPATCH* core);
+  // Reads the provider's openssl.cnf section. A bad section does not stop the provider
+  // from loading: OpenSSL 3.0 would drop it without a word (even with
+  // config_diagnostics), leaving servers to fail on a key they cannot decode. Instead
+  // every key load and operation fails with the reason (configuration()).
+  void Configure(const OSSL_DISPATCH* core);
+  const absl::Status& configuration() const { return configuration_; }
 
   // The client for this process, made on first use and again in a forked child (gRPC
   // cannot be used across fork: the parent's client is abandoned, not destroyed).
@@ -67,6 +71,9 @@ class ProviderContext {
   OSSL_LIB_CTX* const libctx_;
   OSSL_FUNC_BIO_read_ex_fn* const bio_read_ex_;
   client::ClientOptions options_;
+  absl::Status configuration_;
+
+  absl::Status ReadConfiguration(const OSSL_DISPATCH* core);
 
   // Runs `start` on the dispatcher thread and pauses the current ASYNC job until the
   // function `start` is given has been called. False if the job could not pause.
