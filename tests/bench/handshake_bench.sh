@@ -14,7 +14,8 @@
 # CPU time per local handshake and both operations' single-core costs (openssl speed;
 # key_store_bench's bare PKCS#11 path).
 # NGINX_WORKERS (default 2) sets nginx's worker processes; SERVERS, KEYS and MODES
-# ("nginx haproxy", "rsa ec", "local keyless") narrow the cases.
+# ("nginx haproxy", "rsa ec", "local keyless") narrow the cases; OFFKEY_TRANSPORT
+# (stream or unary) sets the provider's transport.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=5 clients=4 rounds=3
@@ -23,7 +24,7 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds="$2"; shift 2 ;;
     --clients) clients="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -226,9 +227,9 @@ echo
 printf '%-22s %12s %12s %8s %11s\n' case "local hs/s" "keyless hs/s" ratio "HSM bound"
 for server in ${SERVERS:-nginx haproxy}; do
   for key in ${KEYS:-rsa ec}; do
-    local_rate=$(echo "${rates[$server-$key-local]}" | median)
-    keyless_rate=$(echo "${rates[$server-$key-keyless]}" | median)
-    local_cpu=$(echo "${cpu[$server-$key-local]}" | median)
+    local_rate=$(echo "${rates[$server-$key-local]:-}" | median)
+    keyless_rate=$(echo "${rates[$server-$key-keyless]:-}" | median)
+    local_cpu=$(echo "${cpu[$server-$key-local]:-}" | median)
     name="$server tls1.2-rsa"
     [[ $key == ec ]] && name="$server tls1.3-p256"
     # Keyless needs at least the local handshake's CPU with OpenSSL's private-key
