@@ -1,9 +1,12 @@
 // liboffkey against real offkeyd servers on loopback over a real SoftHSM2 token: every
 // operation synchronously and asynchronously, errors, retries, round-robin over a DNS
-// name served by a real DNS server (dnsmasq), reconnection after a restart, TLS checks.
+// name served by a real DNS server (dnsmasq), keepalive against a hung replica,
+// reconnection after a restart, TLS checks.
 #include "client/offkey_client.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,6 +63,126 @@ void Write(const std::string& path, absl::string_view text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
+// A TCP relay from `listen_ip`:`port` to 127.0.0.1-style `target_ip`:`target_port` that
+// can be frozen: it then moves no more bytes and accepts but never answers new
+// connections, yet closes nothing, which is how a hung replica (a stopped process, a
+// partition) looks to its clients. It counts the connections its clients close while
+// it is frozen. One thread; test traffic only.
+class FreezableRelay {
+ public:
+  FreezableRelay(const std::string& listen_ip, int port, const std::string& target_ip,
+                 int target_port)
+      : target_ip_(target_ip), target_port_(target_port) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    const int on = 1;
+    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    const sockaddr_in addr = Address(listen_ip, port);
+    ok_ = bind(listener_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 &&
+          listen(listener_, 16) == 0;
+    if (ok_) thread_ = std::thread([this] { Run(); });
+  }
+  ~FreezableRelay() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    for (const Pair& p : pairs_) {
+      close(p.client);
+      if (p.upstream >= 0) close(p.upstream);
+    }
+    close(listener_);
+  }
+  FreezableRelay(const FreezableRelay&) = delete;
+  FreezableRelay& operator=(const FreezableRelay&) = delete;
+
+  bool ok() const { return ok_; }
+  void Freeze() { frozen_ = true; }
+  int closed_while_frozen() const { return closed_while_frozen_.load(); }
+
+ private:
+  struct Pair {
+    int client;
+    int upstream;  // -1: accepted while frozen, never connected.
+    bool closed = false;
+  };
+
+  static sockaddr_in Address(const std::string& ip, int port) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+    return addr;
+  }
+
+  // Moves what `from` has to `to`; false once `from` is closed or fails.
+  static bool Move(int from, int to) {
+    char buffer[16384];
+    const ssize_t n = read(from, buffer, sizeof(buffer));
+    if (n <= 0) return false;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = write(to, buffer + done, static_cast<size_t>(n - done));
+      if (w <= 0) return false;
+      done += w;
+    }
+    return true;
+  }
+
+  void Run() {
+    while (!stop_) {
+      const bool frozen = frozen_.load();
+      std::vector<pollfd> fds = {{listener_, POLLIN, 0}};
+      for (const Pair& p : pairs_) {
+        if (p.closed) continue;
+        // Frozen, only a client's hang-up is watched: nothing is read.
+        fds.push_back({p.client, static_cast<short>(frozen ? POLLRDHUP : POLLIN), 0});
+        if (!frozen && p.upstream >= 0) fds.push_back({p.upstream, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+      if ((fds[0].revents & POLLIN) != 0) Accept(frozen);
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        for (Pair& p : pairs_) {
+          if (p.closed || (fds[i].fd != p.client && fds[i].fd != p.upstream)) continue;
+          if (frozen) {
+            p.closed = true;
+            closed_while_frozen_.fetch_add(1);
+          } else if (!Move(fds[i].fd, fds[i].fd == p.client ? p.upstream : p.client)) {
+            p.closed = true;
+            shutdown(p.client, SHUT_RDWR);
+            shutdown(p.upstream, SHUT_RDWR);
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  void Accept(bool frozen) {
+    const int client = accept(listener_, nullptr, nullptr);
+    if (client < 0) return;
+    int upstream = -1;
+    if (!frozen) {
+      upstream = socket(AF_INET, SOCK_STREAM, 0);
+      const sockaddr_in addr = Address(target_ip_, target_port_);
+      if (connect(upstream, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) !=
+          0) {
+        close(upstream);
+        close(client);
+        return;
+      }
+    }
+    pairs_.push_back({client, upstream});
+  }
+
+  const std::string target_ip_;
+  const int target_port_;
+  int listener_ = -1;
+  bool ok_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> frozen_{false};
+  std::atomic<int> closed_while_frozen_{0};
+  std::vector<Pair> pairs_;  // Owned by the relay's thread.
+  std::thread thread_;
+};
+
 class ClientTest : public OffkeydTest {
  protected:
   hsm::KeyStore* ServedStore(hsm::KeyStore* real) override {
@@ -107,6 +230,54 @@ class ClientTest : public OffkeydTest {
     auto started = service::OffkeyServer::Start(config, store);
     EXPECT_TRUE(started.ok()) << started.status();
     return started.ok() ? *std::move(started) : nullptr;
+  }
+
+  // Writes a server certificate for offkeyd.test; returns the files' path without
+  // the .pem or .key extension.
+  std::string ReplicaCert() {
+    const service::dev::IssuedCert cert = ServerCert(ca_, {"offkeyd.test"});
+    const std::string base = dir_ + "/replica";
+    Write(base + ".pem", cert.cert_pem);
+    Write(base + ".key", cert.key_pem.view());
+    return base;
+  }
+
+  // Serves the name offkeyd.test (127.0.0.2 and 127.0.0.3) from dnsmasq on a UDP port
+  // of 127.0.0.1 that the kernel picked free just now, and points `options` at it.
+  void ServeName(Daemon* dns, int port, ClientOptions* options) {
+    int probe = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    const int dns_port = ntohs(addr.sin_port);
+    close(probe);
+    Write(dir_ + "/hosts", "127.0.0.2 offkeyd.test\n127.0.0.3 offkeyd.test\n");
+    std::string why;
+    ASSERT_TRUE(
+        dns->Start({"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                    "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces",
+                    "--listen-address=127.0.0.1", absl::StrCat("--port=", dns_port),
+                    absl::StrCat("--addn-hosts=", dir_, "/hosts"),
+                    absl::StrCat("--pid-file=", dir_, "/dnsmasq.pid"), "--user=root",
+                    "--log-facility=-"},
+                   {}, dir_ + "/dnsmasq.log", {dir_ + "/dnsmasq.pid"}, &why))
+        << why;
+    options->target = absl::StrCat("dns://127.0.0.1:", dns_port, "/offkeyd.test:", port);
+  }
+
+  // round_robin waits for no replica: the first calls go to whichever connected first.
+  // Calls until both replicas have answered, after which calls alternate.
+  void UseBoth(Client& client, const FlakyStore& a, const FlakyStore& b) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while ((a.signs.load() == 0 || b.signs.load() == 0) && absl::Now() < give_up) {
+      absl::StatusOr<v1::SignResponse> signature = client.Sign(SignEc());
+      ASSERT_TRUE(signature.ok()) << signature.status();
+    }
+    ASSERT_GT(a.signs.load(), 0);
+    ASSERT_GT(b.signs.load(), 0);
   }
 
   std::unique_ptr<FlakyStore> flaky_;
@@ -330,11 +501,7 @@ TEST_P(TransportTest, RetriesStopAtTheDeadline) {
 TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
   // Two more replicas on 127.0.0.2 and 127.0.0.3, same port, same token; a real DNS
   // server (dnsmasq) gives one name both addresses.
-  const service::dev::IssuedCert cert = ServerCert(ca_, {"offkeyd.test"});
-  const std::string cert_base = dir_ + "/replica";
-  Write(cert_base + ".pem", cert.cert_pem);
-  Write(cert_base + ".key", cert.key_pem.view());
-
+  const std::string cert_base = ReplicaCert();
   FlakyStore a(store_.get());
   FlakyStore b(store_.get());
   std::unique_ptr<service::OffkeyServer> replica_a =
@@ -345,40 +512,12 @@ TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
       StartServer(absl::StrCat("127.0.0.3:", port), &b, cert_base);
   ASSERT_NE(replica_b, nullptr);
 
-  // dnsmasq on a UDP port of 127.0.0.1 that the kernel picked free just now.
-  int probe = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const int dns_port = ntohs(addr.sin_port);
-  close(probe);
-  Write(dir_ + "/hosts", "127.0.0.2 offkeyd.test\n127.0.0.3 offkeyd.test\n");
   Daemon dns;
-  std::string why;
-  ASSERT_TRUE(
-      dns.Start({"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-                 "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces",
-                 "--listen-address=127.0.0.1", absl::StrCat("--port=", dns_port),
-                 absl::StrCat("--addn-hosts=", dir_, "/hosts"),
-                 absl::StrCat("--pid-file=", dir_, "/dnsmasq.pid"), "--user=root",
-                 "--log-facility=-"},
-                {}, dir_ + "/dnsmasq.log", {dir_ + "/dnsmasq.pid"}, &why))
-      << why;
-
   ClientOptions options = Files();
-  options.target = absl::StrCat("dns://127.0.0.1:", dns_port, "/offkeyd.test:", port);
+  ASSERT_NO_FATAL_FAILURE(ServeName(&dns, port, &options));
   std::unique_ptr<Client> client = Make(options);
   ASSERT_NE(client, nullptr);
-  // round_robin waits for no replica: the first calls go to whichever connected first.
-  // Once both have answered, calls alternate.
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while ((a.signs.load() == 0 || b.signs.load() == 0) && absl::Now() < give_up) {
-    absl::StatusOr<v1::SignResponse> signature = client->Sign(SignEc());
-    ASSERT_TRUE(signature.ok()) << signature.status();
-  }
+  ASSERT_NO_FATAL_FAILURE(UseBoth(*client, a, b));
   const int a_before = a.signs.load();
   const int b_before = b.signs.load();
   for (int i = 0; i < 20; ++i) {
@@ -399,6 +538,55 @@ TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
     ASSERT_TRUE(signature.ok()) << i << ": " << signature.status();
   }
   EXPECT_EQ(b.signs.load() - b_alone, 10);
+  EXPECT_EQ(dns.Stop(), 0);
+}
+
+// Keepalive pings find a replica that hangs without closing its connections: the client
+// drops that connection, and calls go to the live replica instead of waiting out their
+// deadlines on the hung one.
+TEST_F(ClientTest, KeepaliveNoticesAHungReplica) {
+  const std::string cert_base = ReplicaCert();
+  FlakyStore a(store_.get());
+  FlakyStore b(store_.get());
+  std::unique_ptr<service::OffkeyServer> replica_b =
+      StartServer("127.0.0.3:0", &b, cert_base);
+  ASSERT_NE(replica_b, nullptr);
+  const int port = replica_b->port();
+  // Replica a sits on another port behind the relay, which takes the name's port.
+  std::unique_ptr<service::OffkeyServer> replica_a =
+      StartServer("127.0.0.2:0", &a, cert_base);
+  ASSERT_NE(replica_a, nullptr);
+  FreezableRelay relay("127.0.0.2", port, "127.0.0.2", replica_a->port());
+  ASSERT_TRUE(relay.ok()) << "127.0.0.2:" << port << " is taken";
+
+  Daemon dns;
+  ClientOptions options = Files();
+  options.keepalive_time = absl::Seconds(10);  // The least ClientOptions allows.
+  options.keepalive_timeout = absl::Seconds(1);
+  ASSERT_NO_FATAL_FAILURE(ServeName(&dns, port, &options));
+  std::unique_ptr<Client> client = Make(options);
+  ASSERT_NE(client, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UseBoth(*client, a, b));
+
+  relay.Freeze();
+  const absl::Time frozen = absl::Now();
+  while (relay.closed_while_frozen() == 0 && absl::Now() - frozen < absl::Seconds(30)) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(relay.closed_while_frozen(), 1) << "keepalive did not drop the hung replica";
+  // The next ping is due 10 s after the last call; its answer 1 s later.
+  EXPECT_LT(absl::Now() - frozen, absl::Seconds(13));
+
+  const int a_before = a.signs.load();
+  const int b_before = b.signs.load();
+  CallOptions quick;
+  quick.timeout = absl::Seconds(1);
+  for (int i = 0; i < 10; ++i) {
+    absl::StatusOr<v1::SignResponse> signature = client->Sign(SignEc(), quick);
+    ASSERT_TRUE(signature.ok()) << i << ": " << signature.status();
+  }
+  EXPECT_EQ(b.signs.load() - b_before, 10);
+  EXPECT_EQ(a.signs.load(), a_before);
   EXPECT_EQ(dns.Stop(), 0);
 }
 
