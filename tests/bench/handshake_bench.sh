@@ -15,7 +15,8 @@
 # key_store_bench's bare PKCS#11 path).
 # NGINX_WORKERS (default 2) sets nginx's worker processes; SERVERS, KEYS and MODES
 # ("nginx haproxy", "rsa ec", "local keyless") narrow the cases; OFFKEY_TRANSPORT
-# (stream or unary) sets the provider's transport.
+# (stream or unary) sets the provider's transport; PERF_DIR records each measurement with
+# perf (see measure below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=5 clients=4 rounds=3
@@ -24,7 +25,7 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds="$2"; shift 2 ;;
     --clients) clients="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -154,17 +155,27 @@ cpu_busy() {
 
 # "RATE CPU_MS": handshakes per second from $clients parallel s_time processes for
 # $seconds seconds, and the machine's CPU milliseconds per handshake meanwhile.
-measure() {  # measure PORT KEY
+# With PERF_DIR set, `perf record -a` samples the whole machine during it into
+# $PERF_DIR/NAME.data (compare with `perf report --sort comm -i FILE`).
+measure() {  # measure PORT KEY NAME
   local args=(-connect "127.0.0.1:$1" -new -time "$seconds")
   [[ $2 == ec ]] && args+=(-tls1_3)
   [[ $2 == rsa ]] && args+=(-cipher AES128-GCM-SHA256)
-  local clients_pids=() busy_before
+  local clients_pids=() busy_before perf_pid=""
+  if [[ -n "${PERF_DIR:-}" ]]; then
+    perf record -a -q -F 499 -o "$PERF_DIR/$3.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   busy_before=$(cpu_busy)
   for c in $(seq 1 "$clients"); do
     OPENSSL_CONF=/dev/null openssl s_time "${args[@]}" >"$work/s_time.$c" 2>&1 &
     clients_pids+=($!)
   done
   wait "${clients_pids[@]}"
+  if [[ -n "$perf_pid" ]]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+  fi
   cat "$work"/s_time.* | awk -v busy="$(awk -v a="$busy_before" -v b="$(cpu_busy)" \
     'BEGIN { print b - a }')" '/connections in [0-9.]+ real seconds/ {
     n += $1; t = ($4 > t ? $4 : t) } END {
@@ -188,7 +199,8 @@ for round in $(seq 1 "$rounds"); do
       [[ $((round % 2)) -eq 0 ]] && order=(keyless local)
       for mode in "${order[@]}"; do
         [[ -n "${MODES:-}" && " $MODES " != *" $mode "* ]] && continue
-        read -r rate cpu_ms < <(measure "${port[$server-$key-$mode]}" "$key")
+        read -r rate cpu_ms < <(measure "${port[$server-$key-$mode]}" "$key" \
+          "$server-$key-$mode-$round")
         rates[$server-$key-$mode]+="$rate "
         cpu[$server-$key-$mode]+="$cpu_ms "
         name="$server tls1.2-rsa"
