@@ -116,12 +116,17 @@ grpc::Status PipelineStream::Break(absl::Time deadline, bool cancel) {
     context_.TryCancel();
     return grpc::Status::CANCELLED;
   }
-  // A failed read or write means the call is over: ask how it ended.
-  call_->Finish(&final_status_, AsTag(kFinish));
-  Begin(kFinish);
-  finish_started_ = true;
+  // A failed read or write means the call is over: ask how it ended. gRPC wants no read
+  // outstanding when Finish is called; a read on a call that is over fails at once.
   bool timed_out = false;
-  if (!Await(kFinish, deadline, &timed_out) && timed_out) {
+  if (pending_[kRead]) Await(kRead, deadline, &timed_out);
+  if (!timed_out) {
+    call_->Finish(&final_status_, AsTag(kFinish));
+    Begin(kFinish);
+    finish_started_ = true;
+    Await(kFinish, deadline, &timed_out);
+  }
+  if (timed_out) {
     context_.TryCancel();
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                         "Deadline Exceeded (the Pipeline stream did not end in time)");

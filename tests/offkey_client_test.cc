@@ -63,11 +63,11 @@ void Write(const std::string& path, absl::string_view text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-// A TCP relay from `listen_ip`:`port` to 127.0.0.1-style `target_ip`:`target_port` that
-// can be frozen: it then moves no more bytes and accepts but never answers new
-// connections, yet closes nothing, which is how a hung replica (a stopped process, a
-// partition) looks to its clients. It counts the connections its clients close while
-// it is frozen. One thread; test traffic only.
+// A TCP relay from `listen_ip`:`port` to `target_ip`:`target_port` that can be frozen: it
+// then moves no more bytes and accepts but never answers new connections, yet closes
+// nothing, which is how a hung replica (a stopped process, a partition) looks to its
+// clients. It counts the connections its clients close while it is frozen. One thread;
+// test traffic only.
 class FreezableRelay {
  public:
   FreezableRelay(const std::string& listen_ip, int port, const std::string& target_ip,
@@ -236,7 +236,7 @@ class ClientTest : public OffkeydTest {
   // the .pem or .key extension.
   std::string ReplicaCert() {
     const service::dev::IssuedCert cert = ServerCert(ca_, {"offkeyd.test"});
-    const std::string base = dir_ + "/replica";
+    std::string base = dir_ + "/replica";
     Write(base + ".pem", cert.cert_pem);
     Write(base + ".key", cert.key_pem.view());
     return base;

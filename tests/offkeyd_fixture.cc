@@ -215,6 +215,20 @@ service::dev::IssuedCert OffkeydTest::ServerCert(
   return *std::move(cert);
 }
 
+double OffkeydTest::MetricValue(absl::string_view name) {
+  std::pair<int, std::string> metrics = HttpGet("/metrics");
+  EXPECT_EQ(metrics.first, 200);
+  const std::string prefix = absl::StrCat(name, " ");
+  for (absl::string_view line : absl::StrSplit(metrics.second, '\n')) {
+    double value = 0;
+    if (absl::StartsWith(line, prefix) &&
+        absl::SimpleAtod(line.substr(prefix.size()), &value)) {
+      return value;
+    }
+  }
+  return -1;
+}
+
 int OffkeydTest::OperationCount(const std::string& operation) {
   std::pair<int, std::string> metrics = HttpGet("/metrics");
   EXPECT_EQ(metrics.first, 200);

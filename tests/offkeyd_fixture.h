@@ -82,6 +82,9 @@ class OffkeydTest : public ::testing::Test {
   // offkeyd's finished operations of one kind ("sign", "derive-master-secret"), any
   // outcome, from its metrics.
   int OperationCount(const std::string& operation);
+  // A metric without labels (a gauge such as "offkey_pipeline_streams") from offkeyd's
+  // metrics; -1 if it is not there.
+  double MetricValue(absl::string_view name);
   // Where a test that reads the audit log puts it: kept with the test's outputs, so the
   // suite's log scan covers it.
   static std::string AuditPath();

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <regex>
 #include <string>
@@ -58,6 +59,11 @@ struct ProviderSetup {
   bool offkey_first;
   const char* transport;  // The provider's `transport` key.
 };
+
+void PrintTo(const ProviderSetup& setup, std::ostream* os) {
+  *os << (setup.offkey_first ? "offkey first" : "default first") << ", transport "
+      << setup.transport;
+}
 
 // Servers whose keys are references.
 class ProviderTest : public OffkeydTest,
@@ -265,6 +271,12 @@ TEST_P(ProviderTest, HandshakeMatrixWithOneOperationEach) {
       EXPECT_EQ(OperationCount(h.operation), before + 1);
     }
   }
+  // The transport is the one configured: with `stream`, each blocking s_server keeps
+  // its Pipeline stream open between handshakes; ASYNC jobs (-async) and `unary` use
+  // none.
+  const bool stream = absl::string_view(GetParam().transport) == "stream";
+  EXPECT_EQ(MetricValue("offkey_pipeline_streams"),
+            stream ? static_cast<double>(ports.size()) : 0.0);
 
   // Other clients: curl (HTTP over TLS 1.3 and 1.2) and gnutls-cli.
   for (const auto& [key, version, op] :
