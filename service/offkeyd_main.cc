@@ -51,7 +51,7 @@ ABSL_FLAG(std::string, admin_port_file, "",
 ABSL_FLAG(std::string, metrics_port_file, "",
           "Write the bound metrics/health HTTP port to this file once serving.");
 
-namespace offkey {
+namespace offkey::service {
 namespace {
 
 int Fail(const absl::Status& status, absl::string_view what) {
@@ -240,6 +240,6 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace offkey
+}  // namespace offkey::service
 
-int main(int argc, char** argv) { return offkey::Main(argc, argv); }
+int main(int argc, char** argv) { return offkey::service::Main(argc, argv); }

@@ -61,14 +61,14 @@ Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
       catalog_(catalog),
       policy_(std::move(policy)),
       // No bundles: every VerifyClient gets NOT_FOUND naming its bundle.
-      trust_(*verify::TrustStore::Load({})) {}
+      trust_(*clientverify::TrustStore::Load({})) {}
 
 void Operations::SetPolicy(std::shared_ptr<const config::Policy> policy) {
   absl::MutexLock lock(&mu_);
   policy_ = std::move(policy);
 }
 
-void Operations::SetTrustStore(std::shared_ptr<const verify::TrustStore> trust) {
+void Operations::SetTrustStore(std::shared_ptr<const clientverify::TrustStore> trust) {
   absl::MutexLock lock(&mu_);
   trust_ = std::move(trust);
 }
@@ -250,7 +250,7 @@ absl::StatusOr<offkey::v1::DeriveMasterSecretResponse> Operations::DeriveMasterS
 absl::StatusOr<offkey::v1::VerifyClientResponse> Operations::VerifyClient(
     const Caller& caller, const offkey::v1::VerifyClientRequest& request, absl::Time) {
   OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
-  std::shared_ptr<const verify::TrustStore> trust;
+  std::shared_ptr<const clientverify::TrustStore> trust;
   {
     absl::MutexLock lock(&mu_);
     if (caller.identity.empty() ||

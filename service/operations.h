@@ -41,7 +41,7 @@ class Operations {
   // The policy in force (it also says who holds the admin role).
   std::shared_ptr<const config::Policy> policy() const;
   // The trust bundles VerifyClient uses (initially none). Not null.
-  void SetTrustStore(std::shared_ptr<const verify::TrustStore> trust);
+  void SetTrustStore(std::shared_ptr<const clientverify::TrustStore> trust);
 
   absl::StatusOr<offkey::v1::SignResponse> Sign(const Caller& caller,
                                                 const offkey::v1::SignRequest& request,
@@ -81,7 +81,7 @@ class Operations {
   KeyCatalog* const catalog_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const verify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const clientverify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace offkey::service

@@ -62,15 +62,15 @@ offkey::v1::ServerConfig PolicyPart(const offkey::v1::ServerConfig& config) {
 // applies both or neither.
 struct Reloadable {
   std::shared_ptr<const config::Policy> policy;
-  std::shared_ptr<const verify::TrustStore> trust;
+  std::shared_ptr<const clientverify::TrustStore> trust;
 };
 
 absl::StatusOr<Reloadable> BuildReloadable(const offkey::v1::ServerConfig& config) {
   OFFKEY_ASSIGN_OR_RETURN(
       config::Policy policy,
       config::Policy::Create(config.policy(), config.admin_identities()));
-  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const verify::TrustStore> trust,
-                          verify::TrustStore::Load(config.trust_bundles()));
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const clientverify::TrustStore> trust,
+                          clientverify::TrustStore::Load(config.trust_bundles()));
   return Reloadable{std::make_shared<const config::Policy>(std::move(policy)),
                     std::move(trust)};
 }

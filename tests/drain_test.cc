@@ -21,7 +21,11 @@
 #include "offkey/v1/key_service.grpc.pb.h"
 #include "tests/handshake_inputs.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::OutputPath;
+using ::offkey::testing::RecordPrivateKeyPem;
+using ::offkey::testing::RecordSecret;
 namespace {
 
 std::string ReadFile(const std::string& path) {
@@ -195,4 +199,4 @@ TEST_F(DrainTest, SigtermWithCallsInFlightLosesNone) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

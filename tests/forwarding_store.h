@@ -8,7 +8,7 @@
 
 #include "hsm/key_store.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 
 class ForwardingStore : public hsm::KeyStore {
  public:
@@ -63,6 +63,6 @@ class ForwardingStore : public hsm::KeyStore {
   hsm::KeyStore* const real_;
 };
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests
 
 #endif  // OFFKEY_TESTS_FORWARDING_STORE_H_

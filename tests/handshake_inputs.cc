@@ -7,7 +7,9 @@
 #include "base/openssl_util.h"
 #include "base/testing/secret_ledger.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::RecordPrivateKeyPem;
 namespace {
 
 std::string CertificateVerifyInput(absl::string_view context, size_t hash_len) {
@@ -55,4 +57,4 @@ std::string SignWithPem(absl::string_view key_pem, const std::string& content) {
   return signature;
 }
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests

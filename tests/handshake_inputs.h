@@ -7,7 +7,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 
 // `n` random bytes.
 std::string Random(size_t n);
@@ -23,6 +23,6 @@ std::string Tls13ClientInput(size_t hash_len = 32);
 // PKCS#1 v1.5 with SHA-256, or Ed25519. Empty if the key does not load or sign.
 std::string SignWithPem(absl::string_view key_pem, const std::string& content);
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests
 
 #endif  // OFFKEY_TESTS_HANDSHAKE_INPUTS_H_

@@ -26,7 +26,12 @@
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::Contains;
+using ::offkey::testing::OutputPath;
+using ::offkey::testing::RecordPrivateKeyPem;
+using ::offkey::testing::RecordSecret;
 namespace {
 
 using offkey::v1::KeyAdmin;
@@ -731,4 +736,4 @@ TEST_F(KeyAdminTest, DestructionWindowEndingDuringARestartIsHonoured) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

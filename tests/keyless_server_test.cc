@@ -17,7 +17,9 @@
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::RecordSecret;
 namespace {
 
 class KeylessServerTest : public OffkeydTest {};
@@ -106,4 +108,4 @@ TEST_F(KeylessServerTest, AClientWithoutExtendedMasterSecretIsRefused) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

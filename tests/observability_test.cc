@@ -15,7 +15,7 @@
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 namespace {
 
 using grpc::health::v1::HealthCheckRequest;
@@ -208,4 +208,4 @@ TEST_F(ObservabilityTest, MetricsAreScrapedAndParsed) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -30,7 +30,9 @@
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::RecordSecret;
 namespace {
 
 namespace v1 = offkey::v1;
@@ -703,4 +705,4 @@ TEST_F(ClientTest, DestroyingTheClientWaitsForCallbacksInFlight) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -28,7 +28,11 @@
 #include "offkey/v1/key_service.pb.h"
 #include "tests/process.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::OutputPath;
+using ::offkey::testing::RecordPrivateKeyPem;
+using ::offkey::testing::RecordSecret;
 namespace {
 
 using ::offkey::testing::Contains;
@@ -628,4 +632,4 @@ TEST_F(OffkeyctlTest, TwoProcessesOnOneTokenAgreeAndStateSurvivesRestart) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -12,7 +12,10 @@
 #include "httplib.h"
 #include "service/config/config_loader.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::OutputPath;
+using ::offkey::testing::RecordPrivateKeyPem;
 namespace {
 
 void Write(const std::string& path, absl::string_view data) {
@@ -275,4 +278,4 @@ std::unique_ptr<grpc::ClientContext> OffkeydTest::Context(absl::Duration timeout
   return context;
 }
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests

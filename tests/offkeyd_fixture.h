@@ -19,7 +19,7 @@
 #include "service/dev/dev_pki.h"
 #include "service/server.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 
 inline constexpr char kTerminator[] = "spiffe://test.offkey/terminator";
 inline constexpr char kReader[] = "spiffe://test.offkey/reader";
@@ -103,6 +103,6 @@ class OffkeydTest : public ::testing::Test {
   hsm::KeyStore* served_store_ = nullptr;
 };
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests
 
 #endif  // OFFKEY_TESTS_OFFKEYD_FIXTURE_H_

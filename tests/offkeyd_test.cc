@@ -19,7 +19,10 @@
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::RecordPrivateKeyDer;
+using ::offkey::testing::RecordSecret;
 namespace {
 
 using hsm::testing::RsaEncryptPkcs1;
@@ -602,4 +605,4 @@ TEST_F(QueuedDeadlineTest, ExpiredCallsAreDroppedBeforeTheHsm) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -17,7 +17,9 @@
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::RecordSecret;
 namespace {
 
 using hsm::testing::RsaEncryptPkcs1;
@@ -381,4 +383,4 @@ TEST_F(GatedPipelineTest, ShutdownAnswersItemsInFlightThenEndsUnavailable) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

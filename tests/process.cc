@@ -13,7 +13,7 @@
 
 #include "absl/time/clock.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 namespace {
 
 std::vector<char*> CStrings(const std::vector<std::string>& strings) {
@@ -204,4 +204,4 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return s.str();
 }
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -10,7 +10,7 @@
 
 #include "absl/time/time.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 
 struct ProcessResult {
   int exit_code = -1;  // 128 + signal if killed.
@@ -57,6 +57,6 @@ class Daemon {
 
 std::string ReadFileOrEmpty(const std::string& path);
 
-}  // namespace offkey::testing
+}  // namespace offkey::tests
 
 #endif  // OFFKEY_TESTS_PROCESS_H_

@@ -32,7 +32,9 @@
 #include "tests/process.h"
 #include "tests/tls12/tls12.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
+
+using ::offkey::testing::RecordSecret;
 namespace {
 
 namespace v1 = offkey::v1;
@@ -812,4 +814,4 @@ INSTANTIATE_TEST_SUITE_P(Setups, ProviderTest,
                          });
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -18,7 +18,7 @@
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 namespace {
 
 size_t Count(const std::string& text, absl::string_view what) {
@@ -279,4 +279,4 @@ TEST_F(RotationTest, CertificatesRotateUnderConnectedClients) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

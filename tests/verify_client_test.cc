@@ -14,7 +14,7 @@
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
-namespace offkey::testing {
+namespace offkey::tests {
 namespace {
 
 using hsm::testing::Unhex;
@@ -318,4 +318,4 @@ TEST_F(VerifyClientTest, WycheproofSignatureVectors) {
 }
 
 }  // namespace
-}  // namespace offkey::testing
+}  // namespace offkey::tests

@@ -12,7 +12,7 @@
 #include "client/cli/completion.h"
 #include "client/cli/names.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 constexpr char kDescription[] =
@@ -323,4 +323,4 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
   return IsUsageError(status) ? 2 : 1;
 }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

@@ -7,7 +7,7 @@
 
 #include "client/cli/connection.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 // Runs offkeyctl with `argv`. Returns the exit status: 0 success, 1 failure (offkeyd
 // refused or could not be reached), 2 usage (bad command line; nothing was sent).
@@ -15,6 +15,6 @@ namespace offkey::cli {
 int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostream& out,
                  std::ostream& err, bool interactive, const GetEnv& env);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_APP_H_

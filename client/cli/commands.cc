@@ -24,7 +24,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 using offkey::v1::KeyInfo;
@@ -739,4 +739,4 @@ absl::Status WriteReference(Context& ctx, const RefArgs& args) {
   return absl::OkStatus();
 }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

@@ -20,7 +20,7 @@
 #include "offkey/v1/key_admin.grpc.pb.h"
 #include "offkey/v1/key_service.grpc.pb.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 absl::Status UsageError(absl::string_view message);
 bool IsUsageError(const absl::Status& status);
@@ -160,6 +160,6 @@ absl::Status AttachCertificate(Context& ctx, const AttachArgs& args);
 absl::Status Sign(Context& ctx, const SignArgs& args);
 absl::Status WriteReference(Context& ctx, const RefArgs& args);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_COMMANDS_H_

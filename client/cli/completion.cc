@@ -10,7 +10,7 @@
 #include "client/cli/names.h"
 #include "offkey/v1/common.pb.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 struct Flags {
@@ -133,4 +133,4 @@ complete -F _offkeyctl offkeyctl
 )sh");
 }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

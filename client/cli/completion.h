@@ -8,7 +8,7 @@ namespace CLI {
 class App;
 }  // namespace CLI
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 // A bash script defining `_offkeyctl` and registering it with `complete`. It completes
 // subcommands and flags, the values of --algorithm, --usage, --state, --output and
@@ -16,6 +16,6 @@ namespace offkey::cli {
 // offkeyd (running `offkeyctl list -o name` with the connection flags already typed).
 std::string BashCompletion(const CLI::App& app);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_COMPLETION_H_

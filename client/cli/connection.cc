@@ -18,7 +18,7 @@
 #include "google/protobuf/text_format.h"
 #include "offkey/v1/offkeyctl_config.pb.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 constexpr char kDefaultAdminPort[] = "8444";
@@ -290,4 +290,4 @@ std::string PresentedIdentity(const Endpoint& endpoint) {
   return identity.ok() ? *identity : absl::StrCat("(", identity.status().message(), ")");
 }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 // Flag values as parsed; empty means "not given".
 struct ConnectionFlags {
@@ -81,6 +81,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const Endpoint& endpo
 // CN), or a description of why there is none.
 std::string PresentedIdentity(const Endpoint& endpoint);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_CONNECTION_H_

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "service/dev/dev_pki.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 using offkey::testing::Contains;
@@ -145,4 +145,4 @@ TEST_F(ConnectionTest, OpenChannelNamesTheMissingOrBadSetting) {
 }
 
 }  // namespace
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

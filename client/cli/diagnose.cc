@@ -21,7 +21,7 @@
 #include "absl/strings/strip.h"
 #include "base/openssl_util.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 struct SslCtxDeleter {
@@ -264,4 +264,4 @@ std::string ExplainFailure(const grpc::Status& status, const Endpoint& endpoint,
   }
 }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

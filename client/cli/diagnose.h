@@ -14,7 +14,7 @@
 #include "client/cli/connection.h"
 #include "grpcpp/grpcpp.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 // Tries to connect to `endpoint` as gRPC would, within `timeout`. Returns "" when TCP and
 // the mTLS handshake both succeed, else one sentence naming the failed step and the
@@ -27,6 +27,6 @@ std::string ProbeConnection(const Endpoint& endpoint, absl::Duration timeout);
 std::string ExplainFailure(const grpc::Status& status, const Endpoint& endpoint,
                            const std::string& what, absl::Duration timeout);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_DIAGNOSE_H_

@@ -12,7 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 using offkey::v1::KeyAlgorithm;
@@ -259,4 +259,4 @@ absl::StatusOr<std::string> ParseHex(absl::string_view what, absl::string_view h
 
 std::string Hex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

@@ -14,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "offkey/v1/common.pb.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 absl::StatusOr<offkey::v1::KeyAlgorithm> ParseAlgorithm(absl::string_view text);
 absl::StatusOr<offkey::v1::KeyUsage> ParseUsage(absl::string_view text);
@@ -53,6 +53,6 @@ absl::StatusOr<std::string> ParseHex(absl::string_view what, absl::string_view h
 // Lowercase hex without separators.
 std::string Hex(absl::string_view bytes);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_NAMES_H_

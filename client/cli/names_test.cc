@@ -3,7 +3,7 @@
 #include "base/testing/text.h"
 #include "gtest/gtest.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 namespace {
 
 using offkey::testing::Contains;
@@ -67,4 +67,4 @@ TEST(NamesTest, LabelsAndDurations) {
 }
 
 }  // namespace
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   // gRPC's own log lines (handshake failures and the like) are for gRPC developers;
   // offkeyctl explains failures itself. GRPC_VERBOSITY set by the user still wins.
   setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
-  return offkey::cli::RunOffkeyctl(argc, argv, std::cin, std::cout, std::cerr,
-                                   isatty(STDIN_FILENO) != 0, offkey::cli::ProcessEnv());
+  return offkey::client::cli::RunOffkeyctl(argc, argv, std::cin, std::cout, std::cerr,
+                                           isatty(STDIN_FILENO) != 0,
+                                           offkey::client::cli::ProcessEnv());
 }

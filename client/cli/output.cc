@@ -9,7 +9,7 @@
 #include "client/cli/names.h"
 #include "google/protobuf/util/json_util.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 void Table::Print(std::ostream& out) const {
   std::vector<size_t> widths;
@@ -149,4 +149,4 @@ void PrintKeyDetails(const offkey::v1::KeyDetails& details, absl::Time now,
   out << details.public_key_pem();
 }
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli

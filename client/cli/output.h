@@ -12,7 +12,7 @@
 #include "offkey/v1/common.pb.h"
 #include "offkey/v1/key_admin.pb.h"
 
-namespace offkey::cli {
+namespace offkey::client::cli {
 
 enum class OutputFormat { kTable, kJson, kName };
 
@@ -47,6 +47,6 @@ void PrintKeyTable(const std::vector<const offkey::v1::KeyInfo*>& keys, absl::Ti
 void PrintKeyDetails(const offkey::v1::KeyDetails& key, absl::Time now,
                      std::ostream& out);
 
-}  // namespace offkey::cli
+}  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_OUTPUT_H_

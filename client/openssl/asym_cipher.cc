@@ -10,7 +10,7 @@
 #include "base/secret_bytes.h"
 #include "client/openssl/provider.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 namespace {
 
 constexpr size_t kPremasterSize = 48;
@@ -124,4 +124,4 @@ const OSSL_DISPATCH kTable[] = {
 
 const OSSL_DISPATCH* const kRsaAsymCipher = kTable;
 
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl

@@ -16,7 +16,7 @@
 #include "client/key_reference.h"
 #include "client/openssl/provider.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 namespace {
 
 constexpr size_t kMaxInput = 64 * 1024;
@@ -108,4 +108,4 @@ const OSSL_DISPATCH* const kRsaPssDecoder = KeyDecoder<KeyType::kRsaPss>::kTable
 const OSSL_DISPATCH* const kEcDecoder = KeyDecoder<KeyType::kEc>::kTable;
 const OSSL_DISPATCH* const kEd25519Decoder = KeyDecoder<KeyType::kEd25519>::kTable;
 
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl

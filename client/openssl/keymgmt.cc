@@ -9,7 +9,7 @@
 
 #include "client/openssl/provider.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 namespace {
 
 constexpr int kPublic =
@@ -169,4 +169,4 @@ const OSSL_DISPATCH* const kRsaPssKeymgmt = Keymgmt<KeyType::kRsaPss>::kTable;
 const OSSL_DISPATCH* const kEcKeymgmt = Keymgmt<KeyType::kEc>::kTable;
 const OSSL_DISPATCH* const kEd25519Keymgmt = Keymgmt<KeyType::kEd25519>::kTable;
 
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl

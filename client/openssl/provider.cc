@@ -18,7 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 
 const char* KeyTypeName(KeyType type) {
   switch (type) {
@@ -380,11 +380,11 @@ const OSSL_DISPATCH kProviderFunctions[] = {
 };
 
 }  // namespace
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl
 
 extern "C" int OSSL_provider_init(const OSSL_CORE_HANDLE* handle, const OSSL_DISPATCH* in,
                                   const OSSL_DISPATCH** out, void** provctx) {
-  using offkey::provider::ProviderContext;
+  using offkey::client::openssl::ProviderContext;
   // Abseil's mutex deadlock detection (on in Debian's build) costs every lock a graph
   // update; liboffkey's locks are simple and tested, so the provider turns it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -401,7 +401,7 @@ extern "C" int OSSL_provider_init(const OSSL_CORE_HANDLE* handle, const OSSL_DIS
   }
   auto context = std::make_unique<ProviderContext>(handle, libctx, bio_read_ex);
   context->Configure(in);
-  *out = offkey::provider::kProviderFunctions;
+  *out = offkey::client::openssl::kProviderFunctions;
   *provctx = context.release();
   return 1;
 }

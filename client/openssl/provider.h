@@ -25,7 +25,7 @@
 #include "client/offkey_client.h"
 #include "offkey/v1/key_reference.pb.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 
 // The key types the provider manages, each with its OpenSSL names.
 enum class KeyType { kRsa, kRsaPss, kEc, kEd25519 };
@@ -164,6 +164,6 @@ absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref);
 // The name of the DER structure the PEM decoder hands to the key decoders.
 inline constexpr char kReferenceStructure[] = "OffkeyKeyReference";
 
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl
 
 #endif  // OFFKEY_CLIENT_OPENSSL_PROVIDER_H_

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/openssl/provider.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 namespace {
 
 struct SignContext {
@@ -312,4 +312,4 @@ const OSSL_DISPATCH* const kRsaSignature =
 const OSSL_DISPATCH* const kEcdsaSignature = Signature<KeyType::kEc>::kTable;
 const OSSL_DISPATCH* const kEd25519Signature = Ed25519Signature::kTable;
 
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl

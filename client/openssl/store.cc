@@ -14,7 +14,7 @@
 #include "client/key_reference.h"
 #include "client/openssl/provider.h"
 
-namespace offkey::provider {
+namespace offkey::client::openssl {
 namespace {
 
 constexpr char kScheme[] = "offkey:";
@@ -83,4 +83,4 @@ const OSSL_DISPATCH kTable[] = {
 
 const OSSL_DISPATCH* const kStore = kTable;
 
-}  // namespace offkey::provider
+}  // namespace offkey::client::openssl

@@ -19,7 +19,7 @@
 #include "base/openssl_util.h"
 #include "service/tls/schemes.h"
 
-namespace offkey::service::verify {
+namespace offkey::service::clientverify {
 
 using offkey::v1::VerifyClientRequest;
 using offkey::v1::VerifyClientResponse;
@@ -462,4 +462,4 @@ absl::StatusOr<VerifyClientResponse> TrustStore::Verify(const VerifyClientReques
   return response;
 }
 
-}  // namespace offkey::service::verify
+}  // namespace offkey::service::clientverify

@@ -16,7 +16,7 @@
 #include "offkey/v1/config.pb.h"
 #include "offkey/v1/key_service.pb.h"
 
-namespace offkey::service::verify {
+namespace offkey::service::clientverify {
 
 // An immutable snapshot of the configured bundles (CA certificates and CRLs, read from
 // their files at Load). Thread-safe.
@@ -55,6 +55,6 @@ class TrustStore {
   std::string fingerprint_;
 };
 
-}  // namespace offkey::service::verify
+}  // namespace offkey::service::clientverify
 
 #endif  // OFFKEY_SERVICE_CLIENTVERIFY_CLIENT_VERIFIER_H_

@@ -65,7 +65,7 @@ ABSL_FLAG(int, streams, 2,
           "--window items in flight.");
 ABSL_FLAG(int, window, 16, "Items in flight per Pipeline stream.");
 
-namespace offkey::bench {
+namespace offkey::tests::bench {
 namespace {
 
 using Op = std::function<bool(int thread)>;
@@ -645,6 +645,6 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace offkey::bench
+}  // namespace offkey::tests::bench
 
-int main(int argc, char** argv) { return offkey::bench::Main(argc, argv); }
+int main(int argc, char** argv) { return offkey::tests::bench::Main(argc, argv); }

@@ -13,7 +13,7 @@
 #include "base/status_macros.h"
 #include "tests/tls12/tls12.h"
 
-namespace offkey::testing::tls12 {
+namespace offkey::tests::tls12 {
 namespace {
 
 constexpr uint8_t kHandshakeFailure = 40;
@@ -243,4 +243,4 @@ absl::Status KeylessServer::Handle(int fd) {
   return c.Send(kAlert, absl::StrCat(Uint(1, 1), Uint(0, 1)));  // close_notify.
 }
 
-}  // namespace offkey::testing::tls12
+}  // namespace offkey::tests::tls12

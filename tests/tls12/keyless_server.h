@@ -16,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/offkey_client.h"
 
-namespace offkey::testing::tls12 {
+namespace offkey::tests::tls12 {
 
 class KeylessServer {
  public:
@@ -50,6 +50,6 @@ class KeylessServer {
   std::vector<std::string> masters_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace offkey::testing::tls12
+}  // namespace offkey::tests::tls12
 
 #endif  // OFFKEY_TESTS_TLS12_KEYLESS_SERVER_H_

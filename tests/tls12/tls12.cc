@@ -17,7 +17,7 @@
 #include "base/status_macros.h"
 #include "service/crypto/tls_prf.h"
 
-namespace offkey::testing::tls12 {
+namespace offkey::tests::tls12 {
 namespace {
 
 constexpr size_t kTagSize = 16;
@@ -224,4 +224,4 @@ absl::StatusOr<int> ConnectLoopback(int port) {
   return fd;
 }
 
-}  // namespace offkey::testing::tls12
+}  // namespace offkey::tests::tls12

@@ -13,7 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "base/secret_bytes.h"
 
-namespace offkey::testing::tls12 {
+namespace offkey::tests::tls12 {
 
 inline constexpr uint16_t kVersion = 0x0303;
 inline constexpr uint16_t kRsaAes128GcmSha256 = 0x009c;
@@ -100,6 +100,6 @@ class Connection {
 // Connects to 127.0.0.1:port.
 absl::StatusOr<int> ConnectLoopback(int port);
 
-}  // namespace offkey::testing::tls12
+}  // namespace offkey::tests::tls12
 
 #endif  // OFFKEY_TESTS_TLS12_TLS12_H_

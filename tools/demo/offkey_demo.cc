@@ -32,7 +32,7 @@ ABSL_FLAG(std::string, ca, "", "CA certificate that issued offkeyd's certificate
 ABSL_FLAG(std::string, cert, "", "Client certificate (PEM).");
 ABSL_FLAG(std::string, key, "", "Client private key (PEM).");
 
-namespace offkey {
+namespace offkey::tools::demo {
 namespace {
 
 using offkey::v1::KeyService;
@@ -239,6 +239,6 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace offkey
+}  // namespace offkey::tools::demo
 
-int main(int argc, char** argv) { return offkey::Main(argc, argv); }
+int main(int argc, char** argv) { return offkey::tools::demo::Main(argc, argv); }
