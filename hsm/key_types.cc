@@ -1,5 +1,9 @@
 #include "hsm/key_types.h"
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
 namespace offkey::hsm {
 namespace {
 
@@ -37,6 +41,13 @@ KeyFamily FamilyOf(KeyAlgorithm algorithm) {
 int KeyBits(KeyAlgorithm algorithm) {
   const AlgorithmRow* row = Row(algorithm);
   return row ? row->bits : 0;
+}
+
+KeyAlgorithm RsaKeyAlgorithm(int modulus_bits) {
+  for (const auto& row : kAlgorithms) {
+    if (row.family == KeyFamily::kRsa && row.bits == modulus_bits) return row.algorithm;
+  }
+  return KeyAlgorithm::kUnknown;
 }
 
 absl::string_view KeyAlgorithmName(KeyAlgorithm algorithm) {
@@ -110,6 +121,20 @@ bool SignAlgorithmFitsKey(SignAlgorithm algorithm, KeyAlgorithm key) {
              algorithm.hash == HashAlgorithm::kNone;
   }
   return false;
+}
+
+absl::Status ValidateKeyName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) {
+    return absl::InvalidArgumentError("a key name has 1 to 64 characters");
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key name '", absl::CHexEscape(name),
+                       "' may only use letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace offkey::hsm

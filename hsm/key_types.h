@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <optional>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace offkey::hsm {
@@ -39,6 +40,9 @@ struct SignAlgorithm {
 KeyFamily FamilyOf(KeyAlgorithm algorithm);
 // Modulus bits for RSA, field bits for EC, 255 for Ed25519, 0 for kUnknown.
 int KeyBits(KeyAlgorithm algorithm);
+// The RSA algorithm with a modulus of `modulus_bits`; kUnknown for sizes offkey does
+// not use.
+KeyAlgorithm RsaKeyAlgorithm(int modulus_bits);
 // Stable lowercase names: "rsa-2048", "ec-p256", "ed25519", ...
 absl::string_view KeyAlgorithmName(KeyAlgorithm algorithm);
 std::optional<KeyAlgorithm> KeyAlgorithmFromName(absl::string_view name);
@@ -50,6 +54,10 @@ absl::string_view HashName(HashAlgorithm hash);
 // Whether `algorithm` can be used with a key of `key`'s family (not TLS rules).
 bool SignAlgorithmFitsKey(SignAlgorithm algorithm, KeyAlgorithm key);
 absl::string_view SignatureKindName(SignatureKind kind);
+
+// Key names, the same in every store: 1 to 64 characters of [A-Za-z0-9._-].
+// INVALID_ARGUMENT otherwise.
+absl::Status ValidateKeyName(absl::string_view name);
 
 }  // namespace offkey::hsm
 

@@ -162,5 +162,25 @@ TEST(KeyTypesTest, SignAlgorithmFitsKeyExhaustive) {
   }
 }
 
+TEST(KeyTypesTest, RsaAlgorithmsByModulusSize) {
+  EXPECT_EQ(RsaKeyAlgorithm(2048), KeyAlgorithm::kRsa2048);
+  EXPECT_EQ(RsaKeyAlgorithm(3072), KeyAlgorithm::kRsa3072);
+  EXPECT_EQ(RsaKeyAlgorithm(4096), KeyAlgorithm::kRsa4096);
+  EXPECT_EQ(RsaKeyAlgorithm(1024), KeyAlgorithm::kUnknown);
+  EXPECT_EQ(RsaKeyAlgorithm(256), KeyAlgorithm::kUnknown);  // P-256's bits, not RSA.
+}
+
+TEST(KeyTypesTest, KeyNamesAreShortAndPlain) {
+  for (const char* ok : {"a", "web-1", "api.example.com", "A_b-9"}) {
+    EXPECT_TRUE(ValidateKeyName(ok).ok()) << ok;
+  }
+  EXPECT_TRUE(ValidateKeyName(std::string(64, 'k')).ok());
+  for (const std::string& bad :
+       {std::string(), std::string(65, 'k'), std::string("a/b"), std::string("a b"),
+        std::string("a\0b", 3), std::string("caf\xc3\xa9")}) {
+    EXPECT_EQ(ValidateKeyName(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace offkey::hsm

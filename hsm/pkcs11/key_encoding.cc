@@ -56,9 +56,25 @@ const char* GroupName(KeyAlgorithm algorithm) {
   }
 }
 
-// Explicitly fetched once: OpenSSL 3's implicit fetch behind EVP_sha256() and friends
-// takes global locks on every digest, which shows at tens of thousands of calls a second.
-const EVP_MD* Md(HashAlgorithm hash) {
+absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(bld), OSSL_PARAM_free);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("invalid ", type, " public key"));
+  }
+  EvpPkeyPtr pkey(raw);
+  return SpkiOf(pkey.get());
+}
+
+}  // namespace
+
+// Explicitly fetched: OpenSSL 3's implicit fetch behind EVP_sha256() and friends takes
+// global locks on every digest, which shows at tens of thousands of calls a second.
+const EVP_MD* MessageDigest(HashAlgorithm hash) {
   static const EVP_MD* const kSha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
   static const EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   static const EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
@@ -89,21 +105,53 @@ absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey) {
   return der;
 }
 
-absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
-  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
-      OSSL_PARAM_BLD_to_param(bld), OSSL_PARAM_free);
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
-  EVP_PKEY* raw = nullptr;
-  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
+      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())),
+      PKCS8_PRIV_KEY_INFO_free);
+  if (p8 == nullptr ||
+      p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
     return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat("invalid ", type, " public key"));
+                        "not an unencrypted DER PKCS#8 private key");
   }
-  EvpPkeyPtr pkey(raw);
-  return SpkiOf(pkey.get());
+  EvpPkeyPtr pkey(EVP_PKCS82PKEY(p8.get()));
+  if (pkey == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "the PKCS#8 key cannot be decoded");
+  }
+  return pkey;
 }
 
-}  // namespace
+absl::StatusOr<KeyAlgorithm> KeyAlgorithmOf(EVP_PKEY* pkey) {
+  switch (EVP_PKEY_get_base_id(pkey)) {
+    case EVP_PKEY_RSA:
+      if (KeyAlgorithm rsa = RsaKeyAlgorithm(EVP_PKEY_get_bits(pkey));
+          rsa != KeyAlgorithm::kUnknown) {
+        return rsa;
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat("RSA-", EVP_PKEY_get_bits(pkey),
+                       " is not supported; offkey stores RSA 2048, 3072 and 4096"));
+    case EVP_PKEY_EC: {
+      char group[64] = {0};
+      size_t group_len = 0;
+      EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
+                                     sizeof(group), &group_len);
+      absl::string_view g(group, group_len);
+      if (g == "prime256v1" || g == "P-256") return KeyAlgorithm::kEcP256;
+      if (g == "secp384r1" || g == "P-384") return KeyAlgorithm::kEcP384;
+      if (g == "secp521r1" || g == "P-521") return KeyAlgorithm::kEcP521;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "EC curve '", g, "' is not supported; offkey stores P-256, P-384, P-521"));
+    }
+    case EVP_PKEY_ED25519:
+      return KeyAlgorithm::kEd25519;
+    default:
+      return absl::InvalidArgumentError(
+          "unsupported key type; offkey stores RSA, EC (P-256/384/521) and Ed25519");
+  }
+}
 
 absl::string_view EcParamsFor(KeyAlgorithm algorithm) {
   switch (algorithm) {
@@ -225,7 +273,7 @@ absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der) {
 }
 
 absl::StatusOr<std::string> Digest(HashAlgorithm hash, absl::string_view message) {
-  const EVP_MD* md = Md(hash);
+  const EVP_MD* md = MessageDigest(hash);
   if (md == nullptr) return absl::InvalidArgumentError("no hash algorithm given");
   std::string out(static_cast<size_t>(EVP_MD_get_size(md)), '\0');
   unsigned int len = 0;

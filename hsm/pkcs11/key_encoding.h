@@ -3,10 +3,13 @@
 #ifndef OFFKEY_HSM_PKCS11_KEY_ENCODING_H_
 #define OFFKEY_HSM_PKCS11_KEY_ENCODING_H_
 
+#include <openssl/evp.h>
+
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/openssl_util.h"
 #include "hsm/key_types.h"
 
 namespace offkey::hsm::pkcs11 {
@@ -33,9 +36,23 @@ absl::StatusOr<std::string> RsaSpki(absl::string_view modulus,
 absl::StatusOr<std::string> EcSpki(KeyAlgorithm algorithm, absl::string_view point);
 absl::StatusOr<std::string> Ed25519Spki(absl::string_view public_key);
 
+// DER SubjectPublicKeyInfo of `pkey`'s public half.
+absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey);
+
+// Decodes an unencrypted DER PKCS#8 private key (nothing may follow it).
+// INVALID_ARGUMENT when `der` is not one or names a key type OpenSSL cannot decode.
+absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der);
+
+// Which of offkey's algorithms `pkey` is: RSA 2048/3072/4096, EC P-256/384/521 or
+// Ed25519. INVALID_ARGUMENT, naming what it is, for any other key.
+absl::StatusOr<KeyAlgorithm> KeyAlgorithmOf(EVP_PKEY* pkey);
+
 // SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 4.2.1.2, method 1).
 absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der);
 
+// The digest, fetched once per process (OpenSSL 3's implicit fetches take global locks);
+// nullptr for kNone.
+const EVP_MD* MessageDigest(HashAlgorithm hash);
 // Digest of `message`.
 absl::StatusOr<std::string> Digest(HashAlgorithm hash, absl::string_view message);
 // DER DigestInfo (RFC 8017 9.2) around `digest`, the input of CKM_RSA_PKCS signing.
