@@ -21,14 +21,11 @@ namespace {
   constexpr char name##_bytes[] = literal; \
   constexpr absl::string_view name(name##_bytes, sizeof(name##_bytes) - 1)
 
-// DER OBJECT IDENTIFIERs.
-OFFKEY_BYTES(kP256Oid, "\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07");
-OFFKEY_BYTES(kP384Oid, "\x06\x05\x2b\x81\x04\x00\x22");
-OFFKEY_BYTES(kP521Oid, "\x06\x05\x2b\x81\x04\x00\x23");
-OFFKEY_BYTES(kEd25519Oid, "\x06\x03\x2b\x65\x70");
-OFFKEY_BYTES(kEd25519Name,
-             "\x13\x0c"
-             "edwards25519");
+// hsm/key_types.h spells the key types as plain numbers so that hsm/ needs no PKCS#11
+// header; here they meet the header.
+static_assert(kPkcs11KeyTypeRsa == CKK_RSA);
+static_assert(kPkcs11KeyTypeEc == CKK_EC);
+static_assert(kPkcs11KeyTypeEcEdwards == CKK_EC_EDWARDS);
 
 // DigestInfo prefixes (RFC 8017 9.2, note 1): AlgorithmIdentifier with NULL parameters,
 // then the OCTET STRING header.
@@ -42,19 +39,6 @@ OFFKEY_BYTES(
 OFFKEY_BYTES(
     kSha512Prefix,
     "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40");
-
-const char* GroupName(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return "P-256";
-    case KeyAlgorithm::kEcP384:
-      return "P-384";
-    case KeyAlgorithm::kEcP521:
-      return "P-521";
-    default:
-      return nullptr;
-  }
-}
 
 // Explicitly fetched once: OpenSSL 3's implicit fetch behind EVP_sha256() and friends
 // takes global locks on every digest, which shows at tens of thousands of calls a second.
@@ -106,41 +90,25 @@ absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
 }  // namespace
 
 absl::string_view EcParamsFor(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return kP256Oid;
-    case KeyAlgorithm::kEcP384:
-      return kP384Oid;
-    case KeyAlgorithm::kEcP521:
-      return kP521Oid;
-    case KeyAlgorithm::kEd25519:
-      return kEd25519Oid;
-    default:
-      return {};
-  }
-}
-
-KeyAlgorithm AlgorithmFromEcParams(absl::string_view params) {
-  if (params == kP256Oid) return KeyAlgorithm::kEcP256;
-  if (params == kP384Oid) return KeyAlgorithm::kEcP384;
-  if (params == kP521Oid) return KeyAlgorithm::kEcP521;
-  if (params == kEd25519Oid || params == kEd25519Name) return KeyAlgorithm::kEd25519;
-  return KeyAlgorithm::kUnknown;
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->ec_params : absl::string_view();
 }
 
 size_t PublicPointLength(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return 65;
-    case KeyAlgorithm::kEcP384:
-      return 97;
-    case KeyAlgorithm::kEcP521:
-      return 133;
-    case KeyAlgorithm::kEd25519:
-      return 32;
-    default:
-      return 0;
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->public_point_length : 0;
+}
+
+CK_KEY_TYPE Pkcs11KeyType(KeyAlgorithm algorithm) {
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->pkcs11_key_type : CKK_VENDOR_DEFINED;
+}
+
+std::optional<KeyFamily> FamilyOfKeyType(CK_KEY_TYPE type) {
+  for (const KeyAlgorithmInfo& row : AllKeyAlgorithms()) {
+    if (row.pkcs11_key_type == type) return row.family;
   }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::string> UnwrapEcPoint(absl::string_view value,
@@ -186,8 +154,11 @@ absl::StatusOr<std::string> RsaSpki(absl::string_view modulus,
 }
 
 absl::StatusOr<std::string> EcSpki(KeyAlgorithm algorithm, absl::string_view point) {
-  const char* group = GroupName(algorithm);
-  if (group == nullptr) return absl::InvalidArgumentError("not an EC key algorithm");
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  if (row == nullptr || row->family != KeyFamily::kEc) {
+    return absl::InvalidArgumentError("not an EC key algorithm");
+  }
+  const char* group = row->openssl_group;
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(
       OSSL_PARAM_BLD_new(), OSSL_PARAM_BLD_free);
   if (bld == nullptr ||

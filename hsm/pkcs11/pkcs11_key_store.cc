@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -61,16 +62,7 @@ void MetadataSelector(absl::string_view key_id, Template& tmpl) {
 }
 
 KeyAlgorithm RsaAlgorithm(size_t modulus_bytes) {
-  switch (modulus_bytes * 8) {
-    case 2048:
-      return KeyAlgorithm::kRsa2048;
-    case 3072:
-      return KeyAlgorithm::kRsa3072;
-    case 4096:
-      return KeyAlgorithm::kRsa4096;
-    default:
-      return KeyAlgorithm::kUnknown;
-  }
+  return RsaAlgorithmForBits(static_cast<int>(modulus_bytes * 8));
 }
 
 // Strips leading zero bytes (PKCS#11 big integers may carry them).
@@ -184,13 +176,14 @@ CK_RV Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session, absl::string_view ke
   CK_ULONG type = 0;
   rv = GetUlong(fn, session, key.object, CKA_KEY_TYPE, &type);
   if (rv != CKR_OK) return rv;
-  if (type == CKK_RSA) {
+  const std::optional<KeyFamily> family = FamilyOfKeyType(type);
+  if (family == KeyFamily::kRsa) {
     std::string modulus;
     rv = GetBytes(fn, session, key.object, CKA_MODULUS, &modulus);
     if (rv != CKR_OK) return rv;
     key.modulus = std::string(StripZeros(modulus));
     key.algorithm = RsaAlgorithm(key.modulus.size());
-  } else if (type == CKK_EC || type == CKK_EC_EDWARDS) {
+  } else if (family.has_value()) {
     std::string params;
     rv = GetBytes(fn, session, key.object, CKA_EC_PARAMS, &params);
     if (rv != CKR_OK) return rv;
@@ -237,14 +230,15 @@ CK_RV Pkcs11KeyStore::Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE objec
   out->algorithm = KeyAlgorithm::kUnknown;
   absl::StatusOr<std::string> spki = absl::UnimplementedError(
       absl::StrCat("key '", label, "' has a key type offkey does not use"));
-  if (type == CKK_RSA) {
+  const std::optional<KeyFamily> family = FamilyOfKeyType(type);
+  if (family == KeyFamily::kRsa) {
     std::string n, e;
     rv = GetBytes(fn, session, object, CKA_MODULUS, &n);
     if (rv == CKR_OK) rv = GetBytes(fn, session, object, CKA_PUBLIC_EXPONENT, &e);
     if (rv != CKR_OK) return rv;
     out->algorithm = RsaAlgorithm(StripZeros(n).size());
     spki = RsaSpki(n, e);
-  } else if (type == CKK_EC || type == CKK_EC_EDWARDS) {
+  } else if (family.has_value()) {
     std::string params, point;
     rv = GetBytes(fn, session, object, CKA_EC_PARAMS, &params);
     if (rv != CKR_OK) return rv;
@@ -479,14 +473,14 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
       }
       KeyAlgorithm algorithm = RsaAlgorithm(parts[0].size());
       if (algorithm == KeyAlgorithm::kUnknown) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("RSA-", parts[0].size() * 8,
-                         " is not supported; offkey stores RSA 2048, 3072 and 4096"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "RSA-", parts[0].size() * 8, " is not supported; offkey stores RSA ",
+            SupportedSizes(KeyFamily::kRsa)));
       }
       return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, CKK_RSA).Bool(CKA_DECRYPT, true);
+        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm)).Bool(CKA_DECRYPT, true);
         for (size_t i = 0; i < parts.size(); ++i) priv.Secret(types[i], parts[i]);
-        pub.Ulong(CKA_KEY_TYPE, CKK_RSA)
+        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bool(CKA_ENCRYPT, true)
             .Secret(CKA_MODULUS, parts[0])
             .Secret(CKA_PUBLIC_EXPONENT, parts[1]);
@@ -497,14 +491,12 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
       size_t group_len = 0;
       EVP_PKEY_get_utf8_string_param(pkey.get(), OSSL_PKEY_PARAM_GROUP_NAME, group,
                                      sizeof(group), &group_len);
-      KeyAlgorithm algorithm = KeyAlgorithm::kUnknown;
       absl::string_view g(group, group_len);
-      if (g == "prime256v1" || g == "P-256") algorithm = KeyAlgorithm::kEcP256;
-      if (g == "secp384r1" || g == "P-384") algorithm = KeyAlgorithm::kEcP384;
-      if (g == "secp521r1" || g == "P-521") algorithm = KeyAlgorithm::kEcP521;
+      KeyAlgorithm algorithm = EcAlgorithmForGroup(g);
       if (algorithm == KeyAlgorithm::kUnknown) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "EC curve '", g, "' is not supported; offkey stores P-256, P-384, P-521"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("EC curve '", g, "' is not supported; offkey stores ",
+                         SupportedSizes(KeyFamily::kEc)));
       }
       BIGNUM* d = nullptr;
       if (EVP_PKEY_get_bn_param(pkey.get(), OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1) {
@@ -522,17 +514,17 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
       }
       std::string params(EcParamsFor(algorithm));
       return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, CKK_EC)
+        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bytes(CKA_EC_PARAMS, params)
             .Secret(CKA_VALUE, value);
-        pub.Ulong(CKA_KEY_TYPE, CKK_EC)
+        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bytes(CKA_EC_PARAMS, params)
             .Bytes(CKA_EC_POINT, WrapEcPoint(point));
       });
     }
     case EVP_PKEY_ED25519: {
-      SecretBytes value(32);
-      std::string pub_raw(32, '\0');
+      SecretBytes value(PublicPointLength(KeyAlgorithm::kEd25519));
+      std::string pub_raw(PublicPointLength(KeyAlgorithm::kEd25519), '\0');
       size_t n = value.size(), m = pub_raw.size();
       if (EVP_PKEY_get_raw_private_key(pkey.get(), value.data(), &n) != 1 ||
           EVP_PKEY_get_raw_public_key(
@@ -540,19 +532,20 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
         return OpenSslError(absl::StatusCode::kInvalidArgument, "Ed25519 key");
       }
       std::string params(EcParamsFor(KeyAlgorithm::kEd25519));
-      return StoreKeyPair(name, KeyAlgorithm::kEd25519, spki,
-                          [&](Template& priv, Template& pub) {
-                            priv.Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS)
-                                .Bytes(CKA_EC_PARAMS, params)
-                                .Secret(CKA_VALUE, value);
-                            pub.Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS)
-                                .Bytes(CKA_EC_PARAMS, params)
-                                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
-                          });
+      return StoreKeyPair(
+          name, KeyAlgorithm::kEd25519, spki, [&](Template& priv, Template& pub) {
+            priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
+                .Bytes(CKA_EC_PARAMS, params)
+                .Secret(CKA_VALUE, value);
+            pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
+                .Bytes(CKA_EC_PARAMS, params)
+                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
+          });
     }
     default:
       return absl::InvalidArgumentError(
-          "unsupported key type; offkey stores RSA, EC (P-256/384/521) and Ed25519");
+          absl::StrCat("unsupported key type; offkey stores RSA, EC (",
+                       SupportedSizes(KeyFamily::kEc), ") and Ed25519"));
   }
 }
 
