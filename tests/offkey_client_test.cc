@@ -23,9 +23,9 @@
 #include "absl/synchronization/mutex.h"
 #include "base/testing/secret_ledger.h"
 #include "gtest/gtest.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/config/config_loader.h"
-#include "tests/forwarding_store.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
@@ -34,6 +34,8 @@ namespace offkey::tests {
 
 using ::offkey::testing::RecordSecret;
 namespace {
+
+using ::offkey::hsm::testing::ForwardingStore;
 
 namespace v1 = offkey::v1;
 using client::CallOptions;

@@ -21,14 +21,11 @@ namespace {
   constexpr char name##_bytes[] = literal; \
   constexpr absl::string_view name(name##_bytes, sizeof(name##_bytes) - 1)
 
-// DER OBJECT IDENTIFIERs.
-OFFKEY_BYTES(kP256Oid, "\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07");
-OFFKEY_BYTES(kP384Oid, "\x06\x05\x2b\x81\x04\x00\x22");
-OFFKEY_BYTES(kP521Oid, "\x06\x05\x2b\x81\x04\x00\x23");
-OFFKEY_BYTES(kEd25519Oid, "\x06\x03\x2b\x65\x70");
-OFFKEY_BYTES(kEd25519Name,
-             "\x13\x0c"
-             "edwards25519");
+// hsm/key_types.h spells the key types as plain numbers so that hsm/ needs no PKCS#11
+// header; here they meet the header.
+static_assert(kPkcs11KeyTypeRsa == CKK_RSA);
+static_assert(kPkcs11KeyTypeEc == CKK_EC);
+static_assert(kPkcs11KeyTypeEcEdwards == CKK_EC_EDWARDS);
 
 // DigestInfo prefixes (RFC 8017 9.2, note 1): AlgorithmIdentifier with NULL parameters,
 // then the OCTET STRING header.
@@ -43,22 +40,25 @@ OFFKEY_BYTES(
     kSha512Prefix,
     "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40");
 
-const char* GroupName(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return "P-256";
-    case KeyAlgorithm::kEcP384:
-      return "P-384";
-    case KeyAlgorithm::kEcP521:
-      return "P-521";
-    default:
-      return nullptr;
+absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(bld), OSSL_PARAM_free);
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("invalid ", type, " public key"));
   }
+  EvpPkeyPtr pkey(raw);
+  return SpkiOf(pkey.get());
 }
 
-// Explicitly fetched once: OpenSSL 3's implicit fetch behind EVP_sha256() and friends
-// takes global locks on every digest, which shows at tens of thousands of calls a second.
-const EVP_MD* Md(HashAlgorithm hash) {
+}  // namespace
+
+// Explicitly fetched: OpenSSL 3's implicit fetch behind EVP_sha256() and friends takes
+// global locks on every digest, which shows at tens of thousands of calls a second.
+const EVP_MD* MessageDigest(HashAlgorithm hash) {
   static const EVP_MD* const kSha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
   static const EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   static const EVP_MD* const kSha384 = EVP_MD_fetch(nullptr, "SHA384", nullptr);
@@ -89,58 +89,44 @@ absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey) {
   return der;
 }
 
-absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
-  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
-      OSSL_PARAM_BLD_to_param(bld), OSSL_PARAM_free);
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
-  EVP_PKEY* raw = nullptr;
-  if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
+      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())),
+      PKCS8_PRIV_KEY_INFO_free);
+  if (p8 == nullptr ||
+      p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
     return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat("invalid ", type, " public key"));
+                        "not an unencrypted DER PKCS#8 private key");
   }
-  EvpPkeyPtr pkey(raw);
-  return SpkiOf(pkey.get());
+  EvpPkeyPtr pkey(EVP_PKCS82PKEY(p8.get()));
+  if (pkey == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "the PKCS#8 key cannot be decoded");
+  }
+  return pkey;
 }
-
-}  // namespace
 
 absl::string_view EcParamsFor(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return kP256Oid;
-    case KeyAlgorithm::kEcP384:
-      return kP384Oid;
-    case KeyAlgorithm::kEcP521:
-      return kP521Oid;
-    case KeyAlgorithm::kEd25519:
-      return kEd25519Oid;
-    default:
-      return {};
-  }
-}
-
-KeyAlgorithm AlgorithmFromEcParams(absl::string_view params) {
-  if (params == kP256Oid) return KeyAlgorithm::kEcP256;
-  if (params == kP384Oid) return KeyAlgorithm::kEcP384;
-  if (params == kP521Oid) return KeyAlgorithm::kEcP521;
-  if (params == kEd25519Oid || params == kEd25519Name) return KeyAlgorithm::kEd25519;
-  return KeyAlgorithm::kUnknown;
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->ec_params : absl::string_view();
 }
 
 size_t PublicPointLength(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return 65;
-    case KeyAlgorithm::kEcP384:
-      return 97;
-    case KeyAlgorithm::kEcP521:
-      return 133;
-    case KeyAlgorithm::kEd25519:
-      return 32;
-    default:
-      return 0;
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->public_point_length : 0;
+}
+
+CK_KEY_TYPE Pkcs11KeyType(KeyAlgorithm algorithm) {
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->pkcs11_key_type : CKK_VENDOR_DEFINED;
+}
+
+std::optional<KeyFamily> FamilyOfKeyType(CK_KEY_TYPE type) {
+  for (const KeyAlgorithmInfo& row : AllKeyAlgorithms()) {
+    if (row.pkcs11_key_type == type) return row.family;
   }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::string> UnwrapEcPoint(absl::string_view value,
@@ -186,8 +172,11 @@ absl::StatusOr<std::string> RsaSpki(absl::string_view modulus,
 }
 
 absl::StatusOr<std::string> EcSpki(KeyAlgorithm algorithm, absl::string_view point) {
-  const char* group = GroupName(algorithm);
-  if (group == nullptr) return absl::InvalidArgumentError("not an EC key algorithm");
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  if (row == nullptr || row->family != KeyFamily::kEc) {
+    return absl::InvalidArgumentError("not an EC key algorithm");
+  }
+  const char* group = row->openssl_group;
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(
       OSSL_PARAM_BLD_new(), OSSL_PARAM_BLD_free);
   if (bld == nullptr ||
@@ -225,7 +214,7 @@ absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der) {
 }
 
 absl::StatusOr<std::string> Digest(HashAlgorithm hash, absl::string_view message) {
-  const EVP_MD* md = Md(hash);
+  const EVP_MD* md = MessageDigest(hash);
   if (md == nullptr) return absl::InvalidArgumentError("no hash algorithm given");
   std::string out(static_cast<size_t>(EVP_MD_get_size(md)), '\0');
   unsigned int len = 0;

@@ -7,15 +7,16 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
+#include "hsm/openssl_key.h"
 #include "hsm/pkcs11/ck_rv.h"
 #include "hsm/pkcs11/key_encoding.h"
 #include "hsm/pkcs11/object_io.h"
@@ -60,19 +61,6 @@ void MetadataSelector(absl::string_view key_id, Template& tmpl) {
       .Bytes(CKA_OBJECT_ID, key_id);
 }
 
-KeyAlgorithm RsaAlgorithm(size_t modulus_bytes) {
-  switch (modulus_bytes * 8) {
-    case 2048:
-      return KeyAlgorithm::kRsa2048;
-    case 3072:
-      return KeyAlgorithm::kRsa3072;
-    case 4096:
-      return KeyAlgorithm::kRsa4096;
-    default:
-      return KeyAlgorithm::kUnknown;
-  }
-}
-
 // Strips leading zero bytes (PKCS#11 big integers may carry them).
 absl::string_view StripZeros(absl::string_view v) {
   while (v.size() > 1 && v[0] == '\0') v.remove_prefix(1);
@@ -98,20 +86,6 @@ int ChainIndex(absl::string_view label) {
 }
 
 }  // namespace
-
-absl::Status ValidateKeyName(absl::string_view name) {
-  if (name.empty() || name.size() > 64) {
-    return absl::InvalidArgumentError("a key name has 1 to 64 characters");
-  }
-  for (char c : name) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("key name '", absl::CHexEscape(name),
-                       "' may only use letters, digits, '.', '_' and '-'"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<Pkcs11KeyStore>> Pkcs11KeyStore::Create(
     const TokenOptions& options) {
@@ -184,13 +158,14 @@ CK_RV Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session, absl::string_view ke
   CK_ULONG type = 0;
   rv = GetUlong(fn, session, key.object, CKA_KEY_TYPE, &type);
   if (rv != CKR_OK) return rv;
-  if (type == CKK_RSA) {
+  const std::optional<KeyFamily> family = FamilyOfKeyType(type);
+  if (family == KeyFamily::kRsa) {
     std::string modulus;
     rv = GetBytes(fn, session, key.object, CKA_MODULUS, &modulus);
     if (rv != CKR_OK) return rv;
     key.modulus = std::string(StripZeros(modulus));
-    key.algorithm = RsaAlgorithm(key.modulus.size());
-  } else if (type == CKK_EC || type == CKK_EC_EDWARDS) {
+    key.algorithm = RsaAlgorithmForBits(static_cast<int>(key.modulus.size() * 8));
+  } else if (family.has_value()) {
     std::string params;
     rv = GetBytes(fn, session, key.object, CKA_EC_PARAMS, &params);
     if (rv != CKR_OK) return rv;
@@ -237,14 +212,15 @@ CK_RV Pkcs11KeyStore::Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE objec
   out->algorithm = KeyAlgorithm::kUnknown;
   absl::StatusOr<std::string> spki = absl::UnimplementedError(
       absl::StrCat("key '", label, "' has a key type offkey does not use"));
-  if (type == CKK_RSA) {
+  const std::optional<KeyFamily> family = FamilyOfKeyType(type);
+  if (family == KeyFamily::kRsa) {
     std::string n, e;
     rv = GetBytes(fn, session, object, CKA_MODULUS, &n);
     if (rv == CKR_OK) rv = GetBytes(fn, session, object, CKA_PUBLIC_EXPONENT, &e);
     if (rv != CKR_OK) return rv;
-    out->algorithm = RsaAlgorithm(StripZeros(n).size());
+    out->algorithm = RsaAlgorithmForBits(static_cast<int>(StripZeros(n).size() * 8));
     spki = RsaSpki(n, e);
-  } else if (type == CKK_EC || type == CKK_EC_EDWARDS) {
+  } else if (family.has_value()) {
     std::string params, point;
     rv = GetBytes(fn, session, object, CKA_EC_PARAMS, &params);
     if (rv != CKR_OK) return rv;
@@ -436,29 +412,13 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
   OFFKEY_RETURN_IF_ERROR(ValidateKeyName(name));
   OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
-  const unsigned char* p = pkcs8_der.data();
-  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
-      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(pkcs8_der.size())),
-      PKCS8_PRIV_KEY_INFO_free);
-  if (p8 == nullptr || p != pkcs8_der.data() + pkcs8_der.size()) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "not an unencrypted DER PKCS#8 private key");
-  }
-  EvpPkeyPtr pkey(EVP_PKCS82PKEY(p8.get()));
-  if (pkey == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "the PKCS#8 key cannot be decoded");
-  }
-  int len = i2d_PUBKEY(pkey.get(), nullptr);
-  std::string spki(len > 0 ? static_cast<size_t>(len) : 0, '\0');
-  auto* out = reinterpret_cast<unsigned char*>(spki.data());
-  if (len <= 0 || i2d_PUBKEY(pkey.get(), &out) != len) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "cannot derive the public key");
-  }
+  OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8(pkcs8_der.view()));
+  const KeyAlgorithm algorithm = KeyAlgorithmOf(pkey.get());
+  if (algorithm == KeyAlgorithm::kUnknown) return UnsupportedKeyError(pkey.get());
+  OFFKEY_ASSIGN_OR_RETURN(const std::string spki, SpkiOf(pkey.get()));
 
-  switch (EVP_PKEY_get_base_id(pkey.get())) {
-    case EVP_PKEY_RSA: {
+  switch (FamilyOf(algorithm)) {
+    case KeyFamily::kRsa: {
       const char* names[] = {
           OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
           OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
@@ -477,35 +437,16 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
         parts.push_back(BnBytes(bn));
         BN_clear_free(bn);
       }
-      KeyAlgorithm algorithm = RsaAlgorithm(parts[0].size());
-      if (algorithm == KeyAlgorithm::kUnknown) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("RSA-", parts[0].size() * 8,
-                         " is not supported; offkey stores RSA 2048, 3072 and 4096"));
-      }
       return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, CKK_RSA).Bool(CKA_DECRYPT, true);
+        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm)).Bool(CKA_DECRYPT, true);
         for (size_t i = 0; i < parts.size(); ++i) priv.Secret(types[i], parts[i]);
-        pub.Ulong(CKA_KEY_TYPE, CKK_RSA)
+        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bool(CKA_ENCRYPT, true)
             .Secret(CKA_MODULUS, parts[0])
             .Secret(CKA_PUBLIC_EXPONENT, parts[1]);
       });
     }
-    case EVP_PKEY_EC: {
-      char group[64] = {0};
-      size_t group_len = 0;
-      EVP_PKEY_get_utf8_string_param(pkey.get(), OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                     sizeof(group), &group_len);
-      KeyAlgorithm algorithm = KeyAlgorithm::kUnknown;
-      absl::string_view g(group, group_len);
-      if (g == "prime256v1" || g == "P-256") algorithm = KeyAlgorithm::kEcP256;
-      if (g == "secp384r1" || g == "P-384") algorithm = KeyAlgorithm::kEcP384;
-      if (g == "secp521r1" || g == "P-521") algorithm = KeyAlgorithm::kEcP521;
-      if (algorithm == KeyAlgorithm::kUnknown) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "EC curve '", g, "' is not supported; offkey stores P-256, P-384, P-521"));
-      }
+    case KeyFamily::kEc: {
       BIGNUM* d = nullptr;
       if (EVP_PKEY_get_bn_param(pkey.get(), OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1) {
         return OpenSslError(absl::StatusCode::kInvalidArgument, "EC private value");
@@ -522,15 +463,15 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
       }
       std::string params(EcParamsFor(algorithm));
       return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, CKK_EC)
+        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bytes(CKA_EC_PARAMS, params)
             .Secret(CKA_VALUE, value);
-        pub.Ulong(CKA_KEY_TYPE, CKK_EC)
+        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bytes(CKA_EC_PARAMS, params)
             .Bytes(CKA_EC_POINT, WrapEcPoint(point));
       });
     }
-    case EVP_PKEY_ED25519: {
+    case KeyFamily::kEd25519: {
       SecretBytes value(32);
       std::string pub_raw(32, '\0');
       size_t n = value.size(), m = pub_raw.size();
@@ -540,20 +481,18 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
         return OpenSslError(absl::StatusCode::kInvalidArgument, "Ed25519 key");
       }
       std::string params(EcParamsFor(KeyAlgorithm::kEd25519));
-      return StoreKeyPair(name, KeyAlgorithm::kEd25519, spki,
-                          [&](Template& priv, Template& pub) {
-                            priv.Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS)
-                                .Bytes(CKA_EC_PARAMS, params)
-                                .Secret(CKA_VALUE, value);
-                            pub.Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS)
-                                .Bytes(CKA_EC_PARAMS, params)
-                                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
-                          });
+      return StoreKeyPair(
+          name, KeyAlgorithm::kEd25519, spki, [&](Template& priv, Template& pub) {
+            priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
+                .Bytes(CKA_EC_PARAMS, params)
+                .Secret(CKA_VALUE, value);
+            pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
+                .Bytes(CKA_EC_PARAMS, params)
+                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
+          });
     }
-    default:
-      return absl::InvalidArgumentError(
-          "unsupported key type; offkey stores RSA, EC (P-256/384/521) and Ed25519");
   }
+  return absl::InternalError("unreachable: every key family is handled above");
 }
 
 absl::StatusOr<KeyInfo> Pkcs11KeyStore::GenerateKey(absl::string_view name,

@@ -111,9 +111,6 @@ class Pkcs11KeyStore final : public KeyStore {
   uint64_t hmac_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Key names: 1 to 64 characters of [A-Za-z0-9._-]. INVALID_ARGUMENT otherwise.
-absl::Status ValidateKeyName(absl::string_view name);
-
 }  // namespace offkey::hsm::pkcs11
 
 #endif  // OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
