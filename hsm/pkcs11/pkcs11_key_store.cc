@@ -1,7 +1,5 @@
 #include "hsm/pkcs11/pkcs11_key_store.h"
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
@@ -69,13 +67,6 @@ KeyAlgorithm RsaAlgorithm(size_t modulus_bytes) {
 absl::string_view StripZeros(absl::string_view v) {
   while (v.size() > 1 && v[0] == '\0') v.remove_prefix(1);
   return v;
-}
-
-SecretBytes BnBytes(const BIGNUM* bn, size_t pad_to = 0) {
-  size_t n = std::max(static_cast<size_t>(BN_num_bytes(bn)), pad_to);
-  SecretBytes out(n);
-  BN_bn2binpad(bn, out.data(), static_cast<int>(n));
-  return out;
 }
 
 // Index of a chain certificate from its label: 0 for "name", i for "name/i".
@@ -407,123 +398,17 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
   OFFKEY_RETURN_IF_ERROR(ValidateKeyName(name));
   OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
-  const unsigned char* p = pkcs8_der.data();
-  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
-      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(pkcs8_der.size())),
-      PKCS8_PRIV_KEY_INFO_free);
-  if (p8 == nullptr || p != pkcs8_der.data() + pkcs8_der.size()) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "not an unencrypted DER PKCS#8 private key");
-  }
-  EvpPkeyPtr pkey(EVP_PKCS82PKEY(p8.get()));
-  if (pkey == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "the PKCS#8 key cannot be decoded");
-  }
-  int len = i2d_PUBKEY(pkey.get(), nullptr);
-  std::string spki(len > 0 ? static_cast<size_t>(len) : 0, '\0');
-  auto* out = reinterpret_cast<unsigned char*>(spki.data());
-  if (len <= 0 || i2d_PUBKEY(pkey.get(), &out) != len) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "cannot derive the public key");
-  }
-
-  switch (EVP_PKEY_get_base_id(pkey.get())) {
-    case EVP_PKEY_RSA: {
-      const char* names[] = {
-          OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
-          OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
-          OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
-          OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
-      const CK_ATTRIBUTE_TYPE types[] = {
-          CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
-          CKA_PRIME_2, CKA_EXPONENT_1,      CKA_EXPONENT_2,       CKA_COEFFICIENT};
-      std::vector<SecretBytes> parts;
-      for (const char* param : names) {
-        BIGNUM* bn = nullptr;
-        if (EVP_PKEY_get_bn_param(pkey.get(), param, &bn) != 1) {
-          return OpenSslError(absl::StatusCode::kInvalidArgument,
-                              "RSA keys must carry their CRT parameters");
-        }
-        parts.push_back(BnBytes(bn));
-        BN_clear_free(bn);
-      }
-      KeyAlgorithm algorithm = RsaAlgorithm(parts[0].size());
-      if (algorithm == KeyAlgorithm::kUnknown) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "RSA-", parts[0].size() * 8, " is not supported; offkey stores RSA ",
-            SupportedSizes(KeyFamily::kRsa)));
-      }
-      return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm)).Bool(CKA_DECRYPT, true);
-        for (size_t i = 0; i < parts.size(); ++i) priv.Secret(types[i], parts[i]);
-        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
-            .Bool(CKA_ENCRYPT, true)
-            .Secret(CKA_MODULUS, parts[0])
-            .Secret(CKA_PUBLIC_EXPONENT, parts[1]);
-      });
+  OFFKEY_ASSIGN_OR_RETURN(ImportedKey key, ImportedKeyFromPkcs8(pkcs8_der));
+  return StoreKeyPair(name, key.algorithm, key.spki, [&](Template& priv, Template& pub) {
+    priv.Ulong(CKA_KEY_TYPE, key.key_type);
+    pub.Ulong(CKA_KEY_TYPE, key.key_type);
+    if (FamilyOf(key.algorithm) == KeyFamily::kRsa) {
+      priv.Bool(CKA_DECRYPT, true);
+      pub.Bool(CKA_ENCRYPT, true);
     }
-    case EVP_PKEY_EC: {
-      char group[64] = {0};
-      size_t group_len = 0;
-      EVP_PKEY_get_utf8_string_param(pkey.get(), OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                     sizeof(group), &group_len);
-      absl::string_view g(group, group_len);
-      KeyAlgorithm algorithm = EcAlgorithmForGroup(g);
-      if (algorithm == KeyAlgorithm::kUnknown) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("EC curve '", g, "' is not supported; offkey stores ",
-                         SupportedSizes(KeyFamily::kEc)));
-      }
-      BIGNUM* d = nullptr;
-      if (EVP_PKEY_get_bn_param(pkey.get(), OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1) {
-        return OpenSslError(absl::StatusCode::kInvalidArgument, "EC private value");
-      }
-      SecretBytes value = BnBytes(d, (KeyBits(algorithm) + 7) / 8);
-      BN_clear_free(d);
-      std::string point(PublicPointLength(algorithm), '\0');
-      size_t point_len = 0;
-      if (EVP_PKEY_get_octet_string_param(pkey.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-                                          reinterpret_cast<unsigned char*>(point.data()),
-                                          point.size(), &point_len) != 1 ||
-          point_len != point.size()) {
-        return OpenSslError(absl::StatusCode::kInvalidArgument, "EC public point");
-      }
-      std::string params(EcParamsFor(algorithm));
-      return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
-            .Bytes(CKA_EC_PARAMS, params)
-            .Secret(CKA_VALUE, value);
-        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
-            .Bytes(CKA_EC_PARAMS, params)
-            .Bytes(CKA_EC_POINT, WrapEcPoint(point));
-      });
-    }
-    case EVP_PKEY_ED25519: {
-      SecretBytes value(PublicPointLength(KeyAlgorithm::kEd25519));
-      std::string pub_raw(PublicPointLength(KeyAlgorithm::kEd25519), '\0');
-      size_t n = value.size(), m = pub_raw.size();
-      if (EVP_PKEY_get_raw_private_key(pkey.get(), value.data(), &n) != 1 ||
-          EVP_PKEY_get_raw_public_key(
-              pkey.get(), reinterpret_cast<unsigned char*>(pub_raw.data()), &m) != 1) {
-        return OpenSslError(absl::StatusCode::kInvalidArgument, "Ed25519 key");
-      }
-      std::string params(EcParamsFor(KeyAlgorithm::kEd25519));
-      return StoreKeyPair(
-          name, KeyAlgorithm::kEd25519, spki, [&](Template& priv, Template& pub) {
-            priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
-                .Bytes(CKA_EC_PARAMS, params)
-                .Secret(CKA_VALUE, value);
-            pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
-                .Bytes(CKA_EC_PARAMS, params)
-                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
-          });
-    }
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("unsupported key type; offkey stores RSA, EC (",
-                       SupportedSizes(KeyFamily::kEc), ") and Ed25519"));
-  }
+    for (const KeyAttribute& a : key.private_attributes) priv.Secret(a.type, a.value);
+    for (const KeyAttribute& a : key.public_attributes) pub.Secret(a.type, a.value);
+  });
 }
 
 absl::StatusOr<KeyInfo> Pkcs11KeyStore::GenerateKey(absl::string_view name,
