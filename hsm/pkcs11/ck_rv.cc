@@ -1,5 +1,9 @@
 #include "hsm/pkcs11/ck_rv.h"
 
+#include <cstdint>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -136,10 +140,22 @@ absl::StatusCode CkRvCode(CK_RV rv) {
   return rv >= CKR_VENDOR_DEFINED ? C::kUnknown : C::kInternal;
 }
 
-absl::Status CkStatus(CK_RV rv, absl::string_view operation) {
+absl::Status CkRvStatus(CK_RV rv, absl::string_view what) {
   if (rv == CKR_OK) return absl::OkStatus();
-  return absl::Status(CkRvCode(rv),
-                      absl::StrFormat("%s: %s (0x%X)", operation, CkRvName(rv), rv));
+  absl::Status status(CkRvCode(rv),
+                      absl::StrFormat("%s: %s (0x%X)", what, CkRvName(rv), rv));
+  status.SetPayload(kCkRvPayloadUrl, absl::Cord(absl::StrCat(rv)));
+  return status;
+}
+
+std::optional<CK_RV> CkRvOf(const absl::Status& status) {
+  if (status.ok()) return std::nullopt;
+  auto payload = status.GetPayload(kCkRvPayloadUrl);
+  uint64_t rv = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &rv)) {
+    return std::nullopt;
+  }
+  return static_cast<CK_RV>(rv);
 }
 
 bool IsSessionLost(CK_RV rv) {

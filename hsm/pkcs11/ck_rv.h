@@ -2,6 +2,7 @@
 #ifndef OFFKEY_HSM_PKCS11_CK_RV_H_
 #define OFFKEY_HSM_PKCS11_CK_RV_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -16,10 +17,19 @@ std::string CkRvName(CK_RV rv);
 // The absl code that fits `rv` (see KeyStore's contract for the meaning of each code).
 absl::StatusCode CkRvCode(CK_RV rv);
 
+// The PKCS#11 layer has one error channel, absl::Status; a status that comes from a
+// PKCS#11 call carries its CK_RV as the payload under this URL (the value in decimal),
+// so that Token::Run can still tell a lost session, login or token from other failures.
+inline constexpr char kCkRvPayloadUrl[] = "type.offkey.dev/offkey.pkcs11.CK_RV";
+
 // OK for CKR_OK; otherwise a status of CkRvCode(rv) whose message reads
-// "<operation>: <CKR name> (0x..)". `operation` names the call and its subject, for
-// example "C_Sign with key 'web'".
-absl::Status CkStatus(CK_RV rv, absl::string_view operation);
+// "<what>: <CKR name> (0x..)" and whose payload is `rv`. `what` names the call and its
+// subject, for example "C_Sign with key 'web'".
+absl::Status CkRvStatus(CK_RV rv, absl::string_view what);
+
+// The CK_RV a status carries (see kCkRvPayloadUrl); nullopt for OK and for statuses
+// that did not come from a PKCS#11 call.
+std::optional<CK_RV> CkRvOf(const absl::Status& status);
 
 // Conditions after which a session, the login or the whole token must be re-established
 // (the operation may succeed when retried on a fresh session).

@@ -1,5 +1,6 @@
 #include "hsm/pkcs11/ck_rv.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -62,22 +63,40 @@ TEST(CkRvTest, CodeOfUnknownValues) {
   EXPECT_EQ(CkRvCode(0x999), absl::StatusCode::kInternal);
 }
 
+TEST(CkRvTest, StatusCarriesTheCkRvAsPayload) {
+  absl::Status status = CkRvStatus(CKR_SESSION_HANDLE_INVALID, "C_Sign");
+  EXPECT_EQ(CkRvOf(status), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_TRUE(status.GetPayload(kCkRvPayloadUrl).has_value());
+  // Copies and re-coded statuses keep it; statuses that did not come from PKCS#11 have
+  // none.
+  absl::Status copy = status;
+  EXPECT_EQ(CkRvOf(copy), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_EQ(CkRvOf(CkRvStatus(CKR_VENDOR_DEFINED | 0x42, "x")),
+            CKR_VENDOR_DEFINED | 0x42);
+  EXPECT_EQ(CkRvOf(CkRvStatus(CKR_OK, "x")), std::nullopt);
+  EXPECT_EQ(CkRvOf(absl::OkStatus()), std::nullopt);
+  EXPECT_EQ(CkRvOf(absl::UnavailableError("no CK_RV")), std::nullopt);
+  absl::Status garbled = absl::InternalError("x");
+  garbled.SetPayload(kCkRvPayloadUrl, absl::Cord("not a number"));
+  EXPECT_EQ(CkRvOf(garbled), std::nullopt);
+}
+
 TEST(CkRvTest, CkStatusOkIsOk) {
-  absl::Status status = CkStatus(CKR_OK, "C_Sign with key 'web'");
+  absl::Status status = CkRvStatus(CKR_OK, "C_Sign with key 'web'");
   EXPECT_TRUE(status.ok());
   EXPECT_EQ(status.code(), absl::StatusCode::kOk);
   EXPECT_TRUE(status.message().empty());
 }
 
 TEST(CkRvTest, CkStatusCarriesOperationNameAndHex) {
-  absl::Status status = CkStatus(CKR_PIN_INCORRECT, "C_Login on token 'offkey'");
+  absl::Status status = CkRvStatus(CKR_PIN_INCORRECT, "C_Login on token 'offkey'");
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(Contains(status.message(), "C_Login on token 'offkey'"));
   EXPECT_TRUE(Contains(status.message(), "CKR_PIN_INCORRECT"));
   EXPECT_TRUE(Contains(status.message(), "0xA0"));
   EXPECT_EQ(status.message(), "C_Login on token 'offkey': CKR_PIN_INCORRECT (0xA0)");
 
-  absl::Status removed = CkStatus(CKR_DEVICE_REMOVED, "C_Sign with key 'web'");
+  absl::Status removed = CkRvStatus(CKR_DEVICE_REMOVED, "C_Sign with key 'web'");
   EXPECT_EQ(removed.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(Contains(removed.message(), "C_Sign with key 'web'"));
   EXPECT_TRUE(Contains(removed.message(), "CKR_DEVICE_REMOVED"));
@@ -85,7 +104,7 @@ TEST(CkRvTest, CkStatusCarriesOperationNameAndHex) {
 }
 
 TEST(CkRvTest, CkStatusOfVendorCode) {
-  absl::Status status = CkStatus(CKR_VENDOR_DEFINED | 0x42, "C_GenerateKeyPair");
+  absl::Status status = CkRvStatus(CKR_VENDOR_DEFINED | 0x42, "C_GenerateKeyPair");
   EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
   EXPECT_TRUE(Contains(status.message(), "C_GenerateKeyPair"));
   EXPECT_TRUE(Contains(status.message(), "CKR_0x80000042(unknown)"));

@@ -7,10 +7,14 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/status_macros.h"
+#include "hsm/openssl_key.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
@@ -105,6 +109,110 @@ absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der) {
                         "the PKCS#8 key cannot be decoded");
   }
   return pkey;
+}
+
+namespace {
+
+// `bn` big-endian, left-padded with zeros to `pad_to` bytes.
+SecretBytes BnBytes(const BIGNUM* bn, size_t pad_to = 0) {
+  size_t n = std::max(static_cast<size_t>(BN_num_bytes(bn)), pad_to);
+  SecretBytes out(n);
+  BN_bn2binpad(bn, out.data(), static_cast<int>(n));
+  return out;
+}
+
+// The BIGNUM parameter `name` of `pkey`, cleared from OpenSSL's memory once copied.
+absl::StatusOr<SecretBytes> BnParam(EVP_PKEY* pkey, const char* name, size_t pad_to = 0) {
+  BIGNUM* bn = nullptr;
+  if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("the key has no ", name));
+  }
+  SecretBytes out = BnBytes(bn, pad_to);
+  BN_clear_free(bn);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<ImportedKey> ImportedKeyFromPkcs8(const SecretBytes& pkcs8_der) {
+  OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8(pkcs8_der.view()));
+  ImportedKey out;
+  out.algorithm = KeyAlgorithmOf(pkey.get());
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(out.algorithm);
+  if (row == nullptr) return UnsupportedKeyError(pkey.get());
+  out.key_type = row->pkcs11_key_type;
+  absl::StatusOr<std::string> spki = SpkiOf(pkey.get());
+  if (!spki.ok()) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument,
+                        "cannot derive the public key");
+  }
+  out.spki = *std::move(spki);
+
+  auto add = [](std::vector<KeyAttribute>& to, CK_ATTRIBUTE_TYPE type,
+                SecretBytes value) {
+    to.push_back(KeyAttribute{type, std::move(value)});
+  };
+  switch (row->family) {
+    case KeyFamily::kRsa: {
+      static constexpr std::pair<const char*, CK_ATTRIBUTE_TYPE> kParts[] = {
+          {OSSL_PKEY_PARAM_RSA_N, CKA_MODULUS},
+          {OSSL_PKEY_PARAM_RSA_E, CKA_PUBLIC_EXPONENT},
+          {OSSL_PKEY_PARAM_RSA_D, CKA_PRIVATE_EXPONENT},
+          {OSSL_PKEY_PARAM_RSA_FACTOR1, CKA_PRIME_1},
+          {OSSL_PKEY_PARAM_RSA_FACTOR2, CKA_PRIME_2},
+          {OSSL_PKEY_PARAM_RSA_EXPONENT1, CKA_EXPONENT_1},
+          {OSSL_PKEY_PARAM_RSA_EXPONENT2, CKA_EXPONENT_2},
+          {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, CKA_COEFFICIENT},
+      };
+      for (const auto& [param, type] : kParts) {
+        absl::StatusOr<SecretBytes> part = BnParam(pkey.get(), param);
+        if (!part.ok()) {
+          return absl::InvalidArgumentError("RSA keys must carry their CRT parameters");
+        }
+        add(out.private_attributes, type, *std::move(part));
+      }
+      add(out.public_attributes, CKA_MODULUS, out.private_attributes[0].value.Copy());
+      add(out.public_attributes, CKA_PUBLIC_EXPONENT,
+          out.private_attributes[1].value.Copy());
+      break;
+    }
+    case KeyFamily::kEc: {
+      OFFKEY_ASSIGN_OR_RETURN(
+          SecretBytes value,
+          BnParam(pkey.get(), OSSL_PKEY_PARAM_PRIV_KEY, (row->bits + 7) / 8));
+      std::string point(row->public_point_length, '\0');
+      size_t point_len = 0;
+      if (EVP_PKEY_get_octet_string_param(pkey.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                          reinterpret_cast<unsigned char*>(point.data()),
+                                          point.size(), &point_len) != 1 ||
+          point_len != point.size()) {
+        return OpenSslError(absl::StatusCode::kInvalidArgument, "EC public point");
+      }
+      add(out.private_attributes, CKA_EC_PARAMS, SecretBytes(row->ec_params));
+      add(out.private_attributes, CKA_VALUE, std::move(value));
+      add(out.public_attributes, CKA_EC_PARAMS, SecretBytes(row->ec_params));
+      add(out.public_attributes, CKA_EC_POINT, SecretBytes(WrapEcPoint(point)));
+      break;
+    }
+    case KeyFamily::kEd25519: {
+      SecretBytes value(row->public_point_length);
+      std::string pub_raw(row->public_point_length, '\0');
+      size_t n = value.size(), m = pub_raw.size();
+      if (EVP_PKEY_get_raw_private_key(pkey.get(), value.data(), &n) != 1 ||
+          EVP_PKEY_get_raw_public_key(
+              pkey.get(), reinterpret_cast<unsigned char*>(pub_raw.data()), &m) != 1 ||
+          n != value.size() || m != pub_raw.size()) {
+        return OpenSslError(absl::StatusCode::kInvalidArgument, "Ed25519 key");
+      }
+      add(out.private_attributes, CKA_EC_PARAMS, SecretBytes(row->ec_params));
+      add(out.private_attributes, CKA_VALUE, std::move(value));
+      add(out.public_attributes, CKA_EC_PARAMS, SecretBytes(row->ec_params));
+      add(out.public_attributes, CKA_EC_POINT, SecretBytes(WrapEcPoint(pub_raw)));
+      break;
+    }
+  }
+  return out;
 }
 
 absl::string_view EcParamsFor(KeyAlgorithm algorithm) {

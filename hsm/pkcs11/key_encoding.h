@@ -7,10 +7,12 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "base/openssl_util.h"
+#include "base/secret_bytes.h"
 #include "hsm/key_types.h"
 #include "hsm/pkcs11/pkcs11.h"
 
@@ -47,6 +49,38 @@ absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey);
 // Decodes an unencrypted DER PKCS#8 private key (nothing may follow it).
 // INVALID_ARGUMENT when `der` is not one or names a key type OpenSSL cannot decode.
 absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der);
+
+// One attribute of an imported key. Values are SecretBytes (wiped when destroyed) for
+// the private parts and, for uniformity, the public ones.
+struct KeyAttribute {
+  CK_ATTRIBUTE_TYPE type;
+  SecretBytes value;
+};
+
+// What an imported private key becomes on a PKCS#11 token: the attributes of its private
+// and public key objects (beyond class, labels, ids and usage flags, which the store
+// chooses), and its public key for the caller.
+struct ImportedKey {
+  KeyAlgorithm algorithm = KeyAlgorithm::kUnknown;
+  CK_KEY_TYPE key_type = CKK_VENDOR_DEFINED;  // CKA_KEY_TYPE of both objects.
+  // RSA: CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+  // CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT. EC and Ed25519:
+  // CKA_EC_PARAMS and CKA_VALUE (the private scalar, padded to the field size, or the
+  // 32-byte Ed25519 seed).
+  std::vector<KeyAttribute> private_attributes;
+  // RSA: CKA_MODULUS, CKA_PUBLIC_EXPONENT. EC and Ed25519: CKA_EC_PARAMS and
+  // CKA_EC_POINT (the point in a DER OCTET STRING).
+  std::vector<KeyAttribute> public_attributes;
+  // DER SubjectPublicKeyInfo of the key.
+  std::string spki;
+};
+
+// Reads an unencrypted DER PKCS#8 PrivateKeyInfo of an algorithm offkey stores (the
+// table in hsm/key_types.h). INVALID_ARGUMENT for anything else: bytes that are not
+// PKCS#8 (including EncryptedPrivateKeyInfo: decrypt first), RSA of another size, other
+// curves, other key types (DSA, X25519, Ed448, RSASSA-PSS keys, ...), or an RSA key
+// without its CRT parameters. OpenSSL's copies of the secrets are cleared.
+absl::StatusOr<ImportedKey> ImportedKeyFromPkcs8(const SecretBytes& pkcs8_der);
 
 // SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 4.2.1.2, method 1).
 absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der);

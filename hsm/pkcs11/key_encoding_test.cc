@@ -8,10 +8,13 @@
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 #include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +23,7 @@
 #include "base/openssl_util.h"
 #include "base/testing/text.h"
 #include "gtest/gtest.h"
+#include "hsm/openssl_key.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
@@ -587,6 +591,180 @@ TEST(KeyEncodingTest, EcdsaRawToDerRefusesOddOrEmpty) {
   der = EcdsaRawToDer("");
   ASSERT_FALSE(der.ok());
   EXPECT_EQ(der.status().code(), absl::StatusCode::kInternal);
+}
+
+// --- ImportedKeyFromPkcs8 ---
+
+SecretBytes Pkcs8Of(EVP_PKEY* key) {
+  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
+      EVP_PKEY2PKCS8(key), PKCS8_PRIV_KEY_INFO_free);
+  unsigned char* der = nullptr;
+  int len = i2d_PKCS8_PRIV_KEY_INFO(p8.get(), &der);
+  if (len <= 0) return SecretBytes();
+  SecretBytes out(der, static_cast<size_t>(len));
+  OPENSSL_clear_free(der, static_cast<size_t>(len));
+  return out;
+}
+
+std::string SpkiDer(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  int len = i2d_PUBKEY(key, &der);
+  std::string out = len > 0 ? Bytes(der, static_cast<size_t>(len)) : "";
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string BnParamOf(EVP_PKEY* key, const char* name) {
+  BIGNUM* bn = nullptr;
+  if (EVP_PKEY_get_bn_param(key, name, &bn) != 1) return "";
+  std::string out = Bn(bn);
+  BN_clear_free(bn);
+  return out;
+}
+
+// The attribute `type` of `attrs`, or "<missing>".
+std::string Attr(const std::vector<KeyAttribute>& attrs, CK_ATTRIBUTE_TYPE type) {
+  for (const KeyAttribute& a : attrs) {
+    if (a.type == type) return std::string(a.value.view());
+  }
+  return "<missing>";
+}
+
+class ImportedKeyTest : public ::testing::TestWithParam<KeyAlgorithm> {};
+
+INSTANTIATE_TEST_SUITE_P(EveryAlgorithm, ImportedKeyTest,
+                         ::testing::Values(KeyAlgorithm::kRsa2048, KeyAlgorithm::kRsa3072,
+                                           KeyAlgorithm::kEcP256, KeyAlgorithm::kEcP384,
+                                           KeyAlgorithm::kEcP521, KeyAlgorithm::kEd25519),
+                         [](const auto& info) {
+                           std::string name(KeyAlgorithmName(info.param));
+                           name.erase(std::remove(name.begin(), name.end(), '-'),
+                                      name.end());
+                           return name;
+                         });
+
+// The attributes are the key's own components, and the public key they describe is the
+// SPKI reported (rebuilt from the public attributes alone).
+TEST_P(ImportedKeyTest, AttributesAreTheKeysComponents) {
+  const KeyAlgorithm algorithm = GetParam();
+  EvpPkeyPtr key = GenerateOpenSslKey(algorithm);
+  ASSERT_NE(key, nullptr);
+  absl::StatusOr<ImportedKey> imported = ImportedKeyFromPkcs8(Pkcs8Of(key.get()));
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->algorithm, algorithm);
+  EXPECT_EQ(imported->key_type, Pkcs11KeyType(algorithm));
+  EXPECT_EQ(Hex(imported->spki), Hex(SpkiDer(key.get())));
+  const auto& priv = imported->private_attributes;
+  const auto& pub = imported->public_attributes;
+  absl::StatusOr<std::string> rebuilt;
+  switch (FamilyOf(algorithm)) {
+    case KeyFamily::kRsa: {
+      EXPECT_EQ(priv.size(), 8u);
+      EXPECT_EQ(pub.size(), 2u);
+      const std::pair<const char*, CK_ATTRIBUTE_TYPE> parts[] = {
+          {OSSL_PKEY_PARAM_RSA_N, CKA_MODULUS},
+          {OSSL_PKEY_PARAM_RSA_E, CKA_PUBLIC_EXPONENT},
+          {OSSL_PKEY_PARAM_RSA_D, CKA_PRIVATE_EXPONENT},
+          {OSSL_PKEY_PARAM_RSA_FACTOR1, CKA_PRIME_1},
+          {OSSL_PKEY_PARAM_RSA_FACTOR2, CKA_PRIME_2},
+          {OSSL_PKEY_PARAM_RSA_EXPONENT1, CKA_EXPONENT_1},
+          {OSSL_PKEY_PARAM_RSA_EXPONENT2, CKA_EXPONENT_2},
+          {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, CKA_COEFFICIENT},
+      };
+      for (const auto& [param, type] : parts) {
+        EXPECT_EQ(Hex(Attr(priv, type)), Hex(BnParamOf(key.get(), param))) << param;
+      }
+      EXPECT_EQ(Attr(priv, CKA_MODULUS).size() * 8,
+                static_cast<size_t>(KeyBits(algorithm)));
+      rebuilt = RsaSpki(Attr(pub, CKA_MODULUS), Attr(pub, CKA_PUBLIC_EXPONENT));
+      break;
+    }
+    case KeyFamily::kEc: {
+      EXPECT_EQ(Hex(Attr(priv, CKA_EC_PARAMS)), Hex(EcParamsFor(algorithm)));
+      EXPECT_EQ(Hex(Attr(pub, CKA_EC_PARAMS)), Hex(EcParamsFor(algorithm)));
+      const std::string value = Attr(priv, CKA_VALUE);
+      EXPECT_EQ(value.size(), static_cast<size_t>((KeyBits(algorithm) + 7) / 8));
+      // Padded to the field size: compare as numbers.
+      BignumPtr d(BN_bin2bn(reinterpret_cast<const unsigned char*>(value.data()),
+                            static_cast<int>(value.size()), nullptr));
+      EXPECT_EQ(Hex(Bn(d.get())), Hex(BnParamOf(key.get(), OSSL_PKEY_PARAM_PRIV_KEY)));
+      absl::StatusOr<std::string> point =
+          UnwrapEcPoint(Attr(pub, CKA_EC_POINT), algorithm);
+      ASSERT_TRUE(point.ok()) << point.status();
+      EXPECT_EQ(point->size(), PublicPointLength(algorithm));
+      EXPECT_EQ(Attr(pub, CKA_VALUE), "<missing>");  // No secret on the public object.
+      rebuilt = EcSpki(algorithm, *point);
+      break;
+    }
+    case KeyFamily::kEd25519: {
+      EXPECT_EQ(Hex(Attr(priv, CKA_EC_PARAMS)), Hex(EcParamsFor(algorithm)));
+      unsigned char seed[32];
+      size_t seed_len = sizeof(seed);
+      ASSERT_EQ(EVP_PKEY_get_raw_private_key(key.get(), seed, &seed_len), 1);
+      EXPECT_EQ(Hex(Attr(priv, CKA_VALUE)), Hex(Bytes(seed, seed_len)));
+      absl::StatusOr<std::string> point =
+          UnwrapEcPoint(Attr(pub, CKA_EC_POINT), algorithm);
+      ASSERT_TRUE(point.ok()) << point.status();
+      rebuilt = Ed25519Spki(*point);
+      break;
+    }
+  }
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_EQ(Hex(*rebuilt), Hex(imported->spki));
+}
+
+TEST(ImportedKeyFromPkcs8Test, GarbageIsInvalidArgument) {
+  for (const std::string& der : {std::string(), std::string("not DER at all"),
+                                 std::string("\x30\x03\x02\x01\x00", 5)}) {
+    absl::StatusOr<ImportedKey> imported = ImportedKeyFromPkcs8(SecretBytes(der));
+    EXPECT_EQ(imported.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(Contains(imported.status().message(), "not an unencrypted DER PKCS#8"));
+  }
+}
+
+TEST(ImportedKeyFromPkcs8Test, TrailingBytesAreRefused) {
+  EvpPkeyPtr key = GenerateOpenSslKey(KeyAlgorithm::kEcP256);
+  SecretBytes der = Pkcs8Of(key.get());
+  std::string longer(der.view());
+  longer.push_back('\0');
+  EXPECT_EQ(ImportedKeyFromPkcs8(SecretBytes(longer)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ImportedKeyFromPkcs8Test, EncryptedPkcs8IsRefused) {
+  EvpPkeyPtr key = GenerateOpenSslKey(KeyAlgorithm::kEcP256);
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  ASSERT_EQ(i2d_PKCS8PrivateKey_bio(bio.get(), key.get(), EVP_aes_128_cbc(), nullptr, 0,
+                                    nullptr, const_cast<char*>("passphrase")),
+            1);
+  const std::string der = BioContents(bio.get());
+  ASSERT_FALSE(der.empty());
+  absl::StatusOr<ImportedKey> imported = ImportedKeyFromPkcs8(SecretBytes(der));
+  EXPECT_EQ(imported.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(imported.status().message(), "unencrypted"));
+}
+
+TEST(ImportedKeyFromPkcs8Test, KeysOffkeyDoesNotStoreAreRefusedByName) {
+  struct Case {
+    EvpPkeyPtr key;
+    const char* says;
+  };
+  Case cases[] = {
+      {EvpPkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024})),
+       "RSA-1024 is not supported; offkey stores RSA 2048, 3072 or 4096"},
+      {EvpPkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "secp256k1")),
+       "EC curve 'secp256k1' is not supported; offkey stores P-256, P-384 or P-521"},
+      {EvpPkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED448")),
+       "ED448 keys are not supported"},
+      {EvpPkeyPtr(EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519")),
+       "X25519 keys are not supported"},
+  };
+  for (const Case& c : cases) {
+    ASSERT_NE(c.key, nullptr) << c.says;
+    absl::StatusOr<ImportedKey> imported = ImportedKeyFromPkcs8(Pkcs8Of(c.key.get()));
+    EXPECT_EQ(imported.status().code(), absl::StatusCode::kInvalidArgument) << c.says;
+    EXPECT_TRUE(Contains(imported.status().message(), c.says));
+  }
 }
 
 }  // namespace

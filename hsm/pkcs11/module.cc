@@ -60,8 +60,8 @@ absl::StatusOr<Module*> Module::Load(const std::string& path) {
   CK_RV rv = get_list(&fn);
   if (rv != CKR_OK || fn == nullptr) {
     dlclose(handle);
-    return CkStatus(rv == CKR_OK ? CKR_GENERAL_ERROR : rv,
-                    absl::StrCat("C_GetFunctionList of '", path, "'"));
+    return CkRvStatus(rv == CKR_OK ? CKR_GENERAL_ERROR : rv,
+                      absl::StrCat("C_GetFunctionList of '", path, "'"));
   }
   if (fn->version.major != 2 && fn->version.major != 3) {
     dlclose(handle);
@@ -72,7 +72,7 @@ absl::StatusOr<Module*> Module::Load(const std::string& path) {
   rv = Initialize(fn);
   if (rv != CKR_OK) {
     dlclose(handle);
-    return CkStatus(rv, absl::StrCat("C_Initialize of '", path, "'"));
+    return CkRvStatus(rv, absl::StrCat("C_Initialize of '", path, "'"));
   }
   // Lives until the process ends.
   auto* module = new Module(path, handle, fn, IsSoftHsm(fn));
@@ -85,7 +85,7 @@ absl::Status Module::Reinitialize(uint64_t seen_generation) {
   if (generation() != seen_generation) return absl::OkStatus();
   fn_->C_Finalize(nullptr);  // Its result does not matter: we start over either way.
   generation_.fetch_add(1, std::memory_order_acq_rel);
-  return CkStatus(Initialize(fn_), absl::StrCat("C_Initialize of '", path_, "'"));
+  return CkRvStatus(Initialize(fn_), absl::StrCat("C_Initialize of '", path_, "'"));
 }
 
 }  // namespace offkey::hsm::pkcs11

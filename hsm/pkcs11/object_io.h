@@ -1,5 +1,6 @@
 // Thin helpers over PKCS#11 object calls: attribute templates, searches, reads.
-// They return CK_RV so that Token::Run can recover from session and token failures.
+// They return CK_RV; callers inside Token::Run turn it into a status with CkRvStatus,
+// which carries the CK_RV on so that Run can recover from session and token failures.
 #ifndef OFFKEY_HSM_PKCS11_OBJECT_IO_H_
 #define OFFKEY_HSM_PKCS11_OBJECT_IO_H_
 

@@ -69,34 +69,32 @@ class Pkcs11KeyStore final : public KeyStore {
 
   explicit Pkcs11KeyStore(std::unique_ptr<Token> token) : token_(std::move(token)) {}
 
+  // The helpers below run inside Token::Run: a failed PKCS#11 call is a status carrying
+  // its CK_RV (CkRvStatus), which Run may recover from; other failures (NOT_FOUND,
+  // FAILED_PRECONDITION, ...) are plain statuses that Run returns as they are.
+  //
   // Finds the private key with CKA_ID `key_id`, from the cache unless `fresh`.
-  // Returns the CK_RV of the PKCS#11 calls; sets *status for not-found and ambiguity.
-  CK_RV ResolveKey(CK_SESSION_HANDLE session, absl::string_view key_id, bool fresh,
-                   KeyHandle* out, absl::Status* status);
+  // NOT_FOUND if there is none, FAILED_PRECONDITION if several.
+  absl::Status ResolveKey(CK_SESSION_HANDLE session, absl::string_view key_id, bool fresh,
+                          KeyHandle* out);
   // Replaces the objects `find` selects beside the key `key_id` with those `create`
   // makes (given the key's label): new objects first, then the old ones destroyed, so a
-  // failure in between leaves both, never neither. Status as ResolveKey.
-  CK_RV ReplaceObjects(CK_SESSION_HANDLE session, absl::string_view key_id,
-                       Template& find,
-                       const std::function<CK_RV(const std::string& key_name)>& create,
-                       absl::Status* status);
+  // failure in between leaves both, never neither. Errors as ResolveKey and `create`.
+  absl::Status ReplaceObjects(
+      CK_SESSION_HANDLE session, absl::string_view key_id, Template& find,
+      const std::function<absl::Status(const std::string& key_name)>& create);
   // Finds the store secret, creating it when `create` and it does not exist; with
   // !create, *out is CK_INVALID_HANDLE when there is none.
-  CK_RV ResolveHmacKey(CK_SESSION_HANDLE session, bool fresh, bool create,
-                       CK_OBJECT_HANDLE* out);
+  absl::Status ResolveHmacKey(CK_SESSION_HANDLE session, bool fresh, bool create,
+                              CK_OBJECT_HANDLE* out);
   // Whether the store secret is visible on the token (it always exists once Create
   // returned): a token whose storage vanished shows a logged-in session but no objects.
   absl::Status CheckStoreSecretVisible();
   // UNAVAILABLE: the store secret, made by Create, is no longer on the token.
   absl::Status StoreSecretGone() const;
-  // Public description of the private key `object`.
-  CK_RV Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyInfo* out,
-                 absl::Status* status);
-  // Runs `fn` on a session; the result is the Run status, else `*status`. Calls that
-  // create, change or destroy objects pass kChange (see Token::Run).
-  absl::Status RunOp(absl::string_view operation, absl::Time deadline,
-                     absl::FunctionRef<CK_RV(CK_SESSION_HANDLE, int, absl::Status*)> fn,
-                     Token::Access access = Token::Access::kUse);
+  // Public description of the private key `object`. Without a CK_RV payload: the key
+  // cannot be described (a type offkey does not use, no public key object, ...).
+  absl::Status Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyInfo* out);
   absl::StatusOr<KeyInfo> StoreKeyPair(
       absl::string_view name, KeyAlgorithm algorithm, const std::string& spki,
       absl::FunctionRef<void(Template&, Template&)> add_components);

@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
+#include "hsm/pkcs11/ck_rv.h"
 #include "hsm/pkcs11/module.h"
 #include "hsm/pkcs11/object_io.h"
 #include "hsm/pkcs11/testing/softhsm.h"
@@ -93,14 +94,14 @@ TEST_P(SensitiveKeyTest, PrivateKeyIsSensitiveAndNeverExtractable) {
   ASSERT_TRUE(
       store_->token()
           .Run("check attributes", absl::InfiniteFuture(),
-               [&](CK_SESSION_HANDLE session, int) -> CK_RV {
+               [&](CK_SESSION_HANDLE session, int) -> absl::Status {
                  const CK_FUNCTION_LIST* fn = store_->token().fn();
                  Template find;
                  find.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, key.key_id);
                  std::vector<CK_OBJECT_HANDLE> found;
                  EXPECT_EQ(FindObjects(fn, session, find, &found), CKR_OK);
                  EXPECT_EQ(found.size(), 1u);
-                 if (found.size() != 1) return CKR_OK;
+                 if (found.size() != 1) return absl::OkStatus();
                  CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, token = CK_FALSE;
                  CK_ATTRIBUTE attrs[] = {
                      {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
@@ -117,7 +118,7 @@ TEST_P(SensitiveKeyTest, PrivateKeyIsSensitiveAndNeverExtractable) {
                                         : CKA_VALUE,
                                     &value),
                            CKR_ATTRIBUTE_SENSITIVE);
-                 return CKR_OK;
+                 return absl::OkStatus();
                })
           .ok());
 }
@@ -182,10 +183,10 @@ TEST_F(KeyStoreTest, SessionWaitHonoursTheDeadline) {
     (*store)
         ->token()
         .Run("hold", absl::InfiniteFuture(),
-             [&](CK_SESSION_HANDLE, int) -> CK_RV {
+             [&](CK_SESSION_HANDLE, int) -> absl::Status {
                holding.Notify();
                release.WaitForNotification();
-               return CKR_OK;
+               return absl::OkStatus();
              })
         .IgnoreError();
   });
@@ -214,10 +215,10 @@ TEST_F(KeyStoreTest, WaitForAnObjectChangeHonoursTheDeadline) {
     store_->token()
         .Run(
             "hold a change", absl::InfiniteFuture(),
-            [&](CK_SESSION_HANDLE, int) -> CK_RV {
+            [&](CK_SESSION_HANDLE, int) -> absl::Status {
               changing.Notify();
               release.WaitForNotification();
-              return CKR_OK;
+              return absl::OkStatus();
             },
             Token::Access::kChange)
         .IgnoreError();
@@ -253,14 +254,50 @@ TEST_F(KeyStoreTest, RecoversWhenTheLoginIsLost) {
   SignAlgorithm alg{SignatureKind::kRsaPss, HashAlgorithm::kSha256};
   ASSERT_TRUE(store_->token()
                   .Run("logout", absl::InfiniteFuture(),
-                       [&](CK_SESSION_HANDLE s, int) -> CK_RV {
-                         return store_->token().fn()->C_Logout(s);
+                       [&](CK_SESSION_HANDLE s, int) -> absl::Status {
+                         return CkRvStatus(store_->token().fn()->C_Logout(s), "C_Logout");
                        })
                   .ok());
   auto sig = store_->Sign(key->key_id, alg, "after logout", {});
   ASSERT_TRUE(sig.ok()) << sig.status();
   EXPECT_TRUE(VerifyWithOpenSsl(key->public_key_spki, alg, "after logout", *sig).ok());
   EXPECT_TRUE(store_->CheckHealth().ok());
+}
+
+// Token::Run reads the CK_RV from the status payload: a lost session is retried on a
+// fresh one, a failure that is not the token's is returned unchanged after one call.
+TEST_F(KeyStoreTest, RunRecoversOnTheCkRvPayloadOnly) {
+  int calls = 0;
+  absl::Status status = store_->token().Run(
+      "lose the session once", absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE, int attempt) {
+        ++calls;
+        return attempt == 0 ? CkRvStatus(CKR_SESSION_HANDLE_INVALID, "C_Sign")
+                            : absl::OkStatus();
+      });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(calls, 2);
+
+  calls = 0;
+  status = store_->token().Run("not found", absl::InfiniteFuture(),
+                               [&](CK_SESSION_HANDLE, int) {
+                                 ++calls;
+                                 // Same code as a lost session, but no CK_RV: no retry.
+                                 return absl::UnavailableError("not the token's");
+                               });
+  EXPECT_EQ(status, absl::UnavailableError("not the token's"));
+  EXPECT_EQ(calls, 1);
+
+  calls = 0;
+  status =
+      store_->token().Run("refused", absl::InfiniteFuture(), [&](CK_SESSION_HANDLE, int) {
+        ++calls;
+        return CkRvStatus(CKR_MECHANISM_INVALID, "C_SignInit");
+      });
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(status.message(), "refused: C_SignInit: CKR_MECHANISM_INVALID (0x70)");
+  EXPECT_EQ(CkRvOf(status), CKR_MECHANISM_INVALID);
 }
 
 // The module is finalised and re-initialised under us (what a reinserted token or a

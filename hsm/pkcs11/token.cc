@@ -1,7 +1,9 @@
 #include "hsm/pkcs11/token.h"
 
+#include <optional>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
@@ -13,6 +15,15 @@ namespace {
 // Recoveries per Run before the failure is reported: a session loss can be followed by
 // a login loss, and either by a token reset.
 constexpr int kMaxAttempts = 3;
+
+// `status` with its message prefixed by `operation`, payloads kept.
+absl::Status Named(const absl::Status& status, absl::string_view operation) {
+  absl::Status named(status.code(), absl::StrCat(operation, ": ", status.message()));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    named.SetPayload(url, payload);
+  });
+  return named;
+}
 
 }  // namespace
 
@@ -54,7 +65,7 @@ absl::StatusOr<std::unique_ptr<Token>> Token::Open(const TokenOptions& options) 
   // Log in now so that a wrong PIN fails at start, not at the first handshake.
   OFFKEY_RETURN_IF_ERROR(
       token->Run("open first session", absl::InfiniteFuture(),
-                 [](CK_SESSION_HANDLE, int) -> CK_RV { return CKR_OK; }));
+                 [](CK_SESSION_HANDLE, int) { return absl::OkStatus(); }));
   return token;
 }
 
@@ -87,10 +98,10 @@ int Token::sessions_in_use() const {
 absl::StatusOr<CK_SLOT_ID> Token::FindSlot(std::string* present) const {
   CK_ULONG count = 0;
   CK_RV rv = fn()->C_GetSlotList(CK_TRUE, nullptr, &count);
-  if (rv != CKR_OK) return CkStatus(rv, "C_GetSlotList");
+  if (rv != CKR_OK) return CkRvStatus(rv, "C_GetSlotList");
   std::vector<CK_SLOT_ID> slots(count);
   rv = fn()->C_GetSlotList(CK_TRUE, slots.data(), &count);
-  if (rv != CKR_OK) return CkStatus(rv, "C_GetSlotList");
+  if (rv != CKR_OK) return CkRvStatus(rv, "C_GetSlotList");
   slots.resize(count);
   std::vector<std::string> seen;
   for (CK_SLOT_ID slot : slots) {
@@ -155,7 +166,7 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
       absl::MutexLock lock(&mu_);
       --open_;
       --leased_;
-      return CkStatus(rv, "C_OpenSession");
+      return CkRvStatus(rv, "C_OpenSession");
     }
   }
   absl::Status login = Login(lease.session, lease.epoch);
@@ -177,7 +188,7 @@ absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
   CK_RV rv = fn()->C_Login(session, CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()),
                            pin_.size());
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-    return CkStatus(rv, absl::StrCat("C_Login to ", uri_.ToString()));
+    return CkRvStatus(rv, absl::StrCat("C_Login to ", uri_.ToString()));
   }
   absl::MutexLock lock(&mu_);
   if (epoch_ == epoch) logged_in_epoch_ = epoch;
@@ -283,7 +294,8 @@ Token::ObjectsGate::Pass::~Pass() {
 
 absl::Status Token::Run(
     absl::string_view operation, absl::Time deadline,
-    absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn, Access access) {
+    absl::FunctionRef<absl::Status(CK_SESSION_HANDLE session, int attempt)> fn,
+    Access access) {
   absl::Status last;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     absl::StatusOr<Lease> lease = Acquire(deadline);
@@ -296,7 +308,7 @@ absl::Status Token::Run(
       }
       return lease.status();
     }
-    CK_RV rv;
+    absl::Status status;
     {
       ObjectsGate::Pass pass(
           module_->object_changes_need_exclusive_access() ? &objects_gate_ : nullptr,
@@ -308,13 +320,15 @@ absl::Status Token::Run(
                          ": the deadline passed while another call changed the "
                          "token's objects"));
       }
-      rv = fn(lease->session, attempt);
+      status = fn(lease->session, attempt);
     }
-    if (rv == CKR_OK) {
+    std::optional<CK_RV> failed = CkRvOf(status);
+    if (!failed.has_value()) {  // OK, or a failure that is not the token's.
       Release(*lease, /*broken=*/false);
-      return absl::OkStatus();
+      return status;
     }
-    last = CkStatus(rv, operation);
+    CK_RV rv = *failed;
+    last = Named(status, operation);
     if (IsHandleStale(rv) && !LoggedIn(lease->session)) rv = CKR_USER_NOT_LOGGED_IN;
     if (IsSessionLost(rv)) {
       Release(*lease, /*broken=*/true);
@@ -341,12 +355,13 @@ absl::Status Token::Run(
 
 absl::Status Token::CheckHealth() {
   return Run("health check", absl::Now() + absl::Seconds(2),
-             [this](CK_SESSION_HANDLE session, int) -> CK_RV {
+             [this](CK_SESSION_HANDLE session, int) {
                CK_SESSION_INFO info;
                CK_RV rv = fn()->C_GetSessionInfo(session, &info);
-               if (rv != CKR_OK) return rv;
-               return info.state == CKS_RW_USER_FUNCTIONS ? CKR_OK
-                                                          : CKR_USER_NOT_LOGGED_IN;
+               if (rv == CKR_OK && info.state != CKS_RW_USER_FUNCTIONS) {
+                 rv = CKR_USER_NOT_LOGGED_IN;
+               }
+               return CkRvStatus(rv, "C_GetSessionInfo");
              });
 }
 

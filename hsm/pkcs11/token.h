@@ -56,17 +56,21 @@ class Token {
     kChange,  // Creates, modifies or destroys objects.
   };
 
-  // Runs `fn` on a session, returning OK or the status of the CK_RV `fn` returned,
-  // named after `operation`. `fn` may run twice: after a recoverable failure the session
-  // is replaced (and the login or the token re-established) and `fn` is called again
-  // with `attempt` = 1. `fn` must look up object handles afresh when attempt > 0 or
+  // Runs `fn` on a session and returns its status. A failure of a PKCS#11 call is a
+  // status carrying the CK_RV (CkRvStatus); Run reads it to recover, and prefixes the
+  // message of such a status with `operation`. Other statuses (not found, bad input)
+  // are returned as they are. `fn` may run more than once: after a recoverable failure
+  // (a CK_RV for a lost session, login or token, or a stale handle) the session is
+  // replaced (and the login or the token re-established) and `fn` is called again
+  // with `attempt` > 0. `fn` must look up object handles afresh when attempt > 0 or
   // when epoch() has changed since it cached them. DEADLINE_EXCEEDED if no session
   // frees up before `deadline`. On modules that need it
   // (Module::object_changes_need_exclusive_access), a kChange run waits until no other
   // run is in `fn`, and keeps the others out until it is done.
-  absl::Status Run(absl::string_view operation, absl::Time deadline,
-                   absl::FunctionRef<CK_RV(CK_SESSION_HANDLE session, int attempt)> fn,
-                   Access access = Access::kUse);
+  absl::Status Run(
+      absl::string_view operation, absl::Time deadline,
+      absl::FunctionRef<absl::Status(CK_SESSION_HANDLE session, int attempt)> fn,
+      Access access = Access::kUse);
 
   // Changes whenever object handles may have become invalid (re-initialisation).
   uint64_t epoch() const;

@@ -25,10 +25,10 @@ absl::Status InitializeToken(const std::string& module_path, const std::string& 
   const CK_FUNCTION_LIST* fn = module->fn();
   CK_ULONG count = 0;
   OFFKEY_RETURN_IF_ERROR(
-      CkStatus(fn->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"));
+      CkRvStatus(fn->C_GetSlotList(CK_TRUE, nullptr, &count), "C_GetSlotList"));
   std::vector<CK_SLOT_ID> slots(count);
   OFFKEY_RETURN_IF_ERROR(
-      CkStatus(fn->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"));
+      CkRvStatus(fn->C_GetSlotList(CK_TRUE, slots.data(), &count), "C_GetSlotList"));
   slots.resize(count);
   CK_SLOT_ID free_slot = 0;
   bool found_free = false;
@@ -54,20 +54,20 @@ absl::Status InitializeToken(const std::string& module_path, const std::string& 
   // A space-padded field, not a C string.
   // NOLINTNEXTLINE(bugprone-not-null-terminated-result)
   memcpy(padded, label.data(), label.size());
-  OFFKEY_RETURN_IF_ERROR(CkStatus(
+  OFFKEY_RETURN_IF_ERROR(CkRvStatus(
       fn->C_InitToken(free_slot, Bytes(so_pin), so_pin.size(), padded), "C_InitToken"));
   CK_SESSION_HANDLE session;
   OFFKEY_RETURN_IF_ERROR(
-      CkStatus(fn->C_OpenSession(free_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
-                                 nullptr, &session),
-               "C_OpenSession"));
+      CkRvStatus(fn->C_OpenSession(free_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+                                   nullptr, nullptr, &session),
+                 "C_OpenSession"));
   CK_RV rv = fn->C_Login(session, CKU_SO, Bytes(so_pin), so_pin.size());
   if (rv == CKR_OK) {
     rv = fn->C_InitPIN(session, Bytes(user_pin), user_pin.size());
     fn->C_Logout(session);
   }
   fn->C_CloseSession(session);
-  return CkStatus(rv, "C_InitPIN");
+  return CkRvStatus(rv, "C_InitPIN");
 }
 
 }  // namespace offkey::hsm::pkcs11
