@@ -55,10 +55,6 @@ std::string Quoted(absl::string_view label) {
                       label.size() > 40 ? "...'" : "'");
 }
 
-std::string Where(size_t index, const PemBlock& block) {
-  return absl::StrCat("PEM block ", index + 1, " (", Quoted(block.label), ")");
-}
-
 // Frees what PEM_read_bio_ex allocated with PEM_FLAG_SECURE, wiping it.
 struct PemAllocation {
   char* name = nullptr;
@@ -115,6 +111,25 @@ T* ParseWhole(absl::string_view der) {
   if (parsed != nullptr && p == start + der.size()) return parsed;
   (void)DrainOpenSslErrors();
   return nullptr;
+}
+
+// Each block parsed whole by `d2i`; `what` ("certificate") names the failing one and
+// `structure` ("X.509") what it should have been.
+template <typename Ptr, typename T,
+          T* (*d2i)(T**, const unsigned char**, long)>  // NOLINT
+absl::StatusOr<std::vector<Ptr>> ParseAll(const std::vector<PemBlock>& blocks,
+                                          absl::string_view what,
+                                          absl::string_view structure) {
+  std::vector<Ptr> parsed;
+  for (const PemBlock& block : blocks) {
+    Ptr one(ParseWhole<T, d2i>(block.der_view()));
+    if (one == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " ", parsed.size() + 1, " does not parse as DER ", structure));
+    }
+    parsed.push_back(std::move(one));
+  }
+  return parsed;
 }
 
 // A traditional RSA or EC private key, re-encoded as PKCS#8.
@@ -209,16 +224,14 @@ absl::StatusOr<std::vector<PemBlock>> ReadPem(absl::string_view text,
 
 absl::StatusOr<std::vector<std::string>> ReadPemCertificatesDer(
     absl::string_view text, const PemOptions& options) {
-  absl::StatusOr<std::vector<X509Ptr>> certs = ReadPemCertificates(text, options);
-  if (!certs.ok()) return certs.status();
+  absl::StatusOr<std::vector<PemBlock>> blocks =
+      ReadWanted(text, options, IsCertificate, PEM_STRING_X509);
+  if (!blocks.ok()) return blocks.status();
+  absl::StatusOr<std::vector<X509Ptr>> parsed =
+      ParseAll<X509Ptr, X509, d2i_X509>(*blocks, "certificate", "X.509");
+  if (!parsed.ok()) return parsed.status();  // Parsed only to check them.
   std::vector<std::string> ders;
-  for (const X509Ptr& cert : *certs) {
-    unsigned char* der = nullptr;
-    const int len = i2d_X509(cert.get(), &der);
-    if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, "i2d_X509");
-    ders.emplace_back(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-    OPENSSL_free(der);
-  }
+  for (PemBlock& block : *blocks) ders.push_back(std::move(block.der));
   return ders;
 }
 
@@ -227,16 +240,7 @@ absl::StatusOr<std::vector<X509Ptr>> ReadPemCertificates(absl::string_view text,
   absl::StatusOr<std::vector<PemBlock>> blocks =
       ReadWanted(text, options, IsCertificate, PEM_STRING_X509);
   if (!blocks.ok()) return blocks.status();
-  std::vector<X509Ptr> certs;
-  for (const PemBlock& block : *blocks) {
-    X509Ptr cert(ParseWhole<X509, d2i_X509>(block.der_view()));
-    if (cert == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("certificate ", certs.size() + 1, " does not parse as DER X.509"));
-    }
-    certs.push_back(std::move(cert));
-  }
-  return certs;
+  return ParseAll<X509Ptr, X509, d2i_X509>(*blocks, "certificate", "X.509");
 }
 
 absl::StatusOr<std::vector<X509CrlPtr>> ReadPemCrls(absl::string_view text,
@@ -244,16 +248,7 @@ absl::StatusOr<std::vector<X509CrlPtr>> ReadPemCrls(absl::string_view text,
   absl::StatusOr<std::vector<PemBlock>> blocks =
       ReadWanted(text, options, IsCrl, PEM_STRING_X509_CRL);
   if (!blocks.ok()) return blocks.status();
-  std::vector<X509CrlPtr> crls;
-  for (const PemBlock& block : *blocks) {
-    X509CrlPtr crl(ParseWhole<X509_CRL, d2i_X509_CRL>(block.der_view()));
-    if (crl == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CRL ", crls.size() + 1, " does not parse as DER X.509 CRL"));
-    }
-    crls.push_back(std::move(crl));
-  }
-  return crls;
+  return ParseAll<X509CrlPtr, X509_CRL, d2i_X509_CRL>(*blocks, "CRL", "X.509 CRL");
 }
 
 absl::StatusOr<SecretBytes> ReadPemPrivateKey(absl::string_view text,
