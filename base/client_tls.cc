@@ -1,6 +1,5 @@
 #include "base/client_tls.h"
 
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <cerrno>
@@ -8,9 +7,11 @@
 #include <fstream>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/status_macros.h"
 
 namespace offkey {
@@ -34,11 +35,13 @@ absl::StatusOr<std::string> Read(const NamedFile& file, absl::string_view what) 
   return text;
 }
 
-X509Ptr ParseCertificate(absl::string_view pem) {
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (cert == nullptr) DrainOpenSslErrors();
-  return cert;
+// The first certificate of a PEM file; other blocks (a key beside it) are passed over.
+absl::StatusOr<X509Ptr> FirstCertificate(absl::string_view pem) {
+  PemOptions options;
+  options.skip_other_types = true;
+  absl::StatusOr<std::vector<X509Ptr>> certs = ReadPemCertificates(pem, options);
+  if (!certs.ok()) return certs.status();
+  return std::move(certs->front());
 }
 
 }  // namespace
@@ -54,35 +57,40 @@ absl::StatusOr<ClientTlsMaterial> LoadClientTlsFiles(const NamedFile& ca,
   m.key_pem = SecretBytes(*key_text);
   WipeString(&*key_text);
 
-  if (ParseCertificate(m.ca_pem) == nullptr) {
+  if (absl::StatusOr<X509Ptr> anchor = FirstCertificate(m.ca_pem); !anchor.ok()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the CA certificate ", ca.description, " holds no PEM certificate"));
+        absl::StrCat("the CA certificate ", ca.description,
+                     " is not a usable PEM certificate: ", anchor.status().message()));
   }
-  X509Ptr leaf = ParseCertificate(m.cert_pem);
-  if (leaf == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the client certificate ", cert.description, " holds no PEM certificate"));
+  absl::StatusOr<X509Ptr> leaf = FirstCertificate(m.cert_pem);
+  if (!leaf.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the client certificate ", cert.description,
+                     " is not a usable PEM certificate: ", leaf.status().message()));
   }
-  BioPtr key_bio(BIO_new_mem_buf(m.key_pem.data(), static_cast<int>(m.key_pem.size())));
-  EvpPkeyPtr private_key(
-      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-  if (private_key == nullptr) {
-    DrainOpenSslErrors();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the client key ", key.description, " holds no unencrypted PEM private key"));
+  PemOptions key_options;
+  key_options.skip_other_types = true;  // EC PARAMETERS, or the certificate beside it.
+  absl::StatusOr<SecretBytes> pkcs8 = ReadPemPrivateKey(m.key_pem.view(), key_options);
+  absl::StatusOr<EvpPkeyPtr> private_key =
+      pkcs8.ok() ? ParsePkcs8PrivateKey(*pkcs8) : pkcs8.status();
+  if (!private_key.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the client key ", key.description,
+                     " is not a usable unencrypted PEM private key: ",
+                     private_key.status().message()));
   }
-  if (X509_check_private_key(leaf.get(), private_key.get()) != 1) {
+  if (X509_check_private_key(leaf->get(), private_key->get()) != 1) {
     DrainOpenSslErrors();
     return absl::FailedPreconditionError(
         absl::StrCat("the client certificate ", cert.description,
                      " does not belong to the key ", key.description));
   }
-  if (X509_cmp_current_time(X509_get0_notAfter(leaf.get())) < 0) {
+  if (X509_cmp_current_time(X509_get0_notAfter(leaf->get())) < 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("the client certificate ", cert.description,
                      " has expired; offkeyd will refuse it. Renew it"));
   }
-  if (X509_cmp_current_time(X509_get0_notBefore(leaf.get())) > 0) {
+  if (X509_cmp_current_time(X509_get0_notBefore(leaf->get())) > 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("the client certificate ", cert.description,
                      " is not valid yet (check this machine's clock)"));

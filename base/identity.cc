@@ -1,17 +1,17 @@
 #include "base/identity.h"
 
 #include <openssl/asn1.h>
-#include <openssl/bio.h>
 #include <openssl/crypto.h>
-#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 
 namespace offkey {
 namespace {
@@ -104,17 +104,15 @@ absl::StatusOr<std::string> IdentityFromCertificate(const X509* cert) {
 }
 
 absl::StatusOr<std::string> IdentityFromCertificatePem(absl::string_view pem) {
-  if (pem.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    return absl::InvalidArgumentError("client certificate PEM is too large");
+  // The leaf comes first (gRPC hands over the peer's leaf alone).
+  PemOptions options;
+  options.skip_other_types = true;
+  absl::StatusOr<std::vector<X509Ptr>> certs = ReadPemCertificates(pem, options);
+  if (!certs.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "client certificate is not a PEM certificate: ", certs.status().message()));
   }
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (bio == nullptr) return OpenSslError(absl::StatusCode::kInternal, "BIO_new_mem_buf");
-  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (cert == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "client certificate is not a PEM certificate");
-  }
-  return IdentityFromCertificate(cert.get());
+  return IdentityFromCertificate(certs->front().get());
 }
 
 absl::StatusOr<std::string> IdentityFromCertificateDer(absl::string_view der) {

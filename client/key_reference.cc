@@ -5,9 +5,11 @@
 #include <openssl/pem.h>
 
 #include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/status_macros.h"
 
 namespace offkey::client {
@@ -79,28 +81,17 @@ absl::StatusOr<std::string> EncodeKeyReference(const KeyReference& ref) {
 }
 
 absl::StatusOr<KeyReference> DecodeKeyReference(absl::string_view pem) {
-  BioPtr in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (in == nullptr) return absl::ResourceExhaustedError("out of memory");
-  for (;;) {
-    char* name = nullptr;
-    char* header = nullptr;
-    unsigned char* data = nullptr;
-    long size = 0;
-    if (PEM_read_bio(in.get(), &name, &header, &data, &size) <= 0) {
-      DrainOpenSslErrors();
-      return absl::InvalidArgumentError(
-          absl::StrCat("no '-----BEGIN ", kKeyReferencePemLabel,
-                       "-----' block found (write one with `offkeyctl ref KEY`)"));
+  // Other blocks (the certificate, or a real key when the provider's decoder is asked
+  // about every PEM file) are passed over; a key among them is wiped by the reader.
+  absl::StatusOr<std::vector<PemBlock>> blocks = ReadPem(pem);
+  if (blocks.ok()) {
+    for (const PemBlock& block : *blocks) {
+      if (block.label == kKeyReferencePemLabel) return ParseKeyReference(block.der);
     }
-    const bool match = std::string(name) == kKeyReferencePemLabel;
-    std::string body(reinterpret_cast<char*>(data),
-                     match ? static_cast<size_t>(size) : 0);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(data);
-    if (!match) continue;
-    return ParseKeyReference(body);
   }
+  return absl::InvalidArgumentError(
+      absl::StrCat("no '-----BEGIN ", kKeyReferencePemLabel,
+                   "-----' block found (write one with `offkeyctl ref KEY`)"));
 }
 
 absl::StatusOr<KeyReference> ParseKeyReference(absl::string_view body) {

@@ -7,25 +7,20 @@
 
 #include <atomic>
 #include <memory>
-#include <set>
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
 #include "service/audit.h"
+#include "service/call_support.h"
 #include "service/caller.h"
 #include "service/metrics/metrics.h"
 #include "service/operations.h"
+#include "service/pipeline_reactor.h"
 #include "service/worker_pool.h"
 
 namespace offkey::service {
-
-using KeyServiceAsyncBase = offkey::v1::KeyService::AsyncService;
-
-class PipelineStream;
 
 class KeyServiceAsync {
  public:
@@ -52,44 +47,21 @@ class KeyServiceAsync {
   // pollers once every call has completed.
   void Stop();
 
-  int open_streams() const { return open_streams_.load(std::memory_order_relaxed); }
-  int stream_items_in_flight() const {
-    return stream_items_.load(std::memory_order_relaxed);
-  }
+  int open_streams() const { return pipeline_.open_streams(); }
+  int stream_items_in_flight() const { return pipeline_.items_in_flight(); }
 
   // What a call needs from the service (used by the per-call state machines).
-  Operations* operations() { return operations_; }
-  WorkerPool* pool() { return pool_; }
-  IdentityCache& identities() { return identities_; }
-  const Options& options() const { return options_; }
-  KeyServiceAsyncBase& service() { return service_; }
-  // Writes the audit line and the metrics of one finished operation.
-  void Record(const AuditRecord& record, offkey::v1::Operation kind,
-              offkey::v1::SignatureScheme scheme);
-
-  // Stream registry, for Drain. Add returns false when draining has begun.
-  bool AddStream(PipelineStream* stream);
-  void RemoveStream(PipelineStream* stream);
-  std::atomic<int>& stream_items() { return stream_items_; }
+  const RpcEnvironment& env() const { return env_; }
   // Unary calls accepted and not yet completed.
   std::atomic<int>& active_calls() { return active_calls_; }
 
  private:
-  Operations* const operations_;
-  WorkerPool* const pool_;
-  AuditLog* const audit_;
-  metrics::Metrics* const metrics_;
-  const Options options_;
   IdentityCache identities_;
   KeyServiceAsyncBase service_;
+  const RpcEnvironment env_;
+  PipelineRegistry pipeline_;  // The Pipeline streams (pipeline_reactor.h).
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> pollers_;
-
-  absl::Mutex streams_mu_;
-  std::set<PipelineStream*> streams_ ABSL_GUARDED_BY(streams_mu_);
-  bool draining_ ABSL_GUARDED_BY(streams_mu_) = false;
-  std::atomic<int> open_streams_{0};
-  std::atomic<int> stream_items_{0};
   std::atomic<int> active_calls_{0};
 };
 

@@ -5,10 +5,12 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -16,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/secret_bytes.h"
 #include "base/status_macros.h"
 #include "client/cli/diagnose.h"
@@ -152,6 +155,16 @@ absl::StatusOr<std::string> PromptPassphrase(Context& ctx, const std::string& fi
   if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &old_mode);
   ctx.err() << "\n";
   return passphrase;
+}
+
+// True when `key` is PEM with an ENCRYPTED PRIVATE KEY block: it needs a passphrase.
+// (Encrypted DER is not recognised here; the server says so.)
+bool IsEncryptedPem(const SecretBytes& key) {
+  absl::StatusOr<std::vector<PemBlock>> blocks = ReadPem(key.view());
+  if (!blocks.ok()) return false;
+  return std::any_of(blocks->begin(), blocks->end(), [](const PemBlock& block) {
+    return block.type == PemType::kEncryptedPrivateKey;
+  });
 }
 
 }  // namespace
@@ -352,8 +365,7 @@ absl::Status ImportKey(Context& ctx, const ImportArgs& args) {
           absl::StrCat("$", args.passphrase_env, " (--passphrase-env) is not set"));
     }
     passphrase = SecretBytes(absl::string_view(value));
-  } else if (absl::StrContains(key.view(),
-                               absl::StrCat("-----BEGIN ", PEM_STRING_PKCS8))) {
+  } else if (IsEncryptedPem(key)) {
     if (!ctx.interactive() || args.file == "-") {
       return UsageError(absl::StrCat("'", args.file,
                                      "' is encrypted: give --passphrase-file FILE or "
@@ -587,7 +599,7 @@ absl::Status AttachCertificate(Context& ctx, const AttachArgs& args) {
   OFFKEY_ASSIGN_OR_RETURN(*request.mutable_key(), KeyArg(args.key));
   OFFKEY_ASSIGN_OR_RETURN(std::string chain,
                           ReadInput(ctx, args.chain_file, "certificate chain file"));
-  if (absl::StrContains(chain, "-----BEGIN ")) {
+  if (LooksLikePem(chain)) {
     request.set_chain_pem(chain);
   } else {
     request.mutable_chain_der()->add_certificates(chain);  // One DER certificate.

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/status_macros.h"
 #include "service/admin/csr.h"
 #include "service/admin/private_key_import.h"
@@ -68,43 +69,15 @@ absl::StatusOr<std::vector<X509Ptr>> ParseChain(
       }
       break;
     case v1::AttachCertificateRequest::kChainPem: {
-      const std::string& pem = request.chain_pem();
-      if (pem.size() > kMaxChainPem) {
+      PemOptions options;
+      options.max_input_bytes = kMaxChainPem;
+      absl::StatusOr<std::vector<X509Ptr>> certs =
+          ReadPemCertificates(request.chain_pem(), options);
+      if (!certs.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("chain_pem: at most ", kMaxChainPem, " bytes"));
+            absl::StrCat("chain_pem: ", certs.status().message()));
       }
-      BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-      for (;;) {
-        char* name = nullptr;
-        char* header = nullptr;
-        unsigned char* data = nullptr;
-        long len = 0;  // NOLINT(runtime/int)
-        if (PEM_read_bio(bio, &name, &header, &data, &len) != 1) break;
-        const std::string type = name;
-        X509Ptr cert;
-        if (type == "CERTIFICATE") {
-          const unsigned char* p = data;
-          cert.reset(d2i_X509(nullptr, &p, len));
-        }
-        OPENSSL_free(name);
-        OPENSSL_free(header);
-        OPENSSL_free(data);
-        if (type != "CERTIFICATE") {
-          BIO_free(bio);
-          return absl::InvalidArgumentError(absl::StrCat(
-              "chain_pem: block ", chain.size() + 1, " is '", type.substr(0, 40),
-              "'; only CERTIFICATE blocks belong in a chain"));
-        }
-        if (cert == nullptr) {
-          BIO_free(bio);
-          DrainOpenSslErrors();
-          return absl::InvalidArgumentError(absl::StrCat(
-              "chain_pem: certificate ", chain.size() + 1, " does not parse"));
-        }
-        chain.push_back(std::move(cert));
-      }
-      BIO_free(bio);
-      DrainOpenSslErrors();  // The end of the input reads as an error.
+      chain = *std::move(certs);
       break;
     }
     case v1::AttachCertificateRequest::CHAIN_NOT_SET:

@@ -2,17 +2,18 @@
 
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
-#include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "hsm/key_types.h"
 #include "hsm/openssl_key.h"
 
@@ -92,31 +93,37 @@ absl::StatusOr<SecretBytes> NormalizePrivateKey(const SecretBytes& input,
         "private_key: at most ", kMaxPrivateKeyInput, " bytes; got ", input.size()));
   }
   absl::StatusOr<P8Ptr> info = absl::InternalError("unset");
-  if (absl::StrContains(input.view(), "-----BEGIN ")) {
+  if (LooksLikePem(input.view())) {
     // PEM: its type says which PKCS#8 structure the DER inside is.
-    BioPtr bio(BIO_new_mem_buf(input.data(), static_cast<int>(input.size())));
-    char* name = nullptr;
-    char* header = nullptr;
-    unsigned char* der = nullptr;
-    long der_len = 0;  // NOLINT(runtime/int)
-    const bool read = PEM_read_bio(bio.get(), &name, &header, &der, &der_len) == 1;
-    const std::string type = read ? name : "";
-    const SecretBytes block =
-        read ? SecretBytes(der, static_cast<size_t>(der_len)) : SecretBytes();
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    if (der != nullptr) OPENSSL_clear_free(der, static_cast<size_t>(der_len));
-    if (!read) {
-      DrainOpenSslErrors();
-      return absl::InvalidArgumentError("private_key: the PEM block does not parse");
+    PemOptions options;
+    options.max_input_bytes = kMaxPrivateKeyInput;
+    options.skip_other_types = true;  // A certificate beside the key is harmless.
+    absl::StatusOr<std::vector<PemBlock>> blocks = ReadPem(input.view(), options);
+    if (!blocks.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("private_key: ", blocks.status().message()));
     }
-    if (type != PEM_STRING_PKCS8INF && type != PEM_STRING_PKCS8) {
+    const PemBlock* key = nullptr;
+    for (const PemBlock& block : *blocks) {
+      if (!IsPrivateKeyType(block.type)) continue;
+      if (key != nullptr) {
+        return absl::InvalidArgumentError(
+            "private_key: more than one private key; import one at a time");
+      }
+      key = &block;
+    }
+    if (key == nullptr) {
+      return absl::InvalidArgumentError(
+          "private_key: the PEM holds no private key block");
+    }
+    if (key->type != PemType::kPrivateKey && key->type != PemType::kEncryptedPrivateKey) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "private_key: PEM type '", type.substr(0, 40),
+          "private_key: PEM type '", absl::CHexEscape(key->label.substr(0, 40)),
           "' is not PKCS#8; convert it with `openssl pkcs8 -topk8` (add -nocrypt for no "
           "passphrase)"));
     }
-    info = DecodePkcs8(block.view(), type == PEM_STRING_PKCS8, passphrase);
+    info = DecodePkcs8(key->der_view(), key->type == PemType::kEncryptedPrivateKey,
+                       passphrase);
   } else {
     info = DecodePkcs8(input.view(), std::nullopt, passphrase);
   }

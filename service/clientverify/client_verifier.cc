@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
@@ -17,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "hsm/key_types.h"
 #include "hsm/openssl_key.h"
 #include "service/tls/schemes.h"
@@ -41,6 +41,13 @@ constexpr size_t kMaxCertificateBytes = 64 * 1024;
 constexpr size_t kMaxBundleName = 128;
 constexpr size_t kMaxSignedContent = 1 << 20;
 constexpr size_t kMaxSignature = 1024;
+
+// Trust bundle files: room for a system CA bundle (~150 certificates, ~200 KiB) and
+// large CRLs. Other blocks in them are passed over, as OpenSSL's readers always did.
+constexpr PemOptions kCaFilePem = {/*max_input_bytes=*/size_t{8} << 20,
+                                   /*max_blocks=*/4096, /*skip_other_types=*/true};
+constexpr PemOptions kCrlFilePem = {/*max_input_bytes=*/size_t{64} << 20,
+                                    /*max_blocks=*/1024, /*skip_other_types=*/true};
 constexpr int kMinRsaBits = 2048;
 
 struct StoreCtxDeleter {
@@ -316,35 +323,22 @@ absl::StatusOr<std::shared_ptr<const TrustStore>> TrustStore::Load(
     absl::StatusOr<std::string> pem = ReadFile(config.ca_file(), where + " ca_file");
     if (!pem.ok()) return pem.status();
     hash(*pem);
-    BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-    int anchors = 0;
-    while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-      X509_STORE_add_cert(bundle->store, cert);
-      X509_free(cert);
-      ++anchors;
-    }
-    ERR_clear_error();  // The end of the PEM stream reads as an error.
-    if (anchors == 0) {
+    absl::StatusOr<std::vector<X509Ptr>> anchors = ReadPemCertificates(*pem, kCaFilePem);
+    if (!anchors.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, " ca_file '", config.ca_file(), "' holds no PEM certificate"));
+          where, " ca_file '", config.ca_file(), "': ", anchors.status().message()));
     }
+    for (const X509Ptr& cert : *anchors) X509_STORE_add_cert(bundle->store, cert.get());
     for (const std::string& path : config.crl_files()) {
       absl::StatusOr<std::string> crl_pem = ReadFile(path, where + " crl_files");
       if (!crl_pem.ok()) return crl_pem.status();
       hash(*crl_pem);
-      BioPtr crl_bio(BIO_new_mem_buf(crl_pem->data(), static_cast<int>(crl_pem->size())));
-      int crls = 0;
-      while (X509_CRL* crl =
-                 PEM_read_bio_X509_CRL(crl_bio.get(), nullptr, nullptr, nullptr)) {
-        X509_STORE_add_crl(bundle->store, crl);
-        X509_CRL_free(crl);
-        ++crls;
-      }
-      ERR_clear_error();
-      if (crls == 0) {
+      absl::StatusOr<std::vector<X509CrlPtr>> crls = ReadPemCrls(*crl_pem, kCrlFilePem);
+      if (!crls.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(where, " crl_files '", path, "' holds no PEM CRL"));
+            absl::StrCat(where, " crl_files '", path, "': ", crls.status().message()));
       }
+      for (const X509CrlPtr& crl : *crls) X509_STORE_add_crl(bundle->store, crl.get());
       bundle->check_crls = true;
     }
     trust->bundles_[config.name()] = std::move(bundle);

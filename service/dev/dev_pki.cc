@@ -7,10 +7,13 @@
 #include <openssl/x509v3.h>
 
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/status_macros.h"
 
 namespace offkey::service::dev {
@@ -109,17 +112,14 @@ absl::StatusOr<IssuedCert> Build(const CertSpec& spec, X509* issuer_cert,
 }  // namespace
 
 absl::StatusOr<std::string> PemToDer(absl::string_view pem) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
-  X509Ptr x509(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (x509 == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument, "not a PEM certificate");
+  PemOptions options;
+  options.skip_other_types = true;
+  absl::StatusOr<std::vector<std::string>> ders = ReadPemCertificatesDer(pem, options);
+  if (!ders.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a PEM certificate: ", ders.status().message()));
   }
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x509.get(), &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? static_cast<size_t>(len) : 0);
-  OPENSSL_free(der);
-  return out;
+  return std::move(ders->front());
 }
 
 absl::StatusOr<IssuedCert> MakeCa(absl::string_view common_name) {
@@ -130,15 +130,16 @@ absl::StatusOr<IssuedCert> MakeCa(absl::string_view common_name) {
 }
 
 absl::StatusOr<IssuedCert> Issue(const IssuedCert& ca, const CertSpec& spec) {
-  BioPtr cert_bio(
-      BIO_new_mem_buf(ca.cert_pem.data(), static_cast<int>(ca.cert_pem.size())));
-  X509Ptr ca_cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
-  BioPtr key_bio(BIO_new_mem_buf(ca.key_pem.data(), static_cast<int>(ca.key_pem.size())));
-  EvpPkeyPtr ca_key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
-  if (ca_cert == nullptr || ca_key == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument, "reading the CA");
+  absl::StatusOr<std::vector<X509Ptr>> ca_cert = ReadPemCertificates(ca.cert_pem);
+  absl::StatusOr<SecretBytes> pkcs8 = ReadPemPrivateKey(ca.key_pem.view());
+  absl::StatusOr<EvpPkeyPtr> ca_key =
+      pkcs8.ok() ? ParsePkcs8PrivateKey(*pkcs8) : pkcs8.status();
+  if (!ca_cert.ok() || !ca_key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reading the CA: ",
+                     (ca_cert.ok() ? ca_key.status() : ca_cert.status()).message()));
   }
-  return Build(spec, ca_cert.get(), ca_key.get(), /*is_ca=*/false);
+  return Build(spec, ca_cert->front().get(), ca_key->get(), /*is_ca=*/false);
 }
 
 }  // namespace offkey::service::dev
