@@ -16,29 +16,22 @@ namespace {
 using offkey::v1::KeyAlgorithm;
 using offkey::v1::KeyReference;
 
-// The OpenSSL key type and size an algorithm implies (bits 0 for curves).
+// clang-format off
+constexpr KeyAlgorithmTraits kAlgorithms[] = {
+  {offkey::v1::RSA_2048,    "RSA",     2048},
+  {offkey::v1::RSA_3072,    "RSA",     3072},
+  {offkey::v1::RSA_4096,    "RSA",     4096},
+  {offkey::v1::EC_P256,     "EC",      256},
+  {offkey::v1::EC_P384,     "EC",      384},
+  {offkey::v1::EC_P521,     "EC",      521},
+  {offkey::v1::ED25519_KEY, "ED25519", 0},
+};
+// clang-format on
+
 bool MatchesAlgorithm(EVP_PKEY* key, KeyAlgorithm algorithm) {
-  const int bits = EVP_PKEY_get_bits(key);
-  switch (algorithm) {
-    case offkey::v1::RSA_2048:
-    case offkey::v1::RSA_3072:
-    case offkey::v1::RSA_4096: {
-      const int want = algorithm == offkey::v1::RSA_2048   ? 2048
-                       : algorithm == offkey::v1::RSA_3072 ? 3072
-                                                           : 4096;
-      return EVP_PKEY_is_a(key, "RSA") && bits == want;
-    }
-    case offkey::v1::EC_P256:
-      return EVP_PKEY_is_a(key, "EC") && bits == 256;
-    case offkey::v1::EC_P384:
-      return EVP_PKEY_is_a(key, "EC") && bits == 384;
-    case offkey::v1::EC_P521:
-      return EVP_PKEY_is_a(key, "EC") && bits == 521;
-    case offkey::v1::ED25519_KEY:
-      return EVP_PKEY_is_a(key, "ED25519");
-    default:
-      return false;
-  }
+  const KeyAlgorithmTraits* row = FindKeyAlgorithmTraits(algorithm);
+  return row != nullptr && EVP_PKEY_is_a(key, row->openssl_type) &&
+         (row->bits == 0 || EVP_PKEY_get_bits(key) == row->bits);
 }
 
 absl::Status Check(const KeyReference& ref) {
@@ -65,6 +58,13 @@ absl::Status Check(const KeyReference& ref) {
 }
 
 }  // namespace
+
+const KeyAlgorithmTraits* FindKeyAlgorithmTraits(KeyAlgorithm algorithm) {
+  for (const KeyAlgorithmTraits& row : kAlgorithms) {
+    if (row.algorithm == algorithm) return &row;
+  }
+  return nullptr;
+}
 
 absl::StatusOr<std::string> EncodeKeyReference(const KeyReference& ref) {
   OFFKEY_RETURN_IF_ERROR(Check(ref));

@@ -15,6 +15,21 @@ namespace offkey::client {
 inline constexpr char kKeyReferencePemLabel[] = "OFFKEY KEY REFERENCE";
 inline constexpr uint32_t kKeyReferenceVersion = 1;
 
+// What the client needs to know of a key algorithm, from the public key alone. client/
+// depends on proto/ only, so this is its own small table of offkey.v1.KeyAlgorithm (the
+// service's is hsm/key_types.h, which the client does not link).
+struct KeyAlgorithmTraits {
+  offkey::v1::KeyAlgorithm algorithm;
+  // OpenSSL's key type name (EVP_PKEY_is_a): "RSA", "EC", "ED25519".
+  const char* openssl_type;
+  // EVP_PKEY_get_bits of such a key (modulus bits, field bits); 0 where the type alone
+  // decides (Ed25519).
+  int bits;
+};
+
+// The row of `algorithm`; nullptr for KEY_ALGORITHM_UNSPECIFIED and unknown values.
+const KeyAlgorithmTraits* FindKeyAlgorithmTraits(offkey::v1::KeyAlgorithm algorithm);
+
 // Checks `ref` (version, key id length, a parseable public key whose type matches the
 // algorithm) and encodes it as PEM. INVALID_ARGUMENT naming the bad field otherwise.
 absl::StatusOr<std::string> EncodeKeyReference(const offkey::v1::KeyReference& ref);

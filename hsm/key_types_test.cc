@@ -1,10 +1,17 @@
 #include "hsm/key_types.h"
 
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+
 #include <optional>
 #include <set>
 #include <string>
 
+#include "base/openssl_util.h"
 #include "gtest/gtest.h"
+#include "hsm/openssl_key.h"
 
 namespace offkey::hsm {
 namespace {
@@ -162,14 +169,6 @@ TEST(KeyTypesTest, SignAlgorithmFitsKeyExhaustive) {
   }
 }
 
-TEST(KeyTypesTest, RsaAlgorithmsByModulusSize) {
-  EXPECT_EQ(RsaKeyAlgorithm(2048), KeyAlgorithm::kRsa2048);
-  EXPECT_EQ(RsaKeyAlgorithm(3072), KeyAlgorithm::kRsa3072);
-  EXPECT_EQ(RsaKeyAlgorithm(4096), KeyAlgorithm::kRsa4096);
-  EXPECT_EQ(RsaKeyAlgorithm(1024), KeyAlgorithm::kUnknown);
-  EXPECT_EQ(RsaKeyAlgorithm(256), KeyAlgorithm::kUnknown);  // P-256's bits, not RSA.
-}
-
 TEST(KeyTypesTest, KeyNamesAreShortAndPlain) {
   for (const char* ok : {"a", "web-1", "api.example.com", "A_b-9"}) {
     EXPECT_TRUE(ValidateKeyName(ok).ok()) << ok;
@@ -180,6 +179,118 @@ TEST(KeyTypesTest, KeyNamesAreShortAndPlain) {
         std::string("a\0b", 3), std::string("caf\xc3\xa9")}) {
     EXPECT_EQ(ValidateKeyName(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
   }
+}
+
+TEST(KeyAlgorithmTableTest, OneRowPerAlgorithmInEnumOrder) {
+  ASSERT_EQ(AllKeyAlgorithms().size(), std::size(kAllKeys));
+  for (size_t i = 0; i < std::size(kAllKeys); ++i) {
+    EXPECT_EQ(AllKeyAlgorithms()[i].algorithm, kAllKeys[i]);
+    ASSERT_NE(FindKeyAlgorithm(kAllKeys[i]), nullptr);
+    EXPECT_EQ(FindKeyAlgorithm(kAllKeys[i]), &AllKeyAlgorithms()[i]);
+  }
+  EXPECT_EQ(FindKeyAlgorithm(KeyAlgorithm::kUnknown), nullptr);
+  EXPECT_EQ(FindKeyAlgorithm(static_cast<KeyAlgorithm>(99)), nullptr);
+}
+
+TEST(KeyAlgorithmTableTest, ReverseLookups) {
+  EXPECT_EQ(RsaAlgorithmForBits(2048), KeyAlgorithm::kRsa2048);
+  EXPECT_EQ(RsaAlgorithmForBits(4096), KeyAlgorithm::kRsa4096);
+  EXPECT_EQ(RsaAlgorithmForBits(1024), KeyAlgorithm::kUnknown);
+  EXPECT_EQ(RsaAlgorithmForBits(256), KeyAlgorithm::kUnknown);  // Not an EC row.
+  EXPECT_EQ(EcAlgorithmForGroup("prime256v1"), KeyAlgorithm::kEcP256);
+  EXPECT_EQ(EcAlgorithmForGroup("P-256"), KeyAlgorithm::kEcP256);
+  EXPECT_EQ(EcAlgorithmForGroup("secp384r1"), KeyAlgorithm::kEcP384);
+  EXPECT_EQ(EcAlgorithmForGroup("P-521"), KeyAlgorithm::kEcP521);
+  EXPECT_EQ(EcAlgorithmForGroup("secp256k1"), KeyAlgorithm::kUnknown);
+  EXPECT_EQ(EcAlgorithmForGroup(""), KeyAlgorithm::kUnknown);  // RSA rows have "".
+  EXPECT_EQ(AlgorithmFromEcParams(""), KeyAlgorithm::kUnknown);
+  EXPECT_EQ(SupportedSizes(KeyFamily::kRsa), "2048, 3072 or 4096");
+  EXPECT_EQ(SupportedSizes(KeyFamily::kEc), "P-256, P-384 or P-521");
+  EXPECT_EQ(SupportedSizes(KeyFamily::kEd25519), "Ed25519");
+}
+
+std::string OidDer(int nid) {
+  const ASN1_OBJECT* obj = OBJ_nid2obj(nid);
+  int len = i2d_ASN1_OBJECT(obj, nullptr);
+  if (len <= 0) return "";
+  std::string der(static_cast<size_t>(len), '\0');
+  auto* p = reinterpret_cast<unsigned char*>(der.data());
+  i2d_ASN1_OBJECT(obj, &p);
+  return der;
+}
+
+// Every row against OpenSSL: the names resolve to the curve whose OID is the row's
+// CKA_EC_PARAMS, and a key generated from the row has the row's sizes and maps back to
+// it.
+TEST(KeyAlgorithmTableTest, EveryRowAgreesWithOpenSsl) {
+  for (const KeyAlgorithmInfo& row : AllKeyAlgorithms()) {
+    SCOPED_TRACE(std::string(row.name));
+    EXPECT_EQ(KeyAlgorithmFromName(row.name), row.algorithm);
+    EXPECT_TRUE(SignAlgorithmFitsKey(row.csr_signature, row.algorithm));
+    EXPECT_EQ(AlgorithmFromEcParams(row.ec_params),
+              row.ec_params.empty() ? KeyAlgorithm::kUnknown : row.algorithm);
+    if (!row.ec_params_alias.empty()) {
+      EXPECT_EQ(AlgorithmFromEcParams(row.ec_params_alias), row.algorithm);
+    }
+
+    EvpPkeyPtr key = GenerateOpenSslKey(row.algorithm);
+    ASSERT_NE(key, nullptr);
+    EXPECT_TRUE(EVP_PKEY_is_a(key.get(), row.openssl_type));
+    EXPECT_EQ(KeyAlgorithmOf(key.get()), row.algorithm);
+
+    switch (row.family) {
+      case KeyFamily::kRsa:
+        EXPECT_EQ(row.pkcs11_key_type, kPkcs11KeyTypeRsa);
+        EXPECT_EQ(EVP_PKEY_get_bits(key.get()), row.bits);
+        EXPECT_EQ(RsaAlgorithmForBits(row.bits), row.algorithm);
+        EXPECT_TRUE(row.ec_params.empty());
+        EXPECT_EQ(row.public_point_length, 0u);
+        EXPECT_STREQ(row.openssl_group, "");
+        EXPECT_EQ(row.csr_signature.kind, SignatureKind::kRsaPkcs1);
+        break;
+      case KeyFamily::kEc: {
+        EXPECT_EQ(row.pkcs11_key_type, kPkcs11KeyTypeEc);
+        const int nid = OBJ_txt2nid(row.openssl_group);
+        ASSERT_NE(nid, NID_undef);
+        EXPECT_EQ(EC_curve_nist2nid(row.nist_name), nid);
+        EXPECT_EQ(OidDer(nid), std::string(row.ec_params));
+        EXPECT_EQ(EcGroupOf(key.get()), row.openssl_group);
+        EXPECT_EQ(EcAlgorithmForGroup(row.openssl_group), row.algorithm);
+        EXPECT_EQ(EcAlgorithmForGroup(row.nist_name), row.algorithm);
+        EXPECT_EQ(EVP_PKEY_get_bits(key.get()), row.bits);
+        unsigned char point[256];
+        size_t point_len = 0;
+        ASSERT_EQ(
+            EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                            point, sizeof(point), &point_len),
+            1);
+        EXPECT_EQ(point_len, row.public_point_length);
+        EXPECT_EQ(point[0], 0x04);  // Uncompressed.
+        EXPECT_EQ(row.csr_signature.kind, SignatureKind::kEcdsa);
+        break;
+      }
+      case KeyFamily::kEd25519: {
+        EXPECT_EQ(row.pkcs11_key_type, kPkcs11KeyTypeEcEdwards);
+        EXPECT_EQ(OidDer(EVP_PKEY_get_base_id(key.get())), std::string(row.ec_params));
+        size_t len = 0;
+        ASSERT_EQ(EVP_PKEY_get_raw_public_key(key.get(), nullptr, &len), 1);
+        EXPECT_EQ(len, row.public_point_length);
+        EXPECT_EQ(row.csr_signature.kind, SignatureKind::kEdDsa);
+        break;
+      }
+    }
+  }
+}
+
+TEST(KeyAlgorithmTableTest, KeysOffkeyDoesNotHoldMapToUnknown) {
+  EvpPkeyPtr rsa1024(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{1024}));
+  EXPECT_EQ(KeyAlgorithmOf(rsa1024.get()), KeyAlgorithm::kUnknown);
+  EvpPkeyPtr k256(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "secp256k1"));
+  EXPECT_EQ(KeyAlgorithmOf(k256.get()), KeyAlgorithm::kUnknown);
+  EvpPkeyPtr ed448(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED448"));
+  EXPECT_EQ(KeyAlgorithmOf(ed448.get()), KeyAlgorithm::kUnknown);
+  EXPECT_EQ(KeyAlgorithmOf(nullptr), KeyAlgorithm::kUnknown);
+  EXPECT_EQ(GenerateOpenSslKey(KeyAlgorithm::kUnknown), nullptr);
 }
 
 }  // namespace

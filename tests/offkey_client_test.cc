@@ -23,15 +23,17 @@
 #include "absl/synchronization/mutex.h"
 #include "base/testing/secret_ledger.h"
 #include "gtest/gtest.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/config/config_loader.h"
-#include "tests/forwarding_store.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
 
 namespace offkey::testing {
 namespace {
+
+using ::offkey::hsm::testing::ForwardingStore;
 
 namespace v1 = offkey::v1;
 using client::CallOptions;

@@ -12,16 +12,17 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "base/testing/secret_ledger.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "hsm/testing/wycheproof.h"
 #include "service/crypto/tls_prf.h"
-#include "tests/forwarding_store.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
 namespace {
 
+using hsm::testing::ForwardingStore;
 using hsm::testing::RsaEncryptPkcs1;
 using hsm::testing::RsaEncryptRaw;
 using hsm::testing::Unhex;

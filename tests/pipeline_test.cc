@@ -12,13 +12,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "base/testing/secret_ledger.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
-#include "tests/forwarding_store.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
 namespace offkey::testing {
 namespace {
+
+using ::offkey::hsm::testing::ForwardingStore;
 
 using hsm::testing::RsaEncryptPkcs1;
 using hsm::testing::RsaEncryptRaw;

@@ -11,12 +11,14 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client/key_reference.h"
 
 namespace offkey::provider {
 
@@ -254,20 +256,13 @@ int PassKey(std::unique_ptr<Key> key, OSSL_CALLBACK* object_cb, void* object_arg
 }
 
 absl::StatusOr<KeyType> KeyTypeOf(const v1::KeyReference& ref) {
-  switch (ref.algorithm()) {
-    case v1::RSA_2048:
-    case v1::RSA_3072:
-    case v1::RSA_4096:
-      return KeyType::kRsa;
-    case v1::EC_P256:
-    case v1::EC_P384:
-    case v1::EC_P521:
-      return KeyType::kEc;
-    case v1::ED25519_KEY:
-      return KeyType::kEd25519;
-    default:
-      return absl::InvalidArgumentError("key reference: unsupported algorithm");
+  const client::KeyAlgorithmTraits* row = client::FindKeyAlgorithmTraits(ref.algorithm());
+  if (row != nullptr) {
+    for (KeyType type : {KeyType::kRsa, KeyType::kEc, KeyType::kEd25519}) {
+      if (std::strcmp(KeyTypeName(type), row->openssl_type) == 0) return type;
+    }
   }
+  return absl::InvalidArgumentError("key reference: unsupported algorithm");
 }
 
 absl::StatusOr<std::unique_ptr<Key>> KeyFromReference(ProviderContext* provider,

@@ -21,14 +21,11 @@ namespace {
   constexpr char name##_bytes[] = literal; \
   constexpr absl::string_view name(name##_bytes, sizeof(name##_bytes) - 1)
 
-// DER OBJECT IDENTIFIERs.
-OFFKEY_BYTES(kP256Oid, "\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07");
-OFFKEY_BYTES(kP384Oid, "\x06\x05\x2b\x81\x04\x00\x22");
-OFFKEY_BYTES(kP521Oid, "\x06\x05\x2b\x81\x04\x00\x23");
-OFFKEY_BYTES(kEd25519Oid, "\x06\x03\x2b\x65\x70");
-OFFKEY_BYTES(kEd25519Name,
-             "\x13\x0c"
-             "edwards25519");
+// hsm/key_types.h spells the key types as plain numbers so that hsm/ needs no PKCS#11
+// header; here they meet the header.
+static_assert(kPkcs11KeyTypeRsa == CKK_RSA);
+static_assert(kPkcs11KeyTypeEc == CKK_EC);
+static_assert(kPkcs11KeyTypeEcEdwards == CKK_EC_EDWARDS);
 
 // DigestInfo prefixes (RFC 8017 9.2, note 1): AlgorithmIdentifier with NULL parameters,
 // then the OCTET STRING header.
@@ -42,19 +39,6 @@ OFFKEY_BYTES(
 OFFKEY_BYTES(
     kSha512Prefix,
     "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40");
-
-const char* GroupName(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return "P-256";
-    case KeyAlgorithm::kEcP384:
-      return "P-384";
-    case KeyAlgorithm::kEcP521:
-      return "P-521";
-    default:
-      return nullptr;
-  }
-}
 
 absl::StatusOr<std::string> FromData(const char* type, OSSL_PARAM_BLD* bld) {
   std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
@@ -123,72 +107,26 @@ absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der) {
   return pkey;
 }
 
-absl::StatusOr<KeyAlgorithm> KeyAlgorithmOf(EVP_PKEY* pkey) {
-  switch (EVP_PKEY_get_base_id(pkey)) {
-    case EVP_PKEY_RSA:
-      if (KeyAlgorithm rsa = RsaKeyAlgorithm(EVP_PKEY_get_bits(pkey));
-          rsa != KeyAlgorithm::kUnknown) {
-        return rsa;
-      }
-      return absl::InvalidArgumentError(
-          absl::StrCat("RSA-", EVP_PKEY_get_bits(pkey),
-                       " is not supported; offkey stores RSA 2048, 3072 and 4096"));
-    case EVP_PKEY_EC: {
-      char group[64] = {0};
-      size_t group_len = 0;
-      EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                     sizeof(group), &group_len);
-      absl::string_view g(group, group_len);
-      if (g == "prime256v1" || g == "P-256") return KeyAlgorithm::kEcP256;
-      if (g == "secp384r1" || g == "P-384") return KeyAlgorithm::kEcP384;
-      if (g == "secp521r1" || g == "P-521") return KeyAlgorithm::kEcP521;
-      return absl::InvalidArgumentError(absl::StrCat(
-          "EC curve '", g, "' is not supported; offkey stores P-256, P-384, P-521"));
-    }
-    case EVP_PKEY_ED25519:
-      return KeyAlgorithm::kEd25519;
-    default:
-      return absl::InvalidArgumentError(
-          "unsupported key type; offkey stores RSA, EC (P-256/384/521) and Ed25519");
-  }
-}
-
 absl::string_view EcParamsFor(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return kP256Oid;
-    case KeyAlgorithm::kEcP384:
-      return kP384Oid;
-    case KeyAlgorithm::kEcP521:
-      return kP521Oid;
-    case KeyAlgorithm::kEd25519:
-      return kEd25519Oid;
-    default:
-      return {};
-  }
-}
-
-KeyAlgorithm AlgorithmFromEcParams(absl::string_view params) {
-  if (params == kP256Oid) return KeyAlgorithm::kEcP256;
-  if (params == kP384Oid) return KeyAlgorithm::kEcP384;
-  if (params == kP521Oid) return KeyAlgorithm::kEcP521;
-  if (params == kEd25519Oid || params == kEd25519Name) return KeyAlgorithm::kEd25519;
-  return KeyAlgorithm::kUnknown;
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->ec_params : absl::string_view();
 }
 
 size_t PublicPointLength(KeyAlgorithm algorithm) {
-  switch (algorithm) {
-    case KeyAlgorithm::kEcP256:
-      return 65;
-    case KeyAlgorithm::kEcP384:
-      return 97;
-    case KeyAlgorithm::kEcP521:
-      return 133;
-    case KeyAlgorithm::kEd25519:
-      return 32;
-    default:
-      return 0;
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->public_point_length : 0;
+}
+
+CK_KEY_TYPE Pkcs11KeyType(KeyAlgorithm algorithm) {
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  return row ? row->pkcs11_key_type : CKK_VENDOR_DEFINED;
+}
+
+std::optional<KeyFamily> FamilyOfKeyType(CK_KEY_TYPE type) {
+  for (const KeyAlgorithmInfo& row : AllKeyAlgorithms()) {
+    if (row.pkcs11_key_type == type) return row.family;
   }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::string> UnwrapEcPoint(absl::string_view value,
@@ -234,8 +172,11 @@ absl::StatusOr<std::string> RsaSpki(absl::string_view modulus,
 }
 
 absl::StatusOr<std::string> EcSpki(KeyAlgorithm algorithm, absl::string_view point) {
-  const char* group = GroupName(algorithm);
-  if (group == nullptr) return absl::InvalidArgumentError("not an EC key algorithm");
+  const KeyAlgorithmInfo* row = FindKeyAlgorithm(algorithm);
+  if (row == nullptr || row->family != KeyFamily::kEc) {
+    return absl::InvalidArgumentError("not an EC key algorithm");
+  }
+  const char* group = row->openssl_group;
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> bld(
       OSSL_PARAM_BLD_new(), OSSL_PARAM_BLD_free);
   if (bld == nullptr ||

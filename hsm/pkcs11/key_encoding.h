@@ -1,27 +1,32 @@
 // Encodings between PKCS#11 attribute values and the forms TLS and X.509 use.
-// Pure functions over OpenSSL; no PKCS#11 calls.
+// Pure functions over OpenSSL; no PKCS#11 calls (the header only, for its types).
 #ifndef OFFKEY_HSM_PKCS11_KEY_ENCODING_H_
 #define OFFKEY_HSM_PKCS11_KEY_ENCODING_H_
 
 #include <openssl/evp.h>
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "base/openssl_util.h"
 #include "hsm/key_types.h"
+#include "hsm/pkcs11/pkcs11.h"
 
 namespace offkey::hsm::pkcs11 {
 
-// DER of the named-curve OID used as CKA_EC_PARAMS (EC and Ed25519 keys).
+// Lookups in hsm/key_types.h's table of key algorithms, in PKCS#11 terms. The reverse of
+// EcParamsFor is hsm::AlgorithmFromEcParams.
+// DER of the named-curve OID used as CKA_EC_PARAMS (EC and Ed25519 keys); empty for
+// others.
 absl::string_view EcParamsFor(KeyAlgorithm algorithm);
-// The algorithm whose CKA_EC_PARAMS is `params` (OID, or the PrintableString
-// "edwards25519" some modules use); kUnknown if none.
-KeyAlgorithm AlgorithmFromEcParams(absl::string_view params);
-
-// Encoded point length (uncompressed for EC, raw for Ed25519).
+// Encoded point length (uncompressed for EC, raw for Ed25519); 0 for others.
 size_t PublicPointLength(KeyAlgorithm algorithm);
+// CKK_RSA, CKK_EC or CKK_EC_EDWARDS; CKK_VENDOR_DEFINED for kUnknown.
+CK_KEY_TYPE Pkcs11KeyType(KeyAlgorithm algorithm);
+// The family of keys of PKCS#11 type `type`; nullopt for types offkey does not use.
+std::optional<KeyFamily> FamilyOfKeyType(CK_KEY_TYPE type);
 // Takes off the DER OCTET STRING around a CKA_EC_POINT value if it is there
 // (PKCS#11 v2.40 says it is; some modules send the bare point).
 absl::StatusOr<std::string> UnwrapEcPoint(absl::string_view value,
@@ -42,10 +47,6 @@ absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey);
 // Decodes an unencrypted DER PKCS#8 private key (nothing may follow it).
 // INVALID_ARGUMENT when `der` is not one or names a key type OpenSSL cannot decode.
 absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der);
-
-// Which of offkey's algorithms `pkey` is: RSA 2048/3072/4096, EC P-256/384/521 or
-// Ed25519. INVALID_ARGUMENT, naming what it is, for any other key.
-absl::StatusOr<KeyAlgorithm> KeyAlgorithmOf(EVP_PKEY* pkey);
 
 // SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 4.2.1.2, method 1).
 absl::StatusOr<std::string> SkiOfSpki(absl::string_view spki_der);

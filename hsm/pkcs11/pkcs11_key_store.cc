@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
+#include "hsm/openssl_key.h"
 #include "hsm/pkcs11/ck_rv.h"
 #include "hsm/pkcs11/key_encoding.h"
 #include "hsm/pkcs11/object_io.h"
@@ -156,13 +158,14 @@ CK_RV Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session, absl::string_view ke
   CK_ULONG type = 0;
   rv = GetUlong(fn, session, key.object, CKA_KEY_TYPE, &type);
   if (rv != CKR_OK) return rv;
-  if (type == CKK_RSA) {
+  const std::optional<KeyFamily> family = FamilyOfKeyType(type);
+  if (family == KeyFamily::kRsa) {
     std::string modulus;
     rv = GetBytes(fn, session, key.object, CKA_MODULUS, &modulus);
     if (rv != CKR_OK) return rv;
     key.modulus = std::string(StripZeros(modulus));
-    key.algorithm = RsaKeyAlgorithm(static_cast<int>(key.modulus.size() * 8));
-  } else if (type == CKK_EC || type == CKK_EC_EDWARDS) {
+    key.algorithm = RsaAlgorithmForBits(static_cast<int>(key.modulus.size() * 8));
+  } else if (family.has_value()) {
     std::string params;
     rv = GetBytes(fn, session, key.object, CKA_EC_PARAMS, &params);
     if (rv != CKR_OK) return rv;
@@ -209,14 +212,15 @@ CK_RV Pkcs11KeyStore::Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE objec
   out->algorithm = KeyAlgorithm::kUnknown;
   absl::StatusOr<std::string> spki = absl::UnimplementedError(
       absl::StrCat("key '", label, "' has a key type offkey does not use"));
-  if (type == CKK_RSA) {
+  const std::optional<KeyFamily> family = FamilyOfKeyType(type);
+  if (family == KeyFamily::kRsa) {
     std::string n, e;
     rv = GetBytes(fn, session, object, CKA_MODULUS, &n);
     if (rv == CKR_OK) rv = GetBytes(fn, session, object, CKA_PUBLIC_EXPONENT, &e);
     if (rv != CKR_OK) return rv;
-    out->algorithm = RsaKeyAlgorithm(static_cast<int>(StripZeros(n).size() * 8));
+    out->algorithm = RsaAlgorithmForBits(static_cast<int>(StripZeros(n).size() * 8));
     spki = RsaSpki(n, e);
-  } else if (type == CKK_EC || type == CKK_EC_EDWARDS) {
+  } else if (family.has_value()) {
     std::string params, point;
     rv = GetBytes(fn, session, object, CKA_EC_PARAMS, &params);
     if (rv != CKR_OK) return rv;
@@ -409,7 +413,8 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
   OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
   OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8(pkcs8_der.view()));
-  OFFKEY_ASSIGN_OR_RETURN(const KeyAlgorithm algorithm, KeyAlgorithmOf(pkey.get()));
+  const KeyAlgorithm algorithm = KeyAlgorithmOf(pkey.get());
+  if (algorithm == KeyAlgorithm::kUnknown) return UnsupportedKeyError(pkey.get());
   OFFKEY_ASSIGN_OR_RETURN(const std::string spki, SpkiOf(pkey.get()));
 
   switch (FamilyOf(algorithm)) {
@@ -433,9 +438,9 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
         BN_clear_free(bn);
       }
       return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, CKK_RSA).Bool(CKA_DECRYPT, true);
+        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm)).Bool(CKA_DECRYPT, true);
         for (size_t i = 0; i < parts.size(); ++i) priv.Secret(types[i], parts[i]);
-        pub.Ulong(CKA_KEY_TYPE, CKK_RSA)
+        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bool(CKA_ENCRYPT, true)
             .Secret(CKA_MODULUS, parts[0])
             .Secret(CKA_PUBLIC_EXPONENT, parts[1]);
@@ -458,10 +463,10 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
       }
       std::string params(EcParamsFor(algorithm));
       return StoreKeyPair(name, algorithm, spki, [&](Template& priv, Template& pub) {
-        priv.Ulong(CKA_KEY_TYPE, CKK_EC)
+        priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bytes(CKA_EC_PARAMS, params)
             .Secret(CKA_VALUE, value);
-        pub.Ulong(CKA_KEY_TYPE, CKK_EC)
+        pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(algorithm))
             .Bytes(CKA_EC_PARAMS, params)
             .Bytes(CKA_EC_POINT, WrapEcPoint(point));
       });
@@ -476,15 +481,15 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
         return OpenSslError(absl::StatusCode::kInvalidArgument, "Ed25519 key");
       }
       std::string params(EcParamsFor(KeyAlgorithm::kEd25519));
-      return StoreKeyPair(name, KeyAlgorithm::kEd25519, spki,
-                          [&](Template& priv, Template& pub) {
-                            priv.Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS)
-                                .Bytes(CKA_EC_PARAMS, params)
-                                .Secret(CKA_VALUE, value);
-                            pub.Ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS)
-                                .Bytes(CKA_EC_PARAMS, params)
-                                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
-                          });
+      return StoreKeyPair(
+          name, KeyAlgorithm::kEd25519, spki, [&](Template& priv, Template& pub) {
+            priv.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
+                .Bytes(CKA_EC_PARAMS, params)
+                .Secret(CKA_VALUE, value);
+            pub.Ulong(CKA_KEY_TYPE, Pkcs11KeyType(KeyAlgorithm::kEd25519))
+                .Bytes(CKA_EC_PARAMS, params)
+                .Bytes(CKA_EC_POINT, WrapEcPoint(pub_raw));
+          });
     }
   }
   return absl::InternalError("unreachable: every key family is handled above");

@@ -17,13 +17,12 @@
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
+#include "hsm/openssl_key.h"
 #include "hsm/pkcs11/key_encoding.h"
-#include "hsm/testing/verify.h"
 
 namespace offkey::hsm::testing {
 namespace {
 
-using ::offkey::hsm::pkcs11::KeyAlgorithmOf;
 using ::offkey::hsm::pkcs11::MessageDigest;
 using ::offkey::hsm::pkcs11::ParsePkcs8;
 using ::offkey::hsm::pkcs11::SkiOfSpki;
@@ -78,7 +77,10 @@ struct FakeKeyStore::Backing {
   // Adds `pkey` under `name`: ALREADY_EXISTS when the name or the key is taken.
   absl::StatusOr<KeyInfo> Add(absl::string_view name, EvpPkeyPtr pkey) {
     auto key = std::make_shared<KeyMaterial>();
-    OFFKEY_ASSIGN_OR_RETURN(key->info.algorithm, KeyAlgorithmOf(pkey.get()));
+    key->info.algorithm = KeyAlgorithmOf(pkey.get());
+    if (key->info.algorithm == KeyAlgorithm::kUnknown) {
+      return UnsupportedKeyError(pkey.get());
+    }
     OFFKEY_ASSIGN_OR_RETURN(key->info.public_key_spki, SpkiOf(pkey.get()));
     OFFKEY_ASSIGN_OR_RETURN(key->info.ski, SkiOfSpki(key->info.public_key_spki));
     key->info.key_id = key->info.ski;
@@ -214,7 +216,7 @@ absl::StatusOr<KeyInfo> FakeKeyStore::GenerateKey(absl::string_view name,
                                                   KeyAlgorithm algorithm) {
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kGenerateKey));
   OFFKEY_RETURN_IF_ERROR(ValidateKeyName(name));
-  if (KeyBits(algorithm) == 0) {
+  if (FindKeyAlgorithm(algorithm) == nullptr) {
     return absl::InvalidArgumentError("unknown key algorithm");
   }
   {
@@ -223,11 +225,9 @@ absl::StatusOr<KeyInfo> FakeKeyStore::GenerateKey(absl::string_view name,
       return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
     }
   }
-  std::string der = GeneratePkcs8(algorithm);
-  absl::StatusOr<EvpPkeyPtr> pkey = ParsePkcs8(der);
-  WipeString(&der);
-  if (!pkey.ok()) return pkey.status();
-  return backing_->Add(name, *std::move(pkey));
+  EvpPkeyPtr pkey = GenerateOpenSslKey(algorithm);
+  if (pkey == nullptr) return OpenSslError(absl::StatusCode::kInternal, "key generation");
+  return backing_->Add(name, std::move(pkey));
 }
 
 absl::StatusOr<KeyInfo> FakeKeyStore::ImportKey(absl::string_view name,

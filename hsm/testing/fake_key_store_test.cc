@@ -10,6 +10,7 @@
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hsm/testing/key_store_conformance.h"
 #include "hsm/testing/verify.h"
 
 namespace offkey::hsm::testing {
@@ -19,6 +20,20 @@ using ::offkey::testing::IsOk;
 using ::offkey::testing::StatusIs;
 using Method = FakeKeyStore::Method;
 
+// The fake passes the suite every store passes; another view is OpenAnother.
+const KeyStoreFactory kFake{
+    "Fake",
+    []() -> absl::StatusOr<std::unique_ptr<KeyStore>> { return FakeKeyStore::Create(); },
+    [](KeyStore& store) -> absl::StatusOr<std::unique_ptr<KeyStore>> {
+      return static_cast<FakeKeyStore&>(store).OpenAnother();
+    }};
+INSTANTIATE_TEST_SUITE_P(Fake, KeyStoreConformanceTest, ::testing::Values(kFake),
+                         KeyStoreFactoryName);
+INSTANTIATE_TEST_SUITE_P(Fake, KeyStoreConformanceKeyTest,
+                         ::testing::Combine(::testing::Values(kFake),
+                                            ::testing::ValuesIn(kAllKeyAlgorithms)),
+                         KeyStoreFactoryAndKeyName);
+
 constexpr SignAlgorithm kEcdsaSha256{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
 
 class FakeKeyStoreTest : public ::testing::Test {
@@ -27,7 +42,9 @@ class FakeKeyStoreTest : public ::testing::Test {
     OFFKEY_ASSERT_OK_AND_ASSIGN(key_, store_->GenerateKey("web", KeyAlgorithm::kEcP256));
   }
 
-  absl::Status SignOnce() { return store_->Sign(key_.key_id, kEcdsaSha256, "m", {}).status(); }
+  absl::Status SignOnce() {
+    return store_->Sign(key_.key_id, kEcdsaSha256, "m", {}).status();
+  }
 
   std::unique_ptr<FakeKeyStore> store_ = FakeKeyStore::Create();
   KeyInfo key_;
@@ -36,7 +53,8 @@ class FakeKeyStoreTest : public ::testing::Test {
 TEST_F(FakeKeyStoreTest, SignsLikeAStore) {
   OFFKEY_ASSERT_OK_AND_ASSIGN(std::string sig,
                               store_->Sign(key_.key_id, kEcdsaSha256, "hello", {}));
-  EXPECT_THAT(VerifyWithOpenSsl(key_.public_key_spki, kEcdsaSha256, "hello", sig), IsOk());
+  EXPECT_THAT(VerifyWithOpenSsl(key_.public_key_spki, kEcdsaSha256, "hello", sig),
+              IsOk());
 }
 
 TEST_F(FakeKeyStoreTest, FailReturnsTheStatusOnEveryCallUntilCleared) {

@@ -8,6 +8,7 @@
 
 #include "base/openssl_util.h"
 #include "base/testing/secret_ledger.h"
+#include "hsm/openssl_key.h"
 
 namespace offkey::hsm::testing {
 namespace {
@@ -91,31 +92,8 @@ std::string RsaEncryptPkcs1(absl::string_view spki, absl::string_view message) {
 }
 
 std::string GeneratePkcs8(KeyAlgorithm algorithm) {
-  EVP_PKEY* raw = nullptr;
-  switch (algorithm) {
-    case KeyAlgorithm::kRsa2048:
-    case KeyAlgorithm::kRsa3072:
-    case KeyAlgorithm::kRsa4096:
-      raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA",
-                              static_cast<size_t>(KeyBits(algorithm)));
-      break;
-    case KeyAlgorithm::kEcP256:
-      raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
-      break;
-    case KeyAlgorithm::kEcP384:
-      raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384");
-      break;
-    case KeyAlgorithm::kEcP521:
-      raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521");
-      break;
-    case KeyAlgorithm::kEd25519:
-      raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-      break;
-    case KeyAlgorithm::kUnknown:
-      break;
-  }
-  if (raw == nullptr) abort();
-  EvpPkeyPtr key(raw);
+  EvpPkeyPtr key = GenerateOpenSslKey(algorithm);
+  if (key == nullptr) abort();
   PKCS8_PRIV_KEY_INFO* p8 = EVP_PKEY2PKCS8(key.get());
   unsigned char* der = nullptr;
   int len = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);

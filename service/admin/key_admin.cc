@@ -439,26 +439,9 @@ absl::StatusOr<v1::CreateCsrResponse> KeyAdmin::CreateCsr(
   spec.public_key_spki = key->info.public_key_spki;
   spec.scheme = request.scheme();
   if (spec.scheme == v1::SIGNATURE_SCHEME_UNSPECIFIED) {
-    switch (key->info.algorithm) {
-      case hsm::KeyAlgorithm::kRsa2048:
-      case hsm::KeyAlgorithm::kRsa3072:
-      case hsm::KeyAlgorithm::kRsa4096:
-        spec.scheme = v1::RSA_PKCS1_SHA256;
-        break;
-      case hsm::KeyAlgorithm::kEcP256:
-        spec.scheme = v1::ECDSA_SECP256R1_SHA256;
-        break;
-      case hsm::KeyAlgorithm::kEcP384:
-        spec.scheme = v1::ECDSA_SECP384R1_SHA384;
-        break;
-      case hsm::KeyAlgorithm::kEcP521:
-        spec.scheme = v1::ECDSA_SECP521R1_SHA512;
-        break;
-      case hsm::KeyAlgorithm::kEd25519:
-        spec.scheme = v1::ED25519;
-        break;
-      case hsm::KeyAlgorithm::kUnknown:
-        return absl::FailedPreconditionError("the key's algorithm is unknown");
+    spec.scheme = tls::DefaultCsrScheme(key->info.algorithm);
+    if (spec.scheme == v1::SIGNATURE_SCHEME_UNSPECIFIED) {
+      return absl::FailedPreconditionError("the key's algorithm is unknown");
     }
   }
   OFFKEY_RETURN_IF_ERROR(

@@ -13,6 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "hsm/key_types.h"
+#include "hsm/openssl_key.h"
 
 namespace offkey::service::admin {
 namespace {
@@ -31,30 +33,20 @@ absl::Status WrongPassphrase(const SecretBytes& passphrase) {
 }
 
 absl::Status CheckAlgorithm(EVP_PKEY* key) {
+  if (hsm::KeyAlgorithmOf(key) != hsm::KeyAlgorithm::kUnknown) return absl::OkStatus();
   if (EVP_PKEY_is_a(key, "RSA")) {
-    const int bits = EVP_PKEY_get_bits(key);
-    if (bits == 2048 || bits == 3072 || bits == 4096) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
-        "private_key: RSA keys must be 2048, 3072 or 4096 bits; this one has ", bits));
+        "private_key: RSA keys must be ", hsm::SupportedSizes(hsm::KeyFamily::kRsa),
+        " bits; this one has ", EVP_PKEY_get_bits(key)));
   }
   if (EVP_PKEY_is_a(key, "EC")) {
-    char curve[64] = {0};
-    size_t len = 0;
-    if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, curve,
-                                       sizeof(curve), &len) == 1) {
-      for (const char* allowed : {"prime256v1", "secp384r1", "secp521r1"}) {
-        if (std::strcmp(curve, allowed) == 0) return absl::OkStatus();
-      }
-    }
-    DrainOpenSslErrors();
     return absl::InvalidArgumentError(absl::StrCat(
-        "private_key: EC keys must be on P-256, P-384 or P-521; this one is on '", curve,
-        "'"));
+        "private_key: EC keys must be on ", hsm::SupportedSizes(hsm::KeyFamily::kEc),
+        "; this one is on '", hsm::EcGroupOf(key), "'"));
   }
-  if (EVP_PKEY_is_a(key, "ED25519")) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("private_key: ", EVP_PKEY_get0_type_name(key),
-                   " keys are not supported (RSA, EC P-256/384/521 or Ed25519)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "private_key: ", EVP_PKEY_get0_type_name(key), " keys are not supported (RSA, EC ",
+      hsm::SupportedSizes(hsm::KeyFamily::kEc), " or Ed25519)"));
 }
 
 // The PKCS#8 structure in `der`, unencrypted. `encrypted`: true for an

@@ -17,6 +17,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "hsm/key_types.h"
+#include "hsm/openssl_key.h"
 #include "service/tls/schemes.h"
 
 namespace offkey::service::verify {
@@ -184,20 +186,16 @@ std::string SchemeProblem(const tls::SchemeInfo* info, offkey::v1::SignatureSche
       if (type != EVP_PKEY_EC) {
         return absl::StrCat(info->name, " needs an EC key; the leaf's is not");
       }
-      char group[64] = {0};
-      size_t len = 0;
-      EVP_PKEY_get_group_name(key, group, sizeof(group), &len);
-      const std::string curve = std::string(group) == "prime256v1"  ? "P-256"
-                                : std::string(group) == "secp384r1" ? "P-384"
-                                : std::string(group) == "secp521r1" ? "P-521"
-                                                                    : "";
-      if (curve.empty()) {
-        return absl::StrCat("the leaf's EC curve ", group,
-                            " is not one of P-256, P-384, P-521");
+      const hsm::KeyAlgorithmInfo* curve =
+          hsm::FindKeyAlgorithm(hsm::EcAlgorithmForGroup(hsm::EcGroupOf(key)));
+      if (curve == nullptr) {
+        return absl::StrCat("the leaf's EC curve ", hsm::EcGroupOf(key),
+                            " is not one of ", hsm::SupportedSizes(hsm::KeyFamily::kEc));
       }
-      if (version == offkey::v1::TLS_1_3 && curve != info->curve_name) {
-        return absl::StrCat(info->name, " names ", info->curve_name,
-                            " in TLS 1.3; the leaf's key is ", curve);
+      if (version == offkey::v1::TLS_1_3 && curve->algorithm != info->curve) {
+        const hsm::KeyAlgorithmInfo* named = hsm::FindKeyAlgorithm(info->curve);
+        return absl::StrCat(info->name, " names ", named ? named->nist_name : "no curve",
+                            " in TLS 1.3; the leaf's key is ", curve->nist_name);
       }
       break;
     }

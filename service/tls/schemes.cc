@@ -34,35 +34,35 @@ constexpr KeyAlgorithm kNoCurve = KeyAlgorithm::kUnknown;
 // clang-format off
 constexpr SchemeInfo kSchemes[] = {
   // scheme, name,
-  //   {kind, hash}, family, curve, curve_name, needs_pss_key, tls12, tls13
+  //   {kind, hash}, family, curve, needs_pss_key, tls12, tls13
   {offkey::v1::ECDSA_SECP256R1_SHA256, "ecdsa_secp256r1_sha256",
-     {kEcdsa, kSha256}, kEc,  KeyAlgorithm::kEcP256, "P-256", false, true, true},
+     {kEcdsa, kSha256}, kEc,  KeyAlgorithm::kEcP256, false, true, true},
   {offkey::v1::ECDSA_SECP384R1_SHA384, "ecdsa_secp384r1_sha384",
-     {kEcdsa, kSha384}, kEc,  KeyAlgorithm::kEcP384, "P-384", false, true, true},
+     {kEcdsa, kSha384}, kEc,  KeyAlgorithm::kEcP384, false, true, true},
   {offkey::v1::ECDSA_SECP521R1_SHA512, "ecdsa_secp521r1_sha512",
-     {kEcdsa, kSha512}, kEc,  KeyAlgorithm::kEcP521, "P-521", false, true, true},
+     {kEcdsa, kSha512}, kEc,  KeyAlgorithm::kEcP521, false, true, true},
   {offkey::v1::ED25519,                "ed25519",
-     {kEdDsa, kNoHash}, kEd,  kNoCurve,              "",      false, true, true},
+     {kEdDsa, kNoHash}, kEd,  kNoCurve,              false, true, true},
   {offkey::v1::RSA_PSS_RSAE_SHA256,    "rsa_pss_rsae_sha256",
-     {kPss,   kSha256}, kRsa, kNoCurve,              "",      false, true, true},
+     {kPss,   kSha256}, kRsa, kNoCurve,              false, true, true},
   {offkey::v1::RSA_PSS_RSAE_SHA384,    "rsa_pss_rsae_sha384",
-     {kPss,   kSha384}, kRsa, kNoCurve,              "",      false, true, true},
+     {kPss,   kSha384}, kRsa, kNoCurve,              false, true, true},
   {offkey::v1::RSA_PSS_RSAE_SHA512,    "rsa_pss_rsae_sha512",
-     {kPss,   kSha512}, kRsa, kNoCurve,              "",      false, true, true},
+     {kPss,   kSha512}, kRsa, kNoCurve,              false, true, true},
   // PKCS#1 v1.5: TLS 1.2 only (RFC 8446 §4.2.3 keeps it for certificates, not handshakes).
   {offkey::v1::RSA_PKCS1_SHA256,       "rsa_pkcs1_sha256",
-     {kPkcs1, kSha256}, kRsa, kNoCurve,              "",      false, true, false},
+     {kPkcs1, kSha256}, kRsa, kNoCurve,              false, true, false},
   {offkey::v1::RSA_PKCS1_SHA384,       "rsa_pkcs1_sha384",
-     {kPkcs1, kSha384}, kRsa, kNoCurve,              "",      false, true, false},
+     {kPkcs1, kSha384}, kRsa, kNoCurve,              false, true, false},
   {offkey::v1::RSA_PKCS1_SHA512,       "rsa_pkcs1_sha512",
-     {kPkcs1, kSha512}, kRsa, kNoCurve,              "",      false, true, false},
+     {kPkcs1, kSha512}, kRsa, kNoCurve,              false, true, false},
   // RSASSA-PSS keys (id-RSASSA-PSS SPKI): offkey holds none, so these always refuse.
   {offkey::v1::RSA_PSS_PSS_SHA256,     "rsa_pss_pss_sha256",
-     {kPss,   kSha256}, kRsa, kNoCurve,              "",      true,  true, true},
+     {kPss,   kSha256}, kRsa, kNoCurve,              true,  true, true},
   {offkey::v1::RSA_PSS_PSS_SHA384,     "rsa_pss_pss_sha384",
-     {kPss,   kSha384}, kRsa, kNoCurve,              "",      true,  true, true},
+     {kPss,   kSha384}, kRsa, kNoCurve,              true,  true, true},
   {offkey::v1::RSA_PSS_PSS_SHA512,     "rsa_pss_pss_sha512",
-     {kPss,   kSha512}, kRsa, kNoCurve,              "",      true,  true, true},
+     {kPss,   kSha512}, kRsa, kNoCurve,              true,  true, true},
 };
 // clang-format on
 
@@ -134,6 +134,12 @@ std::string UseInstead(const SchemeInfo& refused, KeyAlgorithm key, TlsVersion v
   return replacement ? absl::StrCat("; use ", replacement->name) : "";
 }
 
+// "P-256" for an ECDSA row's curve (hsm's table of key algorithms).
+absl::string_view CurveName(KeyAlgorithm curve) {
+  const hsm::KeyAlgorithmInfo* row = hsm::FindKeyAlgorithm(curve);
+  return row ? row->nist_name : "";
+}
+
 std::string Hex(SignatureScheme scheme) {
   return absl::StrFormat("0x%04x", static_cast<uint32_t>(scheme));
 }
@@ -191,10 +197,23 @@ absl::Status CheckScheme(SignatureScheme scheme, KeyAlgorithm key, TlsVersion ve
                                                      UseInstead(*row, key, version)));
     case Refusal::kCurve:
       return absl::InvalidArgumentError(absl::StrCat(
-          row->name, " needs a ", row->curve_name, " key in ", VersionName(version),
+          row->name, " needs a ", CurveName(row->curve), " key in ", VersionName(version),
           "; key is ", hsm::KeyAlgorithmName(key), UseInstead(*row, key, version)));
   }
   return absl::InternalError("unreachable");
+}
+
+SignatureScheme DefaultCsrScheme(KeyAlgorithm key) {
+  const hsm::KeyAlgorithmInfo* info = hsm::FindKeyAlgorithm(key);
+  if (info == nullptr) return offkey::v1::SIGNATURE_SCHEME_UNSPECIFIED;
+  for (const SchemeInfo& row : kSchemes) {
+    if (row.algorithm == info->csr_signature &&
+        (row.curve == KeyAlgorithm::kUnknown || row.curve == key) &&
+        WhyNot(row, key, offkey::v1::TLS_VERSION_UNSPECIFIED) == Refusal::kNone) {
+      return row.scheme;
+    }
+  }
+  return offkey::v1::SIGNATURE_SCHEME_UNSPECIFIED;
 }
 
 std::vector<SignatureScheme> SchemesForKey(KeyAlgorithm key) {

@@ -41,10 +41,9 @@ struct SchemeInfo {
   // The key family that can make this signature.
   hsm::KeyFamily family;
   // ECDSA rows: the EC key algorithm whose curve the code point names (kEcP256, kEcP384,
-  // kEcP521) and that curve's name ("P-256"). Enforced only in TLS 1.3. Other rows:
-  // kUnknown and "".
+  // kEcP521; its name, "P-256", is hsm::FindKeyAlgorithm(curve)->nist_name). Enforced
+  // only in TLS 1.3. Other rows: kUnknown.
   hsm::KeyAlgorithm curve;
-  absl::string_view curve_name;
   // rsa_pss_pss_*: the key must be an RSASSA-PSS key, which offkey never holds.
   bool needs_pss_key;
   bool tls12;
@@ -75,6 +74,11 @@ absl::Status CheckScheme(offkey::v1::SignatureScheme scheme, hsm::KeyAlgorithm k
 // table order; so the result is stable and the first element is the best default.
 // Empty for kUnknown. This is what KeyInfo.schemes reports.
 std::vector<offkey::v1::SignatureScheme> SchemesForKey(hsm::KeyAlgorithm key);
+
+// The scheme a CSR for a `key` key is signed with when none is named: the row of the
+// key's hsm::KeyAlgorithmInfo::csr_signature (for ECDSA, the one naming the key's curve).
+// SIGNATURE_SCHEME_UNSPECIFIED for kUnknown.
+offkey::v1::SignatureScheme DefaultCsrScheme(hsm::KeyAlgorithm key);
 
 // The IANA name ("ecdsa_secp256r1_sha256"); "unspecified" for 0; "0x1234" (four hex
 // digits, the wire value) for values offkey does not know.

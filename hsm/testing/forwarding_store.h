@@ -1,14 +1,15 @@
 // A KeyStore that forwards every call to another, for tests that observe or delay some
-// calls of a real store (override only those).
-#ifndef OFFKEY_TESTS_FORWARDING_STORE_H_
-#define OFFKEY_TESTS_FORWARDING_STORE_H_
+// calls of a real store (override only those). Does not own the store it forwards to,
+// which must outlive it; as thread-safe as that store.
+#ifndef OFFKEY_HSM_TESTING_FORWARDING_STORE_H_
+#define OFFKEY_HSM_TESTING_FORWARDING_STORE_H_
 
 #include <string>
 #include <vector>
 
 #include "hsm/key_store.h"
 
-namespace offkey::testing {
+namespace offkey::hsm::testing {
 
 class ForwardingStore : public hsm::KeyStore {
  public:
@@ -63,6 +64,6 @@ class ForwardingStore : public hsm::KeyStore {
   hsm::KeyStore* const real_;
 };
 
-}  // namespace offkey::testing
+}  // namespace offkey::hsm::testing
 
-#endif  // OFFKEY_TESTS_FORWARDING_STORE_H_
+#endif  // OFFKEY_HSM_TESTING_FORWARDING_STORE_H_

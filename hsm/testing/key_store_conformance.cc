@@ -1,0 +1,481 @@
+#include "hsm/testing/key_store_conformance.h"
+
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "base/openssl_util.h"
+#include "base/testing/secret_ledger.h"
+#include "base/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "hsm/testing/verify.h"
+#include "hsm/testing/wycheproof.h"
+
+namespace offkey::hsm::testing {
+
+using ::offkey::testing::IsOk;
+using ::offkey::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+namespace {
+
+// A StatusOr that holds a value matching `inner`.
+MATCHER_P(HoldsValue, inner, "") {
+  if (!arg.ok()) {
+    *result_listener << "whose status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(inner, *arg, result_listener);
+}
+
+constexpr HashAlgorithm kHashes[] = {HashAlgorithm::kSha256, HashAlgorithm::kSha384,
+                                     HashAlgorithm::kSha512};
+constexpr SignAlgorithm kEcdsaSha256{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
+
+// Every signature algorithm offkey may ask of a key of `algorithm`.
+std::vector<SignAlgorithm> AlgorithmsFor(KeyAlgorithm algorithm) {
+  std::vector<SignAlgorithm> out;
+  switch (FamilyOf(algorithm)) {
+    case KeyFamily::kRsa:
+      out.push_back({SignatureKind::kRsaPkcs1, HashAlgorithm::kSha1});
+      for (HashAlgorithm h : kHashes) out.push_back({SignatureKind::kRsaPkcs1, h});
+      for (HashAlgorithm h : kHashes) out.push_back({SignatureKind::kRsaPss, h});
+      break;
+    case KeyFamily::kEc:
+      for (HashAlgorithm h : kHashes) out.push_back({SignatureKind::kEcdsa, h});
+      break;
+    case KeyFamily::kEd25519:
+      out.push_back({SignatureKind::kEdDsa, HashAlgorithm::kNone});
+      break;
+  }
+  return out;
+}
+
+std::string Random(size_t n) {
+  std::string out(n, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n));
+  return out;
+}
+
+// A self-signed P-256 certificate, DER: any certificate will do for storage.
+std::string SelfSignedCertificate(int serial) {
+  EvpPkeyPtr pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial);
+  const std::string cn = absl::StrCat("cert ", serial);
+  X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
+  X509_set_pubkey(cert.get(), pkey.get());
+  X509_sign(cert.get(), pkey.get(), EVP_sha256());
+  unsigned char* der = nullptr;
+  int len = i2d_X509(cert.get(), &der);
+  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string Identifier(std::string name) {
+  for (char& c : name) {
+    if (!absl::ascii_isalnum(c)) c = '_';
+  }
+  return name;
+}
+
+}  // namespace
+
+std::string KeyStoreFactoryName(const ::testing::TestParamInfo<KeyStoreFactory>& info) {
+  return Identifier(info.param.name);
+}
+
+std::string KeyStoreFactoryAndKeyName(
+    const ::testing::TestParamInfo<std::tuple<KeyStoreFactory, KeyAlgorithm>>& info) {
+  return Identifier(absl::StrCat(std::get<0>(info.param).name, "_",
+                                 KeyAlgorithmName(std::get<1>(info.param))));
+}
+
+void PrintTo(const KeyStoreFactory& factory, std::ostream* os) { *os << factory.name; }
+
+void KeyStoreConformanceBase::MakeStore(const KeyStoreFactory& factory) {
+  factory_ = factory;
+  OFFKEY_ASSERT_OK_AND_ASSIGN(store_, factory_.make());
+}
+
+void KeyStoreConformanceBase::SignAndVerifyAll(const KeyInfo& key) {
+  const std::string message = "TLS 1.3, server CertificateVerify" + Random(64);
+  for (SignAlgorithm alg : AlgorithmsFor(key.algorithm)) {
+    SCOPED_TRACE(absl::StrCat(KeyAlgorithmName(key.algorithm), " ",
+                              SignatureKindName(alg.kind), " ", HashName(alg.hash)));
+    OFFKEY_ASSERT_OK_AND_ASSIGN(std::string sig,
+                                store_->Sign(key.key_id, alg, message, {}));
+    EXPECT_THAT(VerifyWithOpenSsl(key.public_key_spki, alg, message, sig), IsOk());
+    // A signature over a different message must not verify: the check has teeth.
+    EXPECT_THAT(VerifyWithOpenSsl(key.public_key_spki, alg, message + "x", sig),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+}
+
+// --- Per key algorithm.
+
+TEST_P(KeyStoreConformanceKeyTest, GeneratedKeySignsEverySchemeVerifiableByOpenSsl) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key, store_->GenerateKey("web", algorithm()));
+  EXPECT_EQ(key.name, "web");
+  EXPECT_EQ(key.algorithm, algorithm());
+  EXPECT_EQ(key.key_id, key.ski);
+  EXPECT_EQ(key.ski.size(), 20u);
+  SignAndVerifyAll(key);
+}
+
+TEST_P(KeyStoreConformanceKeyTest, ImportedPkcs8KeySignsAndKeepsItsPublicKey) {
+  SecretBytes pkcs8(GeneratePkcs8(algorithm()));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key, store_->ImportKey("imported", pkcs8));
+  EXPECT_EQ(key.algorithm, algorithm());
+  EXPECT_EQ(key.key_id, key.ski);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo found,
+                              store_->FindKey(KeyLookup::Name("imported")));
+  EXPECT_EQ(found.public_key_spki, key.public_key_spki);
+  EXPECT_EQ(found.ski, key.ski);
+  SignAndVerifyAll(key);
+  // The same key twice is refused, under any name.
+  EXPECT_THAT(store_->ImportKey("again", pkcs8),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
+// --- Store-wide.
+
+// Known answers: PKCS#1 v1.5 and Ed25519 signatures are deterministic.
+TEST_P(KeyStoreConformanceTest, WycheproofPkcs1SignaturesMatchByteForByte) {
+  int checked = 0;
+  for (const char* file : {"wycheproof/rsa_pkcs1_2048_sig_gen_test.json",
+                           "wycheproof/rsa_pkcs1_3072_sig_gen_test.json"}) {
+    OFFKEY_ASSERT_OK_AND_ASSIGN(google::protobuf::Struct json, LoadJson(file));
+    int group_index = 0;
+    for (const auto& group : json.fields().at("testGroups").list_value().values()) {
+      const auto& g = group.struct_value().fields();
+      std::string sha = g.at("sha").string_value();
+      HashAlgorithm hash = sha == "SHA-256"   ? HashAlgorithm::kSha256
+                           : sha == "SHA-384" ? HashAlgorithm::kSha384
+                           : sha == "SHA-512" ? HashAlgorithm::kSha512
+                                              : HashAlgorithm::kNone;
+      if (hash == HashAlgorithm::kNone) continue;
+      SecretBytes pkcs8(Unhex(g.at("privateKeyPkcs8").string_value()));
+      auto key =
+          store_->ImportKey(absl::StrCat("wp-", checked, "-", group_index++), pkcs8);
+      if (absl::IsAlreadyExists(key.status())) continue;  // Same key, other hash.
+      ASSERT_THAT(key, IsOk());
+      for (const auto& test : g.at("tests").list_value().values()) {
+        const auto& t = test.struct_value().fields();
+        if (t.at("result").string_value() != "valid") continue;
+        OFFKEY_ASSERT_OK_AND_ASSIGN(
+            std::string sig, store_->Sign(key->key_id, {SignatureKind::kRsaPkcs1, hash},
+                                          Unhex(t.at("msg").string_value()), {}));
+        EXPECT_EQ(sig, Unhex(t.at("sig").string_value()))
+            << file << " tcId " << t.at("tcId").number_value();
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 10);
+}
+
+TEST_P(KeyStoreConformanceTest, WycheproofEd25519SignaturesMatchByteForByte) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(google::protobuf::Struct json,
+                              LoadJson("wycheproof/ed25519_signing_legacy_v0_test.json"));
+  int checked = 0, index = 0;
+  for (const auto& group : json.fields().at("testGroups").list_value().values()) {
+    const auto& g = group.struct_value().fields();
+    // The legacy file gives the raw private key; wrap it in PKCS#8 (RFC 8410).
+    std::string raw = Unhex(g.at("key").struct_value().fields().at("sk").string_value());
+    ASSERT_EQ(raw.size(), 32u);
+    SecretBytes pkcs8(absl::StrCat(Unhex("302e020100300506032b657004220420"), raw));
+    OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key,
+                                store_->ImportKey(absl::StrCat("ed-", index++), pkcs8));
+    for (const auto& test : g.at("tests").list_value().values()) {
+      const auto& t = test.struct_value().fields();
+      if (t.at("result").string_value() != "valid") continue;
+      OFFKEY_ASSERT_OK_AND_ASSIGN(
+          std::string sig,
+          store_->Sign(key.key_id, {SignatureKind::kEdDsa, HashAlgorithm::kNone},
+                       Unhex(t.at("msg").string_value()), {}));
+      EXPECT_EQ(sig, Unhex(t.at("sig").string_value()));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST_P(KeyStoreConformanceTest, RawDecryptionInvertsOpenSslEncryption) {
+  for (KeyAlgorithm alg :
+       {KeyAlgorithm::kRsa2048, KeyAlgorithm::kRsa3072, KeyAlgorithm::kRsa4096}) {
+    OFFKEY_ASSERT_OK_AND_ASSIGN(
+        KeyInfo key, store_->GenerateKey(absl::StrCat("rsa-", KeyBits(alg)), alg));
+    const size_t k = KeyBits(alg) / 8;
+    for (int i = 0; i < 4; ++i) {
+      std::string message = Random(k);
+      message[0] = 0;              // Keep it below the modulus.
+      if (i == 1) message[1] = 0;  // Leading zero bytes survive.
+      ::offkey::testing::RecordSecret("raw RSA plaintext", message);
+      std::string ciphertext = RsaEncryptRaw(key.public_key_spki, message);
+      OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes plain,
+                                  store_->RsaDecryptRaw(key.key_id, ciphertext, {}));
+      EXPECT_EQ(plain.view(), message);
+    }
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, RawDecryptionRefusesWrongSizesAndKeys) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo rsa,
+                              store_->GenerateKey("rsa", KeyAlgorithm::kRsa2048));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo ec,
+                              store_->GenerateKey("ec", KeyAlgorithm::kEcP256));
+  EXPECT_THAT(store_->RsaDecryptRaw(rsa.key_id, "", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->RsaDecryptRaw(rsa.key_id, std::string(255, '\1'), {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->RsaDecryptRaw(rsa.key_id, std::string(257, '\1'), {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Not less than the modulus.
+  EXPECT_THAT(store_->RsaDecryptRaw(rsa.key_id, std::string(256, '\xff'), {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("modulus")));
+  EXPECT_THAT(store_->RsaDecryptRaw(ec.key_id, std::string(256, '\1'), {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_P(KeyStoreConformanceTest, FindsByNameIdAndSkiAndLists) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo a,
+                              store_->GenerateKey("alpha", KeyAlgorithm::kEcP256));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo b,
+                              store_->GenerateKey("beta", KeyAlgorithm::kEd25519));
+  for (const KeyLookup& lookup :
+       {KeyLookup::Name("alpha"), KeyLookup::KeyId(a.key_id), KeyLookup::Ski(a.ski)}) {
+    OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo found, store_->FindKey(lookup));
+    EXPECT_EQ(found.name, "alpha");
+    EXPECT_EQ(found.algorithm, KeyAlgorithm::kEcP256);
+    EXPECT_EQ(found.public_key_spki, a.public_key_spki);
+  }
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<KeyInfo> all, store_->ListKeys());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "alpha");
+  EXPECT_EQ(all[1].name, "beta");
+  EXPECT_EQ(all[1].algorithm, KeyAlgorithm::kEd25519);
+  EXPECT_EQ(all[1].key_id, b.key_id);
+}
+
+TEST_P(KeyStoreConformanceTest, UnknownKeysAreNotFound) {
+  EXPECT_THAT(store_->FindKey(KeyLookup::Name("nope")),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->FindKey(KeyLookup::KeyId("\x01\x02")),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->FindKey(KeyLookup::Ski(std::string(20, '\x07'))),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->Sign("missing", kEcdsaSha256, "m", {}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->RsaDecryptRaw("missing", std::string(256, '\1'), {}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->DestroyKey("missing"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetMetadata("missing"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->PutMetadata("missing", "m"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(KeyStoreConformanceTest, RefusesBadNamesDuplicatesAndMismatchedAlgorithms) {
+  EXPECT_THAT(store_->GenerateKey("", KeyAlgorithm::kEcP256),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->GenerateKey("a/b", KeyAlgorithm::kEcP256),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->GenerateKey(std::string(65, 'a'), KeyAlgorithm::kEcP256),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->GenerateKey("unknown", KeyAlgorithm::kUnknown),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->FindKey(KeyLookup::Name("a b")),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key,
+                              store_->GenerateKey("dup", KeyAlgorithm::kEcP256));
+  EXPECT_THAT(store_->GenerateKey("dup", KeyAlgorithm::kRsa2048),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(store_->ImportKey("dup", SecretBytes(GeneratePkcs8(KeyAlgorithm::kEcP256))),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  // ECDSA key asked for an RSA signature, and EdDSA with a hash.
+  EXPECT_THAT(
+      store_->Sign(key.key_id, {SignatureKind::kRsaPss, HashAlgorithm::kSha256}, "m", {}),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      store_->Sign(key.key_id, {SignatureKind::kEdDsa, HashAlgorithm::kNone}, "m", {}),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      store_->Sign(key.key_id, {SignatureKind::kEcdsa, HashAlgorithm::kNone}, "m", {}),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->ImportKey("junk", SecretBytes(absl::string_view("not der"))),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Nothing refused was stored.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<KeyInfo> all, store_->ListKeys());
+  EXPECT_EQ(all.size(), 1u);
+}
+
+TEST_P(KeyStoreConformanceTest,
+       CertificateChainAndMetadataLiveBesideTheKeyUntilDestroyed) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key,
+                              store_->GenerateKey("web", KeyAlgorithm::kEcP256));
+  EXPECT_THAT(store_->GetCertificateChain(key.key_id), HoldsValue(IsEmpty()));
+  std::vector<std::string> chain;
+  for (int i = 0; i < 3; ++i) chain.push_back(SelfSignedCertificate(i + 1));
+  ASSERT_THAT(store_->PutCertificateChain(key.key_id, chain), IsOk());
+  EXPECT_THAT(store_->GetCertificateChain(key.key_id),
+              HoldsValue(chain));  // Order kept, leaf first.
+  // Replacing keeps only the new chain.
+  const std::vector<std::string> shorter = {chain[1]};
+  ASSERT_THAT(store_->PutCertificateChain(key.key_id, shorter), IsOk());
+  EXPECT_THAT(store_->GetCertificateChain(key.key_id), HoldsValue(shorter));
+  EXPECT_THAT(store_->PutCertificateChain(key.key_id, {std::string("junk")}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+
+  EXPECT_THAT(store_->GetMetadata(key.key_id), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(store_->PutMetadata(key.key_id, "v1"), IsOk());
+  const std::string v2("v2\0bin", 6);
+  ASSERT_THAT(store_->PutMetadata(key.key_id, v2), IsOk());
+  EXPECT_THAT(store_->GetMetadata(key.key_id), HoldsValue(v2));
+  EXPECT_THAT(store_->PutMetadata(key.key_id, std::string(64 * 1024 + 1, 'm')),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+
+  // A second store on the same backing sees it all.
+  std::unique_ptr<KeyStore> other;
+  if (factory_.open_another) {
+    OFFKEY_ASSERT_OK_AND_ASSIGN(other, factory_.open_another(*store_));
+    EXPECT_THAT(other->GetMetadata(key.key_id), HoldsValue(v2));
+    EXPECT_THAT(other->GetCertificateChain(key.key_id), HoldsValue(shorter));
+  }
+
+  ASSERT_THAT(store_->DestroyKey(key.key_id), IsOk());
+  EXPECT_THAT(store_->FindKey(KeyLookup::Name("web")),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetMetadata(key.key_id), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetCertificateChain(key.key_id), HoldsValue(IsEmpty()));
+  if (other != nullptr) {
+    EXPECT_THAT(other->Sign(key.key_id, kEcdsaSha256, "m", {}),
+                StatusIs(absl::StatusCode::kNotFound));
+  }
+}
+
+TEST_P(KeyStoreConformanceTest, StoreSecretHmacIsDeterministic) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes a,
+                              store_->HmacWithStoreSecret("key id|ciphertext", {}));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes b,
+                              store_->HmacWithStoreSecret("key id|ciphertext", {}));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes c,
+                              store_->HmacWithStoreSecret("key id|other", {}));
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_EQ(a.view(), b.view());
+  EXPECT_NE(a.view(), c.view());
+  // A store on another backing has another secret.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<KeyStore> elsewhere, factory_.make());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes d,
+                              elsewhere->HmacWithStoreSecret("key id|ciphertext", {}));
+  EXPECT_NE(a.view(), d.view());
+}
+
+TEST_P(KeyStoreConformanceTest, StoreSecretIsSharedByStoresOnOneBacking) {
+  if (!factory_.open_another) GTEST_SKIP() << "this store cannot open another view";
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<KeyStore> other,
+                              factory_.open_another(*store_));
+  // The second store asks first: whichever makes the secret, both use it.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes b,
+                              other->HmacWithStoreSecret("key id|ciphertext", {}));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes a,
+                              store_->HmacWithStoreSecret("key id|ciphertext", {}));
+  EXPECT_EQ(a.view(), b.view());
+}
+
+TEST_P(KeyStoreConformanceTest, ManyThreadsSigningWithSeveralKeysAllVerify) {
+  std::vector<KeyInfo> keys;
+  for (KeyAlgorithm alg : {KeyAlgorithm::kRsa2048, KeyAlgorithm::kEcP256,
+                           KeyAlgorithm::kEcP384, KeyAlgorithm::kEd25519}) {
+    OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key,
+                                store_->GenerateKey(absl::StrCat("k", keys.size()), alg));
+    keys.push_back(std::move(key));
+  }
+  constexpr int kThreads = 12;  // More than a small session pool: callers queue.
+  constexpr int kPerThread = 40;
+  std::atomic<int> failures{0}, verified{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const KeyInfo& key = keys[(t + i) % keys.size()];
+        SignAlgorithm alg = AlgorithmsFor(key.algorithm).back();
+        std::string message = absl::StrCat("thread ", t, " message ", i);
+        auto sig = store_->Sign(key.key_id, alg, message, {});
+        if (!sig.ok() ||
+            !VerifyWithOpenSsl(key.public_key_spki, alg, message, *sig).ok()) {
+          ++failures;
+        } else {
+          ++verified;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(verified.load(), kThreads * kPerThread);
+  EXPECT_EQ(store_->Sessions().in_use, 0);
+}
+
+// Keys are created and destroyed while other threads sign, list and check health, as an
+// operator's offkeyctl does against a serving offkeyd. Every call must succeed.
+TEST_P(KeyStoreConformanceTest, KeysChangeWhileOtherThreadsUseTheStore) {
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo signer,
+                              store_->GenerateKey("signer", KeyAlgorithm::kEcP256));
+  std::atomic<bool> done{false};
+  std::atomic<int> reader_failures{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      while (!done.load()) {
+        absl::Status status;
+        switch (t) {
+          case 0:
+            status = store_->Sign(signer.key_id, kEcdsaSha256, "m", {}).status();
+            break;
+          case 1:
+            status = store_->ListKeys().status();
+            break;
+          default:
+            status = store_->CheckHealth();
+        }
+        if (!status.ok()) {
+          ++reader_failures;
+          ADD_FAILURE() << status;
+        }
+        ++reads;
+      }
+    });
+  }
+  for (int i = 0; i < 40; ++i) {
+    auto key = store_->GenerateKey(absl::StrCat("k", i), KeyAlgorithm::kEcP256);
+    EXPECT_THAT(key, IsOk()) << "key " << i;
+    if (!key.ok()) break;
+    EXPECT_THAT(store_->PutMetadata(key->key_id, "metadata"), IsOk());
+    EXPECT_THAT(store_->DestroyKey(key->key_id), IsOk());
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(reader_failures.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<KeyInfo> keys, store_->ListKeys());
+  EXPECT_EQ(keys.size(), 1u);
+}
+
+TEST_P(KeyStoreConformanceTest, HealthyWhenFresh) {
+  EXPECT_THAT(store_->CheckHealth(), IsOk());
+}
+
+}  // namespace offkey::hsm::testing

@@ -1,0 +1,85 @@
+// One conformance suite for every KeyStore: what hsm/key_store.h promises, checked with
+// OpenSSL and known answers. A store's test instantiates both fixtures with a factory:
+//
+//   const KeyStoreFactory kFake{"Fake", [] { ... }, ...};
+//   INSTANTIATE_TEST_SUITE_P(Fake, KeyStoreConformanceTest, ::testing::Values(kFake),
+//                            KeyStoreFactoryName);
+//   INSTANTIATE_TEST_SUITE_P(Fake, KeyStoreConformanceKeyTest,
+//                            ::testing::Combine(::testing::Values(kFake),
+//                                               ::testing::ValuesIn(kAllKeyAlgorithms)),
+//                            KeyStoreFactoryAndKeyName);
+//
+// The test binary needs data = ["@testdata//:wycheproof"]. Tests that only make sense
+// for one store (PKCS#11 attributes, PINs, sessions, recovery) stay in its own test.
+#ifndef OFFKEY_HSM_TESTING_KEY_STORE_CONFORMANCE_H_
+#define OFFKEY_HSM_TESTING_KEY_STORE_CONFORMANCE_H_
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <tuple>
+
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+#include "hsm/key_store.h"
+
+namespace offkey::hsm::testing {
+
+struct KeyStoreFactory {
+  // Names the instantiation in test names: letters, digits and '_'.
+  std::string name;
+  // A fresh, empty store on a backing of its own (for PKCS#11, a new token).
+  std::function<absl::StatusOr<std::unique_ptr<KeyStore>>()> make;
+  // Optional: another store over the backing of `store` (made by `make`), as a second
+  // process in front of one HSM would see it. Tests that need it skip without it.
+  std::function<absl::StatusOr<std::unique_ptr<KeyStore>>(KeyStore& store)> open_another;
+};
+
+// Every key algorithm offkey stores.
+inline constexpr KeyAlgorithm kAllKeyAlgorithms[] = {
+    KeyAlgorithm::kRsa2048, KeyAlgorithm::kRsa3072, KeyAlgorithm::kRsa4096,
+    KeyAlgorithm::kEcP256,  KeyAlgorithm::kEcP384,  KeyAlgorithm::kEcP521,
+    KeyAlgorithm::kEd25519,
+};
+
+// Test name generators for INSTANTIATE_TEST_SUITE_P.
+std::string KeyStoreFactoryName(const ::testing::TestParamInfo<KeyStoreFactory>& info);
+std::string KeyStoreFactoryAndKeyName(
+    const ::testing::TestParamInfo<std::tuple<KeyStoreFactory, KeyAlgorithm>>& info);
+
+// gtest prints a parameter with this (its name) when a test fails.
+void PrintTo(const KeyStoreFactory& factory, std::ostream* os);
+
+// Shared by both fixtures: the store under test, made fresh for every test.
+class KeyStoreConformanceBase {
+ protected:
+  // Makes store_ with `factory.make`; fails the test (fatally) if that fails.
+  void MakeStore(const KeyStoreFactory& factory);
+  // Signs a random message with every scheme the key's family has and checks each
+  // signature with OpenSSL (and that it fails for another message).
+  void SignAndVerifyAll(const KeyInfo& key);
+
+  KeyStoreFactory factory_;
+  std::unique_ptr<KeyStore> store_;
+};
+
+// Store-wide tests, once per store.
+class KeyStoreConformanceTest : public KeyStoreConformanceBase,
+                                public ::testing::TestWithParam<KeyStoreFactory> {
+ protected:
+  void SetUp() override { MakeStore(GetParam()); }
+};
+
+// Tests run once per store and key algorithm.
+class KeyStoreConformanceKeyTest
+    : public KeyStoreConformanceBase,
+      public ::testing::TestWithParam<std::tuple<KeyStoreFactory, KeyAlgorithm>> {
+ protected:
+  void SetUp() override { MakeStore(std::get<0>(GetParam())); }
+  KeyAlgorithm algorithm() const { return std::get<1>(GetParam()); }
+};
+
+}  // namespace offkey::hsm::testing
+
+#endif  // OFFKEY_HSM_TESTING_KEY_STORE_CONFORMANCE_H_
