@@ -125,6 +125,9 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Load() {
     record->info = std::move(info);
     snapshot->keys.push_back(record);
   }
+  // All() promises name order; KeyStore::ListKeys promises none.
+  std::sort(snapshot->keys.begin(), snapshot->keys.end(),
+            [](const auto& a, const auto& b) { return a->info.name < b->info.name; });
   for (const auto& record : snapshot->keys) {
     snapshot->by_name.emplace(record->info.name, record);
     snapshot->by_id.emplace(record->info.key_id, record);
