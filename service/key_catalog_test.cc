@@ -4,6 +4,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/fake_key_store.h"
+#include "hsm/testing/forwarding_store.h"
 #include "service/dev/dev_pki.h"
 
 namespace offkey::service {
@@ -164,6 +166,26 @@ TEST_F(KeyCatalogTest, MetadataDefaultsAndUnreadableMetadata) {
 
   OFFKEY_ASSERT_OK_AND_ASSIGN(auto all, catalog.All());
   EXPECT_THAT(Names(all), ElementsAre("future", "garbage", "labelled", "plain", "rsa"));
+}
+
+// KeyStore::ListKeys promises no order; All() promises name order whatever the store.
+TEST_F(KeyCatalogTest, AllIsSortedByNameWhateverTheStoreOrder) {
+  class ReversedStore : public hsm::testing::ForwardingStore {
+   public:
+    using ForwardingStore::ForwardingStore;
+    absl::StatusOr<std::vector<KeyInfo>> ListKeys() override {
+      absl::StatusOr<std::vector<KeyInfo>> keys = ForwardingStore::ListKeys();
+      if (keys.ok()) std::reverse(keys->begin(), keys->end());
+      return keys;
+    }
+  };
+  Add("b");
+  Add("c");
+  Add("a");
+  ReversedStore reversed(store_.get());
+  KeyCatalog catalog(&reversed, kLong, kLong);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto all, catalog.All());
+  EXPECT_THAT(Names(all), ElementsAre("a", "b", "c"));
 }
 
 TEST(ParseKeyMetadataTest, RefusesGarbageAndUnknownVersions) {
