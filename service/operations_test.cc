@@ -431,6 +431,28 @@ TEST_F(OperationsTest, CallersWithoutAGrantAreRefused) {
               StatusIs(absl::StatusCode::kPermissionDenied));
 }
 
+// A caller with no grant for the operation is turned away before any key lookup: its
+// answer cannot depend on the store (an outage must not tell it which keys exist) and
+// it cannot make the catalog reload.
+TEST_F(OperationsTest, CallersWithoutAGrantForTheOperationNeverReachTheStore) {
+  const auto known =
+      SignRequest("p256", offkey::v1::ECDSA_SECP256R1_SHA256, Tls13ServerInput());
+  const auto unknown =
+      SignRequest("ghost", offkey::v1::ECDSA_SECP256R1_SHA256, Tls13ServerInput());
+  const absl::Status denied_known = ops_.Sign(stranger_, known, deadline_).status();
+  EXPECT_THAT(denied_known, StatusIs(absl::StatusCode::kPermissionDenied));
+
+  store_->SetHealthy(false);
+  catalog_.Invalidate();
+  const int lists = store_->CallCount(M::kListKeys);
+  EXPECT_EQ(ops_.Sign(stranger_, known, deadline_).status(), denied_known);
+  EXPECT_THAT(ops_.Sign(stranger_, unknown, deadline_),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(ops_.Sign(Caller{"spiffe://example.org/nobody"}, unknown, deadline_),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(store_->CallCount(M::kListKeys), lists);
+}
+
 TEST_F(OperationsTest, DisabledAndPendingKeysFailThePrecondition) {
   const auto request =
       SignRequest("p256", offkey::v1::ECDSA_SECP256R1_SHA256, Tls13ServerInput());
