@@ -76,9 +76,13 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
     // Another caller may have reloaded while we waited for load_mu_.
     if (snapshot_ != nullptr && snapshot_ != seen) return snapshot_;
   }
-  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> fresh, Load());
+  absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = Load();
   absl::MutexLock lock(&mu_);
-  snapshot_ = fresh;
+  if (!fresh.ok()) {
+    last_failed_reload_ = absl::Now();
+    return fresh.status();
+  }
+  snapshot_ = *fresh;
   return fresh;
 }
 
@@ -121,6 +125,9 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Load() {
     record->info = std::move(info);
     snapshot->keys.push_back(record);
   }
+  // All() promises name order; KeyStore::ListKeys promises none.
+  std::sort(snapshot->keys.begin(), snapshot->keys.end(),
+            [](const auto& a, const auto& b) { return a->info.name < b->info.name; });
   for (const auto& record : snapshot->keys) {
     snapshot->by_name.emplace(record->info.name, record);
     snapshot->by_id.emplace(record->info.key_id, record);
@@ -144,8 +151,13 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Current(
   // The refresher keeps the snapshot within ttl; this only catches a refresher that
   // could not reload (the HSM was away), so lookups do not serve state forever old.
   bool stale = absl::Now() - current->loaded > 3 * ttl_;
-  bool may_reload_for_miss =
-      force_reload && absl::Now() - current->loaded > min_miss_reload_;
+  // A failed reload counts too: while the store fails, a stream of unknown key ids must
+  // not become a stream of token walks.
+  bool may_reload_for_miss = false;
+  if (force_reload && absl::Now() - current->loaded > min_miss_reload_) {
+    absl::MutexLock lock(&mu_);
+    may_reload_for_miss = absl::Now() - last_failed_reload_ > min_miss_reload_;
+  }
   if (!stale && !may_reload_for_miss) return current;
   return Reload(current);
 }

@@ -80,6 +80,8 @@ class KeyCatalog {
   absl::Mutex load_mu_;  // One reload at a time.
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  // When a reload last failed: a lookup miss waits min_miss_reload after it too.
+  absl::Time last_failed_reload_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread refresher_;
 };

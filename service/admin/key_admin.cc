@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -379,16 +380,25 @@ absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
 
 absl::StatusOr<std::vector<std::string>> KeyAdmin::DestroyDue() {
   absl::MutexLock lock(&write_mu_);
-  // The catalog's snapshot (at most its TTL old) is recent enough to find due keys; a
-  // forced reload here would cost a token walk every interval.
-  OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
   const int64_t now = absl::ToUnixSeconds(clock_());
+  auto due = [now](const KeyRecord& key) {
+    return key.metadata.state() == v1::PENDING_DESTRUCTION &&
+           key.metadata.destroy_time() <= now;
+  };
+  // The catalog's snapshot (at most its TTL old) is recent enough to tell whether
+  // anything may be due; a forced reload every interval would cost a token walk.
+  OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
+  if (std::none_of(keys.begin(), keys.end(),
+                   [&](const auto& key) { return due(*key); })) {
+    return std::vector<std::string>();
+  }
+  // But destruction is irreversible, so what is destroyed follows the token as it is
+  // now: another replica may have cancelled since the snapshot was taken.
+  OFFKEY_RETURN_IF_ERROR(catalog_->Refresh());
+  OFFKEY_ASSIGN_OR_RETURN(keys, catalog_->All());
   std::vector<std::string> destroyed;
   for (const auto& key : keys) {
-    if (key->metadata.state() != v1::PENDING_DESTRUCTION ||
-        key->metadata.destroy_time() > now) {
-      continue;
-    }
+    if (!due(*key)) continue;
     absl::Status s = store_->DestroyKey(key->info.key_id);
     if (!s.ok() && !absl::IsNotFound(s)) return s;  // Another replica may have won.
     destroyed.push_back(key->info.name);
