@@ -20,7 +20,7 @@
 #include "gtest/gtest.h"
 #include "service/dev/dev_pki.h"
 
-namespace offkey::service::verify {
+namespace offkey::service::clientverify {
 namespace {
 
 using ::offkey::testing::IsOk;
@@ -491,4 +491,4 @@ TEST(TrustStoreLoadTest, FingerprintFollowsTheFiles) {
 }
 
 }  // namespace
-}  // namespace offkey::service::verify
+}  // namespace offkey::service::clientverify
