@@ -158,8 +158,8 @@ int Main(int argc, char** argv) {
             (rsa.ok() ? ec.status() : rsa.status()).ToString().c_str());
     return 1;
   }
-  const CK_FUNCTION_LIST* fn = store.token().fn();
-  const CK_SLOT_ID slot = store.token().slot();
+  const CK_FUNCTION_LIST* fn = store.TokenForTest().fn();
+  const CK_SLOT_ID slot = store.TokenForTest().slot();
   BareThread bare[2];
   for (BareThread& b : bare) {
     if (fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,

@@ -56,7 +56,9 @@ class Pkcs11KeyStore final : public KeyStore {
     return {token_->sessions_in_use(), token_->max_sessions()};
   }
 
-  Token& token() { return *token_; }
+  // The token underneath, for tests and benchmarks that drive PKCS#11 directly (to
+  // read attributes, log out, close sessions). Production code goes through the store.
+  Token& TokenForTest() { return *token_; }
 
  private:
   // What a private-key operation needs, cached per key id.

@@ -92,10 +92,10 @@ class SensitiveKeyTest : public KeyStoreTest,
 TEST_P(SensitiveKeyTest, PrivateKeyIsSensitiveAndNeverExtractable) {
   OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key, store_->GenerateKey("web", GetParam()));
   ASSERT_TRUE(
-      store_->token()
+      store_->TokenForTest()
           .Run("check attributes", absl::InfiniteFuture(),
                [&](CK_SESSION_HANDLE session, int) -> absl::Status {
-                 const CK_FUNCTION_LIST* fn = store_->token().fn();
+                 const CK_FUNCTION_LIST* fn = store_->TokenForTest().fn();
                  Template find;
                  find.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, key.key_id);
                  std::vector<CK_OBJECT_HANDLE> found;
@@ -181,7 +181,7 @@ TEST_F(KeyStoreTest, SessionWaitHonoursTheDeadline) {
   absl::Notification holding, release;
   std::thread holder([&] {
     (*store)
-        ->token()
+        ->TokenForTest()
         .Run("hold", absl::InfiniteFuture(),
              [&](CK_SESSION_HANDLE, int) -> absl::Status {
                holding.Notify();
@@ -212,7 +212,7 @@ TEST_F(KeyStoreTest, WaitForAnObjectChangeHonoursTheDeadline) {
   const SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
   absl::Notification changing, release;
   std::thread changer([&] {
-    store_->token()
+    store_->TokenForTest()
         .Run(
             "hold a change", absl::InfiniteFuture(),
             [&](CK_SESSION_HANDLE, int) -> absl::Status {
@@ -228,7 +228,8 @@ TEST_F(KeyStoreTest, WaitForAnObjectChangeHonoursTheDeadline) {
   options.deadline = absl::Now() + absl::Milliseconds(50);
   auto sig = store_->Sign(key->key_id, alg, "m", options);
   EXPECT_EQ(sig.status().code(), absl::StatusCode::kDeadlineExceeded) << sig.status();
-  EXPECT_EQ(store_->token().sessions_in_use(), 1);  // The waiter gave its session back.
+  EXPECT_EQ(store_->TokenForTest().sessions_in_use(),
+            1);  // The waiter gave its session back.
   release.Notify();
   changer.join();
   EXPECT_TRUE(store_->Sign(key->key_id, alg, "m", {}).ok());
@@ -241,8 +242,8 @@ TEST_F(KeyStoreTest, RecoversWhenAllSessionsAreClosed) {
   ASSERT_TRUE(key.ok());
   SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
   ASSERT_TRUE(store_->Sign(key->key_id, alg, "before", {}).ok());
-  const CK_SLOT_ID slot = store_->token().slot();
-  ASSERT_EQ(store_->token().fn()->C_CloseAllSessions(slot), CKR_OK);
+  const CK_SLOT_ID slot = store_->TokenForTest().slot();
+  ASSERT_EQ(store_->TokenForTest().fn()->C_CloseAllSessions(slot), CKR_OK);
   auto sig = store_->Sign(key->key_id, alg, "after", {});
   ASSERT_TRUE(sig.ok()) << sig.status();
   EXPECT_TRUE(VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig).ok());
@@ -252,10 +253,11 @@ TEST_F(KeyStoreTest, RecoversWhenTheLoginIsLost) {
   auto key = store_->GenerateKey("k", KeyAlgorithm::kRsa2048);
   ASSERT_TRUE(key.ok());
   SignAlgorithm alg{SignatureKind::kRsaPss, HashAlgorithm::kSha256};
-  ASSERT_TRUE(store_->token()
+  ASSERT_TRUE(store_->TokenForTest()
                   .Run("logout", absl::InfiniteFuture(),
                        [&](CK_SESSION_HANDLE s, int) -> absl::Status {
-                         return CkRvStatus(store_->token().fn()->C_Logout(s), "C_Logout");
+                         return CkRvStatus(store_->TokenForTest().fn()->C_Logout(s),
+                                           "C_Logout");
                        })
                   .ok());
   auto sig = store_->Sign(key->key_id, alg, "after logout", {});
@@ -268,7 +270,7 @@ TEST_F(KeyStoreTest, RecoversWhenTheLoginIsLost) {
 // fresh one, a failure that is not the token's is returned unchanged after one call.
 TEST_F(KeyStoreTest, RunRecoversOnTheCkRvPayloadOnly) {
   int calls = 0;
-  absl::Status status = store_->token().Run(
+  absl::Status status = store_->TokenForTest().Run(
       "lose the session once", absl::InfiniteFuture(),
       [&](CK_SESSION_HANDLE, int attempt) {
         ++calls;
@@ -279,18 +281,19 @@ TEST_F(KeyStoreTest, RunRecoversOnTheCkRvPayloadOnly) {
   EXPECT_EQ(calls, 2);
 
   calls = 0;
-  status = store_->token().Run("not found", absl::InfiniteFuture(),
-                               [&](CK_SESSION_HANDLE, int) {
-                                 ++calls;
-                                 // Same code as a lost session, but no CK_RV: no retry.
-                                 return absl::UnavailableError("not the token's");
-                               });
+  status = store_->TokenForTest().Run("not found", absl::InfiniteFuture(),
+                                      [&](CK_SESSION_HANDLE, int) {
+                                        ++calls;
+                                        // Same code as a lost session, but no CK_RV: no
+                                        // retry.
+                                        return absl::UnavailableError("not the token's");
+                                      });
   EXPECT_EQ(status, absl::UnavailableError("not the token's"));
   EXPECT_EQ(calls, 1);
 
   calls = 0;
-  status =
-      store_->token().Run("refused", absl::InfiniteFuture(), [&](CK_SESSION_HANDLE, int) {
+  status = store_->TokenForTest().Run(
+      "refused", absl::InfiniteFuture(), [&](CK_SESSION_HANDLE, int) {
         ++calls;
         return CkRvStatus(CKR_MECHANISM_INVALID, "C_SignInit");
       });

@@ -47,7 +47,7 @@ TEST(TokenRemovalTest, RecoversWhenTheTokenIsRemovedAndReinserted) {
   ASSERT_TRUE(sig.ok()) << sig.status();
   EXPECT_TRUE(
       hsm::testing::VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig).ok());
-  EXPECT_EQ((*store)->token().sessions_in_use(), 0);
+  EXPECT_EQ((*store)->TokenForTest().sessions_in_use(), 0);
 }
 
 }  // namespace

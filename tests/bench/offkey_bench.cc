@@ -509,8 +509,8 @@ int Main(int argc, char** argv) {
   };
 
   // Bare PKCS#11: own sessions on the same token (the store's login covers them).
-  const CK_FUNCTION_LIST* fn = (*store)->token().fn();
-  const CK_SLOT_ID slot = (*store)->token().slot();
+  const CK_FUNCTION_LIST* fn = (*store)->TokenForTest().fn();
+  const CK_SLOT_ID slot = (*store)->TokenForTest().slot();
   struct Bare {
     CK_SESSION_HANDLE session;
     CK_OBJECT_HANDLE key;
