@@ -124,8 +124,8 @@ absl::StatusOr<std::vector<Ptr>> ParseAll(const std::vector<PemBlock>& blocks,
   for (const PemBlock& block : blocks) {
     Ptr one(ParseWhole<T, d2i>(block.der_view()));
     if (one == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " ", parsed.size() + 1, " does not parse as DER ", structure));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " ", parsed.size() + 1, " does not parse as DER ", structure));
     }
     parsed.push_back(std::move(one));
   }
