@@ -78,20 +78,13 @@ std::string Pem(const X509* cert) {
   return pem;
 }
 
-std::string Der(const X509* cert) {
-  unsigned char* data = nullptr;
-  int size = i2d_X509(cert, &data);
-  std::string der(reinterpret_cast<const char*>(data), static_cast<size_t>(size));
-  OPENSSL_free(data);
-  return der;
-}
-
 // The identity through all three entry points, which must agree.
 absl::StatusOr<std::string> IdentityOf(const Names& names) {
   X509Ptr cert = MakeCertificate(names);
   absl::StatusOr<std::string> direct = IdentityFromCertificate(cert.get());
   absl::StatusOr<std::string> pem = IdentityFromCertificatePem(Pem(cert.get()));
-  absl::StatusOr<std::string> der = IdentityFromCertificateDer(Der(cert.get()));
+  absl::StatusOr<std::string> der =
+      IdentityFromCertificateDer(CertificateDer(cert.get()));
   EXPECT_EQ(pem.status(), direct.status());
   EXPECT_EQ(der.status(), direct.status());
   if (direct.ok() && pem.ok() && der.ok()) {
@@ -197,7 +190,7 @@ TEST(IdentityTest, GarbageIsInvalidArgument) {
                 "not a DER certificate");
 
   X509Ptr cert = MakeCertificate({{kSpiffe}, {}, {}, ""});
-  std::string der = Der(cert.get());
+  std::string der = CertificateDer(cert.get());
   ExpectRefused(IdentityFromCertificateDer(der.substr(0, der.size() - 1)),
                 "not a DER certificate");
   ExpectRefused(IdentityFromCertificateDer(der + "x"), "trailing bytes");

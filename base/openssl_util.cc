@@ -36,6 +36,28 @@ std::string X509NameText(const X509_NAME* name) {
   return BioContents(bio.get());
 }
 
+namespace {
+
+// `encode` is an OpenSSL i2d function: it allocates the output when given a null one.
+template <typename T>
+std::string EncodeDer(const T* object, int (*encode)(const T*, unsigned char**)) {
+  unsigned char* der = nullptr;
+  const int len = encode(object, &der);
+  if (len <= 0) {
+    DrainOpenSslErrors();
+    return "";
+  }
+  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(len));
+  OPENSSL_free(der);
+  return out;
+}
+
+}  // namespace
+
+std::string CertificateDer(const X509* cert) { return EncodeDer(cert, i2d_X509); }
+
+std::string SpkiDer(const EVP_PKEY* key) { return EncodeDer(key, i2d_PUBKEY); }
+
 absl::Status ParseSpki(absl::string_view der, EvpPkeyPtr* out) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   EVP_PKEY* pkey = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));

@@ -57,6 +57,11 @@ std::string BioContents(BIO* bio);
 // A name as RFC 2253 text ("CN=www.example.com,O=Example").
 std::string X509NameText(const X509_NAME* name);
 
+// DER encodings of a certificate and of a key's SubjectPublicKeyInfo; "" when OpenSSL
+// cannot encode it (its error queue is then drained).
+std::string CertificateDer(const X509* cert);
+std::string SpkiDer(const EVP_PKEY* key);
+
 // Parses a DER SubjectPublicKeyInfo.
 absl::Status ParseSpki(absl::string_view der, EvpPkeyPtr* out);
 

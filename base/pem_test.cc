@@ -76,7 +76,7 @@ std::string Pkcs8Pem(EVP_PKEY* key) {
   });
 }
 
-std::string Pkcs8Der(EVP_PKEY* key) {
+std::string Pkcs8CertificateDer(EVP_PKEY* key) {
   PKCS8_PRIV_KEY_INFO* info = EVP_PKEY2PKCS8(key);
   unsigned char* der = nullptr;
   const int len = i2d_PKCS8_PRIV_KEY_INFO(info, &der);
@@ -93,14 +93,6 @@ std::string TraditionalPem(EVP_PKEY* key, const EVP_CIPHER* cipher = nullptr) {
         b, key, cipher, cipher ? reinterpret_cast<unsigned char*>(kPass) : nullptr,
         cipher ? 13 : 0, nullptr, nullptr);
   });
-}
-
-std::string Der(X509* cert) {
-  unsigned char* der = nullptr;
-  const int len = i2d_X509(cert, &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
-  OPENSSL_free(der);
-  return out;
 }
 
 class PemTest : public ::testing::Test {
@@ -125,11 +117,12 @@ TEST_F(PemTest, ReadsACertificateChainInOrder) {
   ASSERT_THAT(blocks, SizeIs(2));
   EXPECT_EQ(blocks[0].type, PemType::kCertificate);
   EXPECT_EQ(blocks[0].label, "CERTIFICATE");
-  EXPECT_EQ(blocks[0].der_view(), Der(leaf_.get()));
+  EXPECT_EQ(blocks[0].der_view(), CertificateDer(leaf_.get()));
 
   OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<std::string> ders,
                               ReadPemCertificatesDer(text));
-  EXPECT_EQ(ders, (std::vector<std::string>{Der(leaf_.get()), Der(ca_.get())}));
+  EXPECT_EQ(ders, (std::vector<std::string>{CertificateDer(leaf_.get()),
+                                            CertificateDer(ca_.get())}));
   OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<X509Ptr> certs, ReadPemCertificates(text));
   ASSERT_THAT(certs, SizeIs(2));
   EXPECT_EQ(X509_cmp(certs[0].get(), leaf_.get()), 0);
@@ -156,7 +149,7 @@ TEST_F(PemTest, TypesEveryKnownLabel) {
   EXPECT_EQ(blocks[6].der_view(), std::string("\0\0\0", 3));
   // Keys live only in the wiping buffer.
   EXPECT_TRUE(blocks[2].der.empty());
-  EXPECT_EQ(blocks[2].secret_der.view(), Pkcs8Der(ec_.get()));
+  EXPECT_EQ(blocks[2].secret_der.view(), Pkcs8CertificateDer(ec_.get()));
   EXPECT_TRUE(blocks[0].secret_der.empty());
   EXPECT_EQ(PemTypeLabel(PemType::kX509Crl), "X509 CRL");
   EXPECT_EQ(PemTypeLabel(PemType::kOther), "");
@@ -179,7 +172,7 @@ TEST_F(PemTest, PrivateKeysComeOutAsPkcs8) {
   EvpPkeyPtr rsa = NewKey("RSA");
   for (EVP_PKEY* key : {ec_.get(), rsa.get()}) {
     SCOPED_TRACE(EVP_PKEY_get0_type_name(key));
-    const std::string expected = Pkcs8Der(key);
+    const std::string expected = Pkcs8CertificateDer(key);
     for (const std::string& pem : {Pkcs8Pem(key), TraditionalPem(key)}) {
       OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes der, ReadPemPrivateKey(pem));
       EXPECT_EQ(der.view(), expected);
@@ -266,7 +259,7 @@ TEST_F(PemTest, RefusesEmptyGarbageAndTruncatedInput) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("certificate 1 does not parse")));
   // Trailing bytes after the certificate's DER.
-  const std::string padded = Der(leaf_.get()) + "x";
+  const std::string padded = CertificateDer(leaf_.get()) + "x";
   const std::string padded_pem = Pem([&](BIO* b) {
     return PEM_write_bio(b, "CERTIFICATE", "",
                          reinterpret_cast<const unsigned char*>(padded.data()),

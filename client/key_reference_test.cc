@@ -16,20 +16,12 @@ namespace {
 using offkey::testing::Contains;
 using offkey::v1::KeyReference;
 
-std::string Spki(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int size = i2d_PUBKEY(key, &der);
-  std::string out(reinterpret_cast<char*>(der), size);
-  OPENSSL_free(der);
-  return out;
-}
-
 std::string NewSpki(const char* type, const char* param) {
   EvpPkeyPtr key(param == nullptr ? EVP_PKEY_Q_keygen(nullptr, nullptr, type)
                  : std::string(type) == "RSA"
                      ? EVP_PKEY_Q_keygen(nullptr, nullptr, type, size_t{2048})
                      : EVP_PKEY_Q_keygen(nullptr, nullptr, type, param));
-  return Spki(key.get());
+  return SpkiDer(key.get());
 }
 
 KeyReference P256Reference() {

@@ -159,10 +159,7 @@ TEST_F(KeyAdminTest, CreatesEveryAlgorithmAndShowsIt) {
     EvpPkeyPtr pub(PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr));
     BIO_free(bio);
     ASSERT_NE(pub, nullptr);
-    unsigned char* der = nullptr;
-    const int len = i2d_PUBKEY(pub.get(), &der);
-    EXPECT_EQ(std::string(reinterpret_cast<char*>(der), len), key.public_key_spki());
-    OPENSSL_free(der);
+    EXPECT_EQ(SpkiDer(pub.get()), key.public_key_spki());
     EXPECT_TRUE(details.certificate_chain().empty());
   }
   // A new key signs on the data plane at once.
@@ -227,10 +224,7 @@ TEST_F(KeyAdminTest, ImportsPkcs8PemDerAndEncryptedAndRefusesTheRest) {
     EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
     ASSERT_NE(key, nullptr);
     RecordPrivateKeyPem("imported key", encode(key.get(), false, nullptr));
-    unsigned char* spki_der = nullptr;
-    const int spki_len = i2d_PUBKEY(key.get(), &spki_der);
-    const std::string spki(reinterpret_cast<char*>(spki_der), spki_len);
-    OPENSSL_free(spki_der);
+    const std::string spki = SpkiDer(key.get());
     const std::string input =
         encode(key.get(), form.der, form.encrypted ? EVP_aes_256_cbc() : nullptr);
     if (!form.der && !form.encrypted) plain_pem = input;

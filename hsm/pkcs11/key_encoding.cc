@@ -83,13 +83,8 @@ const EVP_MD* MessageDigest(HashAlgorithm hash) {
 }
 
 absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey) {
-  int len = i2d_PUBKEY(pkey, nullptr);
-  if (len <= 0) return OpenSslError(absl::StatusCode::kInternal, "i2d_PUBKEY");
-  std::string der(static_cast<size_t>(len), '\0');
-  auto* p = reinterpret_cast<unsigned char*>(der.data());
-  if (i2d_PUBKEY(pkey, &p) != len) {
-    return OpenSslError(absl::StatusCode::kInternal, "i2d_PUBKEY");
-  }
+  std::string der = SpkiDer(pkey);
+  if (der.empty()) return absl::InternalError("i2d_PUBKEY cannot encode the public key");
   return der;
 }
 

@@ -45,12 +45,8 @@ std::string Bn(const BIGNUM* bn) {
 
 // What OpenSSL itself writes for `pkey`: the expected SubjectPublicKeyInfo.
 std::string OpenSslSpki(EVP_PKEY* pkey) {
-  int len = i2d_PUBKEY(pkey, nullptr);
-  EXPECT_GT(len, 0);
-  if (len <= 0) return "";
-  std::string out(static_cast<size_t>(len), '\0');
-  auto* p = reinterpret_cast<unsigned char*>(out.data());
-  EXPECT_EQ(i2d_PUBKEY(pkey, &p), len);
+  std::string out = SpkiDer(pkey);
+  EXPECT_FALSE(out.empty());
   return out;
 }
 
@@ -603,14 +599,6 @@ SecretBytes Pkcs8Of(EVP_PKEY* key) {
   if (len <= 0) return SecretBytes();
   SecretBytes out(der, static_cast<size_t>(len));
   OPENSSL_clear_free(der, static_cast<size_t>(len));
-  return out;
-}
-
-std::string SpkiDer(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(key, &der);
-  std::string out = len > 0 ? Bytes(der, static_cast<size_t>(len)) : "";
-  OPENSSL_free(der);
   return out;
 }
 

@@ -79,11 +79,7 @@ std::string SelfSignedCertificate(int serial) {
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 3600);
   X509_set_pubkey(cert.get(), pkey.get());
   X509_sign(cert.get(), pkey.get(), EVP_sha256());
-  unsigned char* der = nullptr;
-  int len = i2d_X509(cert.get(), &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
-  OPENSSL_free(der);
-  return out;
+  return CertificateDer(cert.get());
 }
 
 std::string Identifier(std::string name) {

@@ -97,14 +97,6 @@ std::string Subject(X509* cert) {
   return buf;
 }
 
-std::string Der(X509* cert) {
-  unsigned char* der = nullptr;
-  const int len = i2d_X509(cert, &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
-  OPENSSL_free(der);
-  return out;
-}
-
 }  // namespace
 
 absl::Status CheckKeyName(absl::string_view name) {
@@ -480,7 +472,7 @@ absl::StatusOr<v1::AttachCertificateResponse> KeyAdmin::AttachCertificate(
     }
   }
   std::vector<std::string> der;
-  for (const X509Ptr& cert : chain) der.push_back(Der(cert.get()));
+  for (const X509Ptr& cert : chain) der.push_back(CertificateDer(cert.get()));
   OFFKEY_RETURN_IF_ERROR(store_->PutCertificateChain(key->info.key_id, der));
   Publish();
   v1::KeyRef by_id;

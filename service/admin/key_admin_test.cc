@@ -45,14 +45,6 @@ v1::KeyRef ByName(absl::string_view name) {
   return ref;
 }
 
-std::string Spki(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int len = i2d_PUBKEY(key, &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
-  OPENSSL_free(der);
-  return out;
-}
-
 // PKCS#8 PEM of `key`; encrypted under `passphrase` when it is not empty.
 std::string Pkcs8Pem(EVP_PKEY* key, const std::string& passphrase = "") {
   BioPtr bio(BIO_new(BIO_s_mem()));
@@ -504,7 +496,7 @@ TEST_F(KeyAdminTest, ImportsPkcs8PemDerAndEncrypted) {
     EXPECT_EQ(response.key().algorithm(), c.algorithm);
     EXPECT_EQ(response.key().state(), v1::ENABLED);
     EXPECT_EQ(response.key().usage(), v1::TLS_SERVER);
-    if (c.key != nullptr) EXPECT_EQ(response.key().public_key_spki(), Spki(c.key));
+    if (c.key != nullptr) EXPECT_EQ(response.key().public_key_spki(), SpkiDer(c.key));
     EXPECT_THAT(catalog_.Find(ByName(c.name)), IsOk());
   }
   // The same key again, under another name.
@@ -594,7 +586,7 @@ TEST_F(KeyAdminTest, CsrVerifiesWithTheKeysPublicKey) {
     EvpPkeyPtr public_key;
     ASSERT_THAT(ParseSpki(key.public_key_spki(), &public_key), IsOk());
     EXPECT_EQ(X509_REQ_verify(csr.get(), public_key.get()), 1) << DrainOpenSslErrors();
-    EXPECT_EQ(Spki(X509_REQ_get0_pubkey(csr.get())), key.public_key_spki());
+    EXPECT_EQ(SpkiDer(X509_REQ_get0_pubkey(csr.get())), key.public_key_spki());
     EvpPkeyPtr other(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
     EXPECT_NE(X509_REQ_verify(csr.get(), other.get()), 1);
     DrainOpenSslErrors();

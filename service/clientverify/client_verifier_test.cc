@@ -62,14 +62,6 @@ X509Ptr ReadCert(const std::string& pem) {
   return X509Ptr(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
 }
 
-std::string Spki(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int len = i2d_PUBKEY(key, &der);
-  std::string out(reinterpret_cast<char*>(der), len > 0 ? len : 0);
-  OPENSSL_free(der);
-  return out;
-}
-
 // A TLS 1.3 client CertificateVerify input (RFC 8446 4.4.3) with a fixed transcript hash.
 std::string Tls13ClientInput() {
   return std::string(64, ' ') + "TLS 1.3, client CertificateVerify" +
@@ -235,7 +227,7 @@ TEST_F(TrustStoreTest, RsaPssAndEd25519ClientsAreVerified) {
     CertSpec spec;
     spec.common_name = "other-client";
     spec.client_auth = true;
-    spec.public_key_spki = Spki(key.get());
+    spec.public_key_spki = SpkiDer(key.get());
     OFFKEY_ASSERT_OK_AND_ASSIGN(IssuedCert cert, service::dev::Issue(ca_, spec));
     VerifyClientRequest request;
     request.mutable_context()->set_version(c.version);
@@ -453,7 +445,7 @@ TEST(TrustStoreLoadTest, RefusesBadBundles) {
   empty.Add()->set_name("b");
   empty[0].set_ca_file(WriteFile("empty.pem", "no PEM here\n"));
   EXPECT_THAT(TrustStore::Load(empty), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                HasSubstr("no PEM certificate")));
+                                                HasSubstr("no PEM block found")));
 
   google::protobuf::RepeatedPtrField<offkey::v1::TrustBundle> twice;
   for (int i = 0; i < 2; ++i) {
@@ -468,7 +460,8 @@ TEST(TrustStoreLoadTest, RefusesBadBundles) {
   bad_crl[0].set_ca_file(ca_file);
   bad_crl[0].add_crl_files(WriteFile("crl.pem", ca.cert_pem));  // A certificate.
   EXPECT_THAT(TrustStore::Load(bad_crl),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no PEM CRL")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no X509 CRL PEM block found")));
 }
 
 TEST(TrustStoreLoadTest, FingerprintFollowsTheFiles) {
