@@ -55,16 +55,27 @@ std::string Quoted(absl::string_view label) {
                       label.size() > 40 ? "...'" : "'");
 }
 
-// Frees what PEM_read_bio_ex allocated with PEM_FLAG_SECURE, wiping it.
+// Frees what PEM_read_bio_ex allocated (from the secure heap with PEM_FLAG_SECURE),
+// wiping it.
 struct PemAllocation {
+  explicit PemAllocation(bool secure) : secure(secure) {}
+  const bool secure;
   char* name = nullptr;
   char* header = nullptr;
   unsigned char* data = nullptr;
   long len = 0;  // NOLINT(runtime/int): OpenSSL's type.
   ~PemAllocation() {
-    if (name != nullptr) OPENSSL_secure_clear_free(name, std::strlen(name));
-    if (header != nullptr) OPENSSL_secure_clear_free(header, std::strlen(header));
-    if (data != nullptr) OPENSSL_secure_clear_free(data, static_cast<size_t>(len));
+    Free(name, name != nullptr ? std::strlen(name) : 0);
+    Free(header, header != nullptr ? std::strlen(header) : 0);
+    Free(data, static_cast<size_t>(len));
+  }
+  void Free(void* p, size_t n) const {
+    if (p == nullptr) return;
+    if (secure) {
+      OPENSSL_secure_clear_free(p, n);
+    } else {
+      OPENSSL_clear_free(p, n);
+    }
   }
 };
 
@@ -184,11 +195,13 @@ absl::StatusOr<std::vector<PemBlock>> ReadPem(absl::string_view text,
   if (bio == nullptr) return OpenSslError(absl::StatusCode::kInternal, "BIO_new_mem_buf");
   std::vector<PemBlock> blocks;
   for (;;) {
-    PemAllocation read;
+    PemAllocation read(options.secure);
     // PEM_FLAG_SECURE for every block, since a key's type is known only once it is
     // read: OpenSSL then wipes its line buffers too.
+    const unsigned int flags =
+        PEM_FLAG_EAY_COMPATIBLE | (options.secure ? PEM_FLAG_SECURE : 0u);
     if (PEM_read_bio_ex(bio.get(), &read.name, &read.header, &read.data, &read.len,
-                        PEM_FLAG_SECURE | PEM_FLAG_EAY_COMPATIBLE) != 1) {
+                        flags) != 1) {
       if (EndOfInput()) break;
       return OpenSslError(
           absl::StatusCode::kInvalidArgument,

@@ -73,6 +73,12 @@ struct PemOptions {
   // For the typed readers below: blocks of other types are skipped when true, refused
   // when false (the default: a chain with a key in it is a mistake worth saying).
   bool skip_other_types = false;
+  // PEM_FLAG_SECURE: OpenSSL reads every block through wiping (secure-heap) buffers,
+  // since a key's type is known only once it is read. Off only where no key is expected
+  // and the reader runs inside another process's OpenSSL decoder (the provider's key
+  // reference decoder): there it made the offkey provider's gRPC connections fail
+  // intermittently (provider_test), for reasons not yet understood.
+  bool secure = true;
 };
 
 // True when `text` holds a PEM BEGIN line, i.e. it is meant as PEM rather than DER.

@@ -290,6 +290,18 @@ TEST_F(PemTest, CapsInputSizeAndBlockCount) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("more than 2 blocks")));
 }
 
+TEST_F(PemTest, ReadsTheSameWithoutSecureBuffers) {
+  PemOptions plain;
+  plain.secure = false;
+  const std::string text = CertPem(leaf_.get()) + Pkcs8Pem(ec_.get());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<PemBlock> blocks, ReadPem(text, plain));
+  ASSERT_THAT(blocks, SizeIs(2));
+  EXPECT_EQ(blocks[0].der_view(), Der(leaf_.get()));
+  EXPECT_EQ(blocks[1].secret_der.view(), Pkcs8Der(ec_.get()));
+  EXPECT_THAT(ReadPem("-----BEGIN X-----\n!!\n-----END X-----\n", plain),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("corrupt")));
+}
+
 TEST(PemLooksLikeTest, SaysWhetherTextIsPem) {
   EXPECT_TRUE(LooksLikePem("x\n-----BEGIN CERTIFICATE-----\n"));
   EXPECT_FALSE(LooksLikePem("\x30\x82"));

@@ -83,7 +83,9 @@ absl::StatusOr<std::string> EncodeKeyReference(const KeyReference& ref) {
 absl::StatusOr<KeyReference> DecodeKeyReference(absl::string_view pem) {
   // Other blocks (the certificate, or a real key when the provider's decoder is asked
   // about every PEM file) are passed over; a key among them is wiped by the reader.
-  absl::StatusOr<std::vector<PemBlock>> blocks = ReadPem(pem);
+  PemOptions options;
+  options.secure = false;  // See PemOptions::secure: this runs inside OpenSSL decoders.
+  absl::StatusOr<std::vector<PemBlock>> blocks = ReadPem(pem, options);
   if (blocks.ok()) {
     for (const PemBlock& block : *blocks) {
       if (block.label == kKeyReferencePemLabel) return ParseKeyReference(block.der);
