@@ -76,7 +76,7 @@ std::string Pkcs8Pem(EVP_PKEY* key) {
   });
 }
 
-std::string Pkcs8CertificateDer(EVP_PKEY* key) {
+std::string Pkcs8Der(EVP_PKEY* key) {
   PKCS8_PRIV_KEY_INFO* info = EVP_PKEY2PKCS8(key);
   unsigned char* der = nullptr;
   const int len = i2d_PKCS8_PRIV_KEY_INFO(info, &der);
@@ -149,7 +149,7 @@ TEST_F(PemTest, TypesEveryKnownLabel) {
   EXPECT_EQ(blocks[6].der_view(), std::string("\0\0\0", 3));
   // Keys live only in the wiping buffer.
   EXPECT_TRUE(blocks[2].der.empty());
-  EXPECT_EQ(blocks[2].secret_der.view(), Pkcs8CertificateDer(ec_.get()));
+  EXPECT_EQ(blocks[2].secret_der.view(), Pkcs8Der(ec_.get()));
   EXPECT_TRUE(blocks[0].secret_der.empty());
   EXPECT_EQ(PemTypeLabel(PemType::kX509Crl), "X509 CRL");
   EXPECT_EQ(PemTypeLabel(PemType::kOther), "");
@@ -172,7 +172,7 @@ TEST_F(PemTest, PrivateKeysComeOutAsPkcs8) {
   EvpPkeyPtr rsa = NewKey("RSA");
   for (EVP_PKEY* key : {ec_.get(), rsa.get()}) {
     SCOPED_TRACE(EVP_PKEY_get0_type_name(key));
-    const std::string expected = Pkcs8CertificateDer(key);
+    const std::string expected = Pkcs8Der(key);
     for (const std::string& pem : {Pkcs8Pem(key), TraditionalPem(key)}) {
       OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes der, ReadPemPrivateKey(pem));
       EXPECT_EQ(der.view(), expected);
@@ -296,7 +296,7 @@ TEST_F(PemTest, ReadsTheSameWithoutSecureBuffers) {
   const std::string text = CertPem(leaf_.get()) + Pkcs8Pem(ec_.get());
   OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<PemBlock> blocks, ReadPem(text, plain));
   ASSERT_THAT(blocks, SizeIs(2));
-  EXPECT_EQ(blocks[0].der_view(), Der(leaf_.get()));
+  EXPECT_EQ(blocks[0].der_view(), CertificateDer(leaf_.get()));
   EXPECT_EQ(blocks[1].secret_der.view(), Pkcs8Der(ec_.get()));
   EXPECT_THAT(ReadPem("-----BEGIN X-----\n!!\n-----END X-----\n", plain),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("corrupt")));
