@@ -12,10 +12,13 @@
 
 #include "absl/strings/match.h"
 #include "base/openssl_util.h"
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
 namespace offkey {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 struct Names {
   std::vector<std::string> uris;
@@ -107,20 +110,20 @@ constexpr char kSpiffe[] = "spiffe://example.org/ns/edge/sa/nginx";
 TEST(IdentityTest, SpiffeUriWinsOverDnsAndCn) {
   absl::StatusOr<std::string> id =
       IdentityOf({{kSpiffe}, {"edge-01.example.org"}, {"edge-01"}, "Example"});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, kSpiffe);
 }
 
 TEST(IdentityTest, DnsWinsOverCn) {
   absl::StatusOr<std::string> id =
       IdentityOf({{}, {"edge-01.example.org", "edge-02.example.org"}, {"edge-01"}, ""});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, "edge-01.example.org");
 }
 
 TEST(IdentityTest, CnOnly) {
   absl::StatusOr<std::string> id = IdentityOf({{}, {}, {"terminator"}, "Example"});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, "terminator");
 }
 
@@ -130,17 +133,17 @@ TEST(IdentityTest, NonSpiffeUriIgnored) {
        {"edge-01.example.org"},
        {"edge-01"},
        ""});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, "edge-01.example.org");
 
   id = IdentityOf({{"https://example.org/edge"}, {}, {"edge-01"}, ""});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, "edge-01");
 
   // The first SPIFFE URI, even after other URIs.
   id = IdentityOf(
       {{"https://example.org/edge", kSpiffe, "spiffe://example.org/other"}, {}, {}, ""});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, kSpiffe);
 }
 
@@ -155,7 +158,7 @@ TEST(IdentityTest, SeveralCnsAreAmbiguous) {
   ExpectRefused(IdentityOf({{}, {}, {"a", "b"}, ""}), "several subject CNs");
   // With a SAN the CNs do not matter.
   absl::StatusOr<std::string> id = IdentityOf({{}, {"a.example"}, {"a", "b"}, ""});
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk());
   EXPECT_EQ(*id, "a.example");
 }
 
@@ -171,11 +174,11 @@ TEST(IdentityTest, BadIdentitiesAreRefusedNotSkipped) {
 
   absl::StatusOr<std::string> longest =
       IdentityOf({{"spiffe://example.org/" + std::string(1024 - 21, 'a')}, {}, {}, ""});
-  ASSERT_TRUE(longest.ok()) << longest.status();
+  ASSERT_THAT(longest, IsOk());
   EXPECT_EQ(longest->size(), 1024u);
   // A CN may be UTF-8.
   absl::StatusOr<std::string> utf8 = IdentityOf({{}, {}, {"caf\xc3\xa9"}, ""});
-  ASSERT_TRUE(utf8.ok()) << utf8.status();
+  ASSERT_THAT(utf8, IsOk());
   EXPECT_EQ(*utf8, "caf\xc3\xa9");
 }
 

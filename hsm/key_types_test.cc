@@ -10,11 +10,14 @@
 #include <string>
 
 #include "base/openssl_util.h"
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "hsm/openssl_key.h"
 
 namespace offkey::hsm {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 constexpr KeyAlgorithm kAllKeys[] = {
     KeyAlgorithm::kRsa2048, KeyAlgorithm::kRsa3072, KeyAlgorithm::kRsa4096,
@@ -171,9 +174,9 @@ TEST(KeyTypesTest, SignAlgorithmFitsKeyExhaustive) {
 
 TEST(KeyTypesTest, KeyNamesAreShortAndPlain) {
   for (const char* ok : {"a", "web-1", "api.example.com", "A_b-9"}) {
-    EXPECT_TRUE(ValidateKeyName(ok).ok()) << ok;
+    EXPECT_THAT(ValidateKeyName(ok), IsOk());
   }
-  EXPECT_TRUE(ValidateKeyName(std::string(64, 'k')).ok());
+  EXPECT_THAT(ValidateKeyName(std::string(64, 'k')), IsOk());
   for (const std::string& bad :
        {std::string(), std::string(65, 'k'), std::string("a/b"), std::string("a b"),
         std::string("a\0b", 3), std::string("caf\xc3\xa9")}) {

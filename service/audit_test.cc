@@ -3,10 +3,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
 namespace offkey::service {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 TEST(AuditTest, FormatsOneJsonObjectWithEscapes) {
   AuditRecord r;
@@ -30,7 +33,7 @@ TEST(AuditTest, FormatsOneJsonObjectWithEscapes) {
 TEST(AuditTest, AppendsWholeLinesToAFile) {
   std::string path = std::string(getenv("TEST_TMPDIR")) + "/audit.log";
   auto log = AuditLog::Open(path);
-  ASSERT_TRUE(log.ok());
+  ASSERT_THAT(log, IsOk());
   AuditRecord r;
   r.operation = "decrypt-premaster";
   r.outcome = absl::OkStatus();

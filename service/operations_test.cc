@@ -285,7 +285,7 @@ TEST_F(OperationsTest, SignRefusesSchemesThatDoNotFit) {
 }
 
 TEST_F(OperationsTest, SignValidatesTheRequest) {
-  auto sign = [&](offkey::v1::SignRequest request) {
+  auto sign = [&](const offkey::v1::SignRequest& request) {
     return ops_.Sign(edge_, request, deadline_);
   };
   auto request = SignRequest("p256", offkey::v1::ECDSA_SECP256R1_SHA256, "");

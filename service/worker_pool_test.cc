@@ -3,14 +3,17 @@
 #include <atomic>
 
 #include "absl/synchronization/notification.h"
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
 namespace offkey::service {
 namespace {
 
+using ::offkey::testing::IsOk;
+
 TEST(WorkerPoolTest, RunsTasksOnWorkers) {
   auto pool = WorkerPool::Create(2, 16);
-  ASSERT_TRUE(pool.ok());
+  ASSERT_THAT(pool, IsOk());
   std::atomic<int> ran{0};
   absl::Notification done[8];
   for (int i = 0; i < 8; ++i) {
@@ -29,7 +32,7 @@ TEST(WorkerPoolTest, RunsTasksOnWorkers) {
 
 TEST(WorkerPoolTest, FullQueueIsRefusedAtOnce) {
   auto pool = WorkerPool::Create(1, 2);
-  ASSERT_TRUE(pool.ok());
+  ASSERT_THAT(pool, IsOk());
   absl::Notification started, release;
   ASSERT_TRUE((*pool)
                   ->Submit(absl::InfiniteFuture(),
@@ -41,8 +44,8 @@ TEST(WorkerPoolTest, FullQueueIsRefusedAtOnce) {
   started.WaitForNotification();  // The worker is busy; the queue is empty.
   std::atomic<int> ran{0};
   auto count = [&](bool) { ++ran; };
-  EXPECT_TRUE((*pool)->Submit(absl::InfiniteFuture(), count).ok());
-  EXPECT_TRUE((*pool)->Submit(absl::InfiniteFuture(), count).ok());
+  EXPECT_THAT((*pool)->Submit(absl::InfiniteFuture(), count), IsOk());
+  EXPECT_THAT((*pool)->Submit(absl::InfiniteFuture(), count), IsOk());
   absl::Status third = (*pool)->Submit(absl::InfiniteFuture(), count);
   EXPECT_EQ(third.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ((*pool)->queued(), 2);
@@ -53,7 +56,7 @@ TEST(WorkerPoolTest, FullQueueIsRefusedAtOnce) {
 
 TEST(WorkerPoolTest, ExpiredTasksAreToldSo) {
   auto pool = WorkerPool::Create(1, 4);
-  ASSERT_TRUE(pool.ok());
+  ASSERT_THAT(pool, IsOk());
   absl::Notification started, release, checked;
   ASSERT_TRUE((*pool)
                   ->Submit(absl::InfiniteFuture(),
@@ -81,7 +84,7 @@ TEST(WorkerPoolTest, RefusesAfterShutdownAndBadSizes) {
   EXPECT_EQ(WorkerPool::Create(0, 1).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(WorkerPool::Create(1, 0).status().code(), absl::StatusCode::kInvalidArgument);
   auto pool = WorkerPool::Create(1, 1);
-  ASSERT_TRUE(pool.ok());
+  ASSERT_THAT(pool, IsOk());
   (*pool)->Shutdown();
   EXPECT_EQ((*pool)->Submit(absl::InfiniteFuture(), [](bool) {}).code(),
             absl::StatusCode::kUnavailable);

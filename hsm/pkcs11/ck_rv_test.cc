@@ -4,11 +4,14 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "base/testing/status_matchers.h"
 #include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using ::offkey::testing::Contains;
 
@@ -69,7 +72,8 @@ TEST(CkRvTest, StatusCarriesTheCkRvAsPayload) {
   EXPECT_TRUE(status.GetPayload(kCkRvPayloadUrl).has_value());
   // Copies and re-coded statuses keep it; statuses that did not come from PKCS#11 have
   // none.
-  absl::Status copy = status;
+  const absl::Status copy =
+      status;  // NOLINT(performance-unnecessary-copy-initialization)
   EXPECT_EQ(CkRvOf(copy), CKR_SESSION_HANDLE_INVALID);
   EXPECT_EQ(CkRvOf(CkRvStatus(CKR_VENDOR_DEFINED | 0x42, "x")),
             CKR_VENDOR_DEFINED | 0x42);
@@ -83,7 +87,7 @@ TEST(CkRvTest, StatusCarriesTheCkRvAsPayload) {
 
 TEST(CkRvTest, CkStatusOkIsOk) {
   absl::Status status = CkRvStatus(CKR_OK, "C_Sign with key 'web'");
-  EXPECT_TRUE(status.ok());
+  EXPECT_THAT(status, IsOk());
   EXPECT_EQ(status.code(), absl::StatusCode::kOk);
   EXPECT_TRUE(status.message().empty());
 }

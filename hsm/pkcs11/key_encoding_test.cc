@@ -21,12 +21,15 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "base/openssl_util.h"
+#include "base/testing/status_matchers.h"
 #include "base/testing/text.h"
 #include "gtest/gtest.h"
 #include "hsm/openssl_key.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using ::offkey::testing::Contains;
 
@@ -202,12 +205,12 @@ TEST(KeyEncodingTest, UnwrapBarePoint) {
   for (const EcCase& c : kEcCases) {
     std::string point = std::string(1, '\x04') + Pattern(c.point_length - 1, 3);
     absl::StatusOr<std::string> out = UnwrapEcPoint(point, c.algorithm);
-    ASSERT_TRUE(out.ok()) << c.group << ": " << out.status();
+    ASSERT_THAT(out, IsOk());
     EXPECT_EQ(Hex(*out), Hex(point)) << c.group;
   }
   std::string ed = Pattern(32, 9);
   absl::StatusOr<std::string> out = UnwrapEcPoint(ed, KeyAlgorithm::kEd25519);
-  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_THAT(out, IsOk());
   EXPECT_EQ(Hex(*out), Hex(ed));
 }
 
@@ -216,7 +219,7 @@ TEST(KeyEncodingTest, UnwrapDerWrappedPoint) {
     std::string point = std::string(1, '\x04') + Pattern(c.point_length - 1, 5);
     std::string wrapped = OctetStringDer(point);
     absl::StatusOr<std::string> out = UnwrapEcPoint(wrapped, c.algorithm);
-    ASSERT_TRUE(out.ok()) << c.group << ": " << out.status();
+    ASSERT_THAT(out, IsOk());
     EXPECT_EQ(Hex(*out), Hex(point)) << c.group;
   }
   // P-521's 133-byte point needs the long length form: 04 81 85.
@@ -224,12 +227,12 @@ TEST(KeyEncodingTest, UnwrapDerWrappedPoint) {
   std::string wrapped = std::string("\x04\x81\x85", 3) + p521;
   ASSERT_EQ(wrapped, OctetStringDer(p521));
   absl::StatusOr<std::string> out = UnwrapEcPoint(wrapped, KeyAlgorithm::kEcP521);
-  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_THAT(out, IsOk());
   EXPECT_EQ(Hex(*out), Hex(p521));
 
   std::string ed = Pattern(32, 11);
   out = UnwrapEcPoint(std::string("\x04\x20", 2) + ed, KeyAlgorithm::kEd25519);
-  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_THAT(out, IsOk());
   EXPECT_EQ(Hex(*out), Hex(ed));
 }
 
@@ -266,14 +269,14 @@ TEST(KeyEncodingTest, WrapMatchesOpenSslAndRoundTrips) {
     std::string wrapped = WrapEcPoint(point);
     EXPECT_EQ(Hex(wrapped), Hex(OctetStringDer(point))) << c.group;
     absl::StatusOr<std::string> back = UnwrapEcPoint(wrapped, c.algorithm);
-    ASSERT_TRUE(back.ok()) << c.group << ": " << back.status();
+    ASSERT_THAT(back, IsOk());
     EXPECT_EQ(Hex(*back), Hex(point)) << c.group;
   }
   std::string ed = Pattern(32, 23);
   EXPECT_EQ(Hex(WrapEcPoint(ed)), "0420" + Hex(ed));
   absl::StatusOr<std::string> back =
       UnwrapEcPoint(WrapEcPoint(ed), KeyAlgorithm::kEd25519);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_THAT(back, IsOk());
   EXPECT_EQ(Hex(*back), Hex(ed));
   // The boundary between the short and long forms.
   EXPECT_EQ(Hex(WrapEcPoint(Pattern(127, 1))), Hex(OctetStringDer(Pattern(127, 1))));
@@ -295,17 +298,17 @@ TEST(KeyEncodingTest, RsaSpkiMatchesOpenSsl) {
   std::string want = OpenSslSpki(pkey.get());
 
   absl::StatusOr<std::string> spki = RsaSpki(modulus, exponent);
-  ASSERT_TRUE(spki.ok()) << spki.status();
+  ASSERT_THAT(spki, IsOk());
   EXPECT_EQ(Hex(*spki), Hex(want));
 
   // Modules may hand back big-endian integers with leading zero bytes.
   absl::StatusOr<std::string> padded =
       RsaSpki(std::string(1, '\0') + modulus, std::string(2, '\0') + exponent);
-  ASSERT_TRUE(padded.ok()) << padded.status();
+  ASSERT_THAT(padded, IsOk());
   EXPECT_EQ(Hex(*padded), Hex(want));
 
   absl::StatusOr<std::string> ski = SkiOfSpki(*spki);
-  ASSERT_TRUE(ski.ok()) << ski.status();
+  ASSERT_THAT(ski, IsOk());
   EXPECT_EQ(ski->size(), 20u);
   EXPECT_EQ(Hex(*ski), Hex(IndependentSki(pkey.get())));
 }
@@ -319,11 +322,11 @@ TEST(KeyEncodingTest, EcSpkiMatchesOpenSsl) {
     ASSERT_EQ(point[0], '\x04') << c.group;  // Uncompressed.
 
     absl::StatusOr<std::string> spki = EcSpki(c.algorithm, point);
-    ASSERT_TRUE(spki.ok()) << c.group << ": " << spki.status();
+    ASSERT_THAT(spki, IsOk());
     EXPECT_EQ(Hex(*spki), Hex(OpenSslSpki(pkey.get()))) << c.group;
 
     absl::StatusOr<std::string> ski = SkiOfSpki(*spki);
-    ASSERT_TRUE(ski.ok()) << c.group << ": " << ski.status();
+    ASSERT_THAT(ski, IsOk());
     EXPECT_EQ(ski->size(), 20u);
     EXPECT_EQ(Hex(*ski), Hex(IndependentSki(pkey.get()))) << c.group;
   }
@@ -369,16 +372,16 @@ TEST(KeyEncodingTest, Ed25519SpkiMatchesOpenSsl) {
   ASSERT_EQ(raw_len, 32u);
 
   absl::StatusOr<std::string> spki = Ed25519Spki(Bytes(raw, raw_len));
-  ASSERT_TRUE(spki.ok()) << spki.status();
+  ASSERT_THAT(spki, IsOk());
   EXPECT_EQ(Hex(*spki), Hex(OpenSslSpki(pkey.get())));
 
   absl::StatusOr<std::string> ski = SkiOfSpki(*spki);
-  ASSERT_TRUE(ski.ok()) << ski.status();
+  ASSERT_THAT(ski, IsOk());
   EXPECT_EQ(ski->size(), 20u);
   EXPECT_EQ(Hex(*ski), Hex(IndependentSki(pkey.get())));
   // For Ed25519 the BIT STRING holds exactly the raw key.
   absl::StatusOr<std::string> digest = Digest(HashAlgorithm::kSha1, Bytes(raw, raw_len));
-  ASSERT_TRUE(digest.ok());
+  ASSERT_THAT(digest, IsOk());
   EXPECT_EQ(Hex(*ski), Hex(*digest));
 }
 
@@ -386,11 +389,11 @@ TEST(KeyEncodingTest, Ed25519KnownAnswers) {
   // RFC 8410 section 4: SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING }.
   std::string key = Unhex(kEd25519TestKey);
   absl::StatusOr<std::string> spki = Ed25519Spki(key);
-  ASSERT_TRUE(spki.ok()) << spki.status();
+  ASSERT_THAT(spki, IsOk());
   EXPECT_EQ(Hex(*spki), std::string("302a300506032b6570032100") + kEd25519TestKey);
   // SHA-1 of the key bytes, computed outside this code base (Python hashlib).
   absl::StatusOr<std::string> ski = SkiOfSpki(*spki);
-  ASSERT_TRUE(ski.ok()) << ski.status();
+  ASSERT_THAT(ski, IsOk());
   EXPECT_EQ(Hex(*ski), "5b27aa5589179770e47575b162a1ded97b8bfc6d");
 }
 
@@ -414,7 +417,7 @@ TEST(KeyEncodingTest, SkiOfSpkiRefusesGarbage) {
   }
   // Truncated SPKI.
   absl::StatusOr<std::string> spki = Ed25519Spki(Unhex(kEd25519TestKey));
-  ASSERT_TRUE(spki.ok());
+  ASSERT_THAT(spki, IsOk());
   absl::StatusOr<std::string> ski = SkiOfSpki(spki->substr(0, spki->size() - 1));
   ASSERT_FALSE(ski.ok());
   EXPECT_EQ(ski.status().code(), absl::StatusCode::kInvalidArgument);
@@ -432,7 +435,7 @@ TEST(KeyEncodingTest, DigestMatchesEvpDigest) {
   std::string message = std::string("message with a NUL\0inside", 25);
   for (const Case& c : cases) {
     absl::StatusOr<std::string> digest = Digest(c.hash, message);
-    ASSERT_TRUE(digest.ok()) << HashName(c.hash) << ": " << digest.status();
+    ASSERT_THAT(digest, IsOk());
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     ASSERT_EQ(EVP_Digest(message.data(), message.size(), md, &md_len, c.md, nullptr), 1);
@@ -444,14 +447,14 @@ TEST(KeyEncodingTest, DigestMatchesEvpDigest) {
 
 TEST(KeyEncodingTest, DigestKnownAnswers) {
   absl::StatusOr<std::string> sha256 = Digest(HashAlgorithm::kSha256, "abc");
-  ASSERT_TRUE(sha256.ok()) << sha256.status();
+  ASSERT_THAT(sha256, IsOk());
   EXPECT_EQ(Hex(*sha256),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   absl::StatusOr<std::string> sha1 = Digest(HashAlgorithm::kSha1, "abc");
-  ASSERT_TRUE(sha1.ok()) << sha1.status();
+  ASSERT_THAT(sha1, IsOk());
   EXPECT_EQ(Hex(*sha1), "a9993e364706816aba3e25717850c26c9cd0d89d");
   absl::StatusOr<std::string> empty = Digest(HashAlgorithm::kSha256, "");
-  ASSERT_TRUE(empty.ok()) << empty.status();
+  ASSERT_THAT(empty, IsOk());
   EXPECT_EQ(Hex(*empty),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
@@ -465,9 +468,9 @@ TEST(KeyEncodingTest, DigestRefusesNoHash) {
 
 TEST(KeyEncodingTest, DigestInfoSha256IsRfc8017Prefix) {
   absl::StatusOr<std::string> digest = Digest(HashAlgorithm::kSha256, "abc");
-  ASSERT_TRUE(digest.ok());
+  ASSERT_THAT(digest, IsOk());
   absl::StatusOr<std::string> info = DigestInfo(HashAlgorithm::kSha256, *digest);
-  ASSERT_TRUE(info.ok()) << info.status();
+  ASSERT_THAT(info, IsOk());
   // RFC 8017 section 9.2, note 1.
   EXPECT_EQ(Hex(*info), "3031300d060960864801650304020105000420" + Hex(*digest));
 }
@@ -483,9 +486,9 @@ TEST(KeyEncodingTest, DigestInfoMatchesOpenSslEncoder) {
                         {HashAlgorithm::kSha512, NID_sha512}};
   for (const Case& c : cases) {
     absl::StatusOr<std::string> digest = Digest(c.hash, "to be signed");
-    ASSERT_TRUE(digest.ok());
+    ASSERT_THAT(digest, IsOk());
     absl::StatusOr<std::string> info = DigestInfo(c.hash, *digest);
-    ASSERT_TRUE(info.ok()) << HashName(c.hash) << ": " << info.status();
+    ASSERT_THAT(info, IsOk());
     EXPECT_EQ(Hex(*info), Hex(OpenSslDigestInfo(c.nid, *digest))) << HashName(c.hash);
   }
 }
@@ -542,7 +545,7 @@ TEST(KeyEncodingTest, EcdsaRawToDerRoundTrips) {
   for (size_t half : {32, 48, 66}) {
     std::string raw = Pattern(2 * half, 0x41);
     absl::StatusOr<std::string> der = EcdsaRawToDer(raw);
-    ASSERT_TRUE(der.ok()) << half << ": " << der.status();
+    ASSERT_THAT(der, IsOk());
     ExpectSigHolds(*der, raw);
   }
 }
@@ -551,7 +554,7 @@ TEST(KeyEncodingTest, EcdsaRawToDerHighBitGetsZeroPad) {
   std::string r = std::string(1, '\x80') + Pattern(31, 2);
   std::string s = std::string(1, '\x01') + Pattern(31, 3);
   absl::StatusOr<std::string> der = EcdsaRawToDer(r + s);
-  ASSERT_TRUE(der.ok()) << der.status();
+  ASSERT_THAT(der, IsOk());
   ExpectSigHolds(*der, r + s);
   // r is a positive INTEGER: 02 21 00 80..., s needs no pad: 02 20 01...
   EXPECT_EQ(Hex(der->substr(0, 5)), "3045022100");
@@ -563,14 +566,14 @@ TEST(KeyEncodingTest, EcdsaRawToDerStripsLeadingZeros) {
   std::string r = std::string(3, '\0') + Pattern(29, 0x10);
   std::string s = std::string(2, '\0') + std::string(1, '\x90') + Pattern(29, 0x20);
   absl::StatusOr<std::string> der = EcdsaRawToDer(r + s);
-  ASSERT_TRUE(der.ok()) << der.status();
+  ASSERT_THAT(der, IsOk());
   ExpectSigHolds(*der, r + s);
 
   // r = 1, s = 0x80000000: 30 0a 02 01 01 02 05 00 80 00 00 00.
   std::string small =
       std::string("\x00\x00\x00\x01", 4) + std::string("\x80\x00\x00\x00", 4);
   der = EcdsaRawToDer(small);
-  ASSERT_TRUE(der.ok()) << der.status();
+  ASSERT_THAT(der, IsOk());
   EXPECT_EQ(Hex(*der),
             "300a020101020500"
             "80000000");
@@ -638,7 +641,7 @@ TEST_P(ImportedKeyTest, AttributesAreTheKeysComponents) {
   EvpPkeyPtr key = GenerateOpenSslKey(algorithm);
   ASSERT_NE(key, nullptr);
   absl::StatusOr<ImportedKey> imported = ImportedKeyFromPkcs8(Pkcs8Of(key.get()));
-  ASSERT_TRUE(imported.ok()) << imported.status();
+  ASSERT_THAT(imported, IsOk());
   EXPECT_EQ(imported->algorithm, algorithm);
   EXPECT_EQ(imported->key_type, Pkcs11KeyType(algorithm));
   EXPECT_EQ(Hex(imported->spki), Hex(SpkiDer(key.get())));
@@ -678,7 +681,7 @@ TEST_P(ImportedKeyTest, AttributesAreTheKeysComponents) {
       EXPECT_EQ(Hex(Bn(d.get())), Hex(BnParamOf(key.get(), OSSL_PKEY_PARAM_PRIV_KEY)));
       absl::StatusOr<std::string> point =
           UnwrapEcPoint(Attr(pub, CKA_EC_POINT), algorithm);
-      ASSERT_TRUE(point.ok()) << point.status();
+      ASSERT_THAT(point, IsOk());
       EXPECT_EQ(point->size(), PublicPointLength(algorithm));
       EXPECT_EQ(Attr(pub, CKA_VALUE), "<missing>");  // No secret on the public object.
       rebuilt = EcSpki(algorithm, *point);
@@ -692,12 +695,12 @@ TEST_P(ImportedKeyTest, AttributesAreTheKeysComponents) {
       EXPECT_EQ(Hex(Attr(priv, CKA_VALUE)), Hex(Bytes(seed, seed_len)));
       absl::StatusOr<std::string> point =
           UnwrapEcPoint(Attr(pub, CKA_EC_POINT), algorithm);
-      ASSERT_TRUE(point.ok()) << point.status();
+      ASSERT_THAT(point, IsOk());
       rebuilt = Ed25519Spki(*point);
       break;
     }
   }
-  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  ASSERT_THAT(rebuilt, IsOk());
   EXPECT_EQ(Hex(*rebuilt), Hex(imported->spki));
 }
 

@@ -10,11 +10,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/testing/status_matchers.h"
 #include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 // Distinctive enough that finding it in a message can only mean the PIN leaked.
 constexpr char kPin[] = "Zq7-PIN-SENTINEL-4k2";
@@ -73,39 +76,39 @@ class PinTest : public ::testing::Test {
 
 TEST_F(PinTest, ReadsFileWithoutNewline) {
   absl::StatusOr<std::string> pin = ReadFromFile(WriteFile("plain", kPin));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, kPin);
 }
 
 TEST_F(PinTest, DropsTrailingLf) {
   absl::StatusOr<std::string> pin =
       ReadFromFile(WriteFile("lf", std::string(kPin) + "\n"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, kPin);
 }
 
 TEST_F(PinTest, DropsTrailingCrLf) {
   absl::StatusOr<std::string> pin =
       ReadFromFile(WriteFile("crlf", std::string(kPin) + "\r\n"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, kPin);
 }
 
 TEST_F(PinTest, DropsOnlyOneNewline) {
   absl::StatusOr<std::string> pin =
       ReadFromFile(WriteFile("lflf", std::string(kPin) + "\n\n"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, std::string(kPin) + "\n");
 
   pin = ReadFromFile(WriteFile("crlfcrlf", std::string(kPin) + "\r\n\r\n"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, std::string(kPin) + "\r\n");
 }
 
 TEST_F(PinTest, KeepsInnerAndLeadingBytes) {
   std::string raw = std::string(" a\nb\0c ", 7);
   absl::StatusOr<std::string> pin = ReadFromFile(WriteFile("inner", raw + "\n"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, raw);
 }
 
@@ -114,7 +117,7 @@ TEST_F(PinTest, KeepsInnerAndLeadingBytes) {
 TEST_F(PinTest, LoneTrailingCrIsKept) {
   absl::StatusOr<std::string> pin =
       ReadFromFile(WriteFile("cr", std::string(kPin) + "\r"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   // Only a CR that belongs to a trailing CRLF is dropped.
   EXPECT_EQ(*pin, std::string(kPin) + "\r");
 }
@@ -122,13 +125,13 @@ TEST_F(PinTest, LoneTrailingCrIsKept) {
 TEST_F(PinTest, ReadsEnvVariableVerbatim) {
   SetEnv("OFFKEY_PIN_TEST_VAR", kPin);
   absl::StatusOr<std::string> pin = ReadFromEnv("OFFKEY_PIN_TEST_VAR");
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, kPin);
 
   // Only files lose a trailing newline; a variable is taken as is.
   SetEnv("OFFKEY_PIN_TEST_VAR_LF", std::string(kPin) + "\n");
   pin = ReadFromEnv("OFFKEY_PIN_TEST_VAR_LF");
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, std::string(kPin) + "\n");
 }
 
@@ -198,15 +201,15 @@ TEST_F(PinTest, LengthLimitIs256Bytes) {
   // Exactly 256 bytes is fine, also with a newline after it.
   std::string max(256, 'p');
   absl::StatusOr<std::string> pin = ReadFromFile(WriteFile("max", max));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, max);
   pin = ReadFromFile(WriteFile("max_crlf", max + "\r\n"));
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, max);
 
   SetEnv("OFFKEY_PIN_TEST_MAX", max);
   pin = ReadFromEnv("OFFKEY_PIN_TEST_MAX");
-  ASSERT_TRUE(pin.ok()) << pin.status();
+  ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, max);
 }
 

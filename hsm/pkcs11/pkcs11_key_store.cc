@@ -491,8 +491,9 @@ absl::Status Pkcs11KeyStore::DestroyKey(absl::string_view key_id) {
         found.insert(found.end(), meta_found.begin(), meta_found.end());
         for (CK_OBJECT_HANDLE h : found) {
           CK_RV rv = fn->C_DestroyObject(session, h);
-          if (!IsHandleStale(rv))
+          if (!IsHandleStale(rv)) {
             OFFKEY_RETURN_IF_ERROR(CkRvStatus(rv, "C_DestroyObject"));
+          }
         }
         return absl::OkStatus();
       },

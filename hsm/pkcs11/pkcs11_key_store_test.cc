@@ -137,7 +137,7 @@ TEST_F(KeyStoreTest, WrongPinIsPermissionDenied) {
   // A token nobody in this process has logged in to: PKCS#11 logins are per process,
   // so a second login to token_ would be "already logged in" whatever the PIN.
   auto fresh = SoftHsmToken::Create();
-  ASSERT_TRUE(fresh.ok());
+  ASSERT_THAT(fresh, IsOk());
   TokenOptions options = fresh->Options();
   std::string bad_pin = fresh->pin_file + ".bad";
   FILE* f = fopen(bad_pin.c_str(), "w");
@@ -175,9 +175,9 @@ TEST_F(KeyStoreTest, MissingTokenPinAndModuleGiveSpecificErrors) {
 
 TEST_F(KeyStoreTest, SessionWaitHonoursTheDeadline) {
   auto store = Pkcs11KeyStore::Create(token_.Options(/*max_sessions=*/1));
-  ASSERT_TRUE(store.ok());
+  ASSERT_THAT(store, IsOk());
   auto key = (*store)->GenerateKey("k", KeyAlgorithm::kEcP256);
-  ASSERT_TRUE(key.ok());
+  ASSERT_THAT(key, IsOk());
   absl::Notification holding, release;
   std::thread holder([&] {
     (*store)
@@ -208,7 +208,7 @@ TEST_F(KeyStoreTest, SessionWaitHonoursTheDeadline) {
 // deadline, and one change waiting for readers is not starved by them.
 TEST_F(KeyStoreTest, WaitForAnObjectChangeHonoursTheDeadline) {
   auto key = store_->GenerateKey("k", KeyAlgorithm::kEcP256);
-  ASSERT_TRUE(key.ok());
+  ASSERT_THAT(key, IsOk());
   const SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
   absl::Notification changing, release;
   std::thread changer([&] {
@@ -232,26 +232,26 @@ TEST_F(KeyStoreTest, WaitForAnObjectChangeHonoursTheDeadline) {
             1);  // The waiter gave its session back.
   release.Notify();
   changer.join();
-  EXPECT_TRUE(store_->Sign(key->key_id, alg, "m", {}).ok());
+  EXPECT_THAT(store_->Sign(key->key_id, alg, "m", {}), IsOk());
 }
 
 // The module closes every session under us (as a reset HSM or an administrator's tool
 // does): the next call must reopen, log in again and succeed.
 TEST_F(KeyStoreTest, RecoversWhenAllSessionsAreClosed) {
   auto key = store_->GenerateKey("k", KeyAlgorithm::kEcP256);
-  ASSERT_TRUE(key.ok());
+  ASSERT_THAT(key, IsOk());
   SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
-  ASSERT_TRUE(store_->Sign(key->key_id, alg, "before", {}).ok());
+  ASSERT_THAT(store_->Sign(key->key_id, alg, "before", {}), IsOk());
   const CK_SLOT_ID slot = store_->TokenForTest().slot();
   ASSERT_EQ(store_->TokenForTest().fn()->C_CloseAllSessions(slot), CKR_OK);
   auto sig = store_->Sign(key->key_id, alg, "after", {});
-  ASSERT_TRUE(sig.ok()) << sig.status();
-  EXPECT_TRUE(VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig).ok());
+  ASSERT_THAT(sig, IsOk());
+  EXPECT_THAT(VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig), IsOk());
 }
 
 TEST_F(KeyStoreTest, RecoversWhenTheLoginIsLost) {
   auto key = store_->GenerateKey("k", KeyAlgorithm::kRsa2048);
-  ASSERT_TRUE(key.ok());
+  ASSERT_THAT(key, IsOk());
   SignAlgorithm alg{SignatureKind::kRsaPss, HashAlgorithm::kSha256};
   ASSERT_TRUE(store_->TokenForTest()
                   .Run("logout", absl::InfiniteFuture(),
@@ -261,9 +261,9 @@ TEST_F(KeyStoreTest, RecoversWhenTheLoginIsLost) {
                        })
                   .ok());
   auto sig = store_->Sign(key->key_id, alg, "after logout", {});
-  ASSERT_TRUE(sig.ok()) << sig.status();
-  EXPECT_TRUE(VerifyWithOpenSsl(key->public_key_spki, alg, "after logout", *sig).ok());
-  EXPECT_TRUE(store_->CheckHealth().ok());
+  ASSERT_THAT(sig, IsOk());
+  EXPECT_THAT(VerifyWithOpenSsl(key->public_key_spki, alg, "after logout", *sig), IsOk());
+  EXPECT_THAT(store_->CheckHealth(), IsOk());
 }
 
 // Token::Run reads the CK_RV from the status payload: a lost session is retried on a
@@ -277,7 +277,7 @@ TEST_F(KeyStoreTest, RunRecoversOnTheCkRvPayloadOnly) {
         return attempt == 0 ? CkRvStatus(CKR_SESSION_HANDLE_INVALID, "C_Sign")
                             : absl::OkStatus();
       });
-  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(status, IsOk());
   EXPECT_EQ(calls, 2);
 
   calls = 0;
@@ -307,17 +307,17 @@ TEST_F(KeyStoreTest, RunRecoversOnTheCkRvPayloadOnly) {
 // restarted HSM client library looks like): handles and sessions are all dead.
 TEST_F(KeyStoreTest, RecoversWhenTheModuleIsReinitialised) {
   auto key = store_->GenerateKey("k", KeyAlgorithm::kEcP256);
-  ASSERT_TRUE(key.ok());
+  ASSERT_THAT(key, IsOk());
   SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
-  ASSERT_TRUE(store_->Sign(key->key_id, alg, "before", {}).ok());
+  ASSERT_THAT(store_->Sign(key->key_id, alg, "before", {}), IsOk());
   // Another user of the module in this process makes it rescan.
   auto module = Module::Load(testing::SoftHsmModulePath());
-  ASSERT_TRUE(module.ok());
-  ASSERT_TRUE((*module)->Reinitialize((*module)->generation()).ok());
+  ASSERT_THAT(module, IsOk());
+  ASSERT_THAT((*module)->Reinitialize((*module)->generation()), IsOk());
   auto sig = store_->Sign(key->key_id, alg, "after", {});
-  ASSERT_TRUE(sig.ok()) << sig.status();
-  EXPECT_TRUE(VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig).ok());
-  EXPECT_TRUE(store_->CheckHealth().ok());
+  ASSERT_THAT(sig, IsOk());
+  EXPECT_THAT(VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig), IsOk());
+  EXPECT_THAT(store_->CheckHealth(), IsOk());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "hsm/pkcs11/testing/softhsm.h"
@@ -14,9 +15,11 @@
 namespace offkey::hsm::pkcs11 {
 namespace {
 
+using ::offkey::testing::IsOk;
+
 TEST(TokenRemovalTest, RecoversWhenTheTokenIsRemovedAndReinserted) {
   auto token = testing::SoftHsmToken::Create();
-  ASSERT_TRUE(token.ok()) << token.status();
+  ASSERT_THAT(token, IsOk());
   const std::string removed_file = token->directory + "/removed";
   setenv("OFFKEY_TOKEN_REMOVED_FILE", removed_file.c_str(), 1);
   setenv("OFFKEY_REAL_PKCS11_MODULE", testing::SoftHsmModulePath().c_str(), 1);
@@ -24,12 +27,12 @@ TEST(TokenRemovalTest, RecoversWhenTheTokenIsRemovedAndReinserted) {
   options.module_path = std::string(getenv("TEST_SRCDIR")) +
                         "/offkey/hsm/pkcs11/testing/libremovable_pkcs11.so";
   auto store = Pkcs11KeyStore::Create(options);
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_THAT(store, IsOk());
   auto key = (*store)->GenerateKey("k", KeyAlgorithm::kEcP256);
-  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_THAT(key, IsOk());
   const SignAlgorithm alg{SignatureKind::kEcdsa, HashAlgorithm::kSha256};
-  ASSERT_TRUE((*store)->Sign(key->key_id, alg, "before", {}).ok());
-  EXPECT_TRUE((*store)->CheckHealth().ok());
+  ASSERT_THAT((*store)->Sign(key->key_id, alg, "before", {}), IsOk());
+  EXPECT_THAT((*store)->CheckHealth(), IsOk());
 
   FILE* f = fopen(removed_file.c_str(), "w");
   ASSERT_NE(f, nullptr);
@@ -42,9 +45,9 @@ TEST(TokenRemovalTest, RecoversWhenTheTokenIsRemovedAndReinserted) {
 
   ASSERT_EQ(unlink(removed_file.c_str()), 0);
   absl::Status health = (*store)->CheckHealth();
-  EXPECT_TRUE(health.ok()) << health;
+  EXPECT_THAT(health, IsOk());
   auto sig = (*store)->Sign(key->key_id, alg, "after", {});
-  ASSERT_TRUE(sig.ok()) << sig.status();
+  ASSERT_THAT(sig, IsOk());
   EXPECT_TRUE(
       hsm::testing::VerifyWithOpenSsl(key->public_key_spki, alg, "after", *sig).ok());
   EXPECT_EQ((*store)->TokenForTest().sessions_in_use(), 0);

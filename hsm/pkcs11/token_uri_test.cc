@@ -5,11 +5,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/testing/status_matchers.h"
 #include "base/testing/text.h"
 #include "gtest/gtest.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using ::offkey::testing::Contains;
 
@@ -44,7 +47,7 @@ TEST(TokenUriTest, ParsesAllTokenAttributes) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse(
       "pkcs11:token=offkey;serial=5f3a0c12;manufacturer=SoftHSM%20project;"
       "model=SoftHSM%20v2;slot-id=42");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "offkey");
   EXPECT_EQ(uri->serial, "5f3a0c12");
   EXPECT_EQ(uri->manufacturer, "SoftHSM project");
@@ -57,7 +60,7 @@ TEST(TokenUriTest, ParsesAllTokenAttributes) {
 
 TEST(TokenUriTest, EmptyUriSelectsAnything) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse("pkcs11:");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_TRUE(uri->token.empty());
   EXPECT_TRUE(uri->serial.empty());
   EXPECT_FALSE(uri->slot_id.has_value());
@@ -65,18 +68,18 @@ TEST(TokenUriTest, EmptyUriSelectsAnything) {
 
 TEST(TokenUriTest, PercentDecodes) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse("pkcs11:token=my%20token");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "my token");
 
   // Upper and lower case hex, reserved characters, and a literal '%'.
   uri = TokenUri::Parse("pkcs11:token=a%3Bb%3db%25c%2fd");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "a;b=b%c/d");
 }
 
 TEST(TokenUriTest, ValueMayContainEquals) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse("pkcs11:token=a=b");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "a=b");
 }
 
@@ -84,7 +87,7 @@ TEST(TokenUriTest, ParsesQueryAttributes) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse(
       "pkcs11:token=offkey?module-path=/usr/lib/softhsm/libsofthsm2.so"
       "&pin-source=file:/etc/offkey/pin");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "offkey");
   EXPECT_EQ(uri->module_path, "/usr/lib/softhsm/libsofthsm2.so");
   EXPECT_EQ(uri->pin_file, "/etc/offkey/pin");
@@ -92,17 +95,17 @@ TEST(TokenUriTest, ParsesQueryAttributes) {
 
 TEST(TokenUriTest, PinSourceForms) {
   absl::StatusOr<TokenUri> plain = TokenUri::Parse("pkcs11:?pin-source=/run/pin");
-  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_THAT(plain, IsOk());
   EXPECT_EQ(plain->pin_file, "/run/pin");
 
   absl::StatusOr<TokenUri> file_url =
       TokenUri::Parse("pkcs11:?pin-source=file:///run/pin");
-  ASSERT_TRUE(file_url.ok()) << file_url.status();
+  ASSERT_THAT(file_url, IsOk());
   EXPECT_EQ(file_url->pin_file, "/run/pin");
 
   absl::StatusOr<TokenUri> encoded =
       TokenUri::Parse("pkcs11:?pin-source=file:/run/my%20pin");
-  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  ASSERT_THAT(encoded, IsOk());
   EXPECT_EQ(encoded->pin_file, "/run/my pin");
 
   ExpectRefused("pkcs11:?pin-source=", "pin-source");
@@ -115,7 +118,7 @@ TEST(TokenUriTest, AcceptsAndIgnoresModuleAndSlotDescriptions) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse(
       "pkcs11:library-manufacturer=SoftHSM;slot-description=x;token=t?module-name="
       "softhsm2");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "t");
   EXPECT_TRUE(uri->manufacturer.empty());
   EXPECT_TRUE(uri->module_path.empty());
@@ -187,7 +190,7 @@ TEST(TokenUriTest, RefusesQueryAttributeWithoutValue) {
 
 TEST(TokenUriTest, SchemeIsCaseInsensitive) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse("PKCS11:token=a");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->token, "a");
 }
 
@@ -196,7 +199,7 @@ TEST(TokenUriTest, MatchesSpacePaddedTokenInfo) {
 
   auto matches = [&](absl::string_view text, CK_SLOT_ID slot) {
     absl::StatusOr<TokenUri> uri = TokenUri::Parse(text);
-    EXPECT_TRUE(uri.ok()) << text << ": " << uri.status();
+    EXPECT_THAT(uri, IsOk());
     return uri.ok() && uri->Matches(slot, info);
   };
   EXPECT_TRUE(matches("pkcs11:", 7));
@@ -262,7 +265,7 @@ TEST(TokenUriTest, ToStringRoundTrips) {
   EXPECT_FALSE(Contains(text, " ")) << text;
 
   absl::StatusOr<TokenUri> back = TokenUri::Parse(text);
-  ASSERT_TRUE(back.ok()) << text << ": " << back.status();
+  ASSERT_THAT(back, IsOk());
   EXPECT_EQ(back->token, original.token);
   EXPECT_EQ(back->manufacturer, original.manufacturer);
   EXPECT_EQ(back->serial, original.serial);
@@ -274,7 +277,7 @@ TEST(TokenUriTest, ToStringRoundTrips) {
 
 TEST(TokenUriTest, ToStringOfSimpleUri) {
   absl::StatusOr<TokenUri> uri = TokenUri::Parse("pkcs11:token=offkey;slot-id=0");
-  ASSERT_TRUE(uri.ok()) << uri.status();
+  ASSERT_THAT(uri, IsOk());
   EXPECT_EQ(uri->ToString(), "pkcs11:token=offkey;slot-id=0");
   EXPECT_EQ(TokenUri().ToString(), "pkcs11:");
 }

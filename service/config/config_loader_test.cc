@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/testing/status_matchers.h"
 #include "base/testing/text.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -17,6 +18,8 @@
 
 namespace offkey::service::config {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using offkey::v1::ServerConfig;
 
@@ -93,7 +96,7 @@ absl::Status ParseError(const std::string& text,
 
 TEST(ConfigLoaderTest, FullConfigRoundTrips) {
   absl::StatusOr<ServerConfig> config = ParseConfigText(kFull, "config.textproto");
-  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_THAT(config, IsOk());
   EXPECT_EQ(config->listen_address(), "0.0.0.0:8443");
   EXPECT_EQ(config->admin_listen_address(), "[::1]:8444");
   EXPECT_EQ(config->metrics_address(), "localhost:9091");
@@ -115,14 +118,14 @@ TEST(ConfigLoaderTest, FullConfigRoundTrips) {
   std::string printed;
   ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(*config, &printed));
   absl::StatusOr<ServerConfig> again = ParseConfigText(printed, "printed");
-  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_THAT(again, IsOk());
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*config, *again));
-  EXPECT_TRUE(ValidateConfig(*config).ok());
+  EXPECT_THAT(ValidateConfig(*config), IsOk());
 }
 
 TEST(ConfigLoaderTest, DefaultsApplied) {
   absl::StatusOr<ServerConfig> config = ParseConfigText(kMinimal, "config.textproto");
-  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_THAT(config, IsOk());
   EXPECT_EQ(config->listen_address(), "127.0.0.1:8443");
   EXPECT_EQ(config->admin_listen_address(), "127.0.0.1:8444");
   EXPECT_EQ(config->metrics_address(), "127.0.0.1:9090");
@@ -279,13 +282,13 @@ TEST(ConfigLoaderTest, PlaintextNeedsNoTls) {
       "insecure_plaintext_for_development: true\n"
       "hsm { token_uri: \"pkcs11:token=t?module-path=/m.so&pin-source=file:/p\" }\n",
       "config.textproto");
-  EXPECT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config, IsOk());
 }
 
 TEST(ConfigLoaderTest, AllowIncompleteDefersWhatFlagsSupply) {
   absl::StatusOr<ServerConfig> config = ParseConfigText(
       "listen_address: \"127.0.0.1:0\"\n", "c", Completeness::kAllowIncomplete);
-  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_THAT(config, IsOk());
   // ...but checks what is there, and a half-written tls block.
   EXPECT_TRUE(Contains(
       ParseError("listen_address: \"x\"\n", Completeness::kAllowIncomplete).message(),
@@ -299,7 +302,7 @@ TEST(ConfigLoaderTest, AllowIncompleteDefersWhatFlagsSupply) {
   config->mutable_hsm()->set_module_path("/m.so");
   config->mutable_hsm()->set_token_uri("pkcs11:token=t");
   config->mutable_hsm()->set_pin_env("PIN");
-  EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+  EXPECT_THAT(ValidateConfig(*config), IsOk());
 }
 
 TEST(ConfigLoaderTest, ValidateConfigWithoutSource) {
@@ -322,7 +325,7 @@ TEST(ConfigLoaderTest, PortZeroMayRepeat) {
   config.set_listen_address("127.0.0.1:0");
   config.set_admin_listen_address("127.0.0.1:0");
   config.set_metrics_address("127.0.0.1:0");
-  EXPECT_TRUE(ValidateConfig(config).ok()) << ValidateConfig(config);
+  EXPECT_THAT(ValidateConfig(config), IsOk());
   for (const char* bad : {"127.0.0.1:65536", "127.0.0.1:", ":8443", "127.0.0.1",
                           "[::1]8443", "[]:1", "a b:1", "127.0.0.1:+1"}) {
     config.set_listen_address(bad);
@@ -351,7 +354,7 @@ class TempFile {
 TEST(ConfigLoaderTest, LoadConfigFile) {
   TempFile good(kFull);
   absl::StatusOr<ServerConfig> config = LoadConfigFile(good.path());
-  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_THAT(config, IsOk());
   EXPECT_EQ(config->hsm().max_sessions(), 8);
 
   TempFile bad(absl::StrCat(kMinimal, "workers { threads: -1 }\n"));

@@ -3,12 +3,15 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "base/testing/status_matchers.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "offkey/v1/config.pb.h"
 
 namespace offkey::service::config {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using offkey::v1::DECRYPT_PREMASTER;
 using offkey::v1::GET_CERTIFICATE;
@@ -26,7 +29,7 @@ Policy MustCreate(const std::string& text) {
   offkey::v1::ServerConfig config = Config(text);
   absl::StatusOr<Policy> policy =
       Policy::Create(config.policy(), config.admin_identities());
-  EXPECT_TRUE(policy.ok()) << policy.status();
+  EXPECT_THAT(policy, IsOk());
   return *std::move(policy);
 }
 
@@ -389,7 +392,7 @@ TEST(PolicyTest, CreateReportsEveryProblem) {
 TEST(IdentityPatternTest, LongestAllowed) {
   std::string longest(kMaxIdentityBytes, 'a');
   absl::StatusOr<IdentityPattern> pattern = IdentityPattern::Parse(longest);
-  ASSERT_TRUE(pattern.ok()) << pattern.status();
+  ASSERT_THAT(pattern, IsOk());
   EXPECT_TRUE(pattern->Matches(longest));
   EXPECT_FALSE(pattern->Matches(longest + "a"));
 }

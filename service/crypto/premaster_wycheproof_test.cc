@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "base/testing/status_matchers.h"
 #include "google/protobuf/struct.pb.h"
 #include "gtest/gtest.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
@@ -37,6 +38,8 @@
 
 namespace offkey::service::crypto {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
@@ -98,16 +101,16 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     auto token = SoftHsmToken::Create("premaster");
-    ASSERT_TRUE(token.ok()) << token.status();
+    ASSERT_THAT(token, IsOk());
     token_ = *token;
     auto store = Pkcs11KeyStore::Create(token_.Options());
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_THAT(store, IsOk());
     store_ = std::move(*store);
   }
 
   SecretBytes Substitute(const KeyInfo& key, const std::string& ct) {
     auto sub = ComputeSubstitute(*store_, key.key_id, ct, {});
-    EXPECT_TRUE(sub.ok()) << sub.status();
+    EXPECT_THAT(sub, IsOk());
     if (!sub.ok()) return SecretBytes(kPremasterSize);
     EXPECT_EQ(sub->size(), kPremasterSize);
     return std::move(*sub);
@@ -118,10 +121,10 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
   void ExpectSubstituteIsTheDocumentedMac(const KeyInfo& key, const std::string& ct,
                                           const SecretBytes& sub) {
     auto mac = store_->HmacWithStoreSecret(SubstituteInput(key.key_id, ct), {});
-    ASSERT_TRUE(mac.ok()) << mac.status();
+    ASSERT_THAT(mac, IsOk());
     ASSERT_EQ(mac->size(), 32u);
     auto expanded = ExpandSubstitute(*mac);
-    ASSERT_TRUE(expanded.ok()) << expanded.status();
+    ASSERT_THAT(expanded, IsOk());
     EXPECT_EQ(expanded->view(), sub.view());
   }
 
@@ -133,7 +136,7 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
       const std::string ct = RsaEncryptPkcs1(key.public_key_spki, pm);
       ASSERT_EQ(ct.size(), k);
       auto dec = store_->RsaDecryptRaw(key.key_id, ct, {});
-      ASSERT_TRUE(dec.ok()) << dec.status();
+      ASSERT_THAT(dec, IsOk());
       ASSERT_EQ(dec->size(), k);
       EXPECT_EQ(UnpadPkcs1Type2(dec->view()), pm);
       const SecretBytes sub = Substitute(key, ct);
@@ -180,7 +183,7 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
       const bool well_formed = em == good;
       const std::string ct = RsaEncryptRaw(key.public_key_spki, em);
       auto dec = store_->RsaDecryptRaw(key.key_id, ct, {});
-      ASSERT_TRUE(dec.ok()) << dec.status();
+      ASSERT_THAT(dec, IsOk());
       ASSERT_EQ(dec->view(), em);
       const SecretBytes sub = Substitute(key, ct);
       EXPECT_EQ(SelectPremaster(*dec, kTls12, sub).view(),
@@ -194,7 +197,7 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
       const std::string msg = ("\x03\x03" + Random(len)).substr(0, len);
       const std::string ct = RsaEncryptPkcs1(key.public_key_spki, msg);
       auto dec = store_->RsaDecryptRaw(key.key_id, ct, {});
-      ASSERT_TRUE(dec.ok()) << dec.status();
+      ASSERT_THAT(dec, IsOk());
       EXPECT_EQ(UnpadPkcs1Type2(dec->view()), msg);
       const SecretBytes sub = Substitute(key, ct);
       EXPECT_EQ(SelectPremaster(*dec, kTls12, sub).view(), sub.view());
@@ -218,14 +221,14 @@ INSTANTIATE_TEST_SUITE_P(Wycheproof, PremasterWycheproofTest,
 
 TEST_P(PremasterWycheproofTest, EveryVectorGivesTheMessageOrTheSubstitute) {
   auto file = LoadJson(GetParam());
-  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_THAT(file, IsOk());
   ASSERT_EQ(Field(*file, "algorithm"), "RSAES-PKCS1-v1_5");
   const auto& groups = file->fields().at("testGroups").list_value().values();
   ASSERT_FALSE(groups.empty());
 
   // Another key, for "same ciphertext, different key".
   auto other = store_->GenerateKey("other", hsm::KeyAlgorithm::kRsa2048);
-  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_THAT(other, IsOk());
 
   Counts counts;
   int total = 0;
@@ -241,7 +244,7 @@ TEST_P(PremasterWycheproofTest, EveryVectorGivesTheMessageOrTheSubstitute) {
         Unhex(Field(group.fields().at("privateKey").struct_value(), "modulus"));
     auto key = store_->ImportKey(absl::StrCat("wycheproof-", group_index++),
                                  SecretBytes(Unhex(Field(group, "privateKeyPkcs8"))));
-    ASSERT_TRUE(key.ok()) << key.status();
+    ASSERT_THAT(key, IsOk());
 
     std::string previous_ct;
     SecretBytes previous_sub;

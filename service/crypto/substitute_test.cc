@@ -8,10 +8,13 @@
 
 #include <string>
 
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
 namespace offkey::service::crypto {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 std::string HmacSha256(const std::string& key, const std::string& data) {
   unsigned char out[32];
@@ -35,7 +38,7 @@ TEST(ExpandSubstituteTest, MatchesRfc5869Expand) {
     std::string mac(32, '\0');
     RAND_bytes(reinterpret_cast<unsigned char*>(mac.data()), 32);
     auto out = ExpandSubstitute(SecretBytes(mac));
-    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_THAT(out, IsOk());
     ASSERT_EQ(out->size(), 48u);
     EXPECT_EQ(std::string(out->view()), ReferenceExpand(mac));
   }

@@ -11,11 +11,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/wycheproof.h"
 
 namespace offkey::service::crypto {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using ::offkey::hsm::HashAlgorithm;
 using ::offkey::hsm::testing::TestDataPath;
@@ -105,7 +108,7 @@ TEST(TlsPrfKatTest, EverySha256AndSha384RowOfTheFlatFile) {
     }
 
     auto out = Tls12Prf(hash, secret, k.label, k.seed, k.expected.size());
-    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_THAT(out, IsOk());
     EXPECT_EQ(Str(*out), k.expected);
     ++prf_checked[k.source];
 
@@ -114,11 +117,11 @@ TEST(TlsPrfKatTest, EverySha256AndSha384RowOfTheFlatFile) {
       ASSERT_EQ(k.seed.size(), 64u) << "seed should be client_random || server_random";
       ASSERT_EQ(k.expected.size(), 48u);
       auto ms = MasterSecret(hash, secret, k.seed.substr(0, 32), k.seed.substr(32));
-      ASSERT_TRUE(ms.ok()) << ms.status();
+      ASSERT_THAT(ms, IsOk());
       EXPECT_EQ(Str(*ms), k.expected);
       // The randoms are ordered: swapping them must change the answer.
       auto swapped = MasterSecret(hash, secret, k.seed.substr(32), k.seed.substr(0, 32));
-      ASSERT_TRUE(swapped.ok());
+      ASSERT_THAT(swapped, IsOk());
       EXPECT_NE(Str(*swapped), k.expected);
       ++master;
       ++derive_checked[k.source];
@@ -127,7 +130,7 @@ TEST(TlsPrfKatTest, EverySha256AndSha384RowOfTheFlatFile) {
       ASSERT_EQ(k.seed.size(), hsm::HashLength(hash)) << "seed should be session_hash";
       ASSERT_EQ(k.expected.size(), 48u);
       auto ems = ExtendedMasterSecret(hash, secret, k.seed);
-      ASSERT_TRUE(ems.ok()) << ems.status();
+      ASSERT_THAT(ems, IsOk());
       EXPECT_EQ(Str(*ems), k.expected);
       ++extended;
       ++derive_checked[k.source];
@@ -198,7 +201,7 @@ TEST(TlsPrfTest, RefusesEmptySecretLabelOrOutput) {
   EXPECT_EQ(Tls12Prf(HashAlgorithm::kSha256, secret, "l", "s", 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   // An empty seed is fine: the label alone is the PRF seed.
-  EXPECT_TRUE(Tls12Prf(HashAlgorithm::kSha256, secret, "l", "", 48).ok());
+  EXPECT_THAT(Tls12Prf(HashAlgorithm::kSha256, secret, "l", "", 48), IsOk());
 }
 
 TEST(MasterSecretTest, RefusesWrongSizes) {
@@ -221,7 +224,7 @@ TEST(MasterSecretTest, RefusesWrongSizes) {
   EXPECT_EQ(MasterSecret(HashAlgorithm::kSha256, pm, "", "").status().code(),
             absl::StatusCode::kInvalidArgument);
   auto ok = MasterSecret(HashAlgorithm::kSha384, pm, r32, r32);
-  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_THAT(ok, IsOk());
   EXPECT_EQ(ok->size(), 48u);
 }
 

@@ -8,12 +8,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "service/metrics/http_server.h"
 
 namespace offkey::service::metrics {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using offkey::v1::ECDSA_SECP256R1_SHA256;
 using offkey::v1::SIGN;
@@ -147,7 +150,7 @@ TEST(HttpServerTest, ServesMetricsAndProbes) {
   absl::Status ready = absl::OkStatus();
   auto server = HttpServer::Start(
       "127.0.0.1:0", &metrics, [] { return absl::OkStatus(); }, [&] { return ready; });
-  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_THAT(server, IsOk());
   httplib::Client client("127.0.0.1", (*server)->port());
   auto scraped = client.Get("/metrics");
   ASSERT_TRUE(scraped);

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "offkey/v1/common.pb.h"
@@ -13,6 +14,8 @@
 
 namespace offkey::service::tls {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using offkey::v1::TlsVersion;
 using ::testing::HasSubstr;
@@ -90,7 +93,7 @@ void ExpectDenied(const std::string& message, TlsVersion version, const std::str
 void ExpectOk(const std::string& message, TlsVersion version,
               const SchemeInfo& scheme = AnyScheme()) {
   absl::Status status = CheckHandshakeShaped(message, scheme, version);
-  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(status, IsOk());
 }
 
 // --- TLS 1.3

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/key_types.h"
@@ -16,6 +17,8 @@
 
 namespace offkey::service::tls {
 namespace {
+
+using ::offkey::testing::IsOk;
 
 using hsm::HashAlgorithm;
 using hsm::KeyAlgorithm;
@@ -140,7 +143,7 @@ TEST_P(SchemeMatrixTest, MatchesIndependentExpectation) {
   const auto [scheme, key, version] = GetParam();
   absl::Status status = CheckScheme(scheme, key, version);
   if (Expected(scheme, key, version)) {
-    EXPECT_TRUE(status.ok()) << status;
+    EXPECT_THAT(status, IsOk());
   } else {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
     EXPECT_FALSE(status.message().empty());
