@@ -541,7 +541,7 @@ TEST_F(AuditedTest, OneLinePerOperationIdenticalForGoodAndBadPaddingAndNoSecrets
 }
 
 // Forwards to the real store and counts signatures per key: shows which calls reached
-// the HSM.
+// the HSM. Hold() makes signatures wait inside the "HSM" until Release().
 class CountingStore : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
@@ -549,12 +549,28 @@ class CountingStore : public ForwardingStore {
     absl::MutexLock lock(&mu_);
     return signs_[key_id];
   }
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    held_ = true;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    held_ = false;
+    changed_.SignalAll();
+  }
+  // Blocks until a signature with `key_id` has entered the store.
+  void AwaitSign(const std::string& key_id) {
+    absl::MutexLock lock(&mu_);
+    while (signs_[key_id] == 0) changed_.Wait(&mu_);
+  }
   absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm a,
                                    absl::string_view m,
                                    const hsm::CallOptions& o) override {
     {
       absl::MutexLock lock(&mu_);
       ++signs_[std::string(id)];
+      changed_.SignalAll();
+      while (held_) changed_.Wait(&mu_);
     }
     return ForwardingStore::Sign(id, a, m, o);
   }
@@ -562,6 +578,8 @@ class CountingStore : public ForwardingStore {
  private:
   absl::Mutex mu_;
   std::map<std::string, int> signs_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar changed_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class QueuedDeadlineTest : public DataPlaneTest {
@@ -581,16 +599,15 @@ class QueuedDeadlineTest : public DataPlaneTest {
 TEST_F(QueuedDeadlineTest, ExpiredCallsAreDroppedBeforeTheHsm) {
   hsm::KeyInfo big = AddKey("big", hsm::KeyAlgorithm::kRsa4096);
   hsm::KeyInfo quick = AddKey("quick", hsm::KeyAlgorithm::kEcP256);
-  // Keep the single worker busy for a while with RSA-4096 signatures.
-  std::vector<std::thread> busy;
-  for (int i = 0; i < 24; ++i) {
-    busy.emplace_back([&] {
-      offkey::v1::SignResponse response;
-      Sign("big", offkey::v1::RSA_PSS_RSAE_SHA256, offkey::v1::TLS_1_3, Tls13Input(),
-           &response);
-    });
-  }
-  absl::SleepFor(absl::Milliseconds(20));  // Let the busy calls queue up first.
+  // The single worker is held inside the HSM with a signature, so the next call can
+  // only wait in the queue.
+  counting_->Hold();
+  std::thread busy([&] {
+    offkey::v1::SignResponse response;
+    Sign("big", offkey::v1::RSA_PSS_RSAE_SHA256, offkey::v1::TLS_1_3, Tls13Input(),
+         &response);
+  });
+  counting_->AwaitSign(big.key_id);
   offkey::v1::SignRequest request;
   request.mutable_key()->set_name("quick");
   request.mutable_context()->set_version(offkey::v1::TLS_1_3);
@@ -600,8 +617,9 @@ TEST_F(QueuedDeadlineTest, ExpiredCallsAreDroppedBeforeTheHsm) {
   grpc::Status status =
       terminator_->Sign(Context(absl::Milliseconds(30)).get(), request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  for (auto& t : busy) t.join();
-  EXPECT_GT(counting_->signs(big.key_id), 0);
+  counting_->Release();
+  busy.join();
+  EXPECT_EQ(counting_->signs(big.key_id), 1);
   EXPECT_EQ(counting_->signs(quick.key_id), 0) << "an expired call reached the HSM";
 }
 
