@@ -326,6 +326,16 @@ TEST(PolicyTest, CreateRefusesBadGrants) {
                        }
                      })pb",
                 "policy.grants[0].operations[0]: unknown operation 99");
+  // OPERATION_UNSPECIFIED (0) grants nothing and is refused, not silently ignored.
+  ExpectRefused(R"pb(policy {
+                       grants {
+                         identities: "a"
+                         operations: SIGN
+                         operations: OPERATION_UNSPECIFIED
+                         keys { all_keys: true }
+                       }
+                     })pb",
+                "policy.grants[0].operations[1]: unknown operation 0");
   ExpectRefused(R"pb(policy {
                        grants {
                          identities: "a"
