@@ -298,10 +298,13 @@ absl::StatusOr<SecretBytes> ReadPemPrivateKey(absl::string_view text,
 
 absl::StatusOr<EvpPkeyPtr> ParsePkcs8PrivateKey(const SecretBytes& der) {
   Pkcs8Ptr info(ParseWhole<PKCS8_PRIV_KEY_INFO, d2i_PKCS8_PRIV_KEY_INFO>(der.view()));
-  EvpPkeyPtr key(info != nullptr ? EVP_PKCS82PKEY(info.get()) : nullptr);
+  if (info == nullptr) {
+    return absl::InvalidArgumentError("not an unencrypted DER PKCS#8 private key");
+  }
+  EvpPkeyPtr key(EVP_PKCS82PKEY(info.get()));
   if (key == nullptr) {
     return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "the private key does not parse as PKCS#8");
+                        "the PKCS#8 key cannot be decoded");
   }
   return key;
 }

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/status_macros.h"
 #include "hsm/openssl_key.h"
 
@@ -88,24 +89,6 @@ absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey) {
   return der;
 }
 
-absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der) {
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<PKCS8_PRIV_KEY_INFO, decltype(&PKCS8_PRIV_KEY_INFO_free)> p8(
-      d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size())),
-      PKCS8_PRIV_KEY_INFO_free);
-  if (p8 == nullptr ||
-      p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "not an unencrypted DER PKCS#8 private key");
-  }
-  EvpPkeyPtr pkey(EVP_PKCS82PKEY(p8.get()));
-  if (pkey == nullptr) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "the PKCS#8 key cannot be decoded");
-  }
-  return pkey;
-}
-
 namespace {
 
 // `bn` big-endian, left-padded with zeros to `pad_to` bytes.
@@ -131,7 +114,7 @@ absl::StatusOr<SecretBytes> BnParam(EVP_PKEY* pkey, const char* name, size_t pad
 }  // namespace
 
 absl::StatusOr<ImportedKey> ImportedKeyFromPkcs8(const SecretBytes& pkcs8_der) {
-  OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8(pkcs8_der.view()));
+  OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8PrivateKey(pkcs8_der));
   ImportedKey out;
   out.algorithm = KeyAlgorithmOf(pkey.get());
   const KeyAlgorithmInfo* row = FindKeyAlgorithm(out.algorithm);

@@ -46,10 +46,6 @@ absl::StatusOr<std::string> Ed25519Spki(absl::string_view public_key);
 // DER SubjectPublicKeyInfo of `pkey`'s public half.
 absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey);
 
-// Decodes an unencrypted DER PKCS#8 private key (nothing may follow it).
-// INVALID_ARGUMENT when `der` is not one or names a key type OpenSSL cannot decode.
-absl::StatusOr<EvpPkeyPtr> ParsePkcs8(absl::string_view der);
-
 // One attribute of an imported key. Values are SecretBytes (wiped when destroyed) for
 // the private parts and, for uniformity, the public ones.
 struct KeyAttribute {

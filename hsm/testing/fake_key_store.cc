@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
+#include "base/pem.h"
 #include "base/status_macros.h"
 #include "hsm/openssl_key.h"
 #include "hsm/pkcs11/key_encoding.h"
@@ -24,7 +25,6 @@ namespace offkey::hsm::testing {
 namespace {
 
 using ::offkey::hsm::pkcs11::MessageDigest;
-using ::offkey::hsm::pkcs11::ParsePkcs8;
 using ::offkey::hsm::pkcs11::SkiOfSpki;
 using ::offkey::hsm::pkcs11::SpkiOf;
 
@@ -240,7 +240,7 @@ absl::StatusOr<KeyInfo> FakeKeyStore::ImportKey(absl::string_view name,
       return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
     }
   }
-  OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8(pkcs8_der.view()));
+  OFFKEY_ASSIGN_OR_RETURN(EvpPkeyPtr pkey, ParsePkcs8PrivateKey(pkcs8_der));
   return backing_->Add(name, std::move(pkey));
 }
 
