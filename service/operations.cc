@@ -92,9 +92,7 @@ absl::StatusOr<std::shared_ptr<const KeyRecord>> Operations::Authorize(
   // answer never depends on the store (an outage must not tell it which keys exist) and
   // it cannot make the catalog reload.
   const std::shared_ptr<const config::Policy> current = policy();
-  if (caller.identity.empty() || !current->AllowsKeyless(caller.identity, op)) {
-    return denied;
-  }
+  if (!current->AllowsKeyless(caller.identity, op)) return denied;
   absl::StatusOr<std::shared_ptr<const KeyRecord>> key = catalog_->Find(ref);
   if (absl::IsNotFound(key.status())) return denied;
   if (!key.ok()) return key.status();

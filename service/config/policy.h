@@ -64,8 +64,9 @@ class Policy {
   bool Allows(absl::string_view identity, offkey::v1::Operation op,
               const KeyFacts& key) const;
 
-  // Whether some grant lets `identity` perform `op`, whatever keys it selects: for
-  // operations that use no key (VERIFY_CLIENT).
+  // Whether some grant lets `identity` perform `op`, whatever keys it selects: the whole
+  // check for operations that use no key (VERIFY_CLIENT), and the check made before any
+  // key lookup for the others. False for an empty identity.
   bool AllowsKeyless(absl::string_view identity, offkey::v1::Operation op) const;
 
   // Whether `identity` matches one of admin_identities.
