@@ -496,7 +496,9 @@ TEST_F(KeyAdminTest, ImportsPkcs8PemDerAndEncrypted) {
     EXPECT_EQ(response.key().algorithm(), c.algorithm);
     EXPECT_EQ(response.key().state(), v1::ENABLED);
     EXPECT_EQ(response.key().usage(), v1::TLS_SERVER);
-    if (c.key != nullptr) EXPECT_EQ(response.key().public_key_spki(), SpkiDer(c.key));
+    if (c.key != nullptr) {
+      EXPECT_EQ(response.key().public_key_spki(), SpkiDer(c.key));
+    }
     EXPECT_THAT(catalog_.Find(ByName(c.name)), IsOk());
   }
   // The same key again, under another name.
