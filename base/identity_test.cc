@@ -114,37 +114,93 @@ TEST(IdentityTest, SpiffeUriWinsOverDnsAndCn) {
   EXPECT_EQ(*id, kSpiffe);
 }
 
-TEST(IdentityTest, DnsWinsOverCn) {
+TEST(IdentityTest, DnsWinsOverCnAndCarriesItsSource) {
   absl::StatusOr<std::string> id =
       IdentityOf({{}, {"edge-01.example.org", "edge-02.example.org"}, {"edge-01"}, ""});
   ASSERT_THAT(id, IsOk());
-  EXPECT_EQ(*id, "edge-01.example.org");
+  EXPECT_EQ(*id, "dns:edge-01.example.org");
 }
 
-TEST(IdentityTest, CnOnly) {
+TEST(IdentityTest, CnOnlyCarriesItsSource) {
   absl::StatusOr<std::string> id = IdentityOf({{}, {}, {"terminator"}, "Example"});
   ASSERT_THAT(id, IsOk());
-  EXPECT_EQ(*id, "terminator");
+  EXPECT_EQ(*id, "cn:terminator");
+}
+
+// The spoof issue 18 is about: a CA that signs any subject must not thereby mint SPIFFE
+// identities. A CN or DNS name that looks like a URI is refused, not used.
+TEST(IdentityTest, UriLookingCnOrDnsIsRefusedNotTheSpiffeIdentity) {
+  ExpectRefused(IdentityOf({{}, {}, {kSpiffe}, ""}), "looks like a URI");
+  ExpectRefused(IdentityOf({{}, {kSpiffe}, {}, ""}), "looks like a URI");
+  ExpectRefused(IdentityOf({{}, {"spiffe:example.org"}, {"edge"}, ""}),
+                "looks like a URI");
+  // Another source's spelling is refused too, so "cn:dns:x" cannot exist.
+  ExpectRefused(IdentityOf({{}, {}, {"dns:edge-01.example.org"}, ""}),
+                "looks like a URI");
+  ExpectRefused(IdentityOf({{}, {}, {"x://y"}, ""}), "looks like a URI");
+  ExpectRefused(IdentityOf({{}, {}, {"a b://c"}, ""}), "looks like a URI");
+  // A colon after something that cannot be a scheme is fine in a CN.
+  absl::StatusOr<std::string> id = IdentityOf({{}, {}, {"Edge team: nginx"}, ""});
+  ASSERT_THAT(id, IsOk());
+  EXPECT_EQ(*id, "cn:Edge team: nginx");
+}
+
+TEST(IdentityTest, NoTwoSourcesGiveTheSameIdentity) {
+  absl::StatusOr<std::string> dns = IdentityOf({{}, {"edge.example"}, {}, ""});
+  absl::StatusOr<std::string> cn = IdentityOf({{}, {}, {"edge.example"}, ""});
+  absl::StatusOr<std::string> spiffe =
+      IdentityOf({{"spiffe://edge.example"}, {}, {}, ""});
+  ASSERT_THAT(dns, IsOk());
+  ASSERT_THAT(cn, IsOk());
+  ASSERT_THAT(spiffe, IsOk());
+  EXPECT_NE(*dns, *cn);
+  EXPECT_NE(*dns, *spiffe);
+  EXPECT_NE(*cn, *spiffe);
+}
+
+TEST(IdentityTest, SeveralSpiffeUrisAreRefused) {
+  ExpectRefused(IdentityOf({{kSpiffe, "spiffe://example.org/other"}, {}, {}, ""}),
+                "several SPIFFE URI SANs");
+  // Also when they are equal, and whatever the scheme's case.
+  ExpectRefused(IdentityOf({{kSpiffe, kSpiffe}, {}, {}, ""}), "several SPIFFE URI SANs");
+  ExpectRefused(IdentityOf({{kSpiffe, "SPIFFE://example.org/other"}, {}, {}, ""}),
+                "several SPIFFE URI SANs");
+}
+
+TEST(IdentityTest, SpiffeIdMustBeWellFormed) {
+  // An X.509-SVID has exactly one URI SAN.
+  ExpectRefused(IdentityOf({{"https://example.org/edge", kSpiffe}, {}, {}, ""}),
+                "other URI SANs");
+  for (const char* bad :
+       {"SPIFFE://example.org/a", "spiffe:/example.org/a", "spiffe://", "spiffe:///a",
+        "spiffe://Example.org/a", "spiffe://example.org/a/", "spiffe://example.org//a",
+        "spiffe://example.org/ns/edge/../admin", "spiffe://example.org/./a",
+        "spiffe://example.org/a%2fb", "spiffe://example.org/a?b",
+        "spiffe://example.org/a#b", "spiffe://user@example.org/a",
+        "spiffe://example.org:443/a"}) {
+    ExpectRefused(IdentityOf({{bad}, {"fallback.example"}, {"fallback"}, ""}),
+                  "not a valid SPIFFE ID");
+  }
+  // A trust domain alone is an ID; so is a path of the allowed characters.
+  for (const char* good : {"spiffe://example.org", "spiffe://ex_am-ple.0rg/A.b-c_d/e"}) {
+    absl::StatusOr<std::string> id = IdentityOf({{good}, {}, {}, ""});
+    ASSERT_THAT(id, IsOk()) << good;
+    EXPECT_EQ(*id, good);
+  }
 }
 
 TEST(IdentityTest, NonSpiffeUriIgnored) {
-  absl::StatusOr<std::string> id = IdentityOf(
-      {{"https://example.org/edge", "urn:example:edge", "spiffe:/not-two-slashes"},
-       {"edge-01.example.org"},
-       {"edge-01"},
-       ""});
+  absl::StatusOr<std::string> id =
+      IdentityOf({{"https://example.org/edge", "urn:example:edge"},
+                  {"edge-01.example.org"},
+                  {"edge-01"},
+                  ""});
   ASSERT_THAT(id, IsOk());
-  EXPECT_EQ(*id, "edge-01.example.org");
+  EXPECT_EQ(*id, "dns:edge-01.example.org");
 
   id = IdentityOf({{"https://example.org/edge"}, {}, {"edge-01"}, ""});
   ASSERT_THAT(id, IsOk());
-  EXPECT_EQ(*id, "edge-01");
-
-  // The first SPIFFE URI, even after other URIs.
-  id = IdentityOf(
-      {{"https://example.org/edge", kSpiffe, "spiffe://example.org/other"}, {}, {}, ""});
-  ASSERT_THAT(id, IsOk());
-  EXPECT_EQ(*id, kSpiffe);
+  EXPECT_EQ(*id, "cn:edge-01");
 }
 
 TEST(IdentityTest, NoIdentity) {
@@ -159,7 +215,7 @@ TEST(IdentityTest, SeveralCnsAreAmbiguous) {
   // With a SAN the CNs do not matter.
   absl::StatusOr<std::string> id = IdentityOf({{}, {"a.example"}, {"a", "b"}, ""});
   ASSERT_THAT(id, IsOk());
-  EXPECT_EQ(*id, "a.example");
+  EXPECT_EQ(*id, "dns:a.example");
 }
 
 TEST(IdentityTest, BadIdentitiesAreRefusedNotSkipped) {
@@ -171,15 +227,22 @@ TEST(IdentityTest, BadIdentitiesAreRefusedNotSkipped) {
       IdentityOf({{"spiffe://example.org/" + std::string(1100, 'a')}, {}, {}, ""}),
       "longer than 1024 bytes");
   ExpectRefused(IdentityOf({{}, {"caf\xc3\xa9.example"}, {}, ""}), "not ASCII");
+  // The limit counts the source prefix.
+  ExpectRefused(IdentityOf({{}, {std::string(1021, 'a')}, {}, ""}),
+                "longer than 1024 bytes");
 
   absl::StatusOr<std::string> longest =
       IdentityOf({{"spiffe://example.org/" + std::string(1024 - 21, 'a')}, {}, {}, ""});
   ASSERT_THAT(longest, IsOk());
   EXPECT_EQ(longest->size(), 1024u);
+  absl::StatusOr<std::string> longest_dns =
+      IdentityOf({{}, {std::string(1020, 'a')}, {}, ""});
+  ASSERT_THAT(longest_dns, IsOk());
+  EXPECT_EQ(longest_dns->size(), 1024u);
   // A CN may be UTF-8.
   absl::StatusOr<std::string> utf8 = IdentityOf({{}, {}, {"caf\xc3\xa9"}, ""});
   ASSERT_THAT(utf8, IsOk());
-  EXPECT_EQ(*utf8, "caf\xc3\xa9");
+  EXPECT_EQ(*utf8, "cn:caf\xc3\xa9");
 }
 
 TEST(IdentityTest, GarbageIsInvalidArgument) {
