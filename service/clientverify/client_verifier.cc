@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/identity.h"
 #include "base/openssl_util.h"
 #include "base/pem.h"
 #include "hsm/key_types.h"
@@ -247,8 +248,6 @@ void FillIdentity(X509* leaf, offkey::v1::ClientIdentity* identity) {
   identity->set_subject(SubjectOf(leaf));
   GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr)));
-  int spiffe = 0;
-  std::string spiffe_id;
   for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names.get()); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
     auto text = [](const ASN1_STRING* s) {
@@ -259,15 +258,9 @@ void FillIdentity(X509* leaf, offkey::v1::ClientIdentity* identity) {
       case GEN_DNS:
         identity->add_dns_names(text(name->d.dNSName));
         break;
-      case GEN_URI: {
-        std::string uri = text(name->d.uniformResourceIdentifier);
-        if (absl::StartsWith(uri, "spiffe://")) {
-          ++spiffe;
-          spiffe_id = uri;
-        }
-        identity->add_uris(std::move(uri));
+      case GEN_URI:
+        identity->add_uris(text(name->d.uniformResourceIdentifier));
         break;
-      }
       case GEN_EMAIL:
         identity->add_emails(text(name->d.rfc822Name));
         break;
@@ -286,7 +279,16 @@ void FillIdentity(X509* leaf, offkey::v1::ClientIdentity* identity) {
         break;
     }
   }
-  if (spiffe == 1 && identity->uris_size() == 1) identity->set_spiffe_id(spiffe_id);
+  // offkeyd's caller rule, so that the identity reported here is the one offkeyd's own
+  // policy and audit would use for this certificate.
+  absl::StatusOr<std::string> caller = IdentityFromCertificate(leaf);
+  if (caller.ok()) {
+    if (absl::StartsWith(*caller, kSpiffeIdentityPrefix))
+      identity->set_spiffe_id(*caller);
+    identity->set_identity(*std::move(caller));
+  } else {
+    identity->set_identity_error(std::string(caller.status().message()));
+  }
   struct tm tm = {};
   if (ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) == 1) {
     identity->set_not_after(static_cast<int64_t>(timegm(&tm)));

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/identity.h"
 #include "base/openssl_util.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
@@ -188,6 +189,59 @@ TEST_F(TrustStoreTest, GoodChainIsVerifiedWithItsIdentity) {
   EXPECT_EQ(id.spiffe_id(), "spiffe://example.org/edge/1");
   EXPECT_EQ(id.sha256().size(), 32u);
   EXPECT_GT(id.not_after(), absl::ToUnixSeconds(absl::Now()));
+}
+
+// VerifyClient reports the identity offkeyd would give the same certificate as a caller:
+// one rule (base/identity.h), so a spoof refused on offkeyd's listeners is refused here.
+TEST_F(TrustStoreTest, IdentityIsOffkeydsCallerRule) {
+  auto store = Load();
+  ASSERT_NE(store, nullptr);
+  struct Case {
+    CertSpec spec;
+    std::string identity;  // Empty: refused.
+    std::string spiffe_id;
+    std::string error_fragment;  // When refused.
+  };
+  auto spec = [](std::string cn, std::vector<std::string> dns,
+                 std::vector<std::string> uris) {
+    CertSpec s;
+    s.common_name = std::move(cn);
+    s.dns_names = std::move(dns);
+    s.uris = std::move(uris);
+    s.client_auth = true;
+    return s;
+  };
+  const std::vector<Case> cases = {
+      {spec("edge-1", {"edge-1.example.com"}, {"spiffe://example.org/edge/1"}),
+       "spiffe://example.org/edge/1", "spiffe://example.org/edge/1", ""},
+      {spec("edge-1", {"edge-1.example.com"}, {}), "dns:edge-1.example.com", "", ""},
+      {spec("edge-1", {}, {}), "cn:edge-1", "", ""},
+      // The spoof: a CN spelling an admin's SPIFFE ID is no SPIFFE ID.
+      {spec("spiffe://example.org/admin", {}, {}), "", "", "looks like a URI"},
+      {spec("edge-1", {}, {"spiffe://example.org/a", "spiffe://example.org/b"}), "", "",
+       "several SPIFFE URI SANs"},
+      {spec("edge-1", {}, {"spiffe://example.org/a", "https://example.org/a"}), "", "",
+       "other URI SANs"},
+  };
+  for (const Case& c : cases) {
+    OFFKEY_ASSERT_OK_AND_ASSIGN(IssuedCert cert, service::dev::Issue(ca_, c.spec));
+    VerifyClientResponse response = Verify(*store, Request(cert));
+    SCOPED_TRACE(response.identity().subject());
+    EXPECT_EQ(response.result(), offkey::v1::VERIFIED) << response.detail();
+    const offkey::v1::ClientIdentity& id = response.identity();
+    EXPECT_EQ(id.identity(), c.identity);
+    EXPECT_EQ(id.spiffe_id(), c.spiffe_id);
+    absl::StatusOr<std::string> caller = IdentityFromCertificatePem(cert.cert_pem);
+    if (c.identity.empty()) {
+      EXPECT_FALSE(caller.ok());
+      EXPECT_THAT(id.identity_error(), HasSubstr(c.error_fragment));
+      EXPECT_EQ(id.identity_error(), caller.status().message());
+    } else {
+      ASSERT_THAT(caller, IsOk());
+      EXPECT_EQ(id.identity(), *caller);
+      EXPECT_EQ(id.identity_error(), "");
+    }
+  }
 }
 
 TEST_F(TrustStoreTest, ChainWithTheAnchorIncludedIsVerified) {
