@@ -45,6 +45,9 @@ absl::StatusOr<std::string> IdentityFromCertificate(const X509* cert);
 inline constexpr absl::string_view kSpiffeIdentityPrefix = "spiffe://";
 inline constexpr absl::string_view kDnsIdentityPrefix = "dns:";
 inline constexpr absl::string_view kCnIdentityPrefix = "cn:";
+// The caller on a plaintext listener (insecure_plaintext_for_development only): no
+// certificate, so no source; a name no certificate can produce.
+inline constexpr absl::string_view kPlaintextIdentity = "insecure:anonymous";
 
 // Whether a DNS SAN or CN value is refused as an identity because it looks like a URI:
 // it starts with a URI scheme and ':' (RFC 3986: a letter, then letters, digits, '+',

@@ -18,7 +18,7 @@ std::string PeerCertificatePem(const grpc::ServerContextBase& context) {
 
 absl::StatusOr<Caller> CallerOfPem(const std::string& pem, bool allow_plaintext) {
   if (pem.empty()) {
-    if (allow_plaintext) return Caller{"insecure:anonymous"};
+    if (allow_plaintext) return Caller{std::string(kPlaintextIdentity)};
     return absl::UnauthenticatedError(
         "no client certificate: offkeyd requires mutual TLS; present a certificate "
         "issued by the CA in the server's client_ca_file");

@@ -7,6 +7,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/identity.h"
+#include "base/status_macros.h"
 
 namespace offkey::service::config {
 namespace {
@@ -69,6 +71,50 @@ void CheckSelector(const offkey::v1::KeySelector& keys, const MessageCursor& gra
   }
 }
 
+// A pattern names one identity source (base/identity.h), so it can match callers of that
+// source only, and it must be able to match some identity the certificate rule gives:
+// a pattern that never could is a configuration mistake (typically a name written
+// without its "dns:" or "cn:"), reported rather than left to deny silently.
+absl::Status CheckSource(absl::string_view pattern, absl::string_view body,
+                         bool is_prefix) {
+  if (absl::StartsWith(body, kSpiffeIdentityPrefix)) {
+    // A prefix's body ends in '/', the start of the next path segment.
+    absl::string_view id = is_prefix ? body.substr(0, body.size() - 1) : body;
+    if (absl::Status valid = CheckSpiffeId(id); !valid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Quoted(pattern), ": not a valid SPIFFE ID",
+                       is_prefix ? " prefix" : "", ": it ", valid.message()));
+    }
+    return absl::OkStatus();
+  }
+  for (absl::string_view prefix : {kDnsIdentityPrefix, kCnIdentityPrefix}) {
+    if (!absl::StartsWith(body, prefix)) continue;
+    if (is_prefix) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Quoted(pattern), ": a prefix pattern must be a SPIFFE ID prefix like '",
+          kPrefixExample, "'; DNS and CN identities are matched exactly"));
+    }
+    absl::string_view value = body.substr(prefix.size());
+    if (value.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Quoted(pattern), ": empty name after '", prefix, "'"));
+    }
+    if (LooksLikeUri(value)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Quoted(pattern),
+          ": the name looks like a URI, and offkeyd refuses such DNS SANs and CNs; a "
+          "SPIFFE ID is written as is ('spiffe://...')"));
+    }
+    return absl::OkStatus();
+  }
+  if (body == kPlaintextIdentity) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(Quoted(pattern), " names no identity source; write ",
+                   Quoted(absl::StrCat(kDnsIdentityPrefix, body)), " for a DNS SAN, ",
+                   Quoted(absl::StrCat(kCnIdentityPrefix, body)),
+                   " for a subject CN, or a SPIFFE ID ('spiffe://trust-domain/path')"));
+}
+
 }  // namespace
 
 absl::StatusOr<IdentityPattern> IdentityPattern::Parse(absl::string_view pattern) {
@@ -101,6 +147,7 @@ absl::StatusOr<IdentityPattern> IdentityPattern::Parse(absl::string_view pattern
         Quoted(pattern), ": '*' is only allowed as a final '/*' (a prefix match), like '",
         kPrefixExample, "'"));
   }
+  OFFKEY_RETURN_IF_ERROR(CheckSource(pattern, body, is_prefix));
   return IdentityPattern(std::string(body), is_prefix);
 }
 

@@ -23,14 +23,18 @@ struct KeyFacts {
   std::map<std::string, std::string> labels;
 };
 
-// An identity pattern from the configuration: an exact identity, or a prefix ending in
-// "/*" matching identities that extend the prefix (through its "/") by at least one
-// character. See offkey.v1.Grant for the rules and the reasons.
+// An identity pattern from the configuration: an exact identity, or a SPIFFE prefix
+// ending in "/*" matching identities that extend the prefix (through its "/") by at least
+// one character. A pattern names one identity source ("spiffe://", "dns:", "cn:", see
+// base/identity.h), so it never matches a caller of another source. See offkey.v1.Grant
+// for the rules and the reasons.
 class IdentityPattern {
  public:
   // INVALID_ARGUMENT (message without a field path) for an empty pattern, a bare "*",
-  // a '*' anywhere but a final "/*", control characters, surrounding whitespace, or more
-  // than kMaxIdentityBytes bytes.
+  // a '*' anywhere but a final "/*", control characters, surrounding whitespace, more
+  // than kMaxIdentityBytes bytes, or a pattern that no certificate identity could match:
+  // no source prefix (except "insecure:anonymous"), an invalid SPIFFE ID or prefix, a
+  // "dns:" or "cn:" prefix pattern, an empty or URI-looking "dns:"/"cn:" name.
   static absl::StatusOr<IdentityPattern> Parse(absl::string_view pattern);
 
   // False for an empty identity.

@@ -2,7 +2,9 @@
 
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "base/testing/status_matchers.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
@@ -117,18 +119,18 @@ TEST(PolicyTest, WrongOperationDenied) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge-01.example.org"
+        identities: "dns:edge-01.example.org"
         operations: [ SIGN, GET_CERTIFICATE ]
         keys { all_keys: true }
       }
     })pb");
-  EXPECT_TRUE(policy.Allows("edge-01.example.org", SIGN, Key("web")));
-  EXPECT_TRUE(policy.Allows("edge-01.example.org", GET_CERTIFICATE, Key("web")));
-  EXPECT_FALSE(policy.Allows("edge-01.example.org", DECRYPT_PREMASTER, Key("web")));
-  EXPECT_FALSE(policy.Allows("edge-01.example.org", LIST_KEYS, Key("web")));
-  EXPECT_FALSE(policy.Allows("edge-01.example.org", offkey::v1::OPERATION_UNSPECIFIED,
+  EXPECT_TRUE(policy.Allows("dns:edge-01.example.org", SIGN, Key("web")));
+  EXPECT_TRUE(policy.Allows("dns:edge-01.example.org", GET_CERTIFICATE, Key("web")));
+  EXPECT_FALSE(policy.Allows("dns:edge-01.example.org", DECRYPT_PREMASTER, Key("web")));
+  EXPECT_FALSE(policy.Allows("dns:edge-01.example.org", LIST_KEYS, Key("web")));
+  EXPECT_FALSE(policy.Allows("dns:edge-01.example.org", offkey::v1::OPERATION_UNSPECIFIED,
                              Key("web")));
-  EXPECT_FALSE(policy.Allows("edge-01.example.org",
+  EXPECT_FALSE(policy.Allows("dns:edge-01.example.org",
                              static_cast<offkey::v1::Operation>(31), Key("web")));
 }
 
@@ -136,23 +138,23 @@ TEST(PolicyTest, KeyNames) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         operations: SIGN
         keys { names: [ "web", "api" ] }
       }
     })pb");
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("web")));
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("api")));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("mail")));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("")));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("web2")));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("web")));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("api")));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("mail")));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("")));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("web2")));
 }
 
 TEST(PolicyTest, LabelsMustBeASubsetOfTheKeyLabels) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         operations: SIGN
         keys {
           labels { key: "tier" value: "edge" }
@@ -160,19 +162,21 @@ TEST(PolicyTest, LabelsMustBeASubsetOfTheKeyLabels) {
         }
       }
     })pb");
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("a", {{"tier", "edge"}, {"env", "prod"}})));
+  EXPECT_TRUE(
+      policy.Allows("cn:edge", SIGN, Key("a", {{"tier", "edge"}, {"env", "prod"}})));
   EXPECT_TRUE(policy.Allows(
-      "edge", SIGN, Key("a", {{"tier", "edge"}, {"env", "prod"}, {"team", "x"}})));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("a", {{"tier", "edge"}})));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("a", {{"tier", "edge"}, {"env", "dev"}})));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("a")));
+      "cn:edge", SIGN, Key("a", {{"tier", "edge"}, {"env", "prod"}, {"team", "x"}})));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("a", {{"tier", "edge"}})));
+  EXPECT_FALSE(
+      policy.Allows("cn:edge", SIGN, Key("a", {{"tier", "edge"}, {"env", "dev"}})));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("a")));
 }
 
 TEST(PolicyTest, NamesOrLabels) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         operations: SIGN
         keys {
           names: "legacy"
@@ -180,78 +184,78 @@ TEST(PolicyTest, NamesOrLabels) {
         }
       }
     })pb");
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("legacy")));
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("new", {{"tier", "edge"}})));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("new", {{"tier", "core"}})));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("legacy")));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("new", {{"tier", "edge"}})));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("new", {{"tier", "core"}})));
 }
 
 TEST(PolicyTest, AllKeys) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         operations: SIGN
         keys { all_keys: true }
       }
     })pb");
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("anything")));
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("", {{"x", "y"}})));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("anything")));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("", {{"x", "y"}})));
 }
 
 TEST(PolicyTest, GrantsAddUp) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         operations: SIGN
         keys { names: "web" }
       }
       grants {
-        identities: [ "edge", "lister" ]
+        identities: [ "cn:edge", "cn:lister" ]
         operations: LIST_KEYS
         keys { all_keys: true }
       }
     })pb");
-  EXPECT_TRUE(policy.Allows("edge", SIGN, Key("web")));
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("mail")));
-  EXPECT_TRUE(policy.Allows("edge", LIST_KEYS, Key("mail")));
-  EXPECT_TRUE(policy.Allows("lister", LIST_KEYS, Key("web")));
-  EXPECT_FALSE(policy.Allows("lister", SIGN, Key("web")));
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("web")));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("mail")));
+  EXPECT_TRUE(policy.Allows("cn:edge", LIST_KEYS, Key("mail")));
+  EXPECT_TRUE(policy.Allows("cn:lister", LIST_KEYS, Key("web")));
+  EXPECT_FALSE(policy.Allows("cn:lister", SIGN, Key("web")));
 }
 
 TEST(PolicyTest, UnknownAndEmptyIdentitiesAreDenied) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         identities: "spiffe://example.org/ns/edge/*"
         operations: SIGN
         keys { all_keys: true }
       }
     }
-    admin_identities: "ops"
+    admin_identities: "cn:ops"
   )pb");
-  EXPECT_FALSE(policy.Allows("stranger", SIGN, Key("web")));
+  EXPECT_FALSE(policy.Allows("cn:stranger", SIGN, Key("web")));
   EXPECT_FALSE(policy.Allows("", SIGN, Key("web")));
-  EXPECT_FALSE(policy.MayUseAnyKey("stranger"));
+  EXPECT_FALSE(policy.MayUseAnyKey("cn:stranger"));
   EXPECT_FALSE(policy.MayUseAnyKey(""));
-  EXPECT_TRUE(policy.MayUseAnyKey("edge"));
+  EXPECT_TRUE(policy.MayUseAnyKey("cn:edge"));
   EXPECT_FALSE(policy.IsAdmin(""));
-  EXPECT_FALSE(policy.IsAdmin("stranger"));
+  EXPECT_FALSE(policy.IsAdmin("cn:stranger"));
 }
 
 TEST(PolicyTest, EmptyPolicyDeniesEveryone) {
   Policy policy = MustCreate("");
-  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("web")));
-  EXPECT_FALSE(policy.MayUseAnyKey("edge"));
-  EXPECT_FALSE(policy.IsAdmin("edge"));
+  EXPECT_FALSE(policy.Allows("cn:edge", SIGN, Key("web")));
+  EXPECT_FALSE(policy.MayUseAnyKey("cn:edge"));
+  EXPECT_FALSE(policy.IsAdmin("cn:edge"));
 }
 
 TEST(PolicyTest, AdminIsASeparateRole) {
   Policy policy = MustCreate(R"pb(
     policy {
       grants {
-        identities: "edge"
+        identities: "cn:edge"
         operations: SIGN
         keys { all_keys: true }
       }
@@ -264,7 +268,7 @@ TEST(PolicyTest, AdminIsASeparateRole) {
   EXPECT_TRUE(policy.IsAdmin("spiffe://example.org/ns/ops/offkeyctl"));
   EXPECT_TRUE(policy.IsAdmin("spiffe://example.org/ns/sre/alice"));
   EXPECT_FALSE(policy.IsAdmin("spiffe://example.org/ns/sre"));
-  EXPECT_FALSE(policy.IsAdmin("edge"));
+  EXPECT_FALSE(policy.IsAdmin("cn:edge"));
   // Admin gives no data-plane rights.
   EXPECT_FALSE(policy.Allows("spiffe://example.org/ns/ops/offkeyctl", SIGN, Key("web")));
   EXPECT_FALSE(policy.MayUseAnyKey("spiffe://example.org/ns/ops/offkeyctl"));
@@ -275,6 +279,59 @@ void ExpectRefused(const std::string& text, const std::string& fragment) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << text;
   EXPECT_TRUE(absl::StrContains(status.message(), fragment))
       << "'" << status.message() << "' lacks '" << fragment << "'";
+}
+
+// Identities carry their source ("spiffe://", "dns:", "cn:"), and so do patterns: a
+// pattern names one source and can never match a caller of another (issue 18).
+TEST(PolicyTest, PatternsNameTheirIdentitySource) {
+  auto grant = [](const std::string& identity) {
+    return absl::StrCat(R"pb(policy { grants { identities: ")pb",
+                        absl::CHexEscape(identity),
+                        R"pb(" operations: SIGN keys { all_keys: true } } })pb");
+  };
+  // A bare name, as configurations before the source prefixes wrote them.
+  ExpectRefused(grant("edge-01.example.org"),
+                "policy.grants[0].identities[0]: 'edge-01.example.org' names no identity "
+                "source; write 'dns:edge-01.example.org' for a DNS SAN, "
+                "'cn:edge-01.example.org' for a subject CN");
+  ExpectRefused(R"pb(admin_identities: "ops")pb",
+                "admin_identities[0]: 'ops' names no identity source");
+  // Prefix patterns only within a SPIFFE trust domain.
+  ExpectRefused(grant("dns:edge/*"), "a prefix pattern must be a SPIFFE ID");
+  ExpectRefused(grant("cn:team/*"), "a prefix pattern must be a SPIFFE ID");
+  ExpectRefused(grant("spiffe://*"), "not a valid SPIFFE ID");
+  ExpectRefused(grant("spiffe:///*"), "not a valid SPIFFE ID");
+  // Patterns that could never match an identity the certificate rule gives.
+  ExpectRefused(grant("spiffe://Example.org/a"), "not a valid SPIFFE ID");
+  ExpectRefused(grant("spiffe://example.org/ns/edge/../admin"), "not a valid SPIFFE ID");
+  ExpectRefused(grant("spiffe://example.org/ns/edge/../*"), "not a valid SPIFFE ID");
+  ExpectRefused(grant("dns:spiffe://example.org/admin"), "looks like a URI");
+  ExpectRefused(grant("cn:spiffe://example.org/admin"), "looks like a URI");
+  ExpectRefused(grant("cn:"), "empty");
+  ExpectRefused(grant("dns:"), "empty");
+
+  for (const char* good : {"dns:edge-01.example.org", "cn:edge", "cn:Edge team: nginx",
+                           "insecure:anonymous", "spiffe://example.org",
+                           "spiffe://example.org/*", "spiffe://example.org/ns/edge/*"}) {
+    EXPECT_THAT(CreateStatus(grant(good)), IsOk()) << good;
+  }
+
+  Policy policy = MustCreate(R"pb(
+    policy {
+      grants {
+        identities: [ "cn:edge", "dns:edge.example.org" ]
+        operations: [ SIGN ]
+        keys { all_keys: true }
+      }
+    }
+    admin_identities: "cn:ops")pb");
+  EXPECT_TRUE(policy.Allows("cn:edge", SIGN, Key("web")));
+  EXPECT_FALSE(policy.Allows("dns:edge", SIGN, Key("web")));
+  EXPECT_FALSE(policy.Allows("edge", SIGN, Key("web")));
+  EXPECT_TRUE(policy.Allows("dns:edge.example.org", SIGN, Key("web")));
+  EXPECT_FALSE(policy.Allows("cn:edge.example.org", SIGN, Key("web")));
+  EXPECT_TRUE(policy.IsAdmin("cn:ops"));
+  EXPECT_FALSE(policy.IsAdmin("dns:ops"));
 }
 
 TEST(PolicyTest, CreateRefusesBadGrants) {
@@ -313,14 +370,14 @@ TEST(PolicyTest, CreateRefusesBadGrants) {
                 "policy.grants[0].identities: empty");
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a"
+                         identities: "cn:a"
                          keys { all_keys: true }
                        }
                      })pb",
                 "policy.grants[0].operations: empty");
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a"
+                         identities: "cn:a"
                          operations: 99
                          keys { all_keys: true }
                        }
@@ -329,7 +386,7 @@ TEST(PolicyTest, CreateRefusesBadGrants) {
   // OPERATION_UNSPECIFIED (0) grants nothing and is refused, not silently ignored.
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a"
+                         identities: "cn:a"
                          operations: SIGN
                          operations: OPERATION_UNSPECIFIED
                          keys { all_keys: true }
@@ -338,16 +395,16 @@ TEST(PolicyTest, CreateRefusesBadGrants) {
                 "policy.grants[0].operations[1]: unknown operation 0");
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a"
+                         identities: "cn:a"
                          operations: SIGN
                          keys { all_keys: true }
                        }
-                       grants { identities: "a" operations: SIGN }
+                       grants { identities: "cn:a" operations: SIGN }
                      })pb",
                 "policy.grants[1].keys: selects nothing (set names, labels or all_keys)");
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a"
+                         identities: "cn:a"
                          operations: SIGN
                          keys { all_keys: true names: "web" }
                        }
@@ -355,7 +412,7 @@ TEST(PolicyTest, CreateRefusesBadGrants) {
                 "policy.grants[0].keys.all_keys: set together with names or labels");
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a "
+                         identities: "cn:a "
                          operations: SIGN
                          keys { names: "w" }
                        }
@@ -363,7 +420,7 @@ TEST(PolicyTest, CreateRefusesBadGrants) {
                 "whitespace");
   ExpectRefused(R"pb(policy {
                        grants {
-                         identities: "a\nb"
+                         identities: "cn:a\nb"
                          operations: SIGN
                          keys { names: "w" }
                        }
@@ -391,7 +448,7 @@ TEST(PolicyTest, CreateReportsEveryProblem) {
         operations: SIGN
         keys { all_keys: true }
       }
-      grants { identities: "a" }
+      grants { identities: "cn:a" }
     })pb");
   EXPECT_TRUE(absl::StrContains(status.message(), "policy.grants[0].identities[0]"));
   EXPECT_TRUE(absl::StrContains(status.message(), "policy.grants[1].operations: empty"));
@@ -400,7 +457,7 @@ TEST(PolicyTest, CreateReportsEveryProblem) {
 }
 
 TEST(IdentityPatternTest, LongestAllowed) {
-  std::string longest(kMaxIdentityBytes, 'a');
+  std::string longest = "dns:" + std::string(kMaxIdentityBytes - 4, 'a');
   absl::StatusOr<IdentityPattern> pattern = IdentityPattern::Parse(longest);
   ASSERT_THAT(pattern, IsOk());
   EXPECT_TRUE(pattern->Matches(longest));
