@@ -50,7 +50,7 @@ workers {
 policy {
   grants {
     identities: "spiffe://example.org/ns/edge/*"
-    identities: "edge-01.example.org"
+    identities: "dns:edge-01.example.org"
     operations: [SIGN, GET_CERTIFICATE, LIST_KEYS]
     keys { labels { key: "tier" value: "edge" } }
   }
@@ -194,7 +194,7 @@ struct Case {
 
 TEST(ConfigLoaderTest, SemanticErrorsNameTheirPathAndLine) {
   const Case cases[] = {
-      {"    identities: \"edge-01.example.org\"", "    identities: \"*\"",
+      {"    identities: \"dns:edge-01.example.org\"", "    identities: \"*\"",
        "config.textproto:24:5: policy.grants[0].identities[1]: '*' is not allowed; grant "
        "identities explicitly or use a prefix like 'spiffe://example.org/ns/edge/*'"},
       {"    operations: VERIFY_CLIENT", "",
