@@ -660,6 +660,31 @@ TEST_F(KeyAdminTest, EveryAdminCallRefusesTheTerminator) {
       grpc::StatusCode::PERMISSION_DENIED);
 }
 
+// Issue 18: a CA that signs whatever subject it is asked for must not thereby mint the
+// admin. A certificate naming the admin's SPIFFE ID only in its CN (or a DNS SAN), with
+// no URI SAN, has no usable identity: offkeyd refuses it (UNAUTHENTICATED, before any
+// role check) and does nothing.
+TEST_F(KeyAdminTest, ASpiffeIdOutsideAUriSanIsNotTheAdmin) {
+  Create("k", offkey::v1::EC_P256);
+  service::dev::CertSpec in_cn;
+  in_cn.common_name = kAdmin;
+  service::dev::CertSpec in_dns;
+  in_dns.common_name = "client";
+  in_dns.dns_names = {kAdmin};
+  for (const service::dev::CertSpec& spec : {in_cn, in_dns}) {
+    auto spoof = KeyAdmin::NewStub(Channel(spec, ca_, server_->admin_port()));
+    offkey::v1::DisableKeyRequest disable;
+    *disable.mutable_key() = Ref("k");
+    offkey::v1::DisableKeyResponse out;
+    grpc::Status status = spoof->DisableKey(Context().get(), disable, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << status.error_message();
+    EXPECT_TRUE(Contains(status.error_message(), "looks like a URI"))
+        << status.error_message();
+  }
+  EXPECT_EQ(Get("k").info().state(), offkey::v1::ENABLED);
+}
+
 TEST_F(KeyAdminTest, StateSurvivesARestartAndTwoServersOnOneTokenAgree) {
   Create("durable", offkey::v1::EC_P256, {{"team", "edge"}});
   offkey::v1::DisableKeyRequest disable;

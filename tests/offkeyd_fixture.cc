@@ -153,6 +153,12 @@ std::shared_ptr<grpc::Channel> OffkeydTest::Channel(const std::string& identity,
   service::dev::CertSpec spec;
   spec.common_name = "client";
   spec.uris = {identity};
+  return Channel(std::move(spec), ca, port);
+}
+
+std::shared_ptr<grpc::Channel> OffkeydTest::Channel(service::dev::CertSpec spec,
+                                                    const service::dev::IssuedCert& ca,
+                                                    int port) {
   spec.client_auth = true;
   auto cert = service::dev::Issue(ca, spec);
   EXPECT_TRUE(cert.ok());

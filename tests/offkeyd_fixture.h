@@ -65,6 +65,10 @@ class OffkeydTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> Channel(const std::string& identity,
                                          const service::dev::IssuedCert& ca,
                                          int port = 0);
+  // The same with a client certificate made from `spec` (client_auth is set here), for
+  // certificates whose names are the point of the test.
+  std::shared_ptr<grpc::Channel> Channel(service::dev::CertSpec spec,
+                                         const service::dev::IssuedCert& ca, int port);
   // liboffkey options for this server: a client certificate carrying `identity` from
   // `ca` (default: the test CA), written with its key and the test CA into files.
   client::ClientOptions ClientFiles(const std::string& identity);
