@@ -13,9 +13,10 @@
 
 namespace offkey::service {
 
-// The caller's identity from the peer certificate of `context` (SPIFFE URI SAN, else DNS
-// SAN, else CN). UNAUTHENTICATED without a certificate, unless `allow_plaintext`
-// (development only), when the caller is "insecure:anonymous".
+// The caller's identity from the peer certificate of `context` by base/identity.h's rule
+// (the SPIFFE ID, else "dns:" + DNS SAN, else "cn:" + CN). UNAUTHENTICATED without a
+// certificate, unless `allow_plaintext` (development only), when the caller is
+// "insecure:anonymous", and when the rule refuses the certificate.
 absl::StatusOr<Caller> CallerOf(const grpc::ServerContextBase& context,
                                 bool allow_plaintext);
 

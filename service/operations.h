@@ -21,8 +21,8 @@
 
 namespace offkey::service {
 
-// Who is calling: the identity from the client certificate (SPIFFE URI SAN, else DNS
-// SAN, else CN).
+// Who is calling: the identity from the client certificate (base/identity.h: the SPIFFE
+// ID, else "dns:" + DNS SAN, else "cn:" + CN).
 struct Caller {
   std::string identity;
 };
