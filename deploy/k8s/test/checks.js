@@ -48,13 +48,14 @@ function modelFor(apiVersion, kind) {
 }
 
 const CERT_MANAGER = 'cert-manager.io/v1';
+const APPROVER_POLICY = 'policy.cert-manager.io/v1alpha1';
 
 // Every object against its API schema. cert-manager kinds are not in kubernetes-models:
 // they go to certManagerProblems instead; any other kind without a schema is a problem.
 function schemaProblems(objects) {
   const problems = [];
   for (const obj of objects) {
-    if (obj.apiVersion === CERT_MANAGER) continue;
+    if (obj.apiVersion === CERT_MANAGER || obj.apiVersion === APPROVER_POLICY) continue;
     const Model = modelFor(obj.apiVersion, obj.kind);
     if (Model == null) {
       problems.push(`${describe(obj)}: no schema for ${obj.apiVersion} ${obj.kind}`);
@@ -167,14 +168,236 @@ function certificateProblems(obj) {
   return p;
 }
 
+// A CA ClusterIssuer or Issuer (the only issuer type offkey's manifests use).
+function caIssuerProblems(obj) {
+  const where = describe(obj);
+  const spec = obj.spec || {};
+  const p = [];
+  if (!obj.metadata || !obj.metadata.name) p.push(`${where}: metadata.name is required`);
+  if (Object.keys(spec).join() !== 'ca') p.push(`${where}: spec must hold exactly one issuer type, ca`);
+  if (!spec.ca || typeof spec.ca.secretName !== 'string' || !DNS1123_SUBDOMAIN.test(spec.ca.secretName)) {
+    p.push(`${where}: spec.ca.secretName is required (a DNS-1123 name)`);
+  }
+  return p;
+}
+
+const POLICY_SPEC_FIELDS = new Set(['selector', 'allowed', 'constraints', 'plugins']);
+const POLICY_ALLOWED_FIELDS = new Set([
+  'commonName', 'dnsNames', 'ipAddresses', 'uris', 'emailAddresses', 'isCA', 'usages',
+  'subject',
+]);
+
+// approver-policy's CertificateRequestPolicy, field by field against its API reference.
+function certificateRequestPolicyProblems(obj) {
+  const where = describe(obj);
+  const spec = obj.spec;
+  const p = [];
+  if (obj.metadata && obj.metadata.namespace) p.push(`${where}: is cluster-scoped; drop metadata.namespace`);
+  if (spec == null || typeof spec !== 'object') return [...p, `${where}: spec is required`];
+  for (const field of Object.keys(spec)) {
+    if (!POLICY_SPEC_FIELDS.has(field)) p.push(`${where}: unknown field spec.${field}`);
+  }
+  const selector = spec.selector;
+  if (selector == null || (selector.issuerRef == null && selector.namespace == null)) {
+    p.push(`${where}: spec.selector needs issuerRef or namespace`);
+  }
+  for (const field of Object.keys(spec.allowed || {})) {
+    if (!POLICY_ALLOWED_FIELDS.has(field)) p.push(`${where}: unknown field spec.allowed.${field}`);
+  }
+  const allowed = spec.allowed || {};
+  for (const list of ['dnsNames', 'ipAddresses', 'uris', 'emailAddresses']) {
+    const f = allowed[list];
+    if (f === undefined) continue;
+    if (f.values !== undefined &&
+        (!Array.isArray(f.values) || f.values.some((v) => typeof v !== 'string'))) {
+      p.push(`${where}: spec.allowed.${list}.values must be a list of strings`);
+    }
+  }
+  for (const usage of allowed.usages || []) {
+    if (!KEY_USAGES.has(usage)) p.push(`${where}: unknown usage '${usage}'`);
+  }
+  const c = spec.constraints || {};
+  for (const d of ['minDuration', 'maxDuration']) {
+    if (c[d] !== undefined && Number.isNaN(goDurationSeconds(c[d]))) {
+      p.push(`${where}: spec.constraints.${d} must be a Go duration`);
+    }
+  }
+  return p;
+}
+
 function certManagerProblems(objects) {
   const problems = [];
   for (const obj of objects) {
+    if (obj.apiVersion === APPROVER_POLICY && obj.kind === 'CertificateRequestPolicy') {
+      problems.push(...certificateRequestPolicyProblems(obj));
+      continue;
+    }
+    if (obj.apiVersion === APPROVER_POLICY) {
+      problems.push(`${describe(obj)}: no check for approver-policy kind ${obj.kind}`);
+    }
     if (obj.apiVersion !== CERT_MANAGER) continue;
     if (obj.kind === 'Certificate') {
       problems.push(...certificateProblems(obj));
+    } else if (obj.kind === 'ClusterIssuer' || obj.kind === 'Issuer') {
+      problems.push(...caIssuerProblems(obj));
     } else {
       problems.push(`${describe(obj)}: no check for cert-manager kind ${obj.kind}`);
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------
+// Issuance: what offkey's CA may sign, and for whom (issue 18)
+//
+// offkeyd believes every client certificate its CA signs, so the CA must sign for each
+// namespace only names of that namespace: SPIFFE IDs under spiffe://TD/ns/NS/, and DNS
+// names only for offkeyd's own Services, only in offkeyd's namespace. approver-policy
+// enforces it: a policy per namespace (selected by name, never by label) opened by a
+// Role and RoleBinding in that namespace alone.
+
+const OFFKEY_ISSUER = { group: 'cert-manager.io', kind: 'ClusterIssuer', name: 'offkey-ca' };
+const ISSUANCE_DEFAULTS = {
+  issuer: OFFKEY_ISSUER, caSecret: 'offkey-ca-keypair', trustDomain: 'cluster.local',
+  serverNamespace: 'offkey',
+};
+
+function isOffkeyIssuer(ref, issuer) {
+  return ref != null && ref.name === issuer.name && (ref.kind || 'Issuer') === issuer.kind &&
+    (ref.group || 'cert-manager.io') === issuer.group;
+}
+
+// approver-policy's wildcard: '*' matches any run of characters.
+function wildcardMatches(pattern, value) {
+  const re = pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${re}$`).test(value);
+}
+
+// Problems with one name (a URI, DNS name or CN, possibly a policy pattern with '*')
+// that namespace `ns` would obtain.
+function nameProblems(where, kind, name, ns, o) {
+  const spiffeNs = `spiffe://${o.trustDomain}/ns/${ns}/`;
+  if (kind === 'uri') {
+    const star = name.indexOf('*');
+    if (!name.startsWith(spiffeNs) || (star >= 0 && star < spiffeNs.length)) {
+      return [`${where}: URI ${name} lies outside namespace ${ns}'s SPIFFE path ${spiffeNs}`];
+    }
+    return [];
+  }
+  // DNS names and CNs: offkeyd's own Services, in offkeyd's namespace only.
+  const svc = new RegExp(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.${ns}\\.svc(\\.cluster\\.local)?$`);
+  if (ns !== o.serverNamespace || name.includes('*') || !svc.test(name)) {
+    return [`${where}: ${kind} ${name} may be granted only to offkeyd's Services in namespace ` +
+            `${o.serverNamespace}, not in ${ns}`];
+  }
+  return [];
+}
+
+function issuanceProblems(objects, options = {}) {
+  const o = { ...ISSUANCE_DEFAULTS, ...options };
+  const problems = [];
+  const policies = objects.filter((x) => x.apiVersion === APPROVER_POLICY &&
+    x.kind === 'CertificateRequestPolicy' && isOffkeyIssuer(((x.spec || {}).selector || {}).issuerRef, o.issuer));
+  const policyNamespace = new Map();  // policy name -> its one namespace
+  for (const policy of policies) {
+    const where = describe(policy);
+    const selector = policy.spec.selector || {};
+    const names = (selector.namespace || {}).matchNames || [];
+    if (names.length !== 1 || (selector.namespace || {}).matchLabels !== undefined) {
+      problems.push(`${where}: must select exactly one namespace by name (namespace.matchNames), ` +
+                    'never by label or not at all');
+      continue;
+    }
+    const ns = names[0];
+    policyNamespace.set(policy.metadata.name, ns);
+    const allowed = policy.spec.allowed || {};
+    for (const v of (allowed.uris || {}).values || []) problems.push(...nameProblems(where, 'uri', v, ns, o));
+    for (const v of (allowed.dnsNames || {}).values || []) problems.push(...nameProblems(where, 'DNS name', v, ns, o));
+    if (allowed.commonName && allowed.commonName.value !== undefined) {
+      problems.push(...nameProblems(where, 'CN', allowed.commonName.value, ns, o));
+    }
+    for (const f of ['ipAddresses', 'emailAddresses', 'subject']) {
+      if (allowed[f] !== undefined) problems.push(`${where}: allows ${f}; offkey identities need none`);
+    }
+    if (allowed.isCA) problems.push(`${where}: allows CA certificates`);
+    if ((allowed.usages || []).some((u) => ['cert sign', 'any'].includes(u))) {
+      problems.push(`${where}: allows signing certificates`);
+    }
+  }
+  // Who may use the policies: a Role naming them, bound in the policy's own namespace.
+  const useRules = (rules) => (rules || []).filter((r) =>
+    (r.apiGroups || []).some((g) => g === 'policy.cert-manager.io' || g === '*') &&
+    (r.resources || []).some((res) => res === 'certificaterequestpolicies' || res === '*') &&
+    (r.verbs || []).some((v) => v === 'use' || v === '*'));
+  for (const role of objects.filter((x) => x.kind === 'ClusterRole')) {
+    if (useRules(role.rules).length > 0) {
+      problems.push(`${describe(role)}: grants use of approver policies cluster-wide; use a Role in ` +
+                    'the namespace of the policy');
+    }
+  }
+  const opened = new Set();  // "ns/policy" a RoleBinding opens
+  for (const binding of objects.filter((x) => x.kind === 'RoleBinding' || x.kind === 'ClusterRoleBinding')) {
+    const ref = binding.roleRef || {};
+    const ns = binding.metadata.namespace;
+    const role = objects.find((x) => x.kind === ref.kind && x.metadata.name === ref.name &&
+      (ref.kind === 'ClusterRole' || x.metadata.namespace === ns));
+    if (!role) continue;
+    for (const rule of useRules(role.rules)) {
+      if (binding.kind === 'ClusterRoleBinding') {
+        problems.push(`${describe(binding)}: opens approver policies in every namespace`);
+        continue;
+      }
+      if (!rule.resourceNames || rule.resourceNames.length === 0) {
+        problems.push(`${describe(role)}: grants use of every approver policy; name them (resourceNames)`);
+        continue;
+      }
+      for (const name of rule.resourceNames) {
+        if (policyNamespace.has(name) && policyNamespace.get(name) !== ns) {
+          problems.push(`${describe(binding)}: opens policy ${name} of namespace ` +
+                        `${policyNamespace.get(name)} in namespace ${ns}`);
+        }
+        opened.add(`${ns}/${name}`);
+      }
+    }
+  }
+  // Every Certificate from offkey's CA: names of its own namespace, a SPIFFE ID for a
+  // client, and a policy of that namespace that allows all of it.
+  for (const cert of objects.filter((x) => x.apiVersion === CERT_MANAGER && x.kind === 'Certificate')) {
+    const spec = cert.spec || {};
+    if (!isOffkeyIssuer(spec.issuerRef, o.issuer)) continue;
+    const where = describe(cert);
+    const ns = cert.metadata.namespace;
+    const uris = spec.uris || [];
+    const dns = spec.dnsNames || [];
+    for (const u of uris) problems.push(...nameProblems(where, 'uri', u, ns, o));
+    for (const d of dns) problems.push(...nameProblems(where, 'DNS name', d, ns, o));
+    if (spec.commonName !== undefined) problems.push(...nameProblems(where, 'CN', spec.commonName, ns, o));
+    if ((spec.usages || []).includes('client auth') &&
+        (uris.length !== 1 || !uris[0].startsWith('spiffe://'))) {
+      problems.push(`${where}: a client certificate carries exactly one SPIFFE ID (uris), its identity`);
+    }
+    const fits = policies.some((policy) => {
+      const allowed = policy.spec.allowed || {};
+      const all = (list, field) => list.every((v) =>
+        ((allowed[field] || {}).values || []).some((pattern) => wildcardMatches(pattern, v)));
+      return policyNamespace.get(policy.metadata.name) === ns &&
+        opened.has(`${ns}/${policy.metadata.name}`) &&
+        all(uris, 'uris') && all(dns, 'dnsNames') &&
+        (spec.commonName === undefined ||
+         (allowed.commonName && wildcardMatches(allowed.commonName.value || '', spec.commonName))) &&
+        (spec.usages || []).every((u) => (allowed.usages || []).includes(u));
+    });
+    if (!fits) {
+      problems.push(`${where}: no approver policy of namespace ${ns} (selected by name and bound ` +
+                    `there) allows it, so ${o.issuer.kind} ${o.issuer.name} would never sign it`);
+    }
+  }
+  // No second issuer over offkey's CA key: its requests would bypass the policies above.
+  for (const issuer of objects.filter((x) => x.apiVersion === CERT_MANAGER &&
+       (x.kind === 'ClusterIssuer' || x.kind === 'Issuer'))) {
+    if (((issuer.spec || {}).ca || {}).secretName === o.caSecret &&
+        !(issuer.kind === o.issuer.kind && issuer.metadata.name === o.issuer.name)) {
+      problems.push(`${describe(issuer)}: signs with offkey's CA key ${o.caSecret} outside its policies`);
     }
   }
   return problems;
@@ -646,6 +869,7 @@ function secretSourceProblems(objects, fromOperator) {
 
 module.exports = {
   render, describe, modelFor, schemaProblems, certManagerProblems, certificateProblems,
+  issuanceProblems, wildcardMatches,
   podSpecs, containers, nonRootProblems, readOnlyRootProblems, capabilityProblems,
   privilegeProblems, resourceProblems, probeProblems, inlineSecretProblems,
   pinAndKeyProblems, offkeydContainers, offkeydWiringProblems, offkeydProbeProblems,

@@ -34,6 +34,7 @@ const RENDERINGS = {
          operatorSecrets: ['offkey/offkeyd-tls', 'offkey/offkeyd-hsm-pin'] },
   production: { offkeyd: true, operatorSecrets: ['offkey/offkeyd-hsm-pin'] },
   'examples/nginx-terminator': { offkeyd: false, operatorSecrets: [] },
+  issuance: { offkeyd: false, operatorSecrets: [] },
 };
 
 const cache = new Map();
@@ -273,6 +274,41 @@ describe('nginx-terminator example', () => {
 });
 
 // --------------------------------------------------------------------------------------
+// What offkey's CA signs, and for whom (issue 18)
+
+// Everything one cluster would hold: offkeyd (production), the terminator example and
+// the issuance rules.
+const issued = () => ['production', 'examples/nginx-terminator', 'issuance']
+  .flatMap((name) => rendered(name));
+
+describe('issuance', () => {
+  test("offkey's CA signs each Certificate only by a policy of its own namespace, " +
+       'and no policy allows a name of another namespace', () => {
+    assertNone(checks.issuanceProblems(issued()));
+  });
+  test("the ClusterIssuer is the one offkeyd's certificate names", () => {
+    const objects = issued();
+    const issuer = byName(objects, 'ClusterIssuer', 'offkey-ca');
+    assert.ok(issuer && issuer.spec.ca.secretName, 'ClusterIssuer offkey-ca, a CA issuer');
+    for (const cert of objects.filter((x) => x.kind === 'Certificate')) {
+      assert.deepEqual(cert.spec.issuerRef,
+        { group: 'cert-manager.io', kind: 'ClusterIssuer', name: 'offkey-ca' }, checks.describe(cert));
+    }
+  });
+  test("the admin's SPIFFE ID and offkeyd's DNS names are allowed in one namespace each", () => {
+    const policies = issued().filter((x) => x.kind === 'CertificateRequestPolicy');
+    const admin = checks.textprotoString(
+      byName(rendered('production'), 'ConfigMap', 'offkeyd-config').data['offkeyd.textproto'],
+      'admin_identities');
+    const allowing = (field, value) => policies.filter((p) =>
+      ((p.spec.allowed[field] || {}).values || []).some((v) => checks.wildcardMatches(v, value)))
+      .map((p) => p.spec.selector.namespace.matchNames.join());
+    assert.deepEqual(allowing('uris', admin), ['offkey-operator']);
+    assert.deepEqual(allowing('dnsNames', 'offkeyd.offkey.svc'), ['offkey']);
+  });
+});
+
+// --------------------------------------------------------------------------------------
 // kustomize can retarget the images
 
 test("kustomize's images: retargets offkeyd in every overlay", () => {
@@ -312,7 +348,7 @@ describe('each check catches a broken manifest', () => {
     const dir = fs.mkdtempSync(path.join(TMP, 'broken-'));
     return fn(checks.writeOffkeydConfigs(objects, dir));
   };
-  // [name, rendering, break it, check]
+  // [name, rendering (a name, or a function returning objects), break it, check]
   const cases = [
     ['schema: a port that is not a number', 'base',
       (o) => { offkeyd(o).ports[0].containerPort = 'grpc'; }, checks.schemaProblems],
@@ -384,6 +420,41 @@ describe('each check catches a broken manifest', () => {
     ['config loader: no PIN source', 'dev',
       (o) => editConfig(o, 'pin_file: "/etc/offkey/hsm/pin"', ''),
       (o) => runConfig(o, (c) => checks.configLoaderProblems(c, CONFIG_CHECK))],
+    ['issuance: a terminator Certificate for the admin identity', issued,
+      (o) => { byName(o, 'Certificate', 'offkey-client-tls').spec.uris =
+        ['spiffe://cluster.local/ns/offkey-operator/sa/offkeyctl']; },
+      checks.issuanceProblems],
+    ["issuance: a terminator Certificate for offkeyd's DNS name", issued,
+      (o) => { byName(o, 'Certificate', 'offkey-client-tls').spec.dnsNames = ['offkeyd.offkey.svc']; },
+      checks.issuanceProblems],
+    ['issuance: a client Certificate whose identity would be its CN', issued,
+      (o) => { const s = byName(o, 'Certificate', 'offkey-client-tls').spec; delete s.uris;
+               s.commonName = 'spiffe://cluster.local/ns/edge/sa/x'; },
+      checks.issuanceProblems],
+    ['issuance: a policy for every namespace', issued,
+      (o) => { delete byName(o, 'CertificateRequestPolicy', 'offkey-terminators-edge').spec.selector.namespace; },
+      checks.issuanceProblems],
+    ['issuance: a terminator policy reaching into another namespace', issued,
+      (o) => { byName(o, 'CertificateRequestPolicy', 'offkey-terminators-edge').spec.allowed.uris.values =
+        ['spiffe://cluster.local/ns/*']; },
+      checks.issuanceProblems],
+    ['issuance: a policy opened in a namespace not its own', issued,
+      (o) => { o.find((x) => x.kind === 'RoleBinding' && x.metadata.namespace === 'edge').metadata.namespace = 'shop';
+               o.find((x) => x.kind === 'Role' && x.metadata.namespace === 'edge').metadata.namespace = 'shop'; },
+      checks.issuanceProblems],
+    ['issuance: approver policies usable cluster-wide', issued,
+      (o) => { o.push({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'x' },
+                        rules: [{ apiGroups: ['policy.cert-manager.io'], resources: ['certificaterequestpolicies'],
+                                  verbs: ['use'] }] }); },
+      checks.issuanceProblems],
+    ["issuance: a second issuer over offkey's CA key", issued,
+      (o) => { o.push({ apiVersion: 'cert-manager.io/v1', kind: 'Issuer',
+                        metadata: { name: 'mine', namespace: 'shop' },
+                        spec: { ca: { secretName: 'offkey-ca-keypair' } } }); },
+      checks.issuanceProblems],
+    ['cert-manager: a policy with a misspelt field', 'issuance',
+      (o) => { byName(o, 'CertificateRequestPolicy', 'offkey-server').spec.allowed.dnsName = {}; },
+      checks.certManagerProblems],
     ['availability: replicas not spread', 'base',
       (o) => { const s = deployment(o).spec.template.spec; delete s.topologySpreadConstraints; delete s.affinity; },
       (o) => checks.availabilityProblems(o)],
@@ -402,7 +473,7 @@ describe('each check catches a broken manifest', () => {
   ];
   for (const [name, rendering, breakIt, check] of cases) {
     test(name, () => {
-      const objects = rendered(rendering);
+      const objects = typeof rendering === 'function' ? rendering() : rendered(rendering);
       assertNone(check(objects));  // sound before...
       breakIt(objects);
       assert.ok(check(objects).length > 0, 'the check did not notice');  // ...caught after
