@@ -147,6 +147,9 @@ TEST_F(VerifyClientTest, GoodClientIsVerifiedWithItsIdentity) {
   EXPECT_EQ(response.result(), offkey::v1::VERIFIED) << response.detail();
   EXPECT_EQ(response.identity().subject(), "CN=browser,O=offkey development");
   EXPECT_EQ(response.identity().spiffe_id(), "spiffe://clients.test/browser");
+  // The identity offkeyd would give this certificate as a caller.
+  EXPECT_EQ(response.identity().identity(), "spiffe://clients.test/browser");
+  EXPECT_EQ(response.identity().identity_error(), "");
   ASSERT_EQ(response.identity().dns_names_size(), 1);
   EXPECT_EQ(response.identity().dns_names(0), "browser.clients.test");
   EXPECT_EQ(response.identity().sha256().size(), 32u);
