@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "hsm/key_types.h"
 #include "offkey/v1/common.pb.h"
 #include "service/tls/schemes.h"
 
@@ -54,13 +55,20 @@ inline constexpr size_t kTls13PaddingSize = 64;
 inline constexpr size_t kTls12RandomsSize = 64;  // client_random || server_random.
 inline constexpr size_t kMaxDhFieldSize = 1024;  // 8192-bit groups.
 
+// What the server configuration (ServerConfig.handshake) lets a tls-server key sign.
+struct HandshakeShapeOptions {
+  // TLS 1.2 DHE ServerKeyExchange with an RFC 7919 group. Default off.
+  bool allow_rfc7919_dhe = false;
+};
+
 // Whether `message` is the input of a server handshake signature for `version` (see
 // above). `scheme` names the signature being made and is used in error messages.
 // On success: OK. On failure: PERMISSION_DENIED whose message says which shape was
 // expected and which part of `message` did not fit (offsets, lengths, field names);
 // it never contains bytes of `message`.
 absl::Status CheckHandshakeShaped(absl::string_view message, const SchemeInfo& scheme,
-                                  offkey::v1::TlsVersion version);
+                                  hsm::KeyAlgorithm key, offkey::v1::TlsVersion version,
+                                  const HandshakeShapeOptions& options);
 
 }  // namespace offkey::service::tls
 
