@@ -73,6 +73,11 @@ void Operations::SetTrustStore(std::shared_ptr<const clientverify::TrustStore> t
   trust_ = std::move(trust);
 }
 
+void Operations::SetHandshakeShapeOptions(const tls::HandshakeShapeOptions& options) {
+  absl::MutexLock lock(&mu_);
+  shape_options_ = options;
+}
+
 std::shared_ptr<const config::Policy> Operations::policy() const {
   absl::MutexLock lock(&mu_);
   return policy_;
@@ -129,8 +134,14 @@ absl::StatusOr<offkey::v1::SignResponse> Operations::Sign(
   OFFKEY_RETURN_IF_ERROR(tls::CheckScheme(request.scheme(), key->info.algorithm,
                                           request.context().version()));
   if (key->metadata.usage() != offkey::v1::GENERAL_SIGNING) {
-    OFFKEY_RETURN_IF_ERROR(tls::CheckHandshakeShaped(request.message(), *scheme,
-                                                     request.context().version()));
+    tls::HandshakeShapeOptions shape_options;
+    {
+      absl::MutexLock lock(&mu_);
+      shape_options = shape_options_;
+    }
+    OFFKEY_RETURN_IF_ERROR(
+        tls::CheckHandshakeShaped(request.message(), *scheme, key->info.algorithm,
+                                  request.context().version(), shape_options));
   }
   OFFKEY_ASSIGN_OR_RETURN(std::string signature,
                           store_->Sign(key->info.key_id, scheme->algorithm,

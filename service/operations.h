@@ -18,6 +18,7 @@
 #include "service/key_catalog.h"
 #include "service/operation_names.h"
 #include "service/proto_convert.h"
+#include "service/tls/handshake_shape.h"
 
 namespace offkey::service {
 
@@ -42,6 +43,9 @@ class Operations {
   std::shared_ptr<const config::Policy> policy() const;
   // The trust bundles VerifyClient uses (initially none). Not null.
   void SetTrustStore(std::shared_ptr<const clientverify::TrustStore> trust);
+  // Which handshake shapes tls-server keys sign beyond the defaults
+  // (ServerConfig.handshake). Initially the defaults: ECDHE only.
+  void SetHandshakeShapeOptions(const tls::HandshakeShapeOptions& options);
 
   absl::StatusOr<offkey::v1::SignResponse> Sign(const Caller& caller,
                                                 const offkey::v1::SignRequest& request,
@@ -82,6 +86,7 @@ class Operations {
   mutable absl::Mutex mu_;
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const clientverify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);
+  tls::HandshakeShapeOptions shape_options_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace offkey::service

@@ -4,6 +4,10 @@
 // store errors.
 #include "service/operations.h"
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -11,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/openssl_util.h"
 #include "base/secret_bytes.h"
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
@@ -20,6 +25,7 @@
 #include "hsm/testing/verify.h"
 #include "service/crypto/substitute.h"
 #include "service/crypto/tls_prf.h"
+#include "service/tls/handshake_shape.h"
 #include "service/tls/schemes.h"
 
 namespace offkey::service {
@@ -88,10 +94,37 @@ std::string Tls13ServerInput(size_t hash_len = 32) {
          std::string(1, '\0') + std::string(hash_len, '\x42');
 }
 
-// A TLS 1.2 ServerKeyExchange signature input: randoms, then secp256r1 ECDHE params.
+// A TLS 1.2 ServerKeyExchange signature input: randoms, then secp256r1 ECDHE params
+// with a fresh key share (the shape check decodes the point).
 std::string Tls12EcdheInput() {
-  return std::string(64, '\x11') + std::string("\x03\x00\x17\x41", 4) + "\x04" +
-         std::string(64, '\x22');
+  EvpPkeyPtr share(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  std::string point(65, '\0');
+  size_t length = 0;
+  EXPECT_EQ(EVP_PKEY_get_octet_string_param(
+                share.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                reinterpret_cast<unsigned char*>(point.data()), point.size(), &length),
+            1);
+  EXPECT_EQ(length, point.size());
+  return std::string(64, '\x11') + std::string("\x03\x00\x17\x41", 4) + point;
+}
+
+// A TLS 1.2 ServerKeyExchange signature input with ffdhe2048 DHE params (RFC 7919), the
+// prime as OpenSSL knows it.
+std::string Tls12DheInput() {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "DH", nullptr));
+  EVP_PKEY* raw = nullptr;
+  EXPECT_EQ(EVP_PKEY_paramgen_init(ctx.get()), 1);
+  EXPECT_EQ(EVP_PKEY_CTX_set_group_name(ctx.get(), "ffdhe2048"), 1);
+  EXPECT_EQ(EVP_PKEY_paramgen(ctx.get(), &raw), 1);
+  EvpPkeyPtr params(raw);
+  BIGNUM* p = nullptr;
+  EXPECT_EQ(EVP_PKEY_get_bn_param(params.get(), OSSL_PKEY_PARAM_FFC_P, &p), 1);
+  BignumPtr owned(p);
+  std::string prime(256, '\0');
+  EXPECT_EQ(BN_bn2binpad(p, reinterpret_cast<unsigned char*>(prime.data()), 256), 256);
+  const std::string ys = "\x5a" + std::string(255, '\x33');
+  return std::string(64, '\x11') + std::string("\x01\x00", 2) + prime +
+         std::string("\x00\x01\x02\x01\x00", 5) + ys;
 }
 
 // A TLS 1.2 premaster: client version, then 46 bytes.
@@ -236,7 +269,6 @@ TEST_F(OperationsTest, SignEveryKeyFamilyVerifiesWithOpenSsl) {
       {"p384", offkey::v1::ECDSA_SECP384R1_SHA384, offkey::v1::TLS_1_3,
        Tls13ServerInput()},
       {"ed", offkey::v1::ED25519, offkey::v1::TLS_1_3, Tls13ServerInput()},
-      {"ed", offkey::v1::ED25519, offkey::v1::TLS_1_2, Tls12EcdheInput()},
   };
   const std::map<std::string, const KeyInfo*> keys = {
       {"rsa", &rsa_}, {"p256", &p256_}, {"p384", &p384_}, {"ed", &ed_}};
@@ -256,6 +288,43 @@ TEST_F(OperationsTest, SignEveryKeyFamilyVerifiesWithOpenSsl) {
                                   response.signature()),
                 Not(IsOk()));
   }
+}
+
+// An Ed25519 SubjectPublicKeyInfo fits in the 64 free bytes of a ServerKeyExchange input
+// (service/tls/README.md): Ed25519 tls-server keys sign TLS 1.3 inputs only.
+TEST_F(OperationsTest, SignRefusesEd25519InTls12) {
+  EXPECT_THAT(ops_.Sign(edge_,
+                        SignRequest("ed", offkey::v1::ED25519, Tls12EcdheInput(),
+                                    offkey::v1::TLS_1_2),
+                        deadline_),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("Ed25519 keys sign only TLS 1.3")));
+  EXPECT_EQ(store_->CallCount(M::kSign), 0);
+}
+
+// DHE is off until the configuration turns it on, and the switch takes effect on the
+// next call.
+TEST_F(OperationsTest, SignDheOnlyWhenTheConfigurationAllowsIt) {
+  const offkey::v1::SignRequest request = SignRequest(
+      "rsa", offkey::v1::RSA_PSS_RSAE_SHA256, Tls12DheInput(), offkey::v1::TLS_1_2);
+  EXPECT_THAT(ops_.Sign(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("handshake.allow_rfc7919_dhe")));
+  tls::HandshakeShapeOptions options;
+  options.allow_rfc7919_dhe = true;
+  ops_.SetHandshakeShapeOptions(options);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(offkey::v1::SignResponse response,
+                              ops_.Sign(edge_, request, deadline_));
+  EXPECT_THAT(
+      VerifyWithOpenSsl(rsa_.public_key_spki,
+                        tls::FindScheme(offkey::v1::RSA_PSS_RSAE_SHA256)->algorithm,
+                        request.message(), response.signature()),
+      IsOk());
+  options.allow_rfc7919_dhe = false;
+  ops_.SetHandshakeShapeOptions(options);
+  EXPECT_THAT(ops_.Sign(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(store_->CallCount(M::kSign), 1);
 }
 
 TEST_F(OperationsTest, SignRefusesSchemesThatDoNotFit) {

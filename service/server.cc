@@ -14,6 +14,7 @@
 #include "grpcpp/security/tls_credentials_options.h"
 #include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
+#include "service/tls/handshake_shape.h"
 
 namespace offkey::service {
 namespace {
@@ -47,7 +48,14 @@ offkey::v1::ServerConfig RestartOnly(offkey::v1::ServerConfig config) {
   config.clear_policy();
   config.clear_admin_identities();
   config.clear_trust_bundles();
+  config.clear_handshake();
   return config;
+}
+
+tls::HandshakeShapeOptions ShapeOptionsOf(const offkey::v1::ServerConfig& config) {
+  tls::HandshakeShapeOptions options;
+  options.allow_rfc7919_dhe = config.handshake().allow_rfc7919_dhe();
+  return options;
 }
 
 // The fields that make the Policy.
@@ -92,6 +100,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   server->operations_ = std::make_unique<Operations>(store, server->catalog_.get(),
                                                      std::move(reloadable.policy));
   server->operations_->SetTrustStore(std::move(reloadable.trust));
+  server->operations_->SetHandshakeShapeOptions(ShapeOptionsOf(config));
   int threads = config.workers().threads() > 0 ? config.workers().threads()
                                                : config.hsm().max_sessions();
   OFFKEY_ASSIGN_OR_RETURN(server->pool_,
@@ -268,14 +277,18 @@ absl::Status OffkeyServer::ReloadNow() {
   const std::string restart_only = RestartOnly(*next).SerializeAsString();
   if (restart_only != running_restart_only_ && restart_only != reported_restart_only_) {
     reported_restart_only_ = restart_only;
-    Log("configuration changed outside policy, admin_identities and trust_bundles; "
-        "those changes take effect at the next restart");
+    Log("configuration changed outside policy, admin_identities, trust_bundles and "
+        "handshake; those changes take effect at the next restart");
   }
+  const bool handshake_changed =
+      next->handshake().SerializeAsString() != config_.handshake().SerializeAsString();
   if (policy_changed) operations_->SetPolicy(std::move(built->policy));
   if (trust_changed) operations_->SetTrustStore(std::move(built->trust));
-  if (policy_changed || trust_changed) {
+  if (handshake_changed) operations_->SetHandshakeShapeOptions(ShapeOptionsOf(*next));
+  if (policy_changed || trust_changed || handshake_changed) {
     Log(absl::StrCat("configuration reloaded:", policy_changed ? " policy" : "",
-                     trust_changed ? " trust_bundles" : ""));
+                     trust_changed ? " trust_bundles" : "",
+                     handshake_changed ? " handshake" : ""));
     metrics_->RecordReload(true);
   }
   config_ = *std::move(next);

@@ -19,6 +19,14 @@ std::string Tls13Input(size_t hash_len = 32);
 // The same for a client CertificateVerify.
 std::string Tls13ClientInput(size_t hash_len = 32);
 
+// A TLS 1.2 ServerKeyExchange signature input (RFC 8422 §5.4): random client and server
+// randoms, then secp256r1 ECDHE params with a fresh key share (a point on the curve).
+std::string Tls12EcdheInput();
+
+// The same with ffdhe2048 DHE params (RFC 7919; the prime from OpenSSL, generator 2, a
+// random public value of 256 bytes below p).
+std::string Tls12DheInput();
+
 // A signature over `content` by the PEM private key `key_pem`: ECDSA (DER) or RSA
 // PKCS#1 v1.5 with SHA-256, or Ed25519. Empty if the key does not load or sign.
 std::string SignWithPem(absl::string_view key_pem, const std::string& content);

@@ -179,6 +179,33 @@ TEST_F(ReloadTest, RestartOnlyChangesAreReportedNotApplied) {
   EXPECT_EQ(Count(Log(), "next restart"), 1u) << Log();
 }
 
+// The DHE switch (handshake.allow_rfc7919_dhe) is reloaded live both ways.
+TEST_F(ReloadTest, HandshakeSwitchTakesEffectWithoutRestart) {
+  AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
+  offkey::v1::SignRequest request;
+  request.mutable_key()->set_name("web-rsa");
+  request.mutable_context()->set_version(offkey::v1::TLS_1_2);
+  request.set_scheme(offkey::v1::RSA_PSS_RSAE_SHA256);
+  request.set_message(Tls12DheInput());
+  auto sign = [&] {
+    offkey::v1::SignResponse response;
+    return Stub(kTerminator)->Sign(Context().get(), request, &response).error_code();
+  };
+  EXPECT_EQ(sign(), grpc::PERMISSION_DENIED);
+
+  offkey::v1::ServerConfig next = config_;
+  next.mutable_handshake()->set_allow_rfc7919_dhe(true);
+  WriteConfig(next);
+  ASSERT_TRUE(server_->ReloadNow().ok());
+  EXPECT_EQ(sign(), grpc::OK);
+  EXPECT_TRUE(absl::StrContains(Log(), "configuration reloaded: handshake")) << Log();
+  EXPECT_EQ(Count(Log(), "next restart"), 0u) << "handshake is not restart-only";
+
+  WriteConfig(config_);
+  ASSERT_TRUE(server_->ReloadNow().ok());
+  EXPECT_EQ(sign(), grpc::PERMISSION_DENIED);
+}
+
 // Kubernetes mounts a secret as a directory whose files are symlinks through "..data",
 // itself a symlink that kubelet swaps atomically to a new timestamped directory.
 class SecretVolume {

@@ -69,6 +69,7 @@ policy {
 admin_identities: "spiffe://example.org/ns/ops/offkeyctl"
 audit { path: "/var/log/offkey/audit.log" }
 dev_state_dir: "/tmp/offkey-dev"
+handshake { allow_rfc7919_dhe: true }
 )cfg";
 
 // The smallest complete configuration.
@@ -112,6 +113,7 @@ TEST(ConfigLoaderTest, FullConfigRoundTrips) {
   EXPECT_EQ(config->admin_identities(0), "spiffe://example.org/ns/ops/offkeyctl");
   EXPECT_EQ(config->audit().path(), "/var/log/offkey/audit.log");
   EXPECT_EQ(config->dev_state_dir(), "/tmp/offkey-dev");
+  EXPECT_TRUE(config->handshake().allow_rfc7919_dhe());
 
   // Printing and parsing again gives the same message (what `offkeyd --dev` relies on
   // when it writes its configuration).
@@ -135,6 +137,7 @@ TEST(ConfigLoaderTest, DefaultsApplied) {
   EXPECT_FALSE(config->insecure_plaintext_for_development());
   EXPECT_EQ(config->policy().grants_size(), 0);
   EXPECT_EQ(config->audit().path(), "");
+  EXPECT_FALSE(config->handshake().allow_rfc7919_dhe());  // ECDHE only.
 
   ServerConfig empty;
   ApplyDefaults(&empty);
@@ -170,6 +173,18 @@ TEST(ConfigLoaderTest, UnknownFieldCarriesLineAndColumn) {
   EXPECT_TRUE(Contains(status.message(),
                        "config.textproto:1:19: Message type \"offkey.v1.Grant\" has no "
                        "field named \"a\""));
+}
+
+// A misspelt switch must not silently leave DHE off (or on).
+TEST(ConfigLoaderTest, HandshakeSwitchIsStrict) {
+  absl::Status status =
+      ParseError(absl::StrCat(kMinimal, "handshake {\n  allow_dhe: true\n}\n"));
+  EXPECT_TRUE(absl::StrContains(status.message(), "config.textproto:12:3"))
+      << status.message();
+  EXPECT_TRUE(absl::StrContains(status.message(), "allow_dhe")) << status.message();
+  status = ParseError(absl::StrCat(kMinimal, "handshake { allow_rfc7919_dhe: 2 }\n"));
+  EXPECT_TRUE(absl::StrContains(status.message(), "config.textproto:11:"))
+      << status.message();
 }
 
 TEST(ConfigLoaderTest, SyntaxErrorsCarryLineAndColumn) {

@@ -1,11 +1,22 @@
 #include "service/tls/handshake_shape.h"
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+#include <openssl/params.h>
+
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/openssl_util.h"
 
 namespace offkey::service::tls {
 namespace {
@@ -74,24 +85,70 @@ absl::Status CheckTls13(absl::string_view message, const SchemeInfo& scheme) {
   return absl::OkStatus();
 }
 
+// --- ECDHE (RFC 8422 §5.4)
+
 struct NamedCurve {
   uint16_t id;
   absl::string_view name;
   size_t point_size;
-  bool uncompressed;  // NIST curves: 0x04 || X || Y. RFC 8422 §5.4.1 forbids compression.
+  // NIST curves: the OpenSSL curve, and the point is 0x04 || X || Y (RFC 8422 §5.4.1
+  // allows only the uncompressed form). NID_undef for X25519/X448, whose key share is the
+  // u-coordinate (RFC 7748 §5).
+  int nid;
 };
 
 constexpr NamedCurve kNamedCurves[] = {
-    {23, "secp256r1", 65, true},  {24, "secp384r1", 97, true},
-    {25, "secp521r1", 133, true}, {29, "x25519", 32, false},
-    {30, "x448", 56, false},
+    {23, "secp256r1", 65, NID_X9_62_prime256v1},
+    {24, "secp384r1", 97, NID_secp384r1},
+    {25, "secp521r1", 133, NID_secp521r1},
+    {29, "x25519", 32, NID_undef},
+    {30, "x448", 56, NID_undef},
 };
 
 constexpr uint8_t kNamedCurveType = 3;
 
 uint8_t Byte(absl::string_view s, size_t i) { return static_cast<uint8_t>(s[i]); }
 
-// ServerECDHParams (RFC 8422 §5.4). On failure returns false and sets *why.
+// The group of a NIST curve of kNamedCurves, built once and kept for the process;
+// nullptr if OpenSSL cannot build it (then no point on it is accepted).
+const EC_GROUP* NistGroup(int nid) {
+  static const auto* const groups = [] {
+    auto* built = new std::vector<std::pair<int, const EC_GROUP*>>();
+    for (const NamedCurve& curve : kNamedCurves) {
+      if (curve.nid == NID_undef) continue;
+      built->emplace_back(curve.nid, EC_GROUP_new_by_curve_name(curve.nid));
+    }
+    ERR_clear_error();
+    return built;
+  }();
+  for (const auto& [group_nid, group] : *groups) {
+    if (group_nid == nid) return group;
+  }
+  return nullptr;
+}
+
+// Whether `point` (0x04 || X || Y of the curve's size) is a point of `curve`: both
+// coordinates below the field prime, on the curve, not the point at infinity. Leaves
+// OpenSSL's error queue as it found it.
+bool IsPointOnCurve(const NamedCurve& curve, absl::string_view point) {
+  const EC_GROUP* group = NistGroup(curve.nid);
+  if (group == nullptr) return false;
+  EC_POINT* decoded = EC_POINT_new(group);
+  if (decoded == nullptr) return false;
+  ERR_set_mark();
+  // oct2point refuses coordinates >= p and points off the curve; the explicit checks
+  // state the contract rather than lean on that.
+  const bool ok =
+      EC_POINT_oct2point(group, decoded, reinterpret_cast<const uint8_t*>(point.data()),
+                         point.size(), nullptr) == 1 &&
+      EC_POINT_is_at_infinity(group, decoded) == 0 &&
+      EC_POINT_is_on_curve(group, decoded, nullptr) == 1;
+  ERR_pop_to_mark();
+  EC_POINT_free(decoded);
+  return ok;
+}
+
+// ServerECDHParams. On failure returns false and sets *why.
 bool ParseEcdhParams(absl::string_view params, std::string* why) {
   if (Byte(params, 0) != kNamedCurveType) {
     *why = "curve_type is not named_curve (3); explicit curves are not accepted";
@@ -119,9 +176,10 @@ bool ParseEcdhParams(absl::string_view params, std::string* why) {
   }
   const size_t length = Byte(params, 3);
   absl::string_view point = params.substr(4);
+  const bool nist = curve->nid != NID_undef;
   if (length != curve->point_size) {
     *why = absl::StrCat(curve->name, " point length is ", length, "; expected ",
-                        curve->point_size, curve->uncompressed ? " (uncompressed)" : "");
+                        curve->point_size, nist ? " (uncompressed)" : "");
     return false;
   }
   if (point.size() < length) {
@@ -134,14 +192,63 @@ bool ParseEcdhParams(absl::string_view params, std::string* why) {
                         " bytes after ServerECDHParams; nothing may follow the point");
     return false;
   }
-  if (curve->uncompressed && Byte(point, 0) != 0x04) {
+  if (!nist) return true;  // Every 32/56-byte string is an X25519/X448 public key.
+  if (Byte(point, 0) != 0x04) {
     *why = absl::StrCat(curve->name, " point does not start with 0x04 (uncompressed)");
+    return false;
+  }
+  if (!IsPointOnCurve(*curve, point)) {
+    *why = absl::StrCat(curve->name,
+                        " point is not a point on the curve (coordinates below the field "
+                        "prime, satisfying the curve equation)");
     return false;
   }
   return true;
 }
 
-// One ServerDHParams field: a 2-byte length and 1..kMaxDhFieldSize bytes. Advances *rest.
+// --- DHE (RFC 5246 §7.4.3) with the RFC 7919 groups
+
+struct FfdheGroup {
+  std::string name;
+  std::string p;  // Big-endian, no leading zero (the top bit of every RFC 7919 p is set).
+  std::string p_minus_1;
+};
+
+// The RFC 7919 groups as OpenSSL defines them, loaded once. Empty if OpenSSL has none
+// (then DHE is refused whatever the configuration says).
+const std::vector<FfdheGroup>& FfdheGroups() {
+  static const auto* const groups = [] {
+    auto* loaded = new std::vector<FfdheGroup>();
+    for (const char* name :
+         {"ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192"}) {
+      EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "DH", nullptr));
+      const OSSL_PARAM params[] = {
+          OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                           const_cast<char*>(name), 0),
+          OSSL_PARAM_construct_end()};
+      EVP_PKEY* raw = nullptr;
+      if (ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+          EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_KEY_PARAMETERS,
+                            const_cast<OSSL_PARAM*>(params)) != 1) {
+        continue;
+      }
+      EvpPkeyPtr key(raw);
+      BIGNUM* p = nullptr;
+      if (EVP_PKEY_get_bn_param(key.get(), OSSL_PKEY_PARAM_FFC_P, &p) != 1) continue;
+      BignumPtr owned(p);
+      FfdheGroup group{name, std::string(BN_num_bytes(p), '\0'), ""};
+      BN_bn2bin(p, reinterpret_cast<uint8_t*>(group.p.data()));
+      group.p_minus_1 = group.p;
+      group.p_minus_1.back() -= 1;  // p is odd: no borrow.
+      loaded->push_back(std::move(group));
+    }
+    ERR_clear_error();
+    return loaded;
+  }();
+  return *groups;
+}
+
+// One ServerDHParams field: a 2-byte length and that many bytes. Advances *rest.
 bool ReadDhField(absl::string_view name, absl::string_view* rest,
                  absl::string_view* field, std::string* why) {
   if (rest->size() < 2) {
@@ -150,11 +257,6 @@ bool ReadDhField(absl::string_view name, absl::string_view* rest,
   }
   const size_t length = static_cast<size_t>(Byte(*rest, 0)) << 8 | Byte(*rest, 1);
   rest->remove_prefix(2);
-  if (length == 0 || length > kMaxDhFieldSize) {
-    *why = absl::StrCat(name, " has length ", length, "; expected 1..", kMaxDhFieldSize,
-                        " bytes");
-    return false;
-  }
   if (rest->size() < length) {
     *why = absl::StrCat(name, " is truncated: ", rest->size(), " of ", length, " bytes");
     return false;
@@ -164,24 +266,47 @@ bool ReadDhField(absl::string_view name, absl::string_view* rest,
   return true;
 }
 
-// ServerDHParams (RFC 5246 §7.4.3). On failure returns false and sets *why.
-bool ParseDhParams(absl::string_view params, std::string* why) {
+// ServerDHParams of an RFC 7919 group, for an RSA key of `key_bytes` modulus bytes.
+// On failure returns false and sets *why.
+bool ParseDhParams(absl::string_view params, size_t key_bytes, absl::string_view key_name,
+                   std::string* why) {
   absl::string_view rest = params;
   absl::string_view p, g, ys;
   if (!ReadDhField("dh_p", &rest, &p, why)) return false;
-  if (Byte(p, 0) == 0) {
-    *why = "dh_p starts with a 0x00 byte; expected a minimal encoding";
+  const FfdheGroup* group = nullptr;
+  for (const FfdheGroup& candidate : FfdheGroups()) {
+    if (p == candidate.p) group = &candidate;
+  }
+  if (group == nullptr) {
+    *why =
+        "dh_p is not an RFC 7919 group (ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, "
+        "ffdhe8192, byte for byte)";
+    return false;
+  }
+  // A dh_Ys longer than the modulus would have room for this key's own
+  // SubjectPublicKeyInfo (see README.md).
+  if (p.size() > key_bytes) {
+    *why = absl::StrCat("dh_p: ", group->name, " is larger than the ", key_name,
+                        " key; with it use a group of at most ", key_bytes * 8, " bits");
     return false;
   }
   if (!ReadDhField("dh_g", &rest, &g, why)) return false;
-  if (!ReadDhField("dh_Ys", &rest, &ys, why)) return false;
-  // g and Ys are numbers below p, so their encodings are never longer than p's.
-  if (g.size() > p.size()) {
-    *why = absl::StrCat("dh_g has ", g.size(), " bytes, more than dh_p's ", p.size());
+  if (g != "\x02") {
+    *why = "dh_g must be the single byte 0x02 (the RFC 7919 generator)";
     return false;
   }
-  if (ys.size() > p.size()) {
-    *why = absl::StrCat("dh_Ys has ", ys.size(), " bytes, more than dh_p's ", p.size());
+  if (!ReadDhField("dh_Ys", &rest, &ys, why)) return false;
+  if (ys.size() != p.size()) {
+    *why = absl::StrCat("dh_Ys has ", ys.size(), " bytes; with ", group->name,
+                        " it has exactly ", p.size(), " (left-padded with zeros)");
+    return false;
+  }
+  // Same-length big-endian strings compare as the numbers they encode.
+  const bool above_one =
+      ys.substr(0, ys.size() - 1).find_first_not_of('\0') != absl::string_view::npos ||
+      Byte(ys, ys.size() - 1) > 1;
+  if (!above_one || ys.compare(group->p_minus_1) >= 0) {
+    *why = "dh_Ys must be in 2..p-2";
     return false;
   }
   if (!rest.empty()) {
@@ -192,7 +317,15 @@ bool ParseDhParams(absl::string_view params, std::string* why) {
   return true;
 }
 
-absl::Status CheckTls12(absl::string_view message) {
+absl::Status CheckTls12(absl::string_view message, const SchemeInfo& scheme,
+                        hsm::KeyAlgorithm key, const HandshakeShapeOptions& options) {
+  if (scheme.family == hsm::KeyFamily::kEd25519) {
+    return Deny12(
+        "Ed25519 keys sign only TLS 1.3 CertificateVerify inputs: an Ed25519 signature "
+        "covers the message itself, and in TLS 1.2 the 64 caller-chosen random bytes "
+        "hold a whole Ed25519 SubjectPublicKeyInfo, so the input could be a certificate "
+        "request for this key; negotiate TLS 1.3 or use an ECDSA or RSA key");
+  }
   if (message.size() < kTls12RandomsSize) {
     return Deny12(absl::StrCat("message has ", message.size(),
                                " bytes, fewer than the 64 bytes of randoms"));
@@ -202,39 +335,48 @@ absl::Status CheckTls12(absl::string_view message) {
     return Deny12("nothing after the 64 bytes of randoms");
   }
   // The first params byte is curve_type for ECDHE and the high byte of the dh_p length
-  // for DHE (0x00..0x04 for 1..1024 bytes). 0x01..0x03 can be either (a 2048-bit dh_p
-  // is 0x01 0x00 ...), so both readings are tried and either may accept.
+  // for DHE (0x00..0x04 for 0..1024 bytes; 0x01..0x04 for the RFC 7919 groups), and
+  // ffdhe6144's 768 bytes start 0x03 like named_curve. So an ECDHE reading that fails
+  // may still be DHE.
   const uint8_t first = Byte(params, 0);
-  const bool maybe_ecdh = first >= 1 && first <= kNamedCurveType;
+  std::string ecdh_why;
+  if (ParseEcdhParams(params, &ecdh_why)) return absl::OkStatus();
   const bool maybe_dh = first <= (kMaxDhFieldSize >> 8);
-  if (!maybe_ecdh && !maybe_dh) {
-    return Deny12(
-        "params start with neither curve_type named_curve (3) nor a dh_p length of "
-        "1..1024");
-  }
-  std::string ecdh_why, dh_why;
-  if (maybe_ecdh && ParseEcdhParams(params, &ecdh_why)) return absl::OkStatus();
-  if (maybe_dh && ParseDhParams(params, &dh_why)) return absl::OkStatus();
   if (!maybe_dh) return Deny12(absl::StrCat("ServerECDHParams: ", ecdh_why));
-  if (!maybe_ecdh) return Deny12(absl::StrCat("ServerDHParams: ", dh_why));
-  // Ambiguous first byte: lead with the more likely reading.
+  if (!options.allow_rfc7919_dhe) {
+    return Deny12(absl::StrCat(
+        "ServerECDHParams: ", ecdh_why,
+        "; and ServerDHParams (DHE) are refused unless the server configuration sets "
+        "handshake.allow_rfc7919_dhe"));
+  }
+  const hsm::KeyAlgorithmInfo* info = hsm::FindKeyAlgorithm(key);
+  if (scheme.family != hsm::KeyFamily::kRsa || info == nullptr ||
+      info->family != hsm::KeyFamily::kRsa) {
+    return Deny12(absl::StrCat("ServerECDHParams: ", ecdh_why,
+                               "; and DHE is signed only by RSA keys (TLS 1.2 has "
+                               "DHE_RSA cipher suites, no DHE_ECDSA)"));
+  }
+  std::string dh_why;
+  if (ParseDhParams(params, static_cast<size_t>(info->bits) / 8, info->name, &dh_why)) {
+    return absl::OkStatus();
+  }
   if (first == kNamedCurveType) {
     return Deny12(absl::StrCat("ServerECDHParams: ", ecdh_why,
                                " (not ServerDHParams either: ", dh_why, ")"));
   }
-  return Deny12(absl::StrCat("ServerDHParams: ", dh_why,
-                             " (not ServerECDHParams either: ", ecdh_why, ")"));
+  return Deny12(absl::StrCat("ServerDHParams: ", dh_why));
 }
 
 }  // namespace
 
 absl::Status CheckHandshakeShaped(absl::string_view message, const SchemeInfo& scheme,
-                                  offkey::v1::TlsVersion version) {
+                                  hsm::KeyAlgorithm key, offkey::v1::TlsVersion version,
+                                  const HandshakeShapeOptions& options) {
   switch (version) {
     case offkey::v1::TLS_1_3:
       return CheckTls13(message, scheme);
     case offkey::v1::TLS_1_2:
-      return CheckTls12(message);
+      return CheckTls12(message, scheme, key, options);
     case offkey::v1::TLS_VERSION_UNSPECIFIED:
       return absl::PermissionDeniedError(
           "a tls-server key signs only TLS handshake inputs (TLS 1.3 server "

@@ -16,17 +16,23 @@
 //     lengths of the TLS 1.3 cipher-suite hashes: 32 (SHA-256 suites) and 48 (SHA-384
 //     suites); no TLS 1.3 suite uses SHA-512. The client context string is refused: a
 //     server key does not sign client authentication.
-//   TLS 1.2 (RFC 5246 §7.4.3, RFC 8422 §5.4): client_random (32) || server_random (32) ||
-//     ServerECDHParams or ServerDHParams, with nothing after the params:
+//   TLS 1.2 (RFC 5246 §7.4.3, RFC 8422 §5.4), RSA and ECDSA keys only: client_random
+//     (32) || server_random (32) || ServerECDHParams or ServerDHParams, with nothing
+//     after the params:
 //     - ServerECDHParams: curve_type named_curve (3), a NamedCurve among secp256r1 (23),
 //       secp384r1 (24), secp521r1 (25), x25519 (29), x448 (30), a 1-byte length and a
-//       public point of exactly that length, which must be the curve's (uncompressed
-//       0x04 || X || Y: 65, 97, 133 bytes; x25519 32; x448 56);
-//     - ServerDHParams: dh_p, dh_g, dh_Ys, each a 2-byte length and 1..1024 bytes; dh_p
-//       starts with a nonzero byte, and dh_g and dh_Ys are no longer than dh_p (they are
-//       numbers below p).
-//     The shape is the same whatever the scheme (Ed25519 in TLS 1.2, RFC 8422, signs the
-//     same bytes without pre-hashing).
+//       public key of exactly the curve's size: for the NIST curves the uncompressed
+//       point 0x04 || X || Y (65, 97, 133 bytes), which must decode to a point on the
+//       curve with coordinates below the field prime; for x25519/x448 the 32/56-byte
+//       u-coordinate, where every string is a valid key (RFC 7748), so length is all.
+//     - ServerDHParams, only with options.allow_rfc7919_dhe and an RSA key: dh_p equal
+//       byte for byte to an RFC 7919 prime (ffdhe2048..ffdhe8192, taken from OpenSSL)
+//       no longer than the key's modulus, dh_g the single byte 0x02, dh_Ys exactly as
+//       long as dh_p with 1 < Ys < p - 1.
+//     Ed25519 keys are refused in TLS 1.2: their signature covers the message itself
+//     and their 44-byte SubjectPublicKeyInfo fits in the 64 random bytes, so a
+//     ServerKeyExchange input can be laid out as a CSR for the key.
+//   Why nothing else can be read from these bytes: service/tls/README.md.
 //   TLS_VERSION_UNSPECIFIED and any other version: refused.
 //
 // Scope: shape only. Whether `scheme` fits the key and the version is CheckScheme's job;
@@ -40,6 +46,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "hsm/key_types.h"
 #include "offkey/v1/common.pb.h"
 #include "service/tls/schemes.h"
 
@@ -54,13 +61,20 @@ inline constexpr size_t kTls13PaddingSize = 64;
 inline constexpr size_t kTls12RandomsSize = 64;  // client_random || server_random.
 inline constexpr size_t kMaxDhFieldSize = 1024;  // 8192-bit groups.
 
+// What the server configuration (ServerConfig.handshake) lets a tls-server key sign.
+struct HandshakeShapeOptions {
+  // TLS 1.2 DHE ServerKeyExchange with an RFC 7919 group. Default off.
+  bool allow_rfc7919_dhe = false;
+};
+
 // Whether `message` is the input of a server handshake signature for `version` (see
-// above). `scheme` names the signature being made and is used in error messages.
+// above) that a `key` key may make with `scheme` under `options`.
 // On success: OK. On failure: PERMISSION_DENIED whose message says which shape was
 // expected and which part of `message` did not fit (offsets, lengths, field names);
 // it never contains bytes of `message`.
 absl::Status CheckHandshakeShaped(absl::string_view message, const SchemeInfo& scheme,
-                                  offkey::v1::TlsVersion version);
+                                  hsm::KeyAlgorithm key, offkey::v1::TlsVersion version,
+                                  const HandshakeShapeOptions& options);
 
 }  // namespace offkey::service::tls
 

@@ -14,7 +14,8 @@
 //   P-384);
 //     in TLS 1.2 the same code points name only the hash (RFC 5246 §7.4.1.4.1, RFC 8422
 //     §5.1.1), so any EC key may use any ECDSA hash there;
-//   - Ed25519 is allowed in both versions (RFC 8422 §5.1.3 added it to TLS 1.2).
+//   - Ed25519 is allowed in both versions (RFC 8422 §5.1.3 added it to TLS 1.2); a
+//     tls-server key still signs only TLS 1.3 inputs with it (handshake_shape.h).
 //
 // Everything here is immutable static data and pure functions: thread-safe.
 #ifndef OFFKEY_SERVICE_TLS_SCHEMES_H_
