@@ -83,8 +83,11 @@ absl::StatusOr<std::shared_ptr<const KeyRecord>> Operations::Authorize(
   if (ref.ref_case() == offkey::v1::KeyRef::REF_NOT_SET) {
     return absl::InvalidArgumentError("key: set one of name, key_id, ski or cert_sha256");
   }
-  // One message for "no such key" and "not yours": the data plane does not reveal which
-  // keys exist to callers without a grant.
+  // One message for "no such key" and "not yours" (in any state): the data plane does
+  // not reveal which keys exist to callers without a grant. The catalog answers a miss
+  // from memory, as a hit, so neither timing nor an HSM outage tells them apart. What a
+  // caller can learn is only about keys its grants select: those get their state
+  // (FAILED_PRECONDITION) and the store's errors, since the grant already names them.
   const absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
       "caller '", caller.identity, "' has no grant for ", OperationName(op), " on key ",
       KeyRefText(ref), ", or no such key exists; ask the operator for a grant"));
