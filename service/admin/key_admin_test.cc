@@ -9,8 +9,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/fake_key_store.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/dev/dev_pki.h"
 #include "service/key_catalog.h"
@@ -371,6 +374,46 @@ TEST_F(KeyAdminTest, DestroyDueSparesAKeyCancelledOnAnotherReplica) {
   EXPECT_THAT(destroyed, IsEmpty());
   EXPECT_THAT(store_->FindKey(hsm::KeyLookup::Name("web")), IsOk());
   EXPECT_EQ(DataPlaneState("web"), v1::DISABLED);
+}
+
+// The state is re-read per key just before its destruction, not once for the whole
+// pass: a cancel that lands on another replica while this one is destroying an earlier
+// due key still saves the later one.
+TEST_F(KeyAdminTest, DestroyDueRereadsEachKeyJustBeforeDestroyingIt) {
+  std::unique_ptr<FakeKeyStore> other_store = store_->OpenAnother();
+  KeyCatalog other_catalog(other_store.get(), absl::Hours(1), absl::Hours(1));
+  KeyAdmin other(other_store.get(), &other_catalog, [this] { return now_; });
+  // This replica's store: while it destroys "one", the other replica cancels "two".
+  class CancelDuringDestroy : public hsm::testing::ForwardingStore {
+   public:
+    CancelDuringDestroy(hsm::KeyStore* real, std::function<void()> hook)
+        : ForwardingStore(real), hook_(std::move(hook)) {}
+    absl::Status DestroyKey(absl::string_view id) override {
+      if (hook_) std::exchange(hook_, nullptr)();
+      return ForwardingStore::DestroyKey(id);
+    }
+
+   private:
+    std::function<void()> hook_;
+  };
+  CancelDuringDestroy racing(store_.get(),
+                             [&] { EXPECT_THAT(Cancel(other, "two"), IsOk()); });
+  KeyCatalog catalog(&racing, absl::Hours(1), absl::Hours(1));
+  KeyAdmin admin(&racing, &catalog, [this] { return now_; });
+
+  Create("one");
+  Create("two");
+  ASSERT_THAT(Schedule("one", kDay), IsOk());
+  ASSERT_THAT(Schedule("two", kDay), IsOk());
+  now_ += absl::Seconds(kDay);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<std::string> destroyed, admin.DestroyDue());
+  EXPECT_THAT(destroyed, ElementsAre("one"));
+  EXPECT_THAT(store_->FindKey(hsm::KeyLookup::Name("one")),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->FindKey(hsm::KeyLookup::Name("two")), IsOk());
+  // And this replica's catalog shows what the token says now.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto two, catalog.Find(ByName("two")));
+  EXPECT_EQ(two->metadata.state(), v1::DISABLED);
 }
 
 TEST_F(KeyAdminTest, DestroyKeyNeedsForceAndWorksInEveryState) {
