@@ -23,6 +23,8 @@ namespace {
 
 constexpr int kMetadataFormat = 1;
 constexpr int64_t kDefaultPendingSeconds = 7 * 24 * 3600;
+// Shorter windows need the request's force.
+constexpr int64_t kMinPendingSeconds = 24 * 3600;
 constexpr int64_t kMaxPendingSeconds = 90 * 24 * 3600;
 constexpr size_t kMaxChainCerts = 10;
 constexpr size_t kMaxCertBytes = 64 * 1024;
@@ -318,9 +320,16 @@ absl::StatusOr<v1::ScheduleKeyDestructionResponse> KeyAdmin::ScheduleKeyDestruct
   int64_t window = request.pending_window_seconds();
   if (window == 0) window = kDefaultPendingSeconds;
   if (window < 1 || window > kMaxPendingSeconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pending_window_seconds: ", kMinPendingSeconds, " (24 hours)..",
+                     kMaxPendingSeconds, " (90 days), or 0 for 7 days; got ",
+                     request.pending_window_seconds()));
+  }
+  if (window < kMinPendingSeconds && !request.force()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "pending_window_seconds: 1..", kMaxPendingSeconds,
-        " (90 days), or 0 for 7 days; got ", request.pending_window_seconds()));
+        "pending_window_seconds: ", window, " is shorter than 24 hours (",
+        kMinPendingSeconds,
+        "), too little time to notice a mistake; set force to schedule it anyway"));
   }
   absl::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
