@@ -36,6 +36,7 @@ using ::offkey::hsm::testing::FakeKeyStore;
 using ::offkey::hsm::testing::VerifyWithOpenSsl;
 using ::offkey::testing::IsOk;
 using ::offkey::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -843,6 +844,64 @@ TEST_F(OperationsTest, GetCertificateAndListKeysFollowTheGrants) {
   (*selector.mutable_label_selector())["tier"] = "core";
   OFFKEY_ASSERT_OK_AND_ASSIGN(listed, ops_.ListKeys(edge_, selector, deadline_));
   EXPECT_THAT(listed.keys(), IsEmpty());
+}
+
+// GetCertificate's schemes are those Sign accepts for the key in context.version (every
+// version's when unset), and an unknown version is refused as Sign refuses it.
+TEST_F(OperationsTest, GetCertificateSchemesFollowTheTlsVersion) {
+  offkey::v1::GetCertificateRequest get;
+  *get.mutable_key() = ByName("rsa");
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto any, ops_.GetCertificate(edge_, get, deadline_));
+  EXPECT_THAT(any.schemes(), ::testing::Contains(offkey::v1::RSA_PKCS1_SHA256));
+  EXPECT_THAT(any.schemes(), ::testing::Contains(offkey::v1::RSA_PSS_RSAE_SHA256));
+
+  for (offkey::v1::TlsVersion version : {offkey::v1::TLS_1_2, offkey::v1::TLS_1_3}) {
+    SCOPED_TRACE(version);
+    get.mutable_context()->set_version(version);
+    OFFKEY_ASSERT_OK_AND_ASSIGN(auto response,
+                                ops_.GetCertificate(edge_, get, deadline_));
+    EXPECT_THAT(response.schemes(), Not(IsEmpty()));
+    for (int scheme : response.schemes()) {
+      EXPECT_THAT(tls::CheckScheme(static_cast<offkey::v1::SignatureScheme>(scheme),
+                                   KeyAlgorithm::kRsa2048, version),
+                  IsOk());
+    }
+    EXPECT_THAT(response.schemes(), ::testing::Contains(offkey::v1::RSA_PSS_RSAE_SHA256));
+  }
+  // PKCS#1 v1.5 is TLS 1.2 only.
+  EXPECT_THAT(ops_.GetCertificate(edge_, get, deadline_)->schemes(),
+              Not(::testing::Contains(offkey::v1::RSA_PKCS1_SHA256)));
+
+  get.mutable_context()->set_version(static_cast<offkey::v1::TlsVersion>(0x0305));
+  EXPECT_THAT(ops_.GetCertificate(edge_, get, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.version")));
+}
+
+// The data plane's label selector has the admin plane's limits: at most 64 entries, each
+// a possible label (key at most 63 bytes, value at most 255), else INVALID_ARGUMENT
+// naming the limit.
+TEST_F(OperationsTest, ListKeysLabelSelectorIsBounded) {
+  offkey::v1::ListKeysRequest request;
+  for (int i = 0; i < 64; ++i) {
+    (*request.mutable_label_selector())[absl::StrCat("k", i)] = "v";
+  }
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_), IsOk());
+  (*request.mutable_label_selector())["one-more"] = "v";
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("label_selector"), HasSubstr("64"))));
+
+  request.clear_label_selector();
+  (*request.mutable_label_selector())[std::string(64, 'k')] = "v";
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("63")));
+  request.clear_label_selector();
+  (*request.mutable_label_selector())["tier"] = std::string(256, 'v');
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("255")));
+  request.clear_label_selector();
+  (*request.mutable_label_selector())[std::string(63, 'k')] = std::string(255, 'v');
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_), IsOk());
 }
 
 TEST_F(OperationsTest, VerifyClientNeedsItsGrantBeforeTheBundle) {
