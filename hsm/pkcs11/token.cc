@@ -162,6 +162,7 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
     ++leased_;
     lease.epoch = epoch_;
     lease.pool_generation = pool_generation_;
+    lease.module_generation = module_generation_.load(std::memory_order_relaxed);
     if (!idle_.empty()) {
       lease.session = idle_.back();
       idle_.pop_back();
@@ -228,9 +229,14 @@ void Token::Release(const Lease& lease, bool broken) {
   absl::MutexLock lock(&mu_);
   --leased_;
   if (broken || lease.epoch != epoch_ || lease.pool_generation != pool_generation_) {
-    // A dead session's handle may be reused by the module; closing it is a courtesy
-    // that can only fail.
-    if (lease.epoch == epoch_ && !broken) fn()->C_CloseSession(lease.session);
+    // Not kept. It is closed unless its handle may already name another session: a
+    // broken session is dead, a reset pool's sessions were closed by the module, and a
+    // re-initialised module forgot them all (handles get reused). A recovery that
+    // found the token where it was (a new epoch only) leaves it open, so close it.
+    if (!broken && lease.pool_generation == pool_generation_ &&
+        lease.module_generation == module_generation_.load(std::memory_order_relaxed)) {
+      fn()->C_CloseSession(lease.session);
+    }
     --open_;
     return;
   }

@@ -105,12 +105,16 @@ class Token {
     CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
     uint64_t epoch = 0;
     uint64_t pool_generation = 0;
+    // The module generation the session was opened in: while it is unchanged the
+    // handle is still ours to close, whatever recoveries happened meanwhile.
+    uint64_t module_generation = 0;
   };
 
   Token(Module* module, TokenUri uri, SecretBytes pin, int max_sessions);
 
   absl::StatusOr<Lease> Acquire(absl::Time deadline);
-  // Returns a session to the pool, or closes it when `broken` or from an older epoch.
+  // Returns a session to the pool; one from an older epoch or pool generation is closed
+  // instead, unless its handle may no longer be ours (see Release).
   void Release(const Lease& lease, bool broken);
   absl::Status Login(CK_SESSION_HANDLE session, uint64_t epoch);
   // The refusal recorded by Login, or OK.
