@@ -55,35 +55,63 @@ KeyCatalog::~KeyCatalog() {
   refresher_.join();
 }
 
+bool KeyCatalog::RefresherMustWake() const {
+  return stopping_ || miss_reload_requested_ != requested_when_asleep_;
+}
+
 void KeyCatalog::RefreshLoop() {
-  for (;;) {
-    std::shared_ptr<const Snapshot> seen;
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), ttl_)) return;
-      seen = snapshot_;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    // Nothing loaded yet means nobody asked: the first lookup loads. After that, a
+    // reload every ttl, and one a miss asked for once min_miss_reload has passed since
+    // the last load ended (however that load went).
+    absl::Time due =
+        snapshot_ == nullptr ? absl::InfiniteFuture() : last_load_end_ + ttl_;
+    if (miss_reload_requested_) due = std::min(due, last_load_end_ + min_miss_reload_);
+    if (absl::Now() < due) {
+      // Wakes early to stop, or to recompute `due` when a miss asks for a reload.
+      requested_when_asleep_ = miss_reload_requested_;
+      mu_.AwaitWithDeadline(absl::Condition(this, &KeyCatalog::RefresherMustWake), due);
+      continue;
     }
-    // Nothing loaded yet means nobody asked: the first lookup loads.
-    if (seen != nullptr) Reload(seen).IgnoreError();  // Lookups keep the old snapshot.
+    miss_reload_requested_ = false;
+    const std::shared_ptr<const Snapshot> seen = snapshot_;
+    mu_.Unlock();
+    Reload(seen).IgnoreError();  // Lookups keep the old snapshot; the failure is kept.
+    mu_.Lock();
+  }
+}
+
+void KeyCatalog::LoadEndedLocked(const absl::Status& status) {
+  last_load_end_ = absl::Now();
+  if (!status.ok()) {
+    last_failed_load_ = last_load_end_;
+    last_failure_ = status;
   }
 }
 
 absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
     const std::shared_ptr<const Snapshot>& seen) {
+  const absl::Time asked = absl::Now();
   absl::MutexLock load_lock(&load_mu_);
   {
     absl::MutexLock lock(&mu_);
-    // Another caller may have reloaded while we waited for load_mu_.
+    // Another caller may have reloaded while we waited for load_mu_; if its load failed,
+    // its error answers us too rather than another walk of a failing token.
     if (snapshot_ != nullptr && snapshot_ != seen) return snapshot_;
+    if (last_failed_load_ >= asked) return last_failure_;
   }
   absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = Load();
   absl::MutexLock lock(&mu_);
-  if (!fresh.ok()) {
-    last_failed_reload_ = absl::Now();
-    return fresh.status();
-  }
+  LoadEndedLocked(fresh.status());
+  if (!fresh.ok()) return fresh.status();
   snapshot_ = *fresh;
   return fresh;
+}
+
+void KeyCatalog::RequestMissReload() {
+  absl::MutexLock lock(&mu_);
+  miss_reload_requested_ = true;
 }
 
 void KeyCatalog::Invalidate() {
@@ -93,9 +121,11 @@ void KeyCatalog::Invalidate() {
 
 absl::Status KeyCatalog::Refresh() {
   absl::MutexLock load_lock(&load_mu_);
-  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> fresh, Load());
+  absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = Load();
   absl::MutexLock lock(&mu_);
-  snapshot_ = std::move(fresh);
+  LoadEndedLocked(fresh.status());
+  if (!fresh.ok()) return fresh.status();
+  snapshot_ = *std::move(fresh);
   return absl::OkStatus();
 }
 
@@ -140,25 +170,15 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Load() {
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 
-absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Current(
-    bool force_reload) {
+absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Current() {
   std::shared_ptr<const Snapshot> current;
   {
     absl::MutexLock lock(&mu_);
     current = snapshot_;
   }
-  if (current == nullptr) return Reload(nullptr);
-  // The refresher keeps the snapshot within ttl; this only catches a refresher that
-  // could not reload (the HSM was away), so lookups do not serve state forever old.
-  bool stale = absl::Now() - current->loaded > 3 * ttl_;
-  // A failed reload counts too: while the store fails, a stream of unknown key ids must
-  // not become a stream of token walks.
-  bool may_reload_for_miss = false;
-  if (force_reload && absl::Now() - current->loaded > min_miss_reload_) {
-    absl::MutexLock lock(&mu_);
-    may_reload_for_miss = absl::Now() - last_failed_reload_ > min_miss_reload_;
-  }
-  if (!stale && !may_reload_for_miss) return current;
+  // The refresher keeps the snapshot within ttl; a snapshot 3 ttl old means it could
+  // not reload (the HSM is away), and lookups must not serve state forever old.
+  if (current != nullptr && absl::Now() - current->loaded <= 3 * ttl_) return current;
   return Reload(current);
 }
 
@@ -191,16 +211,17 @@ absl::StatusOr<std::shared_ptr<const KeyRecord>> KeyCatalog::Find(
   if (value.empty() || value.size() > 256) {
     return absl::InvalidArgumentError("key: the reference must be 1 to 256 bytes");
   }
-  for (bool force : {false, true}) {
-    OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Current(force));
-    auto it = (snapshot.get()->*index).find(value);
-    if (it != (snapshot.get()->*index).end()) return it->second;
-  }
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Current());
+  auto it = (snapshot.get()->*index).find(value);
+  if (it != (snapshot.get()->*index).end()) return it->second;
+  // Answered from memory, as a hit is; the key may be new on the token, so the
+  // refresher looks (rate-limited) and a later lookup finds it.
+  RequestMissReload();
   return absl::NotFoundError("no such key");
 }
 
 absl::StatusOr<std::vector<std::shared_ptr<const KeyRecord>>> KeyCatalog::All() {
-  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Current(false));
+  OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const Snapshot> snapshot, Current());
   return snapshot->keys;
 }
 

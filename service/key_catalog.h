@@ -29,10 +29,23 @@ struct KeyRecord {
 
 // Reads the key list, metadata and certificates from the KeyStore and serves lookups
 // from memory, so a handshake costs one HSM operation, not a directory walk. A
-// background thread reloads the snapshot every `ttl`, so lookups never wait for a
-// reload (except the very first, and a lookup miss, which reloads at most once per
-// `min_miss_reload`: unknown key ids cannot make offkeyd hammer the HSM). Changes made by
-// another process on the same token show within `ttl`.
+// background thread reloads the snapshot every `ttl`; lookups never wait for it.
+//
+// A lookup that misses answers NOT_FOUND at once, from memory: it never walks the token
+// in the request path, so an unknown key costs what a known one does (no timing or
+// outage signal tells a caller which keys exist). It asks the background thread for a
+// reload instead, which runs at most once per `min_miss_reload` (counted from the end of
+// the previous load, successful or not), so a stream of unknown key ids cannot make
+// offkeyd hammer the HSM. A key made by another process on the same token is therefore
+// found here once the reload its first miss asked for has finished (within
+// `min_miss_reload` plus one token walk of that miss), and within `ttl` in any case.
+// Writes through this process's admin plane call Refresh(), so they show at once.
+//
+// The lookups that do load in the request path are the first one, the first after
+// Invalidate(), and any once the background thread has failed to reload for 3 `ttl`
+// (the snapshot is then too old to trust). Such a load does not depend on the
+// reference asked for, and callers queued behind a failing load share its error
+// instead of each walking the token again.
 //
 // Keys without an offkey metadata object (made by other tools) get the most restrictive
 // reading: usage TLS_SERVER, state ENABLED, no labels. Thread-safe.
@@ -44,14 +57,16 @@ class KeyCatalog {
   KeyCatalog(const KeyCatalog&) = delete;
   KeyCatalog& operator=(const KeyCatalog&) = delete;
 
-  // NOT_FOUND if no key matches `ref`; INVALID_ARGUMENT if `ref` is empty or malformed;
-  // the store's error if it cannot be read.
+  // NOT_FOUND if no key matches `ref` (answered from memory; see above); INVALID_ARGUMENT
+  // if `ref` is empty or malformed; the store's error if there is no snapshot to answer
+  // from and the store cannot be read.
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Find(const offkey::v1::KeyRef& ref);
 
   // Every key, sorted by name.
   absl::StatusOr<std::vector<std::shared_ptr<const KeyRecord>>> All();
 
-  // Makes the next lookup reload (after keys changed behind the catalog's back).
+  // Drops the snapshot: the next lookup loads (after keys changed behind the catalog's
+  // back and Refresh() could not read them).
   void Invalidate();
 
   // Reloads now and publishes the result; lookups meanwhile keep the old snapshot, so
@@ -67,21 +82,34 @@ class KeyCatalog {
     absl::Time loaded;
   };
 
-  absl::StatusOr<std::shared_ptr<const Snapshot>> Current(bool force_reload);
+  // The snapshot to answer from, loading first if there is none or it is too old.
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Current();
   absl::StatusOr<std::shared_ptr<const Snapshot>> Load();
   // Reloads into snapshot_ unless someone else did since `seen` was current.
   absl::StatusOr<std::shared_ptr<const Snapshot>> Reload(
       const std::shared_ptr<const Snapshot>& seen);
+  // Records the end of a load attempt. Requires mu_.
+  void LoadEndedLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Asks the background thread for a reload after a miss.
+  void RequestMissReload();
+  // When the background thread must wake; requires mu_.
+  bool RefresherMustWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshLoop();
 
   hsm::KeyStore* const store_;
   const absl::Duration ttl_;
   const absl::Duration min_miss_reload_;
-  absl::Mutex load_mu_;  // One reload at a time.
+  absl::Mutex load_mu_;  // One load at a time.
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
-  // When a reload last failed: a lookup miss waits min_miss_reload after it too.
-  absl::Time last_failed_reload_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // When the last load attempt ended, and when and how the last failed one did.
+  absl::Time last_load_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time last_failed_load_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Status last_failure_ ABSL_GUARDED_BY(mu_);
+  // A miss asked for a reload the background thread has not started yet.
+  bool miss_reload_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // What miss_reload_requested_ was when the background thread went to sleep.
+  bool requested_when_asleep_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread refresher_;
 };

@@ -5,8 +5,10 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -61,6 +63,40 @@ bool WaitForCall(const FakeKeyStore& store, M method, int calls) {
   }
   return true;
 }
+
+// Forwards to a store and counts the calls made from the thread that created it (the
+// test's, which plays the request path); the catalog's background thread is not counted.
+class CallerThreadStore : public hsm::testing::ForwardingStore {
+ public:
+  explicit CallerThreadStore(hsm::KeyStore* real)
+      : ForwardingStore(real), caller_(std::this_thread::get_id()) {}
+  int calls() const { return calls_.load(); }
+
+  absl::StatusOr<std::vector<KeyInfo>> ListKeys() override {
+    Count();
+    return ForwardingStore::ListKeys();
+  }
+  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
+    Count();
+    return ForwardingStore::GetMetadata(id);
+  }
+  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
+      absl::string_view id) override {
+    Count();
+    return ForwardingStore::GetCertificateChain(id);
+  }
+  absl::StatusOr<KeyInfo> FindKey(const hsm::KeyLookup& lookup) override {
+    Count();
+    return ForwardingStore::FindKey(lookup);
+  }
+
+ private:
+  void Count() {
+    if (std::this_thread::get_id() == caller_) ++calls_;
+  }
+  const std::thread::id caller_;
+  std::atomic<int> calls_{0};
+};
 
 class KeyCatalogTest : public ::testing::Test {
  protected:
@@ -246,31 +282,56 @@ TEST_F(KeyCatalogTest, RefreshAndInvalidateShowChangesAtOnce) {
   EXPECT_THAT(catalog.Find(ByName("b")), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(KeyCatalogTest, MissReloadsAtMostOncePerMinMissReload) {
+// A miss answers from memory: no store call in the request path, whatever the store's
+// health, so an unknown key costs what a known one does. The reload it asks for runs in
+// the background, at most once per min_miss_reload, and finds a key made meanwhile.
+TEST_F(KeyCatalogTest, MissAnswersAtOnceAndReloadsInTheBackground) {
   Add("a");
-  KeyCatalog catalog(store_.get(), kLong, absl::Milliseconds(500));
+  CallerThreadStore observed(store_.get());
+  KeyCatalog catalog(&observed, kLong, absl::Seconds(1));
   ASSERT_THAT(catalog.Find(ByName("a")), IsOk());
   ASSERT_EQ(store_->CallCount(M::kListKeys), 1);
+  const int on_caller_thread = observed.calls();
 
-  // Misses right after a load do not reload.
+  // Misses right after a load neither call the store nor start a reload yet.
+  Add("late");
   for (int i = 0; i < 20; ++i) {
-    EXPECT_THAT(catalog.Find(ByName("nope")), StatusIs(absl::StatusCode::kNotFound));
+    EXPECT_THAT(catalog.Find(ByName("late")), StatusIs(absl::StatusCode::kNotFound));
   }
   EXPECT_EQ(store_->CallCount(M::kListKeys), 1);
 
-  // Once min_miss_reload has passed, one miss reloads (and finds a key made meanwhile);
-  // the misses after it do not.
-  Add("late");
-  absl::SleepFor(absl::Milliseconds(550));
+  // The reload they asked for comes once min_miss_reload has passed, and only one.
+  ASSERT_TRUE(WaitForCall(*store_, M::kListKeys, 1));
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (!catalog.Find(ByName("late")).ok() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   EXPECT_THAT(catalog.Find(ByName("late")), IsOk());
   EXPECT_EQ(store_->CallCount(M::kListKeys), 2);
+
+  // With the store down, a miss is still NOT_FOUND from memory, and a hit still served.
+  store_->SetHealthy(false);
   for (int i = 0; i < 20; ++i) {
     EXPECT_THAT(catalog.Find(ByName("nope")), StatusIs(absl::StatusCode::kNotFound));
   }
-  EXPECT_EQ(store_->CallCount(M::kListKeys), 2);
-  // Hits never reload.
   EXPECT_THAT(catalog.Find(ByName("a")), IsOk());
-  EXPECT_EQ(store_->CallCount(M::kListKeys), 2);
+  EXPECT_EQ(observed.calls(), on_caller_thread);
+}
+
+// Even with no rate limit at all, a miss leaves the token to the background thread: a
+// failing store does not turn an unknown key into the store's error.
+TEST_F(KeyCatalogTest, MissDoesNotReloadInTheRequestPathEvenWhenAllowedTo) {
+  Add("a");
+  CallerThreadStore observed(store_.get());
+  // min_miss_reload zero: under the old rule every miss walked the token synchronously.
+  KeyCatalog catalog(&observed, kLong, absl::ZeroDuration());
+  ASSERT_THAT(catalog.Find(ByName("a")), IsOk());
+  const int on_caller_thread = observed.calls();
+  store_->Fail(M::kListKeys, absl::UnavailableError("token removed"));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THAT(catalog.Find(ByName("ghost")), StatusIs(absl::StatusCode::kNotFound));
+  }
+  EXPECT_EQ(observed.calls(), on_caller_thread);
 }
 
 TEST_F(KeyCatalogTest, FirstLookupWithTheHsmDownGivesTheStoreError) {

@@ -48,6 +48,7 @@ class KeyServiceAsync {
   void Stop();
 
   int open_streams() const { return pipeline_.open_streams(); }
+  PipelineRegistry& PipelineForTest() { return pipeline_; }
   int stream_items_in_flight() const { return pipeline_.items_in_flight(); }
 
   // What a call needs from the service (used by the per-call state machines).

@@ -40,6 +40,26 @@ absl::Status ValidateContext(const offkey::v1::TlsContext& context) {
   }
 }
 
+// The admin plane's limits (key_admin.proto): at most 64 entries, each one a label a
+// key could carry; anything larger selects nothing and only costs work.
+absl::Status ValidateLabelSelector(
+    const google::protobuf::Map<std::string, std::string>& selector) {
+  constexpr size_t kMaxEntries = 64, kMaxKey = 63, kMaxValue = 255;
+  if (selector.size() > kMaxEntries) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "label_selector: at most ", kMaxEntries, " entries; got ", selector.size()));
+  }
+  for (const auto& [key, value] : selector) {
+    if (key.size() > kMaxKey || value.size() > kMaxValue) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label_selector: label keys are at most ", kMaxKey,
+                       " bytes and values at most ", kMaxValue, "; got a ", key.size(),
+                       "-byte key with a ", value.size(), "-byte value"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 hsm::CallOptions Options(absl::Time deadline) {
   hsm::CallOptions options;
   options.deadline = deadline;
@@ -88,8 +108,11 @@ absl::StatusOr<std::shared_ptr<const KeyRecord>> Operations::Authorize(
   if (ref.ref_case() == offkey::v1::KeyRef::REF_NOT_SET) {
     return absl::InvalidArgumentError("key: set one of name, key_id, ski or cert_sha256");
   }
-  // One message for "no such key" and "not yours": the data plane does not reveal which
-  // keys exist to callers without a grant.
+  // One message for "no such key" and "not yours" (in any state): the data plane does
+  // not reveal which keys exist to callers without a grant. The catalog answers a miss
+  // from memory, as a hit, so neither timing nor an HSM outage tells them apart. What a
+  // caller can learn is only about keys its grants select: those get their state
+  // (FAILED_PRECONDITION) and the store's errors, since the grant already names them.
   const absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
       "caller '", caller.identity, "' has no grant for ", OperationName(op), " on key ",
       KeyRefText(ref), ", or no such key exists; ask the operator for a grant"));
@@ -286,8 +309,11 @@ absl::StatusOr<offkey::v1::GetCertificateResponse> Operations::GetCertificate(
   offkey::v1::GetCertificateResponse response;
   response.set_key_id(key->info.key_id);
   for (const std::string& der : key->chain) response.add_certificate_chain(der);
+  // The schemes Sign would accept for this key in context.version (any, when unset).
   for (offkey::v1::SignatureScheme s : tls::SchemesForKey(key->info.algorithm)) {
-    response.add_schemes(s);
+    if (tls::CheckScheme(s, key->info.algorithm, request.context().version()).ok()) {
+      response.add_schemes(s);
+    }
   }
   response.set_algorithm(ToProtoAlgorithm(key->info.algorithm));
   return response;
@@ -295,6 +321,7 @@ absl::StatusOr<offkey::v1::GetCertificateResponse> Operations::GetCertificate(
 
 absl::StatusOr<offkey::v1::ListKeysResponse> Operations::ListKeys(
     const Caller& caller, const offkey::v1::ListKeysRequest& request, absl::Time) {
+  OFFKEY_RETURN_IF_ERROR(ValidateLabelSelector(request.label_selector()));
   OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
   std::shared_ptr<const config::Policy> current = policy();
   offkey::v1::ListKeysResponse response;

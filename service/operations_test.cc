@@ -8,12 +8,16 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "base/openssl_util.h"
 #include "base/secret_bytes.h"
@@ -22,6 +26,7 @@
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/fake_key_store.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/crypto/substitute.h"
 #include "service/crypto/tls_prf.h"
@@ -37,6 +42,7 @@ using ::offkey::hsm::testing::FakeKeyStore;
 using ::offkey::hsm::testing::VerifyWithOpenSsl;
 using ::offkey::testing::IsOk;
 using ::offkey::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -522,6 +528,117 @@ TEST_F(OperationsTest, CallersWithoutAGrantForTheOperationNeverReachTheStore) {
   EXPECT_EQ(store_->CallCount(M::kListKeys), lists);
 }
 
+// Forwards to a store and counts the calls made from the thread that created it (the
+// test's, which plays the request path); the catalog's background thread is not counted.
+class CallerThreadStore : public hsm::testing::ForwardingStore {
+ public:
+  explicit CallerThreadStore(hsm::KeyStore* real)
+      : ForwardingStore(real), caller_(std::this_thread::get_id()) {}
+  int calls() const { return calls_.load(); }
+
+  absl::StatusOr<std::vector<KeyInfo>> ListKeys() override {
+    Count();
+    return ForwardingStore::ListKeys();
+  }
+  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
+    Count();
+    return ForwardingStore::GetMetadata(id);
+  }
+  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
+      absl::string_view id) override {
+    Count();
+    return ForwardingStore::GetCertificateChain(id);
+  }
+  absl::StatusOr<KeyInfo> FindKey(const hsm::KeyLookup& lookup) override {
+    Count();
+    return ForwardingStore::FindKey(lookup);
+  }
+  absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm algorithm,
+                                   absl::string_view message,
+                                   const hsm::CallOptions& options) override {
+    Count();
+    return ForwardingStore::Sign(id, algorithm, message, options);
+  }
+
+ private:
+  void Count() {
+    if (std::this_thread::get_id() == caller_) ++calls_;
+  }
+  const std::thread::id caller_;
+  std::atomic<int> calls_{0};
+};
+
+// For a key the caller may not use, "no such key", "disabled", "pending destruction"
+// and "not yours" are one answer in code and message, with the HSM up or down, and
+// none of them touches the store in the request path (so none takes longer). A caller
+// whose grant would cover the key, asking for one that does not exist, gets that same
+// answer (its own identity in it).
+TEST_F(OperationsTest, KeysTheCallerMayNotUseGetOneAnswerWithTheHsmUpOrDown) {
+  constexpr char kNamed[] = "spiffe://example.org/named";  // SIGN on "mine" only.
+  constexpr char kAll[] = "spiffe://example.org/all";      // SIGN on every key.
+  offkey::v1::PolicyConfig config;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(grants {
+             identities: "spiffe://example.org/named"
+             operations: [ SIGN ]
+             keys { names: "mine" }
+           }
+           grants {
+             identities: "spiffe://example.org/all"
+             operations: [ SIGN ]
+             keys { all_keys: true }
+           })pb",
+      &config));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(
+      config::Policy policy,
+      config::Policy::Create(config, google::protobuf::RepeatedPtrField<std::string>()));
+  CallerThreadStore observed(store_.get());
+  // No miss limit at all: a miss that reloaded in the request path would show here.
+  KeyCatalog catalog(&observed, absl::Hours(1), absl::ZeroDuration());
+  Operations ops(&observed, &catalog,
+                 std::make_shared<const config::Policy>(std::move(policy)));
+  const KeyInfo target = Import("target", KeyAlgorithm::kEcP256, {},
+                                hsm::testing::GeneratePkcs8(KeyAlgorithm::kEcP256));
+  ASSERT_THAT(catalog.Refresh(), IsOk());
+  const auto request =
+      SignRequest("target", offkey::v1::ECDSA_SECP256R1_SHA256, Tls13ServerInput());
+
+  const absl::Status denied = ops.Sign(Caller{kNamed}, request, deadline_).status();
+  ASSERT_THAT(denied, StatusIs(absl::StatusCode::kPermissionDenied,
+                               HasSubstr("or no such key exists")));
+  const absl::Status stranger_denied = ops.Sign(stranger_, request, deadline_).status();
+  ASSERT_THAT(stranger_denied, StatusIs(absl::StatusCode::kPermissionDenied));
+  const absl::Status all_denied = absl::PermissionDeniedError(
+      absl::StrReplaceAll(denied.message(), {{kNamed, kAll}}));
+
+  // Each state, asked with the HSM up and then down.
+  auto ask = [&](absl::string_view state, bool exists) {
+    for (bool healthy : {true, false}) {
+      SCOPED_TRACE(absl::StrCat(state, healthy ? ", HSM up" : ", HSM down"));
+      store_->SetHealthy(healthy);
+      const int calls = observed.calls();
+      EXPECT_EQ(ops.Sign(Caller{kNamed}, request, deadline_).status(), denied);
+      EXPECT_EQ(ops.Sign(stranger_, request, deadline_).status(), stranger_denied);
+      if (!exists) {
+        EXPECT_EQ(ops.Sign(Caller{kAll}, request, deadline_).status(), all_denied);
+      }
+      EXPECT_EQ(observed.calls(), calls);
+      store_->SetHealthy(true);
+    }
+  };
+  ask("enabled", true);
+  SetMetadata(target, offkey::v1::TLS_SERVER, offkey::v1::DISABLED, {});
+  ASSERT_THAT(catalog.Refresh(), IsOk());
+  ask("disabled", true);
+  SetMetadata(target, offkey::v1::TLS_SERVER, offkey::v1::PENDING_DESTRUCTION, {});
+  ASSERT_THAT(catalog.Refresh(), IsOk());
+  ask("pending destruction", true);
+  ASSERT_THAT(store_->DestroyKey(target.key_id), IsOk());
+  ASSERT_THAT(catalog.Refresh(), IsOk());
+  ask("missing", false);
+  EXPECT_EQ(store_->CallCount(M::kSign), 0);
+}
+
 TEST_F(OperationsTest, DisabledAndPendingKeysFailThePrecondition) {
   const auto request =
       SignRequest("p256", offkey::v1::ECDSA_SECP256R1_SHA256, Tls13ServerInput());
@@ -796,6 +913,64 @@ TEST_F(OperationsTest, GetCertificateAndListKeysFollowTheGrants) {
   (*selector.mutable_label_selector())["tier"] = "core";
   OFFKEY_ASSERT_OK_AND_ASSIGN(listed, ops_.ListKeys(edge_, selector, deadline_));
   EXPECT_THAT(listed.keys(), IsEmpty());
+}
+
+// GetCertificate's schemes are those Sign accepts for the key in context.version (every
+// version's when unset), and an unknown version is refused as Sign refuses it.
+TEST_F(OperationsTest, GetCertificateSchemesFollowTheTlsVersion) {
+  offkey::v1::GetCertificateRequest get;
+  *get.mutable_key() = ByName("rsa");
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto any, ops_.GetCertificate(edge_, get, deadline_));
+  EXPECT_THAT(any.schemes(), ::testing::Contains(offkey::v1::RSA_PKCS1_SHA256));
+  EXPECT_THAT(any.schemes(), ::testing::Contains(offkey::v1::RSA_PSS_RSAE_SHA256));
+
+  for (offkey::v1::TlsVersion version : {offkey::v1::TLS_1_2, offkey::v1::TLS_1_3}) {
+    SCOPED_TRACE(version);
+    get.mutable_context()->set_version(version);
+    OFFKEY_ASSERT_OK_AND_ASSIGN(auto response,
+                                ops_.GetCertificate(edge_, get, deadline_));
+    EXPECT_THAT(response.schemes(), Not(IsEmpty()));
+    for (int scheme : response.schemes()) {
+      EXPECT_THAT(tls::CheckScheme(static_cast<offkey::v1::SignatureScheme>(scheme),
+                                   KeyAlgorithm::kRsa2048, version),
+                  IsOk());
+    }
+    EXPECT_THAT(response.schemes(), ::testing::Contains(offkey::v1::RSA_PSS_RSAE_SHA256));
+  }
+  // PKCS#1 v1.5 is TLS 1.2 only.
+  EXPECT_THAT(ops_.GetCertificate(edge_, get, deadline_)->schemes(),
+              Not(::testing::Contains(offkey::v1::RSA_PKCS1_SHA256)));
+
+  get.mutable_context()->set_version(static_cast<offkey::v1::TlsVersion>(0x0305));
+  EXPECT_THAT(ops_.GetCertificate(edge_, get, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context.version")));
+}
+
+// The data plane's label selector has the admin plane's limits: at most 64 entries, each
+// a possible label (key at most 63 bytes, value at most 255), else INVALID_ARGUMENT
+// naming the limit.
+TEST_F(OperationsTest, ListKeysLabelSelectorIsBounded) {
+  offkey::v1::ListKeysRequest request;
+  for (int i = 0; i < 64; ++i) {
+    (*request.mutable_label_selector())[absl::StrCat("k", i)] = "v";
+  }
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_), IsOk());
+  (*request.mutable_label_selector())["one-more"] = "v";
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("label_selector"), HasSubstr("64"))));
+
+  request.clear_label_selector();
+  (*request.mutable_label_selector())[std::string(64, 'k')] = "v";
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("63")));
+  request.clear_label_selector();
+  (*request.mutable_label_selector())["tier"] = std::string(256, 'v');
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("255")));
+  request.clear_label_selector();
+  (*request.mutable_label_selector())[std::string(63, 'k')] = std::string(255, 'v');
+  EXPECT_THAT(ops_.ListKeys(edge_, request, deadline_), IsOk());
 }
 
 TEST_F(OperationsTest, VerifyClientNeedsItsGrantBeforeTheBundle) {

@@ -42,6 +42,20 @@ bool PipelineRegistry::Add(PipelineReactor* stream) {
   return true;
 }
 
+void PipelineRegistry::SetAfterRegisterForTest(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  after_register_for_test_ = std::move(hook);
+}
+
+void PipelineRegistry::AfterRegister() {
+  std::function<void()> hook;
+  {
+    absl::MutexLock lock(&mu_);
+    hook = after_register_for_test_;
+  }
+  if (hook) hook();  // Outside mu_: it may Drain.
+}
+
 void PipelineRegistry::Remove(PipelineReactor* stream) {
   absl::MutexLock lock(&mu_);
   streams_.erase(stream);
@@ -121,6 +135,7 @@ void PipelineReactor::OnArrived(bool ok) {
   // on moves the stream to Draining and, with nothing taken, finishes it before the
   // first read; the hold keeps the stream alive until this function is done with it.
   const bool registered = registry_->Add(this);
+  registry_->AfterRegister();
   bool done;
   {
     absl::MutexLock lock(&mu_);
@@ -291,6 +306,10 @@ void PipelineReactor::MaybeFinishLocked() {
 }
 
 void PipelineReactor::StartFinishLocked() {
+  // The only call of Finish, at most once per stream whatever the phases say: a second
+  // Finish is a gRPC assertion that aborts the process.
+  if (finish_started_) return;
+  finish_started_ = true;
   absl::Status status = phase_ == Phase::kFailed     ? end_status_
                         : phase_ == Phase::kDraining ? ShuttingDown()
                                                      : absl::OkStatus();

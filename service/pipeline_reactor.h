@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 
@@ -44,17 +45,24 @@ class PipelineRegistry {
   int open_streams() const { return open_streams_.load(std::memory_order_relaxed); }
   int items_in_flight() const { return items_.load(std::memory_order_relaxed); }
 
+  // Runs `hook` on each arriving stream's thread right after the stream registered and
+  // before it starts reading: the window in which a Drain once finished a stream twice.
+  // The hook may call Drain. Tests only.
+  void SetAfterRegisterForTest(std::function<void()> hook);
+
  private:
   friend class PipelineReactor;
   // False once draining has begun: the stream must end at once.
   bool Add(PipelineReactor* stream);
   void Remove(PipelineReactor* stream);
+  void AfterRegister();
 
   const RpcEnvironment* const env_;
   const int max_in_flight_;
   absl::Mutex mu_;
   std::set<PipelineReactor*> streams_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> after_register_for_test_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> open_streams_{0};
   std::atomic<int> items_{0};
 };
@@ -183,6 +191,7 @@ class PipelineReactor {
 
   absl::Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kArriving;
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;  // Set once, never cleared.
   bool read_outstanding_ ABSL_GUARDED_BY(mu_) = false;
   bool write_outstanding_ ABSL_GUARDED_BY(mu_) = false;
   // While arrival registers the stream outside mu_: a Drain may finish the stream

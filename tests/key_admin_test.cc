@@ -401,6 +401,11 @@ TEST_F(KeyAdminTest, DestructionHappensWhenTheWindowEndsAndDestroyNeedsForce) {
   *schedule.mutable_key() = Ref("old");
   schedule.set_pending_window_seconds(3600);
   offkey::v1::ScheduleKeyDestructionResponse scheduled;
+  // Under 24 hours only with force.
+  EXPECT_EQ(
+      admin_->ScheduleKeyDestruction(Context().get(), schedule, &scheduled).error_code(),
+      grpc::StatusCode::INVALID_ARGUMENT);
+  schedule.set_force(true);
   ASSERT_TRUE(admin_->ScheduleKeyDestruction(Context().get(), schedule, &scheduled).ok());
   schedule.set_pending_window_seconds(-1);
   EXPECT_EQ(
@@ -735,6 +740,7 @@ TEST_F(KeyAdminTest, DestructionWindowEndingDuringARestartIsHonoured) {
   offkey::v1::ScheduleKeyDestructionRequest schedule;
   *schedule.mutable_key() = Ref("doomed");
   schedule.set_pending_window_seconds(3600);
+  schedule.set_force(true);
   offkey::v1::ScheduleKeyDestructionResponse scheduled;
   ASSERT_TRUE(admin_->ScheduleKeyDestruction(Context().get(), schedule, &scheduled).ok());
 

@@ -268,8 +268,13 @@ TEST_F(OffkeyctlTest, KeyLifecycleEndToEnd) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(sign().exit_code, 0);
 
-  // Scheduled for destruction: refused at once, listed as pending, can be cancelled.
+  // A window under 24 hours is a usage error without --force; nothing is sent.
   r = Ctl({"schedule-destroy", "web", "--window", "2h", "--yes"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(Contains(r.err, "--force")) << r.err;
+  EXPECT_EQ(Show("web").info().state(), offkey::v1::ENABLED);
+  // Scheduled for destruction: refused at once, listed as pending, can be cancelled.
+  r = Ctl({"schedule-destroy", "web", "--window", "2h", "--force", "--yes"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(Contains(r.out, "pending-destruction (in "));
   EXPECT_TRUE(Contains(r.err, "cancel-destroy web"));

@@ -194,8 +194,12 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
   KeyPositional(schedule_cmd, &schedule.key);
   schedule_cmd
       ->add_option("-w,--window", schedule.window,
-                   "how long before destruction: 7d (default), 36h, 90m ... up to 90d")
+                   "how long before destruction: 7d (default), 36h ... up to 90d; at "
+                   "least 24h unless --force")
       ->type_name("DURATION");
+  schedule_cmd->add_flag("--force", schedule.force,
+                         "allow a window shorter than 24h (down to 1s): less time to "
+                         "notice a mistake and cancel");
 
   KeyPositional(command("cancel-destroy",
                         "Cancel a scheduled destruction (the key stays, disabled)",

@@ -502,7 +502,15 @@ absl::Status ScheduleDestruction(Context& ctx, const ScheduleArgs& args) {
   if (!args.window.empty()) {
     OFFKEY_ASSIGN_OR_RETURN(window, Arg(ParseDurationSeconds(args.window)));
   }
+  // The service refuses it too; saying so here sends nothing.
+  constexpr int64_t kMinWindow = 24 * 3600;
+  if (window != 0 && window < kMinWindow && !args.force) {
+    return UsageError(absl::StrCat("--window ", args.window,
+                                   " is shorter than 24h, too little time to notice a "
+                                   "mistake; add --force to schedule it anyway"));
+  }
   request.set_pending_window_seconds(window);
+  request.set_force(args.force);
   OFFKEY_RETURN_IF_ERROR(ctx.Confirm(
       absl::StrCat("schedule key '", args.key, "' for destruction in ",
                    window == 0 ? "7d" : DurationText(window)),

@@ -106,6 +106,7 @@ struct UpdateArgs {
 struct ScheduleArgs {
   std::string key;
   std::string window;
+  bool force = false;  // Allows a window shorter than 24 hours.
 };
 struct DestroyArgs {
   std::string key;

@@ -303,6 +303,41 @@ TEST_F(KeyStoreTest, RunRecoversOnTheCkRvPayloadOnly) {
   EXPECT_EQ(CkRvOf(status), CKR_MECHANISM_INVALID);
 }
 
+// A recovery that finds the token still there starts a new epoch; a session leased
+// before it is still open in the module and must be closed when it comes back, not
+// dropped from the pool's count and left open (a leak per recovery).
+TEST_F(KeyStoreTest, SessionsLeasedBeforeARecoveryAreClosedWhenReturned) {
+  Token& token = store_->TokenForTest();
+  CK_SESSION_HANDLE held = CK_INVALID_HANDLE;
+  absl::Notification holding, release;
+  std::thread holder([&] {
+    token
+        .Run("hold", absl::InfiniteFuture(),
+             [&](CK_SESSION_HANDLE s, int) -> absl::Status {
+               held = s;
+               holding.Notify();
+               release.WaitForNotification();
+               return absl::OkStatus();
+             })
+        .IgnoreError();
+  });
+  holding.WaitForNotification();
+  const uint64_t epoch = token.epoch();
+  ASSERT_THAT(token.Run("lose the token once", absl::InfiniteFuture(),
+                        [](CK_SESSION_HANDLE, int attempt) {
+                          return attempt == 0 ? CkRvStatus(CKR_DEVICE_REMOVED, "C_Sign")
+                                              : absl::OkStatus();
+                        }),
+              IsOk());
+  ASSERT_GT(token.epoch(), epoch);  // Recovered, without re-initialising the module.
+  release.Notify();
+  holder.join();
+  CK_SESSION_INFO info;
+  EXPECT_EQ(token.fn()->C_GetSessionInfo(held, &info), CKR_SESSION_HANDLE_INVALID);
+  EXPECT_EQ(token.sessions_in_use(), 0);
+  EXPECT_THAT(store_->CheckHealth(), IsOk());
+}
+
 // The module is finalised and re-initialised under us (what a reinserted token or a
 // restarted HSM client library looks like): handles and sessions are all dead.
 TEST_F(KeyStoreTest, RecoversWhenTheModuleIsReinitialised) {

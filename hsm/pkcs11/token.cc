@@ -16,6 +16,12 @@ namespace {
 // a login loss, and either by a token reset.
 constexpr int kMaxAttempts = 3;
 
+// C_Login answers that the same PIN will never turn into a success.
+bool IsPinRefused(CK_RV rv) {
+  return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_EXPIRED ||
+         rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE;
+}
+
 // `status` with its message prefixed by `operation`, payloads kept.
 absl::Status Named(const absl::Status& status, absl::string_view operation) {
   absl::Status named(status.code(), absl::StrCat(operation, ": ", status.message()));
@@ -63,9 +69,14 @@ absl::StatusOr<std::unique_ptr<Token>> Token::Open(const TokenOptions& options) 
     token->module_generation_ = module->generation();
   }
   // Log in now so that a wrong PIN fails at start, not at the first handshake.
-  OFFKEY_RETURN_IF_ERROR(
+  absl::Status first =
       token->Run("open first session", absl::InfiniteFuture(),
-                 [](CK_SESSION_HANDLE, int) { return absl::OkStatus(); }));
+                 [](CK_SESSION_HANDLE, int) { return absl::OkStatus(); });
+  if (!token->PinRefused().ok()) {
+    // At start a refused PIN is the operator's input, not an outage.
+    return absl::PermissionDeniedError(token->PinRefused().message());
+  }
+  OFFKEY_RETURN_IF_ERROR(first);
   return token;
 }
 
@@ -151,6 +162,7 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
     ++leased_;
     lease.epoch = epoch_;
     lease.pool_generation = pool_generation_;
+    lease.module_generation = module_generation_.load(std::memory_order_relaxed);
     if (!idle_.empty()) {
       lease.session = idle_.back();
       idle_.pop_back();
@@ -179,14 +191,32 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
   return lease;
 }
 
+absl::Status Token::PinRefused() const {
+  absl::MutexLock lock(&mu_);
+  return pin_refused_;
+}
+
 absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
   {
     absl::MutexLock lock(&mu_);
+    if (!pin_refused_.ok()) return pin_refused_;
     if (logged_in_epoch_ == epoch) return absl::OkStatus();
   }
   // The PIN buffer is const; PKCS#11 takes a non-const pointer but does not write.
   CK_RV rv = fn()->C_Login(session, CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()),
                            pin_.size());
+  if (IsPinRefused(rv)) {
+    absl::MutexLock lock(&mu_);
+    // Concurrent logins may all have been refused; the first one's words stand.
+    if (pin_refused_.ok()) {
+      pin_refused_ = absl::UnavailableError(absl::StrCat(
+          "HSM token ", uri_.ToString(), " refused the PIN (C_Login: ", CkRvName(rv),
+          "); it will not be tried again, since HSMs lock a PIN after a "
+          "few wrong tries: correct the PIN source (or unlock the PIN on the HSM) and "
+          "restart the service"));
+    }
+    return pin_refused_;
+  }
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
     return CkRvStatus(rv, absl::StrCat("C_Login to ", uri_.ToString()));
   }
@@ -199,9 +229,14 @@ void Token::Release(const Lease& lease, bool broken) {
   absl::MutexLock lock(&mu_);
   --leased_;
   if (broken || lease.epoch != epoch_ || lease.pool_generation != pool_generation_) {
-    // A dead session's handle may be reused by the module; closing it is a courtesy
-    // that can only fail.
-    if (lease.epoch == epoch_ && !broken) fn()->C_CloseSession(lease.session);
+    // Not kept. It is closed unless its handle may already name another session: a
+    // broken session is dead, a reset pool's sessions were closed by the module, and a
+    // re-initialised module forgot them all (handles get reused). A recovery that
+    // found the token where it was (a new epoch only) leaves it open, so close it.
+    if (!broken && lease.pool_generation == pool_generation_ &&
+        lease.module_generation == module_generation_.load(std::memory_order_relaxed)) {
+      fn()->C_CloseSession(lease.session);
+    }
     --open_;
     return;
   }
@@ -300,6 +335,8 @@ absl::Status Token::Run(
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     absl::StatusOr<Lease> lease = Acquire(deadline);
     if (!lease.ok()) {
+      // A refused PIN is not an outage: recovering would change nothing.
+      if (!PinRefused().ok()) return lease.status();
       // A token that is gone shows up as a failure to open a session or to log in.
       if (absl::IsUnavailable(lease.status()) && attempt + 1 < kMaxAttempts) {
         last = lease.status();

@@ -47,6 +47,12 @@ class Token {
   // Loads the module, finds the token, reads the PIN and logs in once to check it.
   // Errors: INVALID_ARGUMENT (bad URI or options), NOT_FOUND (module file or token
   // missing; the message lists the tokens that are present), PERMISSION_DENIED (PIN).
+  //
+  // A PIN the token refuses (CKR_PIN_INCORRECT, _LOCKED, _EXPIRED, _INVALID, _LEN_RANGE)
+  // is never presented again by this Token: HSMs lock the PIN after a few wrong tries,
+  // so a PIN changed on the HSM must not become a locked token through retries. From
+  // then on every Run and CheckHealth fails at once with UNAVAILABLE naming the CKR
+  // and saying what to do (fix the PIN, restart); only a new Token tries again.
   static absl::StatusOr<std::unique_ptr<Token>> Open(const TokenOptions& options);
   ~Token();
 
@@ -99,14 +105,20 @@ class Token {
     CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
     uint64_t epoch = 0;
     uint64_t pool_generation = 0;
+    // The module generation the session was opened in: while it is unchanged the
+    // handle is still ours to close, whatever recoveries happened meanwhile.
+    uint64_t module_generation = 0;
   };
 
   Token(Module* module, TokenUri uri, SecretBytes pin, int max_sessions);
 
   absl::StatusOr<Lease> Acquire(absl::Time deadline);
-  // Returns a session to the pool, or closes it when `broken` or from an older epoch.
+  // Returns a session to the pool; one from an older epoch or pool generation is closed
+  // instead, unless its handle may no longer be ours (see Release).
   void Release(const Lease& lease, bool broken);
   absl::Status Login(CK_SESSION_HANDLE session, uint64_t epoch);
+  // The refusal recorded by Login, or OK.
+  absl::Status PinRefused() const;
   // Finds the token again (re-initialising the module if it is not among the present
   // ones) and starts a new epoch: idle sessions and cached handles are dropped.
   absl::Status Recover(uint64_t seen_epoch);
@@ -129,6 +141,8 @@ class Token {
   // every Acquire, which must not take the lock twice.
   std::atomic<uint64_t> module_generation_{0};
   uint64_t logged_in_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set once the token refused the PIN; then C_Login is never called again.
+  absl::Status pin_refused_ ABSL_GUARDED_BY(mu_);
   uint64_t pool_generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<CK_SESSION_HANDLE> idle_ ABSL_GUARDED_BY(mu_);
   int open_ ABSL_GUARDED_BY(mu_) = 0;    // Sessions opened (idle + leased + opening).

@@ -23,6 +23,8 @@ namespace {
 
 constexpr int kMetadataFormat = 1;
 constexpr int64_t kDefaultPendingSeconds = 7 * 24 * 3600;
+// Shorter windows need the request's force.
+constexpr int64_t kMinPendingSeconds = 24 * 3600;
 constexpr int64_t kMaxPendingSeconds = 90 * 24 * 3600;
 constexpr size_t kMaxChainCerts = 10;
 constexpr size_t kMaxCertBytes = 64 * 1024;
@@ -318,9 +320,16 @@ absl::StatusOr<v1::ScheduleKeyDestructionResponse> KeyAdmin::ScheduleKeyDestruct
   int64_t window = request.pending_window_seconds();
   if (window == 0) window = kDefaultPendingSeconds;
   if (window < 1 || window > kMaxPendingSeconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pending_window_seconds: ", kMinPendingSeconds, " (24 hours)..",
+                     kMaxPendingSeconds, " (90 days), or 0 for 7 days; got ",
+                     request.pending_window_seconds()));
+  }
+  if (window < kMinPendingSeconds && !request.force()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "pending_window_seconds: 1..", kMaxPendingSeconds,
-        " (90 days), or 0 for 7 days; got ", request.pending_window_seconds()));
+        "pending_window_seconds: ", window, " is shorter than 24 hours (",
+        kMinPendingSeconds,
+        "), too little time to notice a mistake; set force to schedule it anyway"));
   }
   absl::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
@@ -373,29 +382,31 @@ absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
 absl::StatusOr<std::vector<std::string>> KeyAdmin::DestroyDue() {
   absl::MutexLock lock(&write_mu_);
   const int64_t now = absl::ToUnixSeconds(clock_());
-  auto due = [now](const KeyRecord& key) {
-    return key.metadata.state() == v1::PENDING_DESTRUCTION &&
-           key.metadata.destroy_time() <= now;
+  auto due = [now](const v1::KeyMetadata& metadata) {
+    return metadata.state() == v1::PENDING_DESTRUCTION && metadata.destroy_time() <= now;
   };
-  // The catalog's snapshot (at most its TTL old) is recent enough to tell whether
-  // anything may be due; a forced reload every interval would cost a token walk.
+  // The catalog's snapshot (at most its TTL old) is recent enough to tell which keys
+  // may be due; a forced reload every interval would cost a token walk.
   OFFKEY_ASSIGN_OR_RETURN(auto keys, catalog_->All());
-  if (std::none_of(keys.begin(), keys.end(),
-                   [&](const auto& key) { return due(*key); })) {
-    return std::vector<std::string>();
-  }
-  // But destruction is irreversible, so what is destroyed follows the token as it is
-  // now: another replica may have cancelled since the snapshot was taken.
-  OFFKEY_RETURN_IF_ERROR(catalog_->Refresh());
-  OFFKEY_ASSIGN_OR_RETURN(keys, catalog_->All());
   std::vector<std::string> destroyed;
+  bool changed = false;
   for (const auto& key : keys) {
-    if (!due(*key)) continue;
+    if (!due(key->metadata)) continue;
+    changed = true;
+    // But destruction is irreversible, so it follows the token as it is now, read just
+    // before destroying: another replica may have cancelled since the snapshot, or
+    // while this pass destroyed an earlier key.
+    absl::StatusOr<std::string> blob = store_->GetMetadata(key->info.key_id);
+    if (absl::IsNotFound(blob.status())) continue;  // Another replica may have won.
+    OFFKEY_RETURN_IF_ERROR(blob.status());
+    absl::StatusOr<v1::KeyMetadata> current = ParseKeyMetadata(*blob);
+    if (!current.ok() || !due(*current)) continue;  // Unreadable state destroys nothing.
     absl::Status s = store_->DestroyKey(key->info.key_id);
-    if (!s.ok() && !absl::IsNotFound(s)) return s;  // Another replica may have won.
+    if (absl::IsNotFound(s)) continue;
+    OFFKEY_RETURN_IF_ERROR(s);
     destroyed.push_back(key->info.name);
   }
-  if (!destroyed.empty()) Publish();
+  if (changed) Publish();
   return destroyed;
 }
 

@@ -9,8 +9,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/fake_key_store.h"
+#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/dev/dev_pki.h"
 #include "service/key_catalog.h"
@@ -31,6 +34,7 @@ namespace {
 using ::offkey::hsm::testing::FakeKeyStore;
 using ::offkey::testing::IsOk;
 using ::offkey::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -107,10 +111,12 @@ class KeyAdminTest : public ::testing::Test {
     if (!response.ok()) return response.status();
     return response->key();
   }
-  absl::StatusOr<v1::KeyInfo> Schedule(absl::string_view name, int64_t window) {
+  absl::StatusOr<v1::KeyInfo> Schedule(absl::string_view name, int64_t window,
+                                       bool force = false) {
     v1::ScheduleKeyDestructionRequest request;
     *request.mutable_key() = ByName(name);
     request.set_pending_window_seconds(window);
+    request.set_force(force);
     absl::StatusOr<v1::ScheduleKeyDestructionResponse> response =
         admin_.ScheduleKeyDestruction(request);
     if (!response.ok()) return response.status();
@@ -301,8 +307,24 @@ TEST_F(KeyAdminTest, DestructionWindowLimits) {
   OFFKEY_ASSERT_OK_AND_ASSIGN(key, Schedule("web", 90 * kDay));
   EXPECT_EQ(key.destroy_time(), absl::ToUnixSeconds(now_) + 90 * kDay);
   ASSERT_THAT(Cancel("web"), IsOk());
-  OFFKEY_ASSERT_OK_AND_ASSIGN(key, Schedule("web", 1));
+  // A window shorter than 24 hours leaves no time to notice a mistake: only with force.
+  EXPECT_THAT(Schedule("web", kDay - 1),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("pending_window_seconds"), HasSubstr("24 hours"),
+                             HasSubstr("force"))));
+  EXPECT_THAT(Schedule("web", 1), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(DataPlaneState("web"), v1::DISABLED);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(key, Schedule("web", kDay));
+  EXPECT_EQ(key.destroy_time(), absl::ToUnixSeconds(now_) + kDay);
+  ASSERT_THAT(Cancel("web"), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(key, Schedule("web", 1, /*force=*/true));
   EXPECT_EQ(key.destroy_time(), absl::ToUnixSeconds(now_) + 1);
+  ASSERT_THAT(Cancel("web"), IsOk());
+  // Force lowers the floor, nothing else.
+  EXPECT_THAT(Schedule("web", -1, /*force=*/true),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Schedule("web", 90 * kDay + 1, /*force=*/true),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(KeyAdminTest, DestroyDueDestroysExactlyWhenTheWindowEnds) {
@@ -343,7 +365,7 @@ TEST_F(KeyAdminTest, DestroyDueDestroysExactlyWhenTheWindowEnds) {
 
   // A failing store is reported, not skipped.
   Create("doomed");
-  ASSERT_THAT(Schedule("doomed", 1), IsOk());
+  ASSERT_THAT(Schedule("doomed", 1, /*force=*/true), IsOk());
   now_ += absl::Seconds(2);
   store_->Fail(M::kDestroyKey, absl::UnavailableError("token removed"));
   EXPECT_THAT(admin_.DestroyDue(), StatusIs(absl::StatusCode::kUnavailable));
@@ -360,7 +382,7 @@ TEST_F(KeyAdminTest, DestroyDueSparesAKeyCancelledOnAnotherReplica) {
   KeyCatalog other_catalog(other_store.get(), absl::Hours(1), absl::Hours(1));
   KeyAdmin other(other_store.get(), &other_catalog, [this] { return now_; });
   Create("web");
-  ASSERT_THAT(Schedule("web", 60), IsOk());
+  ASSERT_THAT(Schedule("web", 60, /*force=*/true), IsOk());
   now_ += absl::Seconds(60);
   // This replica's catalog saw the key pending; the other replica cancels it.
   ASSERT_EQ(DataPlaneState("web"), v1::PENDING_DESTRUCTION);
@@ -371,6 +393,46 @@ TEST_F(KeyAdminTest, DestroyDueSparesAKeyCancelledOnAnotherReplica) {
   EXPECT_THAT(destroyed, IsEmpty());
   EXPECT_THAT(store_->FindKey(hsm::KeyLookup::Name("web")), IsOk());
   EXPECT_EQ(DataPlaneState("web"), v1::DISABLED);
+}
+
+// The state is re-read per key just before its destruction, not once for the whole
+// pass: a cancel that lands on another replica while this one is destroying an earlier
+// due key still saves the later one.
+TEST_F(KeyAdminTest, DestroyDueRereadsEachKeyJustBeforeDestroyingIt) {
+  std::unique_ptr<FakeKeyStore> other_store = store_->OpenAnother();
+  KeyCatalog other_catalog(other_store.get(), absl::Hours(1), absl::Hours(1));
+  KeyAdmin other(other_store.get(), &other_catalog, [this] { return now_; });
+  // This replica's store: while it destroys "one", the other replica cancels "two".
+  class CancelDuringDestroy : public hsm::testing::ForwardingStore {
+   public:
+    CancelDuringDestroy(hsm::KeyStore* real, std::function<void()> hook)
+        : ForwardingStore(real), hook_(std::move(hook)) {}
+    absl::Status DestroyKey(absl::string_view id) override {
+      if (hook_) std::exchange(hook_, nullptr)();
+      return ForwardingStore::DestroyKey(id);
+    }
+
+   private:
+    std::function<void()> hook_;
+  };
+  CancelDuringDestroy racing(store_.get(),
+                             [&] { EXPECT_THAT(Cancel(other, "two"), IsOk()); });
+  KeyCatalog catalog(&racing, absl::Hours(1), absl::Hours(1));
+  KeyAdmin admin(&racing, &catalog, [this] { return now_; });
+
+  Create("one");
+  Create("two");
+  ASSERT_THAT(Schedule("one", kDay), IsOk());
+  ASSERT_THAT(Schedule("two", kDay), IsOk());
+  now_ += absl::Seconds(kDay);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<std::string> destroyed, admin.DestroyDue());
+  EXPECT_THAT(destroyed, ElementsAre("one"));
+  EXPECT_THAT(store_->FindKey(hsm::KeyLookup::Name("one")),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->FindKey(hsm::KeyLookup::Name("two")), IsOk());
+  // And this replica's catalog shows what the token says now.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto two, catalog.Find(ByName("two")));
+  EXPECT_EQ(two->metadata.state(), v1::DISABLED);
 }
 
 TEST_F(KeyAdminTest, DestroyKeyNeedsForceAndWorksInEveryState) {

@@ -7,6 +7,9 @@
 //     CKR_DEVICE_REMOVED, C_OpenSession with CKR_TOKEN_NOT_PRESENT. When the file goes
 //     away the token "comes back" with every earlier session closed and logged out, as a
 //     reinserted token does.
+//
+// It also counts C_Login calls, which tests read through the exported
+// OffkeyTestLoginCalls() (dlsym on this module).
 #include <dlfcn.h>
 #include <sys/stat.h>
 
@@ -55,6 +58,15 @@ struct Wrap<CK_RV (*)(A...), Field, kWhenRemoved> {
 #define OFFKEY_WRAP(name, rv) \
   wrapped.name = &Wrap<decltype(real->name), &CK_FUNCTION_LIST::name, rv>::Call
 
+std::atomic<unsigned long> login_calls{0};
+
+CK_RV Login(CK_SESSION_HANDLE session, CK_USER_TYPE user, CK_UTF8CHAR* pin,
+            CK_ULONG pin_len) {
+  ++login_calls;
+  if (Removed()) return CKR_DEVICE_REMOVED;
+  return real->C_Login(session, user, pin, pin_len);
+}
+
 CK_RV GetSlotList(CK_BBOOL present, CK_SLOT_ID* list, CK_ULONG* count) {
   if (present && Removed()) {
     *count = 0;
@@ -79,7 +91,7 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
     OFFKEY_WRAP(C_OpenSession, CKR_TOKEN_NOT_PRESENT);
     OFFKEY_WRAP(C_CloseSession, CKR_DEVICE_REMOVED);
     OFFKEY_WRAP(C_GetSessionInfo, CKR_DEVICE_REMOVED);
-    OFFKEY_WRAP(C_Login, CKR_DEVICE_REMOVED);
+    wrapped.C_Login = &Login;
     OFFKEY_WRAP(C_Logout, CKR_DEVICE_REMOVED);
     OFFKEY_WRAP(C_CreateObject, CKR_DEVICE_REMOVED);
     OFFKEY_WRAP(C_DestroyObject, CKR_DEVICE_REMOVED);
@@ -97,4 +109,8 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
   }
   *out = &wrapped;
   return CKR_OK;
+}
+
+extern "C" __attribute__((visibility("default"))) unsigned long OffkeyTestLoginCalls() {
+  return login_calls.load();
 }
