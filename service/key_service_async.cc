@@ -48,7 +48,8 @@ class UnaryCall final : public Call {
     }
     const absl::Time deadline = DeadlineOf(context_);
     absl::Status queued = env.pool->Submit(
-        deadline, [this, arrived, deadline, caller = *caller](bool expired) {
+        caller->identity, deadline,
+        [this, arrived, deadline, caller = *caller](bool expired) {
           absl::StatusOr<Response> result = Perform(service_->env(), caller, request_,
                                                     arrived, deadline, expired, false);
           if (!result.ok()) {

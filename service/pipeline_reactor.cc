@@ -207,19 +207,21 @@ void PipelineReactor::SubmitLocked(const std::shared_ptr<const v1::PipelineReque
                                    Response* (v1::PipelineResponse::*field)()) {
   const absl::Time arrived = absl::Now();
   const Request* const request_ptr = &request;  // Owned by `item`.
-  absl::Status queued = env_.pool->Submit(deadline_, [this, item, request_ptr, field,
-                                                      arrived](bool expired) {
-    absl::StatusOr<Response> result =
-        Perform(env_, caller_, *request_ptr, arrived, deadline_, expired, true);
-    v1::PipelineResponse response =
-        result.ok() ? v1::PipelineResponse() : ErrorResponse(item->id(), result.status());
-    if (result.ok()) {
-      response.set_id(item->id());
-      response.mutable_status();
-      *(response.*field)() = *std::move(result);
-    }
-    Complete(std::move(response));
-  });
+  absl::Status queued = env_.pool->Submit(
+      caller_.identity, deadline_,
+      [this, item, request_ptr, field, arrived](bool expired) {
+        absl::StatusOr<Response> result =
+            Perform(env_, caller_, *request_ptr, arrived, deadline_, expired, true);
+        v1::PipelineResponse response = result.ok()
+                                            ? v1::PipelineResponse()
+                                            : ErrorResponse(item->id(), result.status());
+        if (result.ok()) {
+          response.set_id(item->id());
+          response.mutable_status();
+          *(response.*field)() = *std::move(result);
+        }
+        Complete(std::move(response));
+      });
   if (!queued.ok()) {
     RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true);
     CompleteLocked(ErrorResponse(item->id(), queued));
