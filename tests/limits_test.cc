@@ -6,6 +6,8 @@
 // Deterministic by construction: the HSM calls of the flooding identity's key wait at a
 // gate in the store that the test opens one call at a time, so what runs in which order
 // is decided by offkeyd's queue, not by timing.
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -263,6 +265,205 @@ TEST_F(LimitsTest, VerifyClientDoesNotWaitForHsmWorkers) {
 
   gated_->Open();
   for (auto& call : flood) call->done.WaitForNotification();
+}
+
+// A small stream cap, and the admin listener, for the size and connection tests.
+class EdgeLimitsTest : public OffkeydTest {
+ protected:
+  static constexpr char kAdmin[] = "spiffe://test.offkey/admin";
+
+  void Configure(v1::ServerConfig* config) override {
+    config->mutable_limits()->set_max_concurrent_streams(2);
+    config->set_admin_listen_address("127.0.0.1:0");
+    config->add_admin_identities(kAdmin);
+    v1::Grant* verify = config->mutable_policy()->add_grants();
+    verify->add_identities(kTerminator);
+    verify->add_operations(v1::VERIFY_CLIENT);
+  }
+  void SetUp() override {
+    OffkeydTest::SetUp();
+    AddKey("ec", hsm::KeyAlgorithm::kEcP256);
+    AddKey("rsa", hsm::KeyAlgorithm::kRsa2048);
+  }
+
+  // offkeyd still answers a good Sign on a fresh connection.
+  void ExpectServing() {
+    v1::SignResponse response;
+    grpc::Status status =
+        Stub(kTerminator)->Sign(Context().get(), SignOf("ec"), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+};
+
+// A refusal for size: RESOURCE_EXHAUSTED, with the limit in bytes in the message.
+void ExpectTooLarge(const grpc::Status& status, size_t limit, const char* what) {
+  EXPECT_EQ(status.error_code(), grpc::RESOURCE_EXHAUSTED)
+      << what << ": " << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), absl::StrCat(limit)))
+      << what << ": " << status.error_message();
+}
+
+TEST_F(EdgeLimitsTest, OversizedRequestsAreRefusedNamingTheLimit) {
+  auto stub = Stub(kTerminator);
+  {
+    v1::SignRequest request = SignOf("ec");
+    request.set_message(std::string(65 * 1024 + 1, 'x'));
+    v1::SignResponse response;
+    ExpectTooLarge(stub->Sign(Context().get(), request, &response), 65 * 1024, "Sign");
+  }
+  {
+    v1::DecryptPremasterRequest request;
+    request.mutable_key()->set_name("rsa");
+    request.mutable_context()->set_version(v1::TLS_1_2);
+    request.set_client_version(0x0303);
+    request.set_ciphertext(std::string(4 * 1024 + 1, '\x01'));
+    v1::DecryptPremasterResponse response;
+    ExpectTooLarge(stub->DecryptPremaster(Context().get(), request, &response), 4 * 1024,
+                   "DecryptPremaster");
+  }
+  {
+    v1::DeriveMasterSecretRequest request;
+    request.mutable_key()->set_name("rsa");
+    request.mutable_context()->set_version(v1::TLS_1_2);
+    request.set_client_version(0x0303);
+    request.set_ciphertext(std::string(4 * 1024 + 1, '\x01'));
+    request.set_prf_hash(v1::PRF_SHA256);
+    request.set_session_hash(std::string(32, 's'));
+    v1::DeriveMasterSecretResponse response;
+    ExpectTooLarge(stub->DeriveMasterSecret(Context().get(), request, &response),
+                   4 * 1024, "DeriveMasterSecret");
+  }
+  {
+    // Within every per-field limit of VerifyClient (1 MiB of signed content), above the
+    // request's.
+    v1::VerifyClientRequest request;
+    request.mutable_context()->set_version(v1::TLS_1_2);
+    request.add_certificate_chain(std::string(100, 'c'));
+    request.set_trust_bundle("clients");
+    request.set_scheme(v1::ECDSA_SECP256R1_SHA256);
+    request.set_signed_content(std::string(256 * 1024, 'm'));
+    request.set_signature(std::string(72, 's'));
+    v1::VerifyClientResponse response;
+    ExpectTooLarge(stub->VerifyClient(Context().get(), request, &response), 256 * 1024,
+                   "VerifyClient");
+  }
+  {
+    v1::GetCertificateRequest request;
+    request.mutable_key()->set_name(std::string(4 * 1024 + 1, 'k'));
+    v1::GetCertificateResponse response;
+    ExpectTooLarge(stub->GetCertificate(Context().get(), request, &response), 4 * 1024,
+                   "GetCertificate");
+  }
+  {
+    v1::ListKeysRequest request;
+    (*request.mutable_label_selector())["team"] = std::string(16 * 1024, 'v');
+    v1::ListKeysResponse response;
+    ExpectTooLarge(stub->ListKeys(Context().get(), request, &response), 16 * 1024,
+                   "ListKeys");
+  }
+  {
+    // A Pipeline item over its operation's limit is answered alone; the stream goes on.
+    auto context = Context();
+    auto stream = stub->Pipeline(context.get());
+    v1::PipelineRequest big;
+    big.set_id(1);
+    *big.mutable_sign() = SignOf("ec");
+    big.mutable_sign()->set_message(std::string(65 * 1024 + 1, 'x'));
+    v1::PipelineRequest good;
+    good.set_id(2);
+    *good.mutable_sign() = SignOf("ec");
+    ASSERT_TRUE(stream->Write(big));
+    ASSERT_TRUE(stream->Write(good));
+    stream->WritesDone();
+    std::map<uint64_t, v1::PipelineResponse> answers;
+    v1::PipelineResponse answer;
+    while (stream->Read(&answer)) answers[answer.id()] = answer;
+    EXPECT_TRUE(stream->Finish().ok());
+    ASSERT_EQ(answers.size(), 2u);
+    ExpectTooLarge(grpc::Status(static_cast<grpc::StatusCode>(answers[1].status().code()),
+                                answers[1].status().message()),
+                   65 * 1024, "Pipeline item");
+    EXPECT_EQ(answers[2].status().code(), grpc::OK) << answers[2].status().message();
+    EXPECT_FALSE(answers[2].sign().signature().empty());
+  }
+  {
+    // Far above every limit: gRPC refuses it before parsing, with its own message.
+    v1::SignRequest request = SignOf("ec");
+    request.set_message(std::string(3 * 1024 * 1024, 'x'));
+    v1::SignResponse response;
+    grpc::Status status = stub->Sign(Context().get(), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::RESOURCE_EXHAUSTED) << status.error_message();
+  }
+  ExpectServing();
+}
+
+TEST_F(EdgeLimitsTest, OversizedAdminRequestsAreRefused) {
+  auto admin = AdminStub(kAdmin);
+  {
+    v1::ImportKeyRequest request;
+    request.set_name("big");
+    request.set_private_key(std::string(64 * 1024 + 1, 'p'));
+    v1::ImportKeyResponse response;
+    ExpectTooLarge(admin->ImportKey(Context().get(), request, &response), 64 * 1024,
+                   "ImportKey");
+  }
+  {
+    v1::AttachCertificateRequest request;
+    request.mutable_key()->set_name("ec");
+    request.set_chain_pem(std::string(3 * 1024 * 1024, 'c'));
+    v1::AttachCertificateResponse response;
+    grpc::Status status = admin->AttachCertificate(Context().get(), request, &response);
+    EXPECT_EQ(status.error_code(), grpc::RESOURCE_EXHAUSTED) << status.error_message();
+  }
+  v1::AdminListKeysResponse keys;
+  EXPECT_TRUE(admin->ListKeys(Context().get(), v1::AdminListKeysRequest(), &keys).ok());
+  ExpectServing();
+}
+
+// A connection has at most max_concurrent_streams (2) calls open: a third waits for
+// one of them to end, while other connections are served.
+TEST_F(EdgeLimitsTest, StreamsPerConnectionAreCapped) {
+  std::shared_ptr<grpc::Channel> channel = Channel(kTerminator);
+  auto stub = v1::KeyService::NewStub(channel);
+  struct Open {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::PipelineRequest, v1::PipelineResponse>>
+        stream;
+  };
+  std::vector<Open> open;
+  for (int i = 0; i < 2; ++i) {
+    Open o;
+    o.context = Context(absl::Seconds(60));
+    o.stream = stub->Pipeline(o.context.get());
+    // An answer on the stream: offkeyd has it open, and the client has read the
+    // server's SETTINGS (which carry the cap) before it.
+    v1::PipelineRequest item;
+    item.set_id(1);
+    *item.mutable_sign() = SignOf("ec");
+    ASSERT_TRUE(o.stream->Write(item));
+    v1::PipelineResponse answer;
+    ASSERT_TRUE(o.stream->Read(&answer));
+    ASSERT_EQ(answer.status().code(), grpc::OK) << answer.status().message();
+    open.push_back(std::move(o));
+  }
+  // A third call on this connection cannot start while both streams are open.
+  v1::SignResponse response;
+  grpc::Status third =
+      stub->Sign(Context(absl::Seconds(1)).get(), SignOf("ec"), &response);
+  EXPECT_EQ(third.error_code(), grpc::DEADLINE_EXCEEDED) << third.error_message();
+  // Another connection is not affected.
+  ExpectServing();
+  // Once one stream ends, the connection takes a call again.
+  open.back().stream->WritesDone();
+  EXPECT_TRUE(open.back().stream->Finish().ok());
+  open.pop_back();
+  grpc::Status after =
+      stub->Sign(Context(absl::Seconds(20)).get(), SignOf("ec"), &response);
+  EXPECT_TRUE(after.ok()) << after.error_message();
+  for (Open& o : open) {
+    o.stream->WritesDone();
+    EXPECT_TRUE(o.stream->Finish().ok());
+  }
 }
 
 }  // namespace
