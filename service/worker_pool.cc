@@ -32,13 +32,16 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::Shutdown() {
-  absl::MutexLock lock(&mu_);
-  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
 }
 
 absl::Status WorkerPool::Submit(absl::string_view identity, absl::Time deadline,
                                 Task task, Then then) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) return absl::UnavailableError("offkeyd is shutting down");
   auto found = accounts_.find(identity);
   const int in_flight = found == accounts_.end() ? 0 : found->second.in_flight;
@@ -60,11 +63,13 @@ absl::Status WorkerPool::Submit(absl::string_view identity, absl::Time deadline,
   account.waiting.push_back({deadline, std::move(task), std::move(then)});
   ++account.in_flight;
   ++queued_;
+  lock.unlock();
+  work_.notify_one();
   return absl::OkStatus();
 }
 
 int WorkerPool::queued() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return queued_;
 }
 
@@ -73,12 +78,10 @@ void WorkerPool::Run() {
     Item item;
     std::string identity;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](WorkerPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stopping_ || p->queued_ > 0;
-          },
-          this));
+      std::unique_lock<std::mutex> lock(mu_);
+      work_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || queued_ > 0;
+      });
       if (queued_ == 0) return;  // Stopping and drained.
       identity = std::move(turns_.front());
       turns_.pop_front();
@@ -91,7 +94,7 @@ void WorkerPool::Run() {
     item.task(absl::Now() > item.deadline);
     item.task = nullptr;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       auto account = accounts_.find(identity);
       if (--account->second.in_flight == 0) accounts_.erase(account);
     }

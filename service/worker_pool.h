@@ -3,9 +3,11 @@
 #ifndef OFFKEY_SERVICE_WORKER_POOL_H_
 #define OFFKEY_SERVICE_WORKER_POOL_H_
 
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,7 +17,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace offkey::service {
@@ -99,7 +100,10 @@ class WorkerPool {
   void Run();
 
   const Options options_;
-  mutable absl::Mutex mu_;
+  // std::mutex rather than absl::Mutex: Debian's Abseil is built without ThreadSanitizer
+  // annotations, and this pool is the concurrency checked under --config=tsan.
+  mutable std::mutex mu_;
+  std::condition_variable work_;  // A task was queued, or Shutdown.
   absl::flat_hash_map<std::string, Account> accounts_ ABSL_GUARDED_BY(mu_);
   // Identities with waiting tasks, each once, in the order they are next served.
   std::deque<std::string> turns_ ABSL_GUARDED_BY(mu_);

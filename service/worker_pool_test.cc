@@ -2,14 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
@@ -21,6 +21,30 @@ using ::offkey::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
+// The synchronization here is std::mutex, not absl::Mutex or absl::Notification, for
+// the same reason as in the pool: this test runs under --config=tsan, and Debian's
+// Abseil is not instrumented.
+
+// A one-shot event.
+class Notification {
+ public:
+  // Signals under the lock: a waiter may destroy the event as soon as it wakes.
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mu_);
+    notified_ = true;
+    cv_.notify_all();
+  }
+  void WaitForNotification() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return notified_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool notified_ = false;
+};
+
 // Occupies a pool's threads until released, so that what is submitted meanwhile
 // queues; the tests then decide exactly when workers move on.
 class Blocker {
@@ -28,29 +52,27 @@ class Blocker {
   // A task that notes it started and waits for Release.
   WorkerPool::Task Task() {
     return [this](bool) {
-      {
-        absl::MutexLock lock(&mu_);
-        ++started_;
-      }
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&released_));
+      std::unique_lock<std::mutex> lock(mu_);
+      ++started_;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return released_; });
     };
   }
   void WaitStarted(int n) {
-    absl::MutexLock lock(&mu_);
-    auto started = [this, n]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return started_ >= n; };
-    mu_.Await(absl::Condition(&started));
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this, n] { return started_ >= n; });
   }
   void Release() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     released_ = true;
+    cv_.notify_all();
   }
 
  private:
-  absl::Mutex mu_;
-  int started_ ABSL_GUARDED_BY(mu_) = 0;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int started_ = 0;
+  bool released_ = false;
 };
 
 // Records the order tasks ran in.
@@ -58,18 +80,18 @@ class Order {
  public:
   WorkerPool::Task Task(std::string name) {
     return [this, name](bool) {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       ran_.push_back(name);
     };
   }
   std::vector<std::string> ran() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return ran_;
   }
 
  private:
-  absl::Mutex mu_;
-  std::vector<std::string> ran_ ABSL_GUARDED_BY(mu_);
+  std::mutex mu_;
+  std::vector<std::string> ran_;
 };
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> Pool(int threads, int queue_depth,
@@ -85,7 +107,7 @@ TEST(WorkerPoolTest, RunsTasksOnWorkers) {
   auto pool = WorkerPool::Create(2, 16);
   ASSERT_THAT(pool, IsOk());
   std::atomic<int> ran{0};
-  absl::Notification done[8];
+  Notification done[8];
   for (int i = 0; i < 8; ++i) {
     ASSERT_TRUE((*pool)
                     ->Submit("", absl::InfiniteFuture(),
@@ -103,7 +125,7 @@ TEST(WorkerPoolTest, RunsTasksOnWorkers) {
 TEST(WorkerPoolTest, FullQueueIsRefusedAtOnce) {
   auto pool = WorkerPool::Create(1, 2);
   ASSERT_THAT(pool, IsOk());
-  absl::Notification started, release;
+  Notification started, release;
   ASSERT_TRUE((*pool)
                   ->Submit("", absl::InfiniteFuture(),
                            [&](bool) {
@@ -127,7 +149,7 @@ TEST(WorkerPoolTest, FullQueueIsRefusedAtOnce) {
 TEST(WorkerPoolTest, ExpiredTasksAreToldSo) {
   auto pool = WorkerPool::Create(1, 4);
   ASSERT_THAT(pool, IsOk());
-  absl::Notification started, release, checked;
+  Notification started, release, checked;
   ASSERT_TRUE((*pool)
                   ->Submit("", absl::InfiniteFuture(),
                            [&](bool) {
@@ -189,7 +211,7 @@ TEST(WorkerPoolTest, PerIdentitySlotIsFreeBeforeTheAnswer) {
   auto pool = Pool(/*threads=*/1, /*queue_depth=*/16, /*max_per_identity=*/1);
   ASSERT_THAT(pool, IsOk());
   for (int i = 0; i < 20; ++i) {
-    absl::Notification answered;
+    Notification answered;
     ASSERT_THAT((*pool)->Submit(
                     "a", absl::InfiniteFuture(), [](bool) {}, [&] { answered.Notify(); }),
                 IsOk());
@@ -225,7 +247,7 @@ TEST(WorkerPoolTest, ConcurrentSubmittersKeepTheirCaps) {
   constexpr int kCap = 1;  // Below the thread count, so the cap is what holds.
   auto pool = Pool(/*threads=*/4, /*queue_depth=*/8, kCap);
   ASSERT_THAT(pool, IsOk());
-  absl::Mutex mu;
+  std::mutex mu;
   std::map<std::string, int> in_flight;
   int most = 0;
   std::atomic<int> accepted{0}, ran{0};
@@ -237,11 +259,11 @@ TEST(WorkerPoolTest, ConcurrentSubmittersKeepTheirCaps) {
         absl::Status status =
             (*pool)->Submit(identity, absl::InfiniteFuture(), [&, identity](bool) {
               {
-                absl::MutexLock lock(&mu);
+                std::lock_guard<std::mutex> lock(mu);
                 most = std::max(most, ++in_flight[identity]);
               }
               ++ran;
-              absl::MutexLock lock(&mu);
+              std::lock_guard<std::mutex> lock(mu);
               --in_flight[identity];
             });
         if (status.ok()) {
