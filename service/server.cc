@@ -41,9 +41,9 @@ void LimitConnections(grpc::ServerBuilder& builder,
 }
 
 // The admin plane's largest request is AttachCertificate with a PEM chain (at most
-// 1 MiB, checked by KeyAdmin with a message naming the field); its largest answer a key
-// list. Anything larger is refused by gRPC before it is parsed.
-constexpr int kMaxAdminMessageBytes = 2 * 1024 * 1024;
+// 1 MiB; each RPC's own limit is checked in KeyAdminService). Anything larger is refused
+// by gRPC before it is parsed.
+constexpr int kMaxAdminReceiveBytes = 2 * 1024 * 1024;
 
 // The HSM workers: as many as HSM sessions unless configured; each identity may hold
 // limits.max_calls_in_flight_per_identity of them and their queue (0: half the queue).
@@ -56,6 +56,7 @@ WorkerPool::Options HsmPoolOptions(const offkey::v1::ServerConfig& config) {
                                  ? config.limits().max_calls_in_flight_per_identity()
                                  : std::max(1, options.queue_depth / 2);
   options.thread_name = "offkey-worker";
+  options.waiting_for = "the HSM";
   return options;
 }
 
@@ -68,6 +69,7 @@ WorkerPool::Options VerifyPoolOptions(const offkey::v1::ServerConfig& config) {
   options.max_per_identity = std::min(std::max(1, options.queue_depth / 2),
                                       HsmPoolOptions(config).max_per_identity);
   options.thread_name = "offkey-verify";
+  options.waiting_for = "client verification";
   return options;
 }
 
@@ -201,8 +203,9 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
     grpc::ServerBuilder admin_builder;
     AllowClientKeepalive(admin_builder);
     LimitConnections(admin_builder, config);
-    admin_builder.SetMaxReceiveMessageSize(kMaxAdminMessageBytes);
-    admin_builder.SetMaxSendMessageSize(kMaxAdminMessageBytes);
+    admin_builder.SetMaxReceiveMessageSize(kMaxAdminReceiveBytes);
+    admin_builder.SetMaxSendMessageSize(
+        static_cast<int>(call_support::kMaxSendMessageBytes));
     admin_builder.AddListeningPort(config.admin_listen_address(), credentials,
                                    &server->admin_port_);
     admin_builder.RegisterService(server->admin_service_.get());

@@ -53,10 +53,9 @@ absl::Status WorkerPool::Submit(absl::string_view identity, absl::Time deadline,
         "more"));
   }
   if (queued_ >= options_.queue_depth) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("offkeyd is saturated: ", queued_,
-                     " operations are already waiting for the HSM; retry with backoff or "
-                     "on another replica"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "offkeyd is saturated: ", queued_, " operations are already waiting for ",
+        options_.waiting_for, "; retry with backoff or on another replica"));
   }
   Account& account = found == accounts_.end() ? accounts_[identity] : found->second;
   if (account.waiting.empty()) turns_.emplace_back(identity);

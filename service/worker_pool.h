@@ -50,6 +50,8 @@ class WorkerPool {
     int max_per_identity = 0;
     // The threads' name (at most 15 bytes), for top and perf.
     std::string thread_name = "offkey-worker";
+    // What queued tasks wait for, as a refusal names it.
+    std::string waiting_for = "the HSM";
   };
 
   // INVALID_ARGUMENT unless the options are in their ranges.
