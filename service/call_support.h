@@ -6,10 +6,12 @@
 #define OFFKEY_SERVICE_CALL_SUPPORT_H_
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
@@ -29,7 +31,8 @@ using KeyServiceAsyncBase = offkey::v1::KeyService::AsyncService;
 // calls; set before the first call and read-only after, so shared without a lock.
 struct RpcEnvironment {
   Operations* operations = nullptr;
-  WorkerPool* pool = nullptr;
+  WorkerPool* pool = nullptr;           // The HSM workers.
+  WorkerPool* verify_pool = nullptr;    // VerifyClient's chain building (no HSM).
   AuditLog* audit = nullptr;            // May be null.
   metrics::Metrics* metrics = nullptr;  // May be null.
   IdentityCache* identities = nullptr;
@@ -85,7 +88,32 @@ inline void DescribeResult(const v1::VerifyClientResponse& r, AuditRecord* recor
                                                     : r.identity().spiffe_id();
 }
 
-// One row per operation: its kind, how to run it, and the scheme it reports in metrics.
+// The largest request each RPC accepts, serialized (unknown fields included), checked
+// when the request is first seen, before it queues or touches the HSM. Each is the
+// largest legitimate request with room to spare:
+//   Sign: a TLS 1.3 CertificateVerify input is ~100 bytes and a TLS 1.2
+//     ServerKeyExchange input at most ~2 KiB (ffdhe8192), but GENERAL_SIGNING keys
+//     sign up to 64 KiB (SignRequest.message); plus 1 KiB for key and context.
+//   DecryptPremaster, DeriveMasterSecret: one RSA modulus (2 KiB covers 16384 bits),
+//     randoms or a session hash, key and context.
+//   VerifyClient: a client chain and, for TLS 1.2, every handshake message so far
+//     (which carries the server's chain and the CertificateRequest's CA names).
+//   GetCertificate: a key reference and a context. ListKeys: a label selector.
+// A Pipeline item is held to the limit of its operation. gRPC itself refuses any
+// message above kMaxReceiveMessageBytes before parsing it.
+inline constexpr size_t kMaxSignRequestBytes = 65 * 1024;
+inline constexpr size_t kMaxPremasterRequestBytes = 4 * 1024;
+inline constexpr size_t kMaxVerifyClientRequestBytes = 256 * 1024;
+inline constexpr size_t kMaxGetCertificateRequestBytes = 4 * 1024;
+inline constexpr size_t kMaxListKeysRequestBytes = 16 * 1024;
+// The largest message of any RPC (a Pipeline item wraps its operation in a few bytes).
+inline constexpr size_t kMaxReceiveMessageBytes = kMaxVerifyClientRequestBytes + 1024;
+// Answers are small but for certificate chains and key lists; 4 MiB is also what a
+// gRPC client accepts by default.
+inline constexpr size_t kMaxSendMessageBytes = 4 * 1024 * 1024;
+
+// One row per operation: its kind, how to run it, the scheme it reports in metrics, the
+// largest request it takes and the pool it runs on.
 template <typename Request>
 struct Op;
 // Operations that make no signature report no scheme.
@@ -95,27 +123,34 @@ struct NoScheme {
     return v1::SIGNATURE_SCHEME_UNSPECIFIED;
   }
 };
+// Operations that may reach the HSM run on its workers.
+struct OnHsmPool {
+  static WorkerPool* Pool(const RpcEnvironment& env) { return env.pool; }
+};
 template <>
-struct Op<v1::SignRequest> {
+struct Op<v1::SignRequest> : OnHsmPool {
   using Response = v1::SignResponse;
   static constexpr v1::Operation kKind = v1::SIGN;
   static constexpr auto kRun = &Operations::Sign;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestSign;
+  static constexpr size_t kMaxRequestBytes = kMaxSignRequestBytes;
   static v1::SignatureScheme Scheme(const v1::SignRequest& r) { return r.scheme(); }
 };
 template <>
-struct Op<v1::DecryptPremasterRequest> : NoScheme {
+struct Op<v1::DecryptPremasterRequest> : NoScheme, OnHsmPool {
   using Response = v1::DecryptPremasterResponse;
   static constexpr v1::Operation kKind = v1::DECRYPT_PREMASTER;
   static constexpr auto kRun = &Operations::DecryptPremaster;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestDecryptPremaster;
+  static constexpr size_t kMaxRequestBytes = kMaxPremasterRequestBytes;
 };
 template <>
-struct Op<v1::DeriveMasterSecretRequest> : NoScheme {
+struct Op<v1::DeriveMasterSecretRequest> : NoScheme, OnHsmPool {
   using Response = v1::DeriveMasterSecretResponse;
   static constexpr v1::Operation kKind = v1::DERIVE_MASTER_SECRET;
   static constexpr auto kRun = &Operations::DeriveMasterSecret;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestDeriveMasterSecret;
+  static constexpr size_t kMaxRequestBytes = kMaxPremasterRequestBytes;
 };
 template <>
 struct Op<v1::VerifyClientRequest> {
@@ -123,24 +158,42 @@ struct Op<v1::VerifyClientRequest> {
   static constexpr v1::Operation kKind = v1::VERIFY_CLIENT;
   static constexpr auto kRun = &Operations::VerifyClient;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestVerifyClient;
+  static constexpr size_t kMaxRequestBytes = kMaxVerifyClientRequestBytes;
   static v1::SignatureScheme Scheme(const v1::VerifyClientRequest& r) {
     return r.scheme();
   }
+  // Policy and OpenSSL only (Operations::VerifyClient): its own pool, so building
+  // chains never holds an HSM worker and a burst of them never delays a handshake.
+  static WorkerPool* Pool(const RpcEnvironment& env) { return env.verify_pool; }
 };
 template <>
-struct Op<v1::GetCertificateRequest> : NoScheme {
+struct Op<v1::GetCertificateRequest> : NoScheme, OnHsmPool {
   using Response = v1::GetCertificateResponse;
   static constexpr v1::Operation kKind = v1::GET_CERTIFICATE;
   static constexpr auto kRun = &Operations::GetCertificate;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestGetCertificate;
+  static constexpr size_t kMaxRequestBytes = kMaxGetCertificateRequestBytes;
 };
 template <>
-struct Op<v1::ListKeysRequest> : NoScheme {
+struct Op<v1::ListKeysRequest> : NoScheme, OnHsmPool {
   using Response = v1::ListKeysResponse;
   static constexpr v1::Operation kKind = v1::LIST_KEYS;
   static constexpr auto kRun = &Operations::ListKeys;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestListKeys;
+  static constexpr size_t kMaxRequestBytes = kMaxListKeysRequestBytes;
 };
+
+// RESOURCE_EXHAUSTED, naming the limit, when `request` is larger than its operation
+// takes (gRPC's own code for a message over its size limit).
+template <typename Request>
+absl::Status CheckRequestSize(const Request& request) {
+  const size_t size = request.ByteSizeLong();
+  if (size <= Op<Request>::kMaxRequestBytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      OperationName(Op<Request>::kKind), " request is ", size,
+      " bytes; offkeyd takes at most ", Op<Request>::kMaxRequestBytes,
+      " bytes for this operation (the largest legitimate request, with room)"));
+}
 
 // Audits and counts one finished operation. `response` is null unless it succeeded.
 template <typename Request>

@@ -47,18 +47,24 @@ class UnaryCall final : public Call {
       return;
     }
     const absl::Time deadline = DeadlineOf(context_);
-    absl::Status queued = env.pool->Submit(
-        deadline, [this, arrived, deadline, caller = *caller](bool expired) {
-          absl::StatusOr<Response> result = Perform(service_->env(), caller, request_,
-                                                    arrived, deadline, expired, false);
-          if (!result.ok()) {
-            Reply(result.status());
-            return;
-          }
-          response_ = *std::move(result);
-          replied_ = true;
-          responder_.Finish(response_, grpc::Status::OK, this);
-        });
+    absl::Status queued = call_support::CheckRequestSize(request_);
+    if (queued.ok()) {
+      queued = Op<Request>::Pool(env)->Submit(
+          caller->identity, deadline,
+          [this, arrived, deadline, caller = *caller](bool expired) {
+            result_ = Perform(service_->env(), caller, request_, arrived, deadline,
+                              expired, false);
+          },
+          // The reply leaves once the caller's slot in the pool is free again.
+          [this] {
+            if (!result_.ok()) {
+              Reply(result_.status());
+              return;
+            }
+            replied_ = true;
+            responder_.Finish(*result_, grpc::Status::OK, this);
+          });
+    }
     if (!queued.ok()) {
       RecordOutcome(env, caller->identity, request_, arrived, queued, nullptr, false);
       Reply(queued);
@@ -81,7 +87,7 @@ class UnaryCall final : public Call {
   grpc::ServerCompletionQueue* const queue_;
   grpc::ServerContext context_;
   Request request_;
-  Response response_;
+  absl::StatusOr<Response> result_;  // Set by the worker before the reply.
   grpc::ServerAsyncResponseWriter<Response> responder_;
   bool replied_ = false;
 };
@@ -93,6 +99,7 @@ KeyServiceAsync::KeyServiceAsync(Operations* operations, WorkerPool* pool,
                                  Options options)
     : env_{operations,
            pool,
+           options.verify_pool != nullptr ? options.verify_pool : pool,
            audit,
            metrics,
            &identities_,

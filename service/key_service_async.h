@@ -28,6 +28,8 @@ class KeyServiceAsync {
     bool allow_plaintext = false;
     // Items in flight per Pipeline stream before the stream stops reading.
     int stream_max_in_flight = 128;
+    // Where VerifyClient runs (it needs no HSM); null: on `pool`. Must outlive this.
+    WorkerPool* verify_pool = nullptr;
   };
 
   // `audit` and `metrics` may be null; what is given must outlive this.

@@ -222,19 +222,25 @@ void PipelineReactor::SubmitLocked(const std::shared_ptr<const v1::PipelineReque
                                    Response* (v1::PipelineResponse::*field)()) {
   const absl::Time arrived = absl::Now();
   const Request* const request_ptr = &request;  // Owned by `item`.
-  absl::Status queued = env_.pool->Submit(deadline_, [this, item, request_ptr, field,
-                                                      arrived](bool expired) {
-    absl::StatusOr<Response> result =
-        Perform(env_, caller_, *request_ptr, arrived, deadline_, expired, true);
-    v1::PipelineResponse response =
-        result.ok() ? v1::PipelineResponse() : ErrorResponse(item->id(), result.status());
-    if (result.ok()) {
-      response.set_id(item->id());
-      response.mutable_status();
-      *(response.*field)() = *std::move(result);
-    }
-    Complete(std::move(response));
-  });
+  absl::Status queued = call_support::CheckRequestSize(request);
+  if (queued.ok()) {
+    auto response = std::make_shared<v1::PipelineResponse>();
+    queued = call_support::Op<Request>::Pool(env_)->Submit(
+        caller_.identity, deadline_,
+        [this, item, request_ptr, field, arrived, response](bool expired) {
+          absl::StatusOr<Response> result =
+              Perform(env_, caller_, *request_ptr, arrived, deadline_, expired, true);
+          if (!result.ok()) {
+            *response = ErrorResponse(item->id(), result.status());
+            return;
+          }
+          response->set_id(item->id());
+          response->mutable_status();
+          *((*response).*field)() = *std::move(result);
+        },
+        // Answered once the caller's slot in the pool is free again.
+        [this, response] { Complete(std::move(*response)); });
+  }
   if (!queued.ok()) {
     RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true);
     CompleteLocked(ErrorResponse(item->id(), queued));

@@ -12,6 +12,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_credentials_options.h"
+#include "service/call_support.h"
 #include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
 #include "service/tls/handshake_shape.h"
@@ -29,6 +30,48 @@ void AllowClientKeepalive(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+}
+
+// Streams one connection may have open at once (each call is a stream): a client that
+// opens more waits for earlier ones to end, rather than one connection taking every
+// poller and worker.
+void LimitConnections(grpc::ServerBuilder& builder,
+                      const offkey::v1::ServerConfig& config) {
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             config.limits().max_concurrent_streams());
+}
+
+// The admin plane's largest request is AttachCertificate with a PEM chain (at most
+// 1 MiB; each RPC's own limit is checked in KeyAdminService). Anything larger is refused
+// by gRPC before it is parsed.
+constexpr int kMaxAdminReceiveBytes = 2 * 1024 * 1024;
+
+// The HSM workers: as many as HSM sessions unless configured; each identity may hold
+// limits.max_calls_in_flight_per_identity of them and their queue (0: half the queue).
+WorkerPool::Options HsmPoolOptions(const offkey::v1::ServerConfig& config) {
+  WorkerPool::Options options;
+  options.threads = config.workers().threads() > 0 ? config.workers().threads()
+                                                   : config.hsm().max_sessions();
+  options.queue_depth = config.workers().queue_depth();
+  options.max_per_identity = config.limits().max_calls_in_flight_per_identity() > 0
+                                 ? config.limits().max_calls_in_flight_per_identity()
+                                 : std::max(1, options.queue_depth / 2);
+  options.thread_name = "offkey-worker";
+  options.waiting_for = "the HSM";
+  return options;
+}
+
+// VerifyClient's threads (OpenSSL only). One identity may hold half of its queue, and
+// no more than it may hold of the HSM pool's.
+WorkerPool::Options VerifyPoolOptions(const offkey::v1::ServerConfig& config) {
+  WorkerPool::Options options;
+  options.threads = config.limits().verify_client_threads();
+  options.queue_depth = config.limits().verify_client_queue_depth();
+  options.max_per_identity = std::min(std::max(1, options.queue_depth / 2),
+                                      HsmPoolOptions(config).max_per_identity);
+  options.thread_name = "offkey-verify";
+  options.waiting_for = "client verification";
+  return options;
 }
 
 absl::Status CheckReadable(const std::string& path, absl::string_view field) {
@@ -101,16 +144,16 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
                                                      std::move(reloadable.policy));
   server->operations_->SetTrustStore(std::move(reloadable.trust));
   server->operations_->SetHandshakeShapeOptions(ShapeOptionsOf(config));
-  int threads = config.workers().threads() > 0 ? config.workers().threads()
-                                               : config.hsm().max_sessions();
-  OFFKEY_ASSIGN_OR_RETURN(server->pool_,
-                          WorkerPool::Create(threads, config.workers().queue_depth()));
+  OFFKEY_ASSIGN_OR_RETURN(server->pool_, WorkerPool::Create(HsmPoolOptions(config)));
+  OFFKEY_ASSIGN_OR_RETURN(server->verify_pool_,
+                          WorkerPool::Create(VerifyPoolOptions(config)));
   const bool plaintext = config.insecure_plaintext_for_development();
   OFFKEY_ASSIGN_OR_RETURN(server->audit_, AuditLog::Open(config.audit().path()));
   server->metrics_ = std::make_unique<metrics::Metrics>();
   KeyServiceAsync::Options service_options;
   service_options.allow_plaintext = plaintext;
   service_options.stream_max_in_flight = config.stream().max_in_flight();
+  service_options.verify_pool = server->verify_pool_.get();
   server->service_ = std::make_unique<KeyServiceAsync>(
       server->operations_.get(), server->pool_.get(), server->audit_.get(),
       server->metrics_.get(), service_options);
@@ -142,6 +185,10 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   AllowClientKeepalive(builder);
+  LimitConnections(builder, config);
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(call_support::kMaxReceiveMessageBytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(call_support::kMaxSendMessageBytes));
   builder.AddListeningPort(config.listen_address(), credentials, &server->port_);
   // One completion-queue poller per core is enough: pollers only parse and dispatch.
   server->service_->Register(
@@ -164,6 +211,10 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
         server->audit_.get(), plaintext);
     grpc::ServerBuilder admin_builder;
     AllowClientKeepalive(admin_builder);
+    LimitConnections(admin_builder, config);
+    admin_builder.SetMaxReceiveMessageSize(kMaxAdminReceiveBytes);
+    admin_builder.SetMaxSendMessageSize(
+        static_cast<int>(call_support::kMaxSendMessageBytes));
     admin_builder.AddListeningPort(config.admin_listen_address(), credentials,
                                    &server->admin_port_);
     admin_builder.RegisterService(server->admin_service_.get());
@@ -208,6 +259,7 @@ OffkeyServer::~OffkeyServer() {
   // ones (their replies still need the pollers); then the pollers stop once every call
   // has completed; then the server goes.
   pool_.reset();
+  verify_pool_.reset();
   admin_server_.reset();
   if (service_ != nullptr) service_->Stop();
   server_.reset();
@@ -364,7 +416,8 @@ void OffkeyServer::Shutdown(absl::Duration grace) {
   int quiet = 0;
   while (quiet < 5 && absl::Now() < give_up) {
     const bool idle = service_->active_calls().load() == 0 &&
-                      service_->stream_items_in_flight() == 0 && pool_->queued() == 0;
+                      service_->stream_items_in_flight() == 0 && pool_->queued() == 0 &&
+                      verify_pool_->queued() == 0;
     quiet = idle ? quiet + 1 : 0;
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -374,6 +427,7 @@ void OffkeyServer::Shutdown(absl::Duration grace) {
   }
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   pool_->Shutdown();
+  verify_pool_->Shutdown();
 }
 
 void OffkeyServer::Wait() {

@@ -90,7 +90,8 @@ class OffkeyServer {
   ServerOptions options_;
   std::unique_ptr<KeyCatalog> catalog_;
   std::unique_ptr<Operations> operations_;
-  std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<WorkerPool> pool_;         // HSM work.
+  std::unique_ptr<WorkerPool> verify_pool_;  // VerifyClient (no HSM).
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<metrics::Metrics> metrics_;
   std::unique_ptr<KeyServiceAsync> service_;

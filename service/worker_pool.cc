@@ -8,16 +8,18 @@
 
 namespace offkey::service {
 
-absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(int threads,
-                                                               int queue_depth) {
-  if (threads < 1 || threads > 1024) {
+absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(Options options) {
+  if (options.threads < 1 || options.threads > 1024) {
     return absl::InvalidArgumentError("worker threads must be 1..1024");
   }
-  if (queue_depth < 1) return absl::InvalidArgumentError("queue depth must be >= 1");
-  std::unique_ptr<WorkerPool> pool(new WorkerPool(queue_depth));
+  if (options.queue_depth < 1) {
+    return absl::InvalidArgumentError("queue depth must be >= 1");
+  }
+  const int threads = options.threads;
+  std::unique_ptr<WorkerPool> pool(new WorkerPool(std::move(options)));
   for (int i = 0; i < threads; ++i) {
     pool->threads_.emplace_back([p = pool.get()] {
-      pthread_setname_np(pthread_self(), "offkey-worker");  // Named for top and perf.
+      pthread_setname_np(pthread_self(), p->options_.thread_name.c_str());
       p->Run();
     });
   }
@@ -30,43 +32,72 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::Shutdown() {
-  absl::MutexLock lock(&mu_);
-  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
 }
 
-absl::Status WorkerPool::Submit(absl::Time deadline, Task task) {
-  absl::MutexLock lock(&mu_);
+absl::Status WorkerPool::Submit(absl::string_view identity, absl::Time deadline,
+                                Task task, Then then) {
+  std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) return absl::UnavailableError("offkeyd is shutting down");
-  if (static_cast<int>(queue_.size()) >= queue_depth_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("offkeyd is saturated: ", queue_.size(),
-                     " operations are already waiting for the HSM; retry with backoff or "
-                     "on another replica"));
+  auto found = accounts_.find(identity);
+  const int in_flight = found == accounts_.end() ? 0 : found->second.in_flight;
+  if (options_.max_per_identity > 0 && in_flight >= options_.max_per_identity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "caller '", identity, "' already has ", in_flight,
+        " operations queued or running, the most one caller may have "
+        "(limits.max_calls_in_flight_per_identity); wait for answers before sending "
+        "more"));
   }
-  queue_.push_back({deadline, std::move(task)});
+  if (queued_ >= options_.queue_depth) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "offkeyd is saturated: ", queued_, " operations are already waiting for ",
+        options_.waiting_for, "; retry with backoff or on another replica"));
+  }
+  Account& account = found == accounts_.end() ? accounts_[identity] : found->second;
+  if (account.waiting.empty()) turns_.emplace_back(identity);
+  account.waiting.push_back({deadline, std::move(task), std::move(then)});
+  ++account.in_flight;
+  ++queued_;
+  lock.unlock();
+  work_.notify_one();
   return absl::OkStatus();
 }
 
 int WorkerPool::queued() const {
-  absl::MutexLock lock(&mu_);
-  return static_cast<int>(queue_.size());
+  std::lock_guard<std::mutex> lock(mu_);
+  return queued_;
 }
 
 void WorkerPool::Run() {
   for (;;) {
     Item item;
+    std::string identity;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](WorkerPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stopping_ || !p->queue_.empty();
-          },
-          this));
-      if (queue_.empty()) return;  // Stopping and drained.
-      item = std::move(queue_.front());
-      queue_.pop_front();
+      std::unique_lock<std::mutex> lock(mu_);
+      work_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || queued_ > 0;
+      });
+      if (queued_ == 0) return;  // Stopping and drained.
+      identity = std::move(turns_.front());
+      turns_.pop_front();
+      Account& account = accounts_.find(identity)->second;
+      item = std::move(account.waiting.front());
+      account.waiting.pop_front();
+      --queued_;
+      if (!account.waiting.empty()) turns_.push_back(identity);  // Its next turn.
     }
     item.task(absl::Now() > item.deadline);
+    item.task = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto account = accounts_.find(identity);
+      if (--account->second.in_flight == 0) accounts_.erase(account);
+    }
+    if (item.then) item.then();
   }
 }
 

@@ -1,43 +1,85 @@
-// WorkerPool: the bounded pool that runs every HSM call, off gRPC's threads.
+// WorkerPool: a bounded pool of threads that runs calls off gRPC's threads (the HSM
+// calls, and separately VerifyClient's chain building).
 #ifndef OFFKEY_SERVICE_WORKER_POOL_H_
 #define OFFKEY_SERVICE_WORKER_POOL_H_
 
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace offkey::service {
 
-// A fixed set of threads (sized to the HSM session pool, so a worker never waits for a
-// session) fed by a bounded FIFO queue. Submit never blocks: a full queue is refused at
-// once, which is how offkeyd sheds load instead of letting latency grow without bound.
-// A task whose deadline passed while it waited is still run, with `expired` = true, so it
-// can answer DEADLINE_EXCEEDED without touching the HSM. Thread-safe.
+// A fixed set of threads (for HSM work sized to the HSM session pool, so a worker never
+// waits for a session) fed by a bounded queue. Submit never blocks: a full queue is
+// refused at once, which is how offkeyd sheds load instead of letting latency grow
+// without bound. A task whose deadline passed while it waited is still run, with
+// `expired` = true, so it can answer DEADLINE_EXCEEDED without touching the HSM.
+// Thread-safe.
+//
+// Fairness between callers takes two rules, because either alone falls short:
+//  - a cap per identity on tasks queued or running (max_per_identity), so one caller
+//    cannot fill the queue and have everyone else refused; and
+//  - round-robin across identities: a free thread takes the oldest task of the next
+//    identity in turn, not the oldest task overall, so a call that got into the queue
+//    waits for at most one task of each other waiting identity, not for a flooder's
+//    whole backlog (which, even capped, could outlast its deadline).
+// Within one identity tasks run in the order submitted.
 class WorkerPool {
  public:
   // `expired` is true when the deadline passed before a worker picked the task up.
   using Task = std::function<void(bool expired)>;
+  // Runs after the Task, on the same thread, once its identity's slot is free again.
+  using Then = std::function<void()>;
 
-  // INVALID_ARGUMENT unless threads >= 1 and queue_depth >= 1.
-  static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(int threads, int queue_depth);
+  struct Options {
+    int threads = 1;      // 1..1024.
+    int queue_depth = 1;  // Tasks waiting for a thread, all identities together; >= 1.
+    // Tasks one identity may have queued or running at once; 0: no cap but queue_depth.
+    int max_per_identity = 0;
+    // The threads' name (at most 15 bytes), for top and perf.
+    std::string thread_name = "offkey-worker";
+    // What queued tasks wait for, as a refusal names it.
+    std::string waiting_for = "the HSM";
+  };
+
+  // INVALID_ARGUMENT unless the options are in their ranges.
+  static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(Options options);
+  static absl::StatusOr<std::unique_ptr<WorkerPool>> Create(int threads,
+                                                            int queue_depth) {
+    Options options;
+    options.threads = threads;
+    options.queue_depth = queue_depth;
+    return Create(std::move(options));
+  }
   // Runs every queued task (tasks see `expired` as usual), then joins the threads.
   ~WorkerPool();
 
-  // Queues `task`. RESOURCE_EXHAUSTED if `queue_depth` tasks are already waiting;
-  // UNAVAILABLE after Shutdown. On error `task` is not run.
-  absl::Status Submit(absl::Time deadline, Task task);
+  // Queues `task` on behalf of `identity` (the caller; "" is an identity like any
+  // other). RESOURCE_EXHAUSTED if `identity` already has max_per_identity tasks queued
+  // or running, or if queue_depth tasks are already waiting; UNAVAILABLE after Shutdown.
+  // On error neither `task` nor `then` is run. `then` (may be null) is where a call
+  // sends its answer: a caller that keeps exactly max_per_identity calls in flight
+  // and sends the next one as an answer arrives is then never refused for a slot its
+  // answered call still held.
+  absl::Status Submit(absl::string_view identity, absl::Time deadline, Task task,
+                      Then then = nullptr);
 
   // Stops accepting tasks; queued ones still run. Idempotent.
   void Shutdown();
 
+  // Tasks waiting for a thread.
   int queued() const;
   int threads() const { return static_cast<int>(threads_.size()); }
 
@@ -48,14 +90,26 @@ class WorkerPool {
   struct Item {
     absl::Time deadline;
     Task task;
+    Then then;
+  };
+  // One identity's tasks. Present while it has any queued or running.
+  struct Account {
+    std::deque<Item> waiting;
+    int in_flight = 0;  // Queued or running.
   };
 
-  WorkerPool(int queue_depth) : queue_depth_(queue_depth) {}
+  explicit WorkerPool(Options options) : options_(std::move(options)) {}
   void Run();
 
-  const int queue_depth_;
-  mutable absl::Mutex mu_;
-  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  const Options options_;
+  // std::mutex rather than absl::Mutex: Debian's Abseil is built without ThreadSanitizer
+  // annotations, and this pool is the concurrency checked under --config=tsan.
+  mutable std::mutex mu_;
+  std::condition_variable work_;  // A task was queued, or Shutdown.
+  absl::flat_hash_map<std::string, Account> accounts_ ABSL_GUARDED_BY(mu_);
+  // Identities with waiting tasks, each once, in the order they are next served.
+  std::deque<std::string> turns_ ABSL_GUARDED_BY(mu_);
+  int queued_ ABSL_GUARDED_BY(mu_) = 0;  // Waiting tasks of every identity.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

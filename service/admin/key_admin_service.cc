@@ -17,9 +17,28 @@ KeyAdminService::KeyAdminService(
       audit_(audit),
       allow_plaintext_(allow_plaintext) {}
 
+namespace {
+
+// The largest request each admin RPC takes, serialized: the largest legitimate one with
+// room (field limits in key_admin.proto). Most carry a name, a key reference and up to
+// 64 labels; ImportKey a PKCS#8 key of at most 16 KiB besides; CreateCsr up to 100
+// SANs; AttachCertificate a chain of at most 1 MiB of PEM.
+constexpr size_t kMaxAdminRequestBytes = 64 * 1024;
+template <typename Request>
+constexpr size_t MaxRequestBytes(const Request&) {
+  return kMaxAdminRequestBytes;
+}
+constexpr size_t MaxRequestBytes(const v1::CreateCsrRequest&) { return 256 * 1024; }
+constexpr size_t MaxRequestBytes(const v1::AttachCertificateRequest&) {
+  return 1024 * 1024 + kMaxAdminRequestBytes;
+}
+
+}  // namespace
+
 template <typename Response>
 grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* operation,
-                                  const std::string& key,
+                                  const std::string& key, size_t request_bytes,
+                                  size_t max_request_bytes,
                                   const std::function<absl::StatusOr<Response>()>& call,
                                   Response* response) {
   const absl::Time start = absl::Now();
@@ -37,6 +56,10 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
           "'", caller->identity,
           "' does not hold the admin role; add it to admin_identities in offkeyd's "
           "configuration"));
+    } else if (request_bytes > max_request_bytes) {
+      record.outcome = absl::ResourceExhaustedError(absl::StrCat(
+          operation, " request is ", request_bytes, " bytes; offkeyd takes at most ",
+          max_request_bytes, " bytes for this operation"));
     } else {
       absl::StatusOr<Response> result = call();
       record.outcome = result.status();
@@ -48,13 +71,13 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
   return ToGrpcStatus(record.outcome);
 }
 
-#define OFFKEY_ADMIN_RPC(Method, Request, Response, operation, key_expr)        \
-  grpc::Status KeyAdminService::Method(grpc::ServerContext* context,            \
-                                       const v1::Request* request,              \
-                                       v1::Response* response) {                \
-    return Run<v1::Response>(                                                   \
-        context, operation, key_expr, [&] { return admin_->Method(*request); }, \
-        response);                                                              \
+#define OFFKEY_ADMIN_RPC(Method, Request, Response, operation, key_expr)                \
+  grpc::Status KeyAdminService::Method(grpc::ServerContext* context,                    \
+                                       const v1::Request* request,                      \
+                                       v1::Response* response) {                        \
+    return Run<v1::Response>(                                                           \
+        context, operation, key_expr, request->ByteSizeLong(),                          \
+        MaxRequestBytes(*request), [&] { return admin_->Method(*request); }, response); \
   }
 
 OFFKEY_ADMIN_RPC(CreateKey, CreateKeyRequest, CreateKeyResponse, "admin.create-key",

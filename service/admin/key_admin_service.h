@@ -60,10 +60,11 @@ class KeyAdminService final : public v1::KeyAdmin::Service {
                                  v1::AttachCertificateResponse* response) override;
 
  private:
-  // Checks the caller's role, runs `call`, audits the outcome as `operation` on `key`.
+  // Checks the caller's role and that the request (`request_bytes` serialized) is
+  // within `max_request_bytes`, runs `call`, audits the outcome as `operation` on `key`.
   template <typename Response>
   grpc::Status Run(grpc::ServerContext* context, const char* operation,
-                   const std::string& key,
+                   const std::string& key, size_t request_bytes, size_t max_request_bytes,
                    const std::function<absl::StatusOr<Response>()>& call,
                    Response* response);
 

@@ -35,6 +35,12 @@ constexpr int kDefaultQueueDepth = 256;
 constexpr int kMaxQueueDepth = 65536;
 constexpr int kDefaultStreamInFlight = 128;
 constexpr int kMaxStreamInFlight = 4096;
+constexpr int kDefaultMaxConcurrentStreams = 256;
+constexpr int kMaxConcurrentStreams = 65536;
+constexpr int kDefaultVerifyClientThreads = 2;
+constexpr int kMaxVerifyClientThreads = 64;
+constexpr int kDefaultVerifyClientQueueDepth = 64;
+constexpr int kMaxVerifyClientQueueDepth = 65536;
 constexpr int kDefaultReloadSeconds = 5;
 constexpr int kMaxReloadSeconds = 3600;
 constexpr size_t kMaxTrustBundleName = 128;
@@ -320,6 +326,17 @@ void Validate(const ServerConfig& config, Completeness completeness,
              root.Nested("stream"));
   CheckRange(config.reload().interval_seconds(), 1, kMaxReloadSeconds, "interval_seconds",
              root.Nested("reload"));
+  const offkey::v1::LimitsConfig& limits = config.limits();
+  MessageCursor where = root.Nested("limits");
+  CheckRange(limits.max_calls_in_flight_per_identity(), 0, config.workers().queue_depth(),
+             "max_calls_in_flight_per_identity", where,
+             " (0 = half of workers.queue_depth)");
+  CheckRange(limits.max_concurrent_streams(), 1, kMaxConcurrentStreams,
+             "max_concurrent_streams", where);
+  CheckRange(limits.verify_client_threads(), 1, kMaxVerifyClientThreads,
+             "verify_client_threads", where);
+  CheckRange(limits.verify_client_queue_depth(), 1, kMaxVerifyClientQueueDepth,
+             "verify_client_queue_depth", where);
 }
 
 }  // namespace
@@ -343,6 +360,16 @@ void ApplyDefaults(ServerConfig* config) {
   }
   if (config->reload().interval_seconds() == 0) {
     config->mutable_reload()->set_interval_seconds(kDefaultReloadSeconds);
+  }
+  offkey::v1::LimitsConfig* limits = config->mutable_limits();
+  if (limits->max_concurrent_streams() == 0) {
+    limits->set_max_concurrent_streams(kDefaultMaxConcurrentStreams);
+  }
+  if (limits->verify_client_threads() == 0) {
+    limits->set_verify_client_threads(kDefaultVerifyClientThreads);
+  }
+  if (limits->verify_client_queue_depth() == 0) {
+    limits->set_verify_client_queue_depth(kDefaultVerifyClientQueueDepth);
   }
 }
 

@@ -54,9 +54,12 @@ absl::StatusOr<offkey::v1::ServerConfig> ParseConfigText(
 
 // Sets every field whose documented default is not its zero value and that is unset
 // (zero): listen_address, admin_listen_address, metrics_address, hsm.max_sessions,
-// workers.queue_depth, stream.max_in_flight, reload.interval_seconds. workers.threads
-// stays 0 (meaning hsm.max_sessions, resolved by the server) so that overriding
-// max_sessions later also moves the thread count. Idempotent.
+// workers.queue_depth, stream.max_in_flight, reload.interval_seconds,
+// limits.max_concurrent_streams, limits.verify_client_threads and
+// limits.verify_client_queue_depth. workers.threads stays 0 (meaning hsm.max_sessions,
+// resolved by the server) so that overriding max_sessions later also moves the thread
+// count; limits.max_calls_in_flight_per_identity likewise stays 0 (half of
+// workers.queue_depth). Idempotent.
 void ApplyDefaults(offkey::v1::ServerConfig* config);
 
 // The semantic checks, for a configuration built or changed in code (for example after

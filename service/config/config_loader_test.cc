@@ -155,6 +155,52 @@ TEST(ConfigLoaderTest, DefaultsApplied) {
   EXPECT_EQ(set.admin_listen_address(), "127.0.0.1:8444");
 }
 
+TEST(ConfigLoaderTest, LimitsDefaultsAndRanges) {
+  absl::StatusOr<ServerConfig> config = ParseConfigText(kMinimal, "config.textproto");
+  ASSERT_THAT(config, IsOk());
+  // 0: half of workers.queue_depth, resolved by the server like workers.threads.
+  EXPECT_EQ(config->limits().max_calls_in_flight_per_identity(), 0);
+  EXPECT_EQ(config->limits().max_concurrent_streams(), 256);
+  EXPECT_EQ(config->limits().verify_client_threads(), 2);
+  EXPECT_EQ(config->limits().verify_client_queue_depth(), 64);
+
+  absl::StatusOr<ServerConfig> set =
+      ParseConfigText(absl::StrCat(kMinimal,
+                                   "workers { queue_depth: 32 }\n"
+                                   "limits {\n"
+                                   "  max_calls_in_flight_per_identity: 32\n"
+                                   "  max_concurrent_streams: 8\n"
+                                   "  verify_client_threads: 1\n"
+                                   "  verify_client_queue_depth: 4\n"
+                                   "}\n"),
+                      "config.textproto");
+  ASSERT_THAT(set, IsOk());
+  EXPECT_EQ(set->limits().max_calls_in_flight_per_identity(), 32);
+  EXPECT_EQ(set->limits().max_concurrent_streams(), 8);
+  EXPECT_EQ(set->limits().verify_client_threads(), 1);
+  EXPECT_EQ(set->limits().verify_client_queue_depth(), 4);
+
+  const std::pair<const char*, const char*> cases[] = {
+      {"limits {\n  max_calls_in_flight_per_identity: 300\n}",
+       "config.textproto:12:3: limits.max_calls_in_flight_per_identity: must be 0..256 "
+       "(0 = half of workers.queue_depth) (is 300)"},
+      {"limits {\n  max_calls_in_flight_per_identity: -1\n}",
+       "limits.max_calls_in_flight_per_identity: must be 0..256"},
+      {"limits {\n  max_concurrent_streams: -1\n}",
+       "config.textproto:12:3: limits.max_concurrent_streams: must be 1..65536 (is -1)"},
+      {"limits {\n  max_concurrent_streams: 70000\n}",
+       "limits.max_concurrent_streams: must be 1..65536 (is 70000)"},
+      {"limits {\n  verify_client_threads: 65\n}",
+       "limits.verify_client_threads: must be 1..64 (is 65)"},
+      {"limits {\n  verify_client_queue_depth: -3\n}",
+       "limits.verify_client_queue_depth: must be 1..65536 (is -3)"},
+  };
+  for (const auto& [limits, expected] : cases) {
+    absl::Status status = ParseError(absl::StrCat(kMinimal, limits, "\n"));
+    EXPECT_TRUE(Contains(status.message(), expected)) << limits;
+  }
+}
+
 TEST(ConfigLoaderTest, UnknownFieldCarriesLineAndColumn) {
   absl::Status status = ParseError(absl::StrCat(kMinimal, "  listen_adress: \"x:1\"\n"));
   EXPECT_TRUE(Contains(status.message(),
