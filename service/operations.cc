@@ -157,7 +157,6 @@ absl::StatusOr<SecretBytes> Operations::Premaster(const Caller& caller, Operatio
     return absl::InvalidArgumentError(
         "client_version: a 16-bit ClientHello.client_version, e.g. 0x0303");
   }
-  if (ciphertext.empty()) return absl::InvalidArgumentError("ciphertext: empty");
   OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const KeyRecord> key,
                           Authorize(caller, op, ref));
   if (key->rsa_modulus_bytes == 0) {
@@ -177,9 +176,10 @@ absl::StatusOr<SecretBytes> Operations::Premaster(const Caller& caller, Operatio
                      "' takes at most ", k, " (the modulus size)"));
   }
   // The ciphertext is a big-endian integer (RFC 8017 §7.2.2 step 2a is OS2IP); a shorter
-  // encoding is the same integer as its zero-padded form, and OpenSSL with a local key
-  // decrypts it so. Padding here (a public length) gives both forms one decryption and
-  // one substitute, so a keyless server answers them as a local-key server does.
+  // encoding, even an empty one (zero), is the same integer as its zero-padded form, and
+  // OpenSSL with a local key decrypts it so. Padding here (a public length) gives both
+  // forms one decryption and one substitute, so a keyless server answers them as a
+  // local-key server does: at Finished, with bad_record_mac.
   const std::string padded = ciphertext.size() == k
                                  ? ciphertext
                                  : std::string(k - ciphertext.size(), '\0') + ciphertext;
