@@ -725,10 +725,8 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::RsaDecryptRaw(absl::string_view key_
                 k, plain.data(), &len),
             "C_Decrypt"));
         if (len > k) {  // Never from a working module; nothing secret to hide then.
-          return absl::InternalError(
-              absl::StrCat("C_Decrypt (raw RSA) returned more bytes "
-                           "than the modulus has (",
-                           k, ")"));
+          return absl::InternalError(absl::StrCat("C_Decrypt (raw RSA) returned ", len,
+                                                  " bytes for a ", k, "-byte modulus"));
         }
         // Some modules drop leading zero bytes, so `len` can reveal how many the
         // plaintext starts with: right-align to the modulus size in time independent of
