@@ -186,7 +186,9 @@ class ProviderTest : public OffkeydTest,
     }
     EXPECT_FALSE(match.empty()) << "s_server did not start:\n" << text;
     int port = 0;
-    if (!match.empty()) EXPECT_TRUE(absl::SimpleAtoi(match[1].str(), &port));
+    if (!match.empty()) {
+      EXPECT_TRUE(absl::SimpleAtoi(match[1].str(), &port));
+    }
     servers_[name] = std::move(daemon);
     return port;
   }
@@ -204,6 +206,9 @@ class ProviderTest : public OffkeydTest,
     argv.insert(argv.end(), genpkey_args.begin(), genpkey_args.end());
     ProcessResult made = RunProcess(argv, "", ClientEnv());
     EXPECT_EQ(made.exit_code, 0) << made.err;
+    // A real private key, on disk for this server only: the log scan checks it leaks
+    // nowhere else.
+    ::offkey::testing::RecordPrivateKeyPem(name, ReadFileOrEmpty(key_file));
     ProcessResult spki = RunProcess(
         {"/usr/bin/openssl", "pkey", "-in", key_file, "-pubout", "-outform", "DER"}, "",
         ClientEnv());
