@@ -98,8 +98,9 @@ class KeyStore {
 
   // The raw RSA private operation (c^d mod n), for the TLS 1.2 premaster path only:
   // padding is the caller's to check, in constant time. `ciphertext` must be exactly the
-  // modulus size and less than the modulus (INVALID_ARGUMENT otherwise). The result has
-  // modulus size.
+  // modulus size and less than the modulus (INVALID_ARGUMENT otherwise; callers pad
+  // shorter encodings). The result has modulus size, also from modules that drop leading
+  // zero bytes (re-aligned in time independent of how many: hsm/right_align.h).
   virtual absl::StatusOr<SecretBytes> RsaDecryptRaw(absl::string_view key_id,
                                                     absl::string_view ciphertext,
                                                     const CallOptions& options) = 0;

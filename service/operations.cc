@@ -191,7 +191,6 @@ absl::StatusOr<SecretBytes> Operations::Premaster(const Caller& caller, Operatio
     return absl::InvalidArgumentError(
         "client_version: a 16-bit ClientHello.client_version, e.g. 0x0303");
   }
-  if (ciphertext.empty()) return absl::InvalidArgumentError("ciphertext: empty");
   OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const KeyRecord> key,
                           Authorize(caller, op, ref));
   if (key->rsa_modulus_bytes == 0) {
@@ -204,21 +203,30 @@ absl::StatusOr<SecretBytes> Operations::Premaster(const Caller& caller, Operatio
         absl::StrCat("key '", key->info.name,
                      "' is not a tls-server key; it cannot decrypt premasters"));
   }
-  if (ciphertext.size() != key->rsa_modulus_bytes) {
+  const size_t k = key->rsa_modulus_bytes;
+  if (ciphertext.size() > k) {
     return absl::InvalidArgumentError(
         absl::StrCat("ciphertext: ", ciphertext.size(), " bytes; key '", key->info.name,
-                     "' needs exactly ", key->rsa_modulus_bytes, " (the modulus size)"));
+                     "' takes at most ", k, " (the modulus size)"));
   }
+  // The ciphertext is a big-endian integer (RFC 8017 §7.2.2 step 2a is OS2IP); a shorter
+  // encoding, even an empty one (zero), is the same integer as its zero-padded form, and
+  // OpenSSL with a local key decrypts it so. Padding here (a public length) gives both
+  // forms one decryption and one substitute, so a keyless server answers them as a
+  // local-key server does: at Finished, with bad_record_mac.
+  const std::string padded = ciphertext.size() == k
+                                 ? ciphertext
+                                 : std::string(k - ciphertext.size(), '\0') + ciphertext;
   // Both the substitute and the decryption run on every call, whatever the ciphertext
   // holds; SelectPremaster picks between them in constant time.
+  const uint16_t version = static_cast<uint16_t>(client_version);
   OFFKEY_ASSIGN_OR_RETURN(SecretBytes substitute,
-                          crypto::ComputeSubstitute(*store_, key->info.key_id, ciphertext,
-                                                    Options(deadline)));
+                          crypto::ComputeSubstitute(*store_, key->info.key_id, version,
+                                                    padded, Options(deadline)));
   OFFKEY_ASSIGN_OR_RETURN(
       SecretBytes decrypted,
-      store_->RsaDecryptRaw(key->info.key_id, ciphertext, Options(deadline)));
-  return crypto::SelectPremaster(decrypted, static_cast<uint16_t>(client_version),
-                                 substitute);
+      store_->RsaDecryptRaw(key->info.key_id, padded, Options(deadline)));
+  return crypto::SelectPremaster(decrypted, version, substitute);
 }
 
 absl::StatusOr<offkey::v1::DecryptPremasterResponse> Operations::DecryptPremaster(

@@ -74,7 +74,7 @@ class Operations {
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Authorize(
       const Caller& caller, offkey::v1::Operation op, const offkey::v1::KeyRef& ref);
   // Decrypts a TLS 1.2 premaster by the DecryptPremaster contract (always 48 bytes for
-  // a correctly sized ciphertext).
+  // a ciphertext of at most k bytes below the modulus; shorter ones are left-padded).
   absl::StatusOr<SecretBytes> Premaster(const Caller& caller, offkey::v1::Operation op,
                                         const offkey::v1::KeyRef& ref,
                                         const offkey::v1::TlsContext& context,

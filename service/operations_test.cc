@@ -230,11 +230,11 @@ class OperationsTest : public ::testing::Test {
     return response.ok() ? response->premaster() : "";
   }
 
-  // What the substitute premaster for `ciphertext` under `rsa_` is, computed from the
-  // store directly.
-  std::string Substitute(const std::string& ciphertext) {
+  // What the substitute premaster for `ciphertext` sent with `client_version` under
+  // `rsa_` is, computed from the store directly.
+  std::string Substitute(const std::string& ciphertext, uint16_t client_version) {
     absl::StatusOr<SecretBytes> substitute =
-        crypto::ComputeSubstitute(*store_, rsa_.key_id, ciphertext, {});
+        crypto::ComputeSubstitute(*store_, rsa_.key_id, client_version, ciphertext, {});
     EXPECT_THAT(substitute, IsOk());
     return substitute.ok() ? std::string(substitute->view()) : "";
   }
@@ -745,11 +745,85 @@ TEST_F(OperationsTest, BadPaddingOrVersionGivesTheDeterministicSubstitute) {
     EXPECT_EQ(first->premaster().size(), 48u);
     EXPECT_EQ(first->premaster(), second->premaster());
     EXPECT_NE(first->premaster(), premaster);
-    // The documented substitute: HMAC under the store secret over key id and ciphertext.
-    EXPECT_EQ(first->premaster(), Substitute(c.ciphertext));
+    // The documented substitute: the client version, then an HMAC under the store
+    // secret over key id, version and ciphertext.
+    EXPECT_EQ(first->premaster(), Substitute(c.ciphertext, c.client_version));
   }
   // Different ciphertexts, different substitutes.
   EXPECT_NE(Decrypt(raw(Block(k, premaster, 1))), Decrypt(raw(Block(k, premaster, 3))));
+}
+
+// Issue 18 item 7: a substitute looks like a real premaster. Its first two bytes are the
+// client_version, as RFC 5246 §7.4.7.1 has a real one start, and the version is bound
+// into the MAC, so the other 46 bytes change with it too.
+TEST_F(OperationsTest, SubstituteStartsWithTheClientVersionAndDependsOnIt) {
+  const std::string bad =
+      hsm::testing::RsaEncryptRaw(rsa_.public_key_spki, Block(256, Premaster(), 1));
+  std::map<uint32_t, std::string> rest_by_version;
+  for (uint32_t version : {0x0303u, 0x0302u, 0x0301u, 0x0300u, 0x0000u, 0xfefdu}) {
+    SCOPED_TRACE(absl::StrCat("client_version ", absl::Hex(version)));
+    const std::string premaster = Decrypt(bad, version);
+    ASSERT_EQ(premaster.size(), 48u);
+    EXPECT_EQ(static_cast<uint8_t>(premaster[0]), version >> 8);
+    EXPECT_EQ(static_cast<uint8_t>(premaster[1]), version & 0xff);
+    rest_by_version[version] = premaster.substr(2);
+  }
+  // The 46 bytes after the version differ for every version.
+  for (const auto& [a, rest_a] : rest_by_version) {
+    for (const auto& [b, rest_b] : rest_by_version) {
+      if (a != b) {
+        EXPECT_NE(rest_a, rest_b) << a << " vs " << b;
+      }
+    }
+  }
+  // A well-formed premaster sent with another client_version is refused the same way.
+  const std::string premaster = Premaster(0x0303);
+  const std::string good = hsm::testing::RsaEncryptPkcs1(rsa_.public_key_spki, premaster);
+  const std::string substitute = Decrypt(good, 0x0302);
+  EXPECT_EQ(substitute.substr(0, 2), std::string("\x03\x02", 2));
+  EXPECT_NE(substitute.substr(2), premaster.substr(2));
+}
+
+// Issue 18 item 10: a ciphertext shorter than the modulus is the same integer as its
+// zero-padded form (OpenSSL reads it so), not an error a local-key server would not give.
+TEST_F(OperationsTest, AShortCiphertextIsTheIntegerItEncodes) {
+  const std::string premaster = Premaster();
+  // About one encryption in 256 starts with a zero byte.
+  std::string good;
+  for (int i = 0; i < 20000 && (good.empty() || good[0] != '\0'); ++i) {
+    good = hsm::testing::RsaEncryptPkcs1(rsa_.public_key_spki, premaster);
+  }
+  ASSERT_EQ(good[0], '\0');
+  EXPECT_EQ(Decrypt(good.substr(1)), premaster);
+  EXPECT_EQ(Decrypt(good), premaster);
+
+  // A malformed block: short and padded forms get the same substitute.
+  const std::string bad = std::string(3, '\0') + std::string(253, '\x5a');
+  const std::string padded_answer = Decrypt(bad);
+  ASSERT_EQ(padded_answer.size(), 48u);
+  EXPECT_EQ(Decrypt(bad.substr(1)), padded_answer);
+  EXPECT_EQ(Decrypt(bad.substr(3)), padded_answer);
+  EXPECT_EQ(Decrypt(bad.substr(3), 0x0301).substr(0, 2), std::string("\x03\x01", 2));
+  // An empty ciphertext is zero, and one byte a small integer like any other.
+  EXPECT_EQ(Decrypt("").size(), 48u);
+  EXPECT_EQ(Decrypt(""), Decrypt(std::string(256, '\0')));
+  EXPECT_EQ(Decrypt(std::string(1, '\x07')).size(), 48u);
+  EXPECT_EQ(Decrypt(std::string(1, '\x07')), Decrypt(std::string(255, '\0') + '\x07'));
+  // DeriveMasterSecret shares the path.
+  offkey::v1::DeriveMasterSecretRequest derive;
+  *derive.mutable_key() = ByName("rsa");
+  derive.mutable_context()->set_version(offkey::v1::TLS_1_2);
+  derive.set_ciphertext(good.substr(1));
+  derive.set_client_version(0x0303);
+  derive.set_prf_hash(offkey::v1::PRF_SHA256);
+  derive.mutable_randoms()->set_client_random(std::string(32, 'c'));
+  derive.mutable_randoms()->set_server_random(std::string(32, 's'));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto short_master,
+                              ops_.DeriveMasterSecret(edge_, derive, deadline_));
+  derive.set_ciphertext(good);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(auto full_master,
+                              ops_.DeriveMasterSecret(edge_, derive, deadline_));
+  EXPECT_EQ(short_master.master_secret(), full_master.master_secret());
 }
 
 TEST_F(OperationsTest, SubstituteIsTheSameOnEveryReplica) {
@@ -791,12 +865,9 @@ TEST_F(OperationsTest, DecryptPremasterErrorsVisibleWithoutDecrypting) {
   };
   const std::string good =
       hsm::testing::RsaEncryptPkcs1(rsa_.public_key_spki, Premaster());
-  EXPECT_THAT(decrypt(DecryptRequest(good.substr(1))),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("256")));
+  // Longer than the modulus (shorter is a smaller integer: see above).
   EXPECT_THAT(decrypt(DecryptRequest(good + "x")),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(decrypt(DecryptRequest("")),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ciphertext")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("256")));
   // Not below the modulus.
   EXPECT_THAT(decrypt(DecryptRequest(std::string(256, '\xff'))),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -858,8 +929,8 @@ TEST_F(OperationsTest, DeriveMasterSecretMatchesTheTls12Prf) {
     OFFKEY_ASSERT_OK_AND_ASSIGN(response,
                                 ops_.DeriveMasterSecret(edge_, request, deadline_));
     OFFKEY_ASSERT_OK_AND_ASSIGN(
-        expected, crypto::ExtendedMasterSecret(hash, SecretBytes(Substitute(ciphertext)),
-                                               session_hash));
+        expected, crypto::ExtendedMasterSecret(
+                      hash, SecretBytes(Substitute(ciphertext, 0x0302)), session_hash));
     EXPECT_EQ(response.master_secret(), expected.view());
   }
 }

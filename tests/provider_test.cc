@@ -147,24 +147,30 @@ class ProviderTest : public OffkeydTest,
   }
 
   // Starts `openssl s_server -www` with the reference for `key`; returns its port.
-  // `key_arg` overrides the -key argument (an offkey: URI).
+  // `key_arg` overrides the -key argument (an offkey: URI, a local key file).
   // With `async`, s_server runs handshakes in ASYNC jobs (SSL_MODE_ASYNC), so the
   // provider pauses the job while offkeyd answers.
+  // `extra` are more s_server options (each such server gets its own log).
   int StartServer(const std::string& key, bool async = false,
-                  const std::string& key_arg = "") {
+                  const std::string& key_arg = "",
+                  const std::vector<std::string>& extra = {}) {
     auto daemon = std::make_unique<Daemon>();
-    const std::string name = absl::StrCat(key, async ? "-async" : "");
+    const std::string name =
+        absl::StrCat(key, async ? "-async" : "",
+                     extra.empty() ? "" : absl::StrCat("-", servers_.size()));
     const std::string log = absl::StrCat(dir_, "/s_server-", name, ".log");
-    std::vector<std::string> argv = {"/usr/bin/openssl",
-                                     "s_server",
-                                     "-accept",
-                                     "127.0.0.1:0",
-                                     "-www",
-                                     "-cert",
-                                     absl::StrCat(dir_, "/", key, ".pem"),
-                                     "-key",
-                                     absl::StrCat(dir_, "/", key, ".ref")};
+    std::vector<std::string> argv = {
+        "/usr/bin/openssl",
+        "s_server",
+        "-accept",
+        "127.0.0.1:0",
+        "-www",
+        "-cert",
+        absl::StrCat(dir_, "/", key, ".pem"),
+        "-key",
+        key_arg.empty() ? absl::StrCat(dir_, "/", key, ".ref") : key_arg};
     if (async) argv.push_back("-async");
+    argv.insert(argv.end(), extra.begin(), extra.end());
     std::string why;
     EXPECT_TRUE(daemon->Start(argv, {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
                               log, {log}, &why))
@@ -180,9 +186,44 @@ class ProviderTest : public OffkeydTest,
     }
     EXPECT_FALSE(match.empty()) << "s_server did not start:\n" << text;
     int port = 0;
-    if (!match.empty()) EXPECT_TRUE(absl::SimpleAtoi(match[1].str(), &port));
+    if (!match.empty()) {
+      EXPECT_TRUE(absl::SimpleAtoi(match[1].str(), &port));
+    }
     servers_[name] = std::move(daemon);
     return port;
+  }
+
+  // Starts `openssl s_server -www`, same openssl.cnf, with a local private key file made
+  // by `openssl genpkey` with `genpkey_args` and a certificate for it from the same CA:
+  // the server a keyless one must answer like. Records the key's SPKI as spki_[name].
+  // `extra` as for StartServer; a second server for `name` reuses its key.
+  int StartLocalKeyServer(const std::string& name,
+                          const std::vector<std::string>& genpkey_args,
+                          const std::vector<std::string>& extra = {}) {
+    const std::string key_file = absl::StrCat(dir_, "/", name, ".key");
+    if (spki_.count(name) != 0) return StartServer(name, false, key_file, extra);
+    std::vector<std::string> argv = {"/usr/bin/openssl", "genpkey", "-out", key_file};
+    argv.insert(argv.end(), genpkey_args.begin(), genpkey_args.end());
+    ProcessResult made = RunProcess(argv, "", ClientEnv());
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    // A real private key, on disk for this server only: the log scan checks it leaks
+    // nowhere else.
+    ::offkey::testing::RecordPrivateKeyPem(name, ReadFileOrEmpty(key_file));
+    ProcessResult spki = RunProcess(
+        {"/usr/bin/openssl", "pkey", "-in", key_file, "-pubout", "-outform", "DER"}, "",
+        ClientEnv());
+    EXPECT_EQ(spki.exit_code, 0) << spki.err;
+    spki_[name] = spki.out;
+    service::dev::CertSpec spec;
+    spec.common_name = name;
+    spec.dns_names = {"localhost"};
+    spec.server_auth = true;
+    spec.public_key_spki = spki.out;
+    auto cert = service::dev::Issue(ca_, spec);
+    EXPECT_TRUE(cert.ok()) << cert.status();
+    if (!cert.ok() || made.exit_code != 0 || spki.exit_code != 0) return 0;
+    Write(absl::StrCat(dir_, "/", name, ".pem"), cert->cert_pem);
+    return StartServer(name, /*async=*/false, key_file, extra);
   }
 
   // `openssl s_client` fetching "/" from 127.0.0.1:port, verifying the server as
@@ -678,12 +719,12 @@ TEST_P(ProviderTest, HaproxyWithSslModeAsync) {
   EXPECT_EQ(haproxy.Stop(), 0);
 }
 
-// One TLS 1.2 RSA key exchange by a raw client that encrypts `block` (a whole RSA input,
-// padding included) as the ClientKeyExchange and then finishes as if the premaster were
-// `premaster`. Returns "finished" when the server's Finished arrives, else what the
-// server did instead ("alert 20", "closed").
-std::string RsaKeyExchange(int port, const std::string& spki, const std::string& block,
-                           const std::string& premaster) {
+// One TLS 1.2 RSA key exchange by a raw client that sends `ciphertext` as the
+// ClientKeyExchange and then finishes as if the premaster were `premaster`. Returns
+// "finished" when the server's Finished arrives, else what the server did instead ("alert
+// 20", "closed").
+std::string RsaKeyExchangeCiphertext(int port, const std::string& ciphertext,
+                                     const std::string& premaster) {
   namespace t = tls12;
   absl::StatusOr<int> fd = t::ConnectLoopback(port);
   if (!fd.ok()) return fd.status().ToString();
@@ -708,7 +749,6 @@ std::string RsaKeyExchange(int port, const std::string& spki, const std::string&
     if (want == t::kServerHello) server_random = m->substr(6, 32);
     transcript += *m;
   }
-  const std::string ciphertext = hsm::testing::RsaEncryptRaw(spki, block);
   const std::string key_exchange = t::HandshakeMessage(
       t::kClientKeyExchange, absl::StrCat(t::Uint(ciphertext.size(), 2), ciphertext));
   transcript += key_exchange;
@@ -745,6 +785,13 @@ std::string RsaKeyExchange(int port, const std::string& spki, const std::string&
   return server_finished->substr(4) == *expected ? "finished" : "wrong server Finished";
 }
 
+// The same with `block` (a whole RSA input, padding included) encrypted under `spki`.
+std::string RsaKeyExchange(int port, const std::string& spki, const std::string& block,
+                           const std::string& premaster) {
+  return RsaKeyExchangeCiphertext(port, hsm::testing::RsaEncryptRaw(spki, block),
+                                  premaster);
+}
+
 // RSA input block 00 02 PS 00 M for a key of `size` bytes, PS nonzero.
 std::string Pkcs1Block(size_t size, const std::string& message) {
   std::string ps = Random(size - 3 - message.size());
@@ -752,6 +799,193 @@ std::string Pkcs1Block(size_t size, const std::string& message) {
     if (b == '\0') b = '\x5a';
   }
   return absl::StrCat(std::string("\x00\x02", 2), ps, std::string(1, '\0'), message);
+}
+
+// What a TLS 1.2 server answers `result` of openssl s_client: "ok" for a completed
+// handshake and exchange, "alert N" for an alert it sent (N its number), else the output.
+std::string Outcome(const ProcessResult& r) {
+  std::smatch match;
+  const std::regex alert("SSL alert number ([0-9]+)");
+  if (std::regex_search(r.err, match, alert)) return "alert " + match[1].str();
+  if (r.exit_code == 0 && r.out.find("HTTP/1.0 200 ok") != std::string::npos) return "ok";
+  return absl::StrCat("exit ", r.exit_code, ": ", r.out, r.err);
+}
+
+// A raw TLS 1.2 ClientHello offering only `suite`, with groups x25519 and P-256 and
+// `sigalgs` as its signature_algorithms extension, or none when `sigalgs` is empty (which
+// RFC 5246 §7.4.1.4.1 makes mean SHA-1; openssl s_client cannot leave it out). Returns
+// "ServerHelloDone" when the server got that far (it signed its ServerKeyExchange),
+// "alert N" when it sent an alert, else what went wrong.
+std::string ServerAnswerToHello(int port, uint16_t suite,
+                                const std::vector<uint16_t>& sigalgs) {
+  namespace t = tls12;
+  absl::StatusOr<int> fd = t::ConnectLoopback(port);
+  if (!fd.ok()) return fd.status().ToString();
+  t::Connection c(*fd);
+  std::string extensions = absl::StrCat(
+      // supported_groups: x25519, secp256r1.
+      t::Uint(10, 2), t::Uint(6, 2), t::Uint(4, 2), t::Uint(0x001d, 2),
+      t::Uint(0x0017, 2),
+      // ec_point_formats: uncompressed.
+      t::Uint(11, 2), t::Uint(2, 2), t::Uint(1, 1), t::Uint(0, 1));
+  if (!sigalgs.empty()) {
+    std::string list;
+    for (uint16_t scheme : sigalgs) list += t::Uint(scheme, 2);
+    absl::StrAppend(&extensions, t::Uint(13, 2), t::Uint(list.size() + 2, 2),
+                    t::Uint(list.size(), 2), list);
+  }
+  const std::string hello = t::HandshakeMessage(
+      t::kClientHello,
+      absl::StrCat(t::Uint(t::kVersion, 2), Random(32), t::Uint(0, 1), t::Uint(4, 2),
+                   t::Uint(suite, 2), t::Uint(0x00ff, 2), t::Uint(1, 1), t::Uint(0, 1),
+                   t::Uint(extensions.size(), 2), extensions));
+  if (!c.Send(t::kHandshake, hello).ok()) return "send failed";
+  for (int i = 0; i < 8; ++i) {
+    absl::StatusOr<std::string> m = c.ReceiveHandshake();
+    if (!m.ok()) {
+      const std::string what(m.status().message());
+      const size_t at = what.find("alert ");
+      if (at == std::string::npos) return what;
+      // "alert <description>": keep the number.
+      std::smatch match;
+      const std::regex number("alert ([0-9]+)");
+      return std::regex_search(what, match, number) ? "alert " + match[1].str() : what;
+    }
+    if (static_cast<uint8_t>((*m)[0]) == t::kServerHelloDone) return "ServerHelloDone";
+  }
+  return "no ServerHelloDone";
+}
+
+// Issue 18 item 9: a TLS 1.2 client whose offered signature schemes offkey does not
+// sign with (SHA-1, SHA-224) gets from a keyless server what a local-key server at the
+// default security level gives when it has no scheme it may use — handshake_failure —
+// and never internal_error, whatever the keyless server's own security level; when the
+// client also offers a scheme offkey signs with, the keyless server picks that one.
+TEST_P(ProviderTest, UnsupportedSignatureSchemesAreRefusedLikeALocalKeyServerDoes) {
+  const std::vector<std::string> rsa_key = {"-algorithm", "RSA", "-pkeyopt",
+                                            "rsa_keygen_bits:2048"};
+  const std::vector<std::string> p256_key = {"-algorithm", "EC", "-pkeyopt",
+                                             "ec_paramgen_curve:P-256"};
+  // Servers at the default security level, and keyless ones at level 0, where OpenSSL
+  // itself would sign with SHA-1 (as an operator who lowers it for old clients gets).
+  const std::vector<std::string> level0 = {"-cipher", "DEFAULT:@SECLEVEL=0"};
+  const int keyless_rsa = StartServer("rsa");
+  const int keyless_p256 = StartServer("p256");
+  const int lax_rsa = StartServer("rsa", false, "", level0);
+  const int lax_p256 = StartServer("p256", false, "", level0);
+  const int local_rsa = StartLocalKeyServer("local-rsa", rsa_key);
+  const int local_p256 = StartLocalKeyServer("local-p256", p256_key);
+  ASSERT_TRUE(keyless_rsa && keyless_p256 && lax_rsa && lax_p256 && local_rsa &&
+              local_p256);
+  const std::string handshake_failure = "alert 40";
+  const std::string kEcdheRsa = "ECDHE-RSA-AES128-GCM-SHA256";
+  const std::string kEcdheEcdsa = "ECDHE-ECDSA-AES128-GCM-SHA256";
+  auto outcome = [&](int port, const std::string& cipher, const std::string& sigalgs) {
+    // @SECLEVEL=0 on the client, or s_client refuses to offer SHA-1 alone.
+    return Outcome(
+        SClient(dir_ + "/ca.pem", port,
+                {"-tls1_2", "-cipher", cipher + ":@SECLEVEL=0", "-sigalgs", sigalgs}));
+  };
+
+  struct Case {
+    const char* sigalgs;
+    bool rsa;
+    // What the keyless servers answer, at either security level.
+    const char* keyless;
+    // Whether a local-key server at the default level answers the same. It signs with
+    // SHA-224 (allowed there); offkey deliberately does not (client/openssl/README.md)
+    // and refuses as for any scheme it cannot use.
+    bool same_as_local;
+  };
+  const Case cases[] = {
+      {"RSA+SHA1", true, "alert 40", true},
+      {"RSA+SHA224", true, "alert 40", false},
+      {"RSA+SHA1:RSA+SHA224", true, "alert 40", false},
+      {"ECDSA+SHA1", false, "alert 40", true},
+      {"ECDSA+SHA224", false, "alert 40", false},
+      {"ECDSA+SHA1:ECDSA+SHA224", false, "alert 40", false},
+      // Another offered scheme offkey signs with is picked instead.
+      {"RSA+SHA1:RSA+SHA224:RSA+SHA256", true, "ok", true},
+      {"RSA+SHA224:rsa_pss_rsae_sha384", true, "ok", true},
+      {"ECDSA+SHA224:ECDSA+SHA256", false, "ok", true},
+      {"ECDSA+SHA1:ECDSA+SHA224:ECDSA+SHA384", false, "ok", true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.sigalgs);
+    const std::string cipher = c.rsa ? kEcdheRsa : kEcdheEcdsa;
+    const std::string keyless =
+        outcome(c.rsa ? keyless_rsa : keyless_p256, cipher, c.sigalgs);
+    EXPECT_EQ(keyless, c.keyless);
+    EXPECT_EQ(outcome(c.rsa ? lax_rsa : lax_p256, cipher, c.sigalgs), c.keyless)
+        << "keyless server at security level 0";
+    const std::string local = outcome(c.rsa ? local_rsa : local_p256, cipher, c.sigalgs);
+    if (c.same_as_local) {
+      EXPECT_EQ(keyless, local);
+    }
+  }
+
+  // No signature_algorithms extension: the server must assume {sha1,rsa} or
+  // {sha1,ecdsa} (RFC 5246 §7.4.1.4.1), which the default security level refuses.
+  for (const auto& [name, suite, keyless, lax, local] :
+       std::vector<std::tuple<std::string, uint16_t, int, int, int>>{
+           {"ECDHE-RSA", 0xc02f, keyless_rsa, lax_rsa, local_rsa},
+           {"ECDHE-ECDSA", 0xc02b, keyless_p256, lax_p256, local_p256}}) {
+    SCOPED_TRACE(absl::StrCat(name, " without signature_algorithms"));
+    const std::string local_answer = ServerAnswerToHello(local, suite, {});
+    EXPECT_EQ(local_answer, handshake_failure);
+    EXPECT_EQ(ServerAnswerToHello(keyless, suite, {}), local_answer);
+    EXPECT_EQ(ServerAnswerToHello(lax, suite, {}), local_answer)
+        << "keyless server at security level 0";
+    // The same hello with a scheme offkey signs with gets through.
+    const uint16_t sha256 = suite == 0xc02f ? 0x0401 : 0x0403;
+    EXPECT_EQ(ServerAnswerToHello(keyless, suite, {sha256}), "ServerHelloDone");
+    EXPECT_EQ(ServerAnswerToHello(lax, suite, {sha256}), "ServerHelloDone");
+  }
+}
+
+// Issue 18 item 10: a ClientKeyExchange ciphertext shorter than the modulus is an integer
+// below it. A keyless server decrypts it as a local-key server does (a well-formed one
+// completes the handshake, any other gets bad_record_mac at Finished) instead of
+// answering decrypt_error; too long or not below the modulus, both answer alike too.
+TEST_P(ProviderTest, AShortClientKeyExchangeIsAnsweredAsALocalKeyServerAnswersIt) {
+  const int keyless = StartServer("rsa");
+  const int local = StartLocalKeyServer(
+      "local-rsa", {"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"});
+  ASSERT_TRUE(keyless && local);
+  const size_t k = 256;
+  const std::string premaster = std::string("\x03\x03", 2) + Random(46);
+  RecordSecret("raw client premaster", premaster);
+  const int before = OperationCount("decrypt-premaster");
+  for (const auto& [name, port] :
+       std::vector<std::pair<std::string, int>>{{"rsa", keyless}, {"local-rsa", local}}) {
+    SCOPED_TRACE(name);
+    const std::string& spki = spki_[name];
+    // A well-formed premaster whose ciphertext starts with a zero byte (about one in
+    // 256), sent without it.
+    std::string ciphertext;
+    for (int i = 0; i < 20000 && (ciphertext.empty() || ciphertext[0] != '\0'); ++i) {
+      ciphertext = hsm::testing::RsaEncryptRaw(spki, Pkcs1Block(k, premaster));
+    }
+    ASSERT_EQ(ciphertext[0], '\0');
+    EXPECT_EQ(RsaKeyExchangeCiphertext(port, ciphertext.substr(1), premaster),
+              "finished");
+    // Short and malformed: the handshake fails only at Finished, bad_record_mac.
+    EXPECT_EQ(RsaKeyExchangeCiphertext(port, Random(k - 1), premaster), "alert 20");
+    EXPECT_EQ(RsaKeyExchangeCiphertext(port, Random(k - 100), premaster), "alert 20");
+    EXPECT_EQ(RsaKeyExchangeCiphertext(port, std::string(1, '\x07'), premaster),
+              "alert 20");
+  }
+  // The keyless server sent each of its four to offkeyd, which answered.
+  EXPECT_EQ(OperationCount("decrypt-premaster"), before + 4);
+  // What cannot be an integer below the modulus gets the same alert from both.
+  for (const auto& [what, ciphertext] : std::vector<std::pair<std::string, std::string>>{
+           {"longer than the modulus", std::string(1, '\0') + Random(k)},
+           {"not below the modulus", std::string(k, '\xff')},
+           {"empty", ""}}) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(RsaKeyExchangeCiphertext(keyless, ciphertext, premaster),
+              RsaKeyExchangeCiphertext(local, ciphertext, premaster));
+  }
 }
 
 // The Bleichenbacher regression: s_server with the provider (premaster decryption in

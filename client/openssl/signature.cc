@@ -26,7 +26,16 @@ struct SignContext {
   std::string message;
 };
 
-// The canonical name of a digest OpenSSL knows, or empty.
+// The canonical name of `name` if it is a digest offkeyd signs with (SHA-256, SHA-384,
+// SHA-512: the hashes of every scheme in service/tls/schemes.cc), else empty.
+//
+// Refusing here, and not only when the signature is made, is what keeps a TLS server
+// honest: libssl asks whether the key can sign with a scheme's digest by initialising a
+// signature with it (EVP_PKEY_digestsign_supports_digest, from check_cert_usable) and
+// skips schemes whose digest is refused. So for a TLS 1.2 client that offers SHA-1 or
+// SHA-224 (or no signature_algorithms, which means SHA-1) OpenSSL picks another offered
+// scheme or fails with handshake_failure, as for a key that cannot sign them, instead of
+// committing to a scheme offkeyd then refuses (internal_error mid-handshake).
 std::string CanonicalDigest(ProviderContext* provider, const char* name) {
   // The names libssl uses, without a fetch (a method-store lookup per handshake).
   static constexpr std::pair<const char*, const char*> kKnown[] = {
@@ -42,11 +51,18 @@ std::string CanonicalDigest(ProviderContext* provider, const char* name) {
     return "";
   }
   std::string canonical;
-  for (const char* n : {"SHA2-256", "SHA2-384", "SHA2-512", "SHA1"}) {
+  for (const char* n : {"SHA2-256", "SHA2-384", "SHA2-512"}) {
     if (EVP_MD_is_a(md, n)) canonical = n;
   }
   EVP_MD_free(md);
   return canonical;
+}
+
+// Refuses a digest CanonicalDigest does not accept, with the reason; returns 0.
+int RefuseDigest(const char* name) {
+  RaiseError(absl::InvalidArgumentError(absl::StrCat(
+      "offkey signs with SHA-256, SHA-384 or SHA-512 only, not '", name, "'")));
+  return 0;
 }
 
 int HashLength(const std::string& digest) {
@@ -126,7 +142,7 @@ int SetParams(void* ctx, const OSSL_PARAM params[]) {
     const char* name = nullptr;
     if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)) return 0;
     c->digest = CanonicalDigest(c->provider, name);
-    if (c->digest.empty()) return 0;
+    if (c->digest.empty()) return RefuseDigest(name);
   }
   p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE);
   if (p != nullptr) {
@@ -209,8 +225,9 @@ int DigestSignInit(void* ctx, const char* mdname, void* provkey,
   c->salt_length = RSA_PSS_SALTLEN_DIGEST;
   c->digest.clear();
   if (c->key->type != KeyType::kEd25519) {
-    c->digest = CanonicalDigest(c->provider, mdname != nullptr ? mdname : "SHA256");
-    if (c->digest.empty()) return 0;
+    const char* name = mdname != nullptr ? mdname : "SHA256";
+    c->digest = CanonicalDigest(c->provider, name);
+    if (c->digest.empty()) return RefuseDigest(name);
   } else if (mdname != nullptr && *mdname != '\0') {
     return 0;  // Ed25519 signs the message itself.
   }

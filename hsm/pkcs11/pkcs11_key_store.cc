@@ -18,6 +18,7 @@
 #include "hsm/pkcs11/ck_rv.h"
 #include "hsm/pkcs11/key_encoding.h"
 #include "hsm/pkcs11/object_io.h"
+#include "hsm/right_align.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
@@ -723,11 +724,14 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::RsaDecryptRaw(absl::string_view key_
                 session, reinterpret_cast<CK_BYTE*>(const_cast<char*>(ciphertext.data())),
                 k, plain.data(), &len),
             "C_Decrypt"));
-        if (len < k) {
-          // Some modules drop leading zero bytes: right-align to the modulus size.
-          memmove(plain.data() + (k - len), plain.data(), len);
-          memset(plain.data(), 0, k - len);
+        if (len > k) {  // Never from a working module; nothing secret to hide then.
+          return absl::InternalError(absl::StrCat("C_Decrypt (raw RSA) returned ", len,
+                                                  " bytes for a ", k, "-byte modulus"));
         }
+        // Some modules drop leading zero bytes, so `len` can reveal how many the
+        // plaintext starts with: right-align to the modulus size in time independent of
+        // it.
+        RightAlignConstantTime(plain, len);
         return absl::OkStatus();
       }));
   return plain;

@@ -20,6 +20,7 @@
 #include "base/status_macros.h"
 #include "hsm/openssl_key.h"
 #include "hsm/pkcs11/key_encoding.h"
+#include "hsm/right_align.h"
 
 namespace offkey::hsm::testing {
 namespace {
@@ -416,10 +417,8 @@ absl::StatusOr<SecretBytes> FakeKeyStore::RsaDecryptRaw(absl::string_view key_id
                        k) != 1) {
     return OpenSslError(absl::StatusCode::kInternal, "raw RSA decryption");
   }
-  if (len < k) {  // Right-align, as the PKCS#11 store does.
-    memmove(plain.data() + (k - len), plain.data(), len);
-    memset(plain.data(), 0, k - len);
-  }
+  if (len > k) return absl::InternalError("raw RSA decryption longer than the modulus");
+  RightAlignConstantTime(plain, len);  // As the PKCS#11 store does.
   return plain;
 }
 

@@ -62,10 +62,13 @@ void AppendLengthPrefixed(absl::string_view bytes, std::string* out) {
 
 }  // namespace
 
-std::string SubstituteInput(absl::string_view key_id, absl::string_view ciphertext) {
+std::string SubstituteInput(absl::string_view key_id, uint16_t client_version,
+                            absl::string_view ciphertext) {
   std::string out;
-  out.reserve(kSubstituteLabel.size() + 8 + key_id.size() + ciphertext.size());
+  out.reserve(kSubstituteLabel.size() + 10 + key_id.size() + ciphertext.size());
   out.append(kSubstituteLabel.data(), kSubstituteLabel.size());
+  out.push_back(static_cast<char>(client_version >> 8));
+  out.push_back(static_cast<char>(client_version & 0xff));
   AppendLengthPrefixed(key_id, &out);
   AppendLengthPrefixed(ciphertext, &out);
   return out;

@@ -33,21 +33,29 @@ inline constexpr size_t kPremasterSize = 48;
 // bytes, the separator and 48 bytes of message.
 inline constexpr size_t kMinRsaOutputSize = 64;
 
-// Domain-separation label that starts every SubstituteInput.
-inline constexpr absl::string_view kSubstituteLabel = "offkey premaster substitute v1";
+// Domain-separation label that starts every SubstituteInput. v2 binds the client
+// version; v1 (key id and ciphertext only) is no longer produced.
+inline constexpr absl::string_view kSubstituteLabel = "offkey premaster substitute v2";
 
 // The exact bytes MACed (with the store secret, KeyStore::HmacWithStoreSecret) to make
-// the substitute premaster for `ciphertext` under the key `key_id`:
+// the substitute premaster for `ciphertext` under the key `key_id`, sent with
+// `client_version`:
 //
-//   "offkey premaster substitute v1" || uint32_be(len(key_id)) || key_id
+//   "offkey premaster substitute v2" || uint16_be(client_version)
+//                                    || uint32_be(len(key_id)) || key_id
 //                                    || uint32_be(len(ciphertext)) || ciphertext
 //
-// The length prefixes make the encoding injective, so two different (key, ciphertext)
-// pairs never MAC the same input; the label keeps these MACs apart from any other use of
-// the store secret. Not secret (both inputs are public). Inputs of 4 GiB or more are a
-// programming error (the service limits key ids to 64 bytes, ciphertexts to 512) and
-// abort.
-std::string SubstituteInput(absl::string_view key_id, absl::string_view ciphertext);
+// The version is bound in because the substitute carries it in its first two bytes (as a
+// real premaster does): one ciphertext sent with two versions must not give two
+// substitutes that differ only there. The fixed-size version and the length prefixes
+// make the encoding injective, so two different inputs never MAC the same bytes; the
+// label keeps these MACs apart from any other use of the store secret. `ciphertext` is
+// the modulus-sized form (DecryptPremaster left-pads shorter ones first), so every
+// encoding of one integer gets one substitute. Not secret (every input is public).
+// Inputs of 4 GiB or more are a programming error (the service limits key ids to 64
+// bytes, ciphertexts to 512) and abort.
+std::string SubstituteInput(absl::string_view key_id, uint16_t client_version,
+                            absl::string_view ciphertext);
 
 // Returns the 48-byte premaster to use for a TLS 1.2 RSA ClientKeyExchange:
 //
@@ -60,8 +68,10 @@ std::string SubstituteInput(absl::string_view key_id, absl::string_view cipherte
 //
 // `decrypted` is the raw RSA output (c^d mod n) of exactly modulus size k >= 64 bytes,
 // as KeyStore::RsaDecryptRaw returns it. `substitute` must hold at least 48 bytes (see
-// substitute.h: ComputeSubstitute). Violating either size precondition is a programming
-// error and aborts; both sizes are public, so checking them leaks nothing.
+// substitute.h: ComputeSubstitute, whose first two bytes are `client_version`, so the
+// result starts with the client version either way). Violating either size precondition
+// is a programming error and aborts; both sizes are public, so checking them leaks
+// nothing.
 //
 // Version rule: RFC 5246 §7.4.7.1 says the premaster carries ClientHello.client_version —
 // the highest version the client offered, not the negotiated one — and that a mismatch is

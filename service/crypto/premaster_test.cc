@@ -237,33 +237,37 @@ TEST(SelectPremasterDeathTest, SizePreconditionsAbort) {
 TEST(SubstituteInputTest, ExactEncoding) {
   const std::string key_id = "\x01\x02\x03";
   const std::string ct = "\xaa\xbb";
-  EXPECT_EQ(SubstituteInput(key_id, ct),
-            std::string("offkey premaster substitute v1") +
+  EXPECT_EQ(SubstituteInput(key_id, 0x0303, ct),
+            std::string("offkey premaster substitute v2") + std::string("\x03\x03", 2) +
                 std::string("\x00\x00\x00\x03\x01\x02\x03", 7) +
                 std::string("\x00\x00\x00\x02\xaa\xbb", 6));
-  EXPECT_EQ(SubstituteInput("", ""),
-            std::string("offkey premaster substitute v1") + std::string(8, '\0'));
+  EXPECT_EQ(SubstituteInput("", 0, ""),
+            std::string("offkey premaster substitute v2") + std::string(10, '\0'));
 }
 
 TEST(SubstituteInputTest, LengthsAreBigEndianFourBytes) {
   const std::string key_id(20, 'k');
   const std::string ct(0x1234, 'c');
-  const std::string in = SubstituteInput(key_id, ct);
+  const std::string in = SubstituteInput(key_id, 0xfefd, ct);
   const size_t label = kSubstituteLabel.size();
-  ASSERT_EQ(in.size(), label + 4 + 20 + 4 + 0x1234);
-  EXPECT_EQ(in.substr(label, 4), std::string("\x00\x00\x00\x14", 4));
-  EXPECT_EQ(in.substr(label + 24, 4), std::string("\x00\x00\x12\x34", 4));
+  ASSERT_EQ(in.size(), label + 2 + 4 + 20 + 4 + 0x1234);
+  EXPECT_EQ(in.substr(label, 2), std::string("\xfe\xfd", 2));
+  EXPECT_EQ(in.substr(label + 2, 4), std::string("\x00\x00\x00\x14", 4));
+  EXPECT_EQ(in.substr(label + 26, 4), std::string("\x00\x00\x12\x34", 4));
 }
 
-TEST(SubstituteInputTest, DifferentPairsNeverCollide) {
+TEST(SubstituteInputTest, DifferentInputsNeverCollide) {
   // Moving bytes between key id and ciphertext changes the encoding.
-  EXPECT_NE(SubstituteInput("ab", "c"), SubstituteInput("a", "bc"));
-  EXPECT_NE(SubstituteInput("", "abc"), SubstituteInput("abc", ""));
-  EXPECT_NE(SubstituteInput("key", "ct1"), SubstituteInput("key", "ct2"));
-  EXPECT_NE(SubstituteInput("key1", "ct"), SubstituteInput("key2", "ct"));
+  EXPECT_NE(SubstituteInput("ab", 0x0303, "c"), SubstituteInput("a", 0x0303, "bc"));
+  EXPECT_NE(SubstituteInput("", 0x0303, "abc"), SubstituteInput("abc", 0x0303, ""));
+  EXPECT_NE(SubstituteInput("key", 0x0303, "ct1"), SubstituteInput("key", 0x0303, "ct2"));
+  EXPECT_NE(SubstituteInput("key1", 0x0303, "ct"), SubstituteInput("key2", 0x0303, "ct"));
+  // The client version is bound: one ciphertext with two versions MACs two inputs.
+  EXPECT_NE(SubstituteInput("key", 0x0303, "ct"), SubstituteInput("key", 0x0302, "ct"));
+  EXPECT_NE(SubstituteInput("key", 0x0003, "ct"), SubstituteInput("key", 0x0300, "ct"));
   // A key id that embeds what looks like a length prefix cannot fake another pair.
-  EXPECT_NE(SubstituteInput(std::string("a\x00\x00\x00\x01", 5) + "b", "c"),
-            SubstituteInput("a", "bc"));
+  EXPECT_NE(SubstituteInput(std::string("a\x00\x00\x00\x01", 5) + "b", 0x0303, "c"),
+            SubstituteInput("a", 0x0303, "bc"));
 }
 
 }  // namespace

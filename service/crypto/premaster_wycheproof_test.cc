@@ -108,22 +108,25 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
     store_ = std::move(*store);
   }
 
-  SecretBytes Substitute(const KeyInfo& key, const std::string& ct) {
-    auto sub = ComputeSubstitute(*store_, key.key_id, ct, {});
+  SecretBytes Substitute(const KeyInfo& key, const std::string& ct,
+                         uint16_t version = kTls12) {
+    auto sub = ComputeSubstitute(*store_, key.key_id, version, ct, {});
     EXPECT_THAT(sub, IsOk());
     if (!sub.ok()) return SecretBytes(kPremasterSize);
     EXPECT_EQ(sub->size(), kPremasterSize);
     return std::move(*sub);
   }
 
-  // The substitute is exactly HKDF-Expand(HMAC_store(SubstituteInput(key id, ct))): the
-  // store's MAC is reachable, so check the composition rather than trust it.
+  // The substitute is exactly version || HKDF-Expand(HMAC_store(SubstituteInput(key id,
+  // version, ct))): the store's MAC is reachable, so check the composition rather than
+  // trust it.
   void ExpectSubstituteIsTheDocumentedMac(const KeyInfo& key, const std::string& ct,
-                                          const SecretBytes& sub) {
-    auto mac = store_->HmacWithStoreSecret(SubstituteInput(key.key_id, ct), {});
+                                          const SecretBytes& sub,
+                                          uint16_t version = kTls12) {
+    auto mac = store_->HmacWithStoreSecret(SubstituteInput(key.key_id, version, ct), {});
     ASSERT_THAT(mac, IsOk());
     ASSERT_EQ(mac->size(), 32u);
-    auto expanded = ExpandSubstitute(*mac);
+    auto expanded = ExpandSubstitute(*mac, version);
     ASSERT_THAT(expanded, IsOk());
     EXPECT_EQ(expanded->view(), sub.view());
   }
@@ -143,8 +146,13 @@ class PremasterWycheproofTest : public ::testing::TestWithParam<const char*> {
       EXPECT_NE(sub.view(), absl::string_view(pm));
       EXPECT_EQ(SelectPremaster(*dec, kTls12, sub).view(), pm);
       // The client offered TLS 1.1 but the premaster says TLS 1.2: a rollback sign.
-      EXPECT_EQ(SelectPremaster(*dec, 0x0302, sub).view(), sub.view());
-      EXPECT_EQ(SelectPremaster(*dec, 0x0203, sub).view(), sub.view());
+      for (uint16_t other : {0x0302, 0x0203}) {
+        const SecretBytes other_sub = Substitute(key, ct, other);
+        EXPECT_EQ(SelectPremaster(*dec, other, other_sub).view(), other_sub.view());
+        EXPECT_EQ(other_sub[0], other >> 8);
+        EXPECT_EQ(other_sub[1], other & 0xff);
+        EXPECT_NE(other_sub.view().substr(2), sub.view().substr(2));
+      }
       ++counts->own;
     }
     // The Wycheproof padding classes again, but around a real 48-byte TLS premaster, so
@@ -260,7 +268,7 @@ TEST_P(PremasterWycheproofTest, EveryVectorGivesTheMessageOrTheSubstitute) {
       // The substitute comes first, on every call, as the service computes it.
       const SecretBytes sub = Substitute(*key, ct);
       const auto [seen, fresh] =
-          substitute_of.emplace(SubstituteInput(key->key_id, ct), sub.view());
+          substitute_of.emplace(SubstituteInput(key->key_id, kTls12, ct), sub.view());
       if (fresh) {
         EXPECT_TRUE(substitutes.insert(std::string(sub.view())).second)
             << "two (key, ciphertext) pairs share a substitute";
@@ -303,7 +311,11 @@ TEST_P(PremasterWycheproofTest, EveryVectorGivesTheMessageOrTheSubstitute) {
       }
       for (uint16_t version : versions) {
         SCOPED_TRACE(absl::StrCat("client_version 0x", absl::Hex(version)));
-        const SecretBytes out = SelectPremaster(*dec, version, sub);
+        const SecretBytes sub_v =
+            version == kTls12 ? sub.Copy() : Substitute(*key, ct, version);
+        if (version != kTls12)
+          ExpectSubstituteIsTheDocumentedMac(*key, ct, sub_v, version);
+        const SecretBytes out = SelectPremaster(*dec, version, sub_v);
         ASSERT_EQ(out.size(), kPremasterSize);
         const bool is_premaster = unpadded.has_value() && result != "invalid" &&
                                   unpadded->size() == kPremasterSize &&
@@ -311,8 +323,10 @@ TEST_P(PremasterWycheproofTest, EveryVectorGivesTheMessageOrTheSubstitute) {
         if (is_premaster) {
           EXPECT_EQ(out.view(), *unpadded);
         } else {
-          EXPECT_EQ(out.view(), sub.view());
+          EXPECT_EQ(out.view(), sub_v.view());
         }
+        EXPECT_EQ(out[0], version >> 8);
+        EXPECT_EQ(out[1], version & 0xff);
       }
       previous_ct = ct;
       previous_sub = sub.Copy();

@@ -20,7 +20,8 @@ struct EvpKdfCtxDeleter {
 
 }  // namespace
 
-absl::StatusOr<SecretBytes> ExpandSubstitute(const SecretBytes& mac) {
+absl::StatusOr<SecretBytes> ExpandSubstitute(const SecretBytes& mac,
+                                             uint16_t client_version) {
   if (mac.size() != 32) {
     return absl::InvalidArgumentError(
         absl::StrCat("substitute MAC has ", mac.size(), " bytes, expected 32"));
@@ -43,7 +44,9 @@ absl::StatusOr<SecretBytes> ExpandSubstitute(const SecretBytes& mac) {
       OSSL_PARAM_construct_end(),
   };
   SecretBytes out(kPremasterSize);
-  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) {
+  out[0] = static_cast<uint8_t>(client_version >> 8);
+  out[1] = static_cast<uint8_t>(client_version & 0xff);
+  if (EVP_KDF_derive(ctx.get(), out.data() + 2, out.size() - 2, params) != 1) {
     return OpenSslError(absl::StatusCode::kInternal, "HKDF-Expand of the substitute");
   }
   return out;
@@ -51,12 +54,13 @@ absl::StatusOr<SecretBytes> ExpandSubstitute(const SecretBytes& mac) {
 
 absl::StatusOr<SecretBytes> ComputeSubstitute(hsm::KeyStore& store,
                                               absl::string_view key_id,
+                                              uint16_t client_version,
                                               absl::string_view ciphertext,
                                               const hsm::CallOptions& options) {
   OFFKEY_ASSIGN_OR_RETURN(
-      SecretBytes mac,
-      store.HmacWithStoreSecret(SubstituteInput(key_id, ciphertext), options));
-  return ExpandSubstitute(mac);
+      SecretBytes mac, store.HmacWithStoreSecret(
+                           SubstituteInput(key_id, client_version, ciphertext), options));
+  return ExpandSubstitute(mac, client_version);
 }
 
 }  // namespace offkey::service::crypto
