@@ -1,5 +1,8 @@
 #include "service/audit.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -10,7 +13,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-
 #include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 
@@ -100,14 +102,14 @@ TEST(AuditTest, EscapesToPrintableAscii) {
   r.time = absl::FromUnixMicros(0);
   r.operation = "sign";
   r.sni = std::string("a\"b\\c\r\n\x1b[31m\x7f") + "\xc3\xa9" +  // é
-          "\xe2\x80\xae" +                                   // RIGHT-TO-LEFT OVERRIDE
-          "\xf0\x9f\x94\x91" +                               // U+1F511 (a pair)
-          "\xff\xc3" + "z" + "\xed\xa0\x80" + "\xc0\xaf";    // invalid: all replaced
+          "\xe2\x80\xae" +                                       // RIGHT-TO-LEFT OVERRIDE
+          "\xf0\x9f\x94\x91" +                                   // U+1F511 (a pair)
+          "\xff\xc3" + "z" + "\xed\xa0\x80" + "\xc0\xaf";        // invalid: all replaced
   r.outcome = absl::OkStatus();
   const std::string line = FormatAuditLine(r);
   for (unsigned char c : line) {
-    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(c) << " in "
-                                       << line;
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f)
+        << "byte " << static_cast<int>(c) << " in " << line;
   }
   EXPECT_TRUE(absl::StrContains(
       line,
@@ -171,9 +173,8 @@ TEST(AuditTest, FailingSinkRefusesOperationsAndSaysSoOnce) {
 
   failing = true;
   for (int i = 0; i < 100; ++i) {
-    EXPECT_THAT(log->Write(SignRecord()),
-                StatusIs(absl::StatusCode::kUnavailable,
-                         ::testing::HasSubstr("audit log")));
+    EXPECT_THAT(log->Write(SignRecord()), StatusIs(absl::StatusCode::kUnavailable,
+                                                   ::testing::HasSubstr("audit log")));
     EXPECT_THAT(log->Check(), StatusIs(absl::StatusCode::kUnavailable));
   }
   EXPECT_EQ(failures, 100);
@@ -216,11 +217,35 @@ TEST(AuditTest, FullFileSystemIsReported) {
   options.log = [&](const std::string& line) { logged.push_back(line); };
   auto log = AuditLog::Open("/dev/full", options);
   ASSERT_THAT(log, IsOk());
-  EXPECT_THAT((*log)->Write(SignRecord()),
-              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT((*log)->Write(SignRecord()), StatusIs(absl::StatusCode::kUnavailable));
   ASSERT_EQ(logged.size(), 1u);
   EXPECT_TRUE(absl::StrContains(logged[0], "/dev/full")) << logged[0];
   EXPECT_TRUE(absl::StrContains(logged[0], strerror(ENOSPC))) << logged[0];
+}
+
+// A deleted audit file is created again; while its directory is gone, writes fail
+// rather than vanish into the unlinked file.
+TEST(AuditTest, DeletedFileIsRecreatedAndAMissingDirectoryFails) {
+  const std::string dir = std::string(getenv("TEST_TMPDIR")) + "/vanishing";
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  const std::string path = dir + "/audit.log";
+  std::vector<std::string> logged;
+  AuditOptions options;
+  options.log = [&](const std::string& line) { logged.push_back(line); };
+  auto log = AuditLog::Open(path, options);
+  ASSERT_THAT(log, IsOk());
+  ASSERT_EQ(unlink(path.c_str()), 0);
+  ASSERT_EQ(rmdir(dir.c_str()), 0);
+  EXPECT_THAT((*log)->Write(SignRecord()), StatusIs(absl::StatusCode::kUnavailable));
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(logged[0], "deleted")) << logged[0];
+
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  EXPECT_THAT((*log)->Write(SignRecord()), IsOk());
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_TRUE(absl::StrContains(line, "\"key\":\"web\"")) << line;
 }
 
 }  // namespace
