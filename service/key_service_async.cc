@@ -42,7 +42,9 @@ class UnaryCall final : public Call {
     const RpcEnvironment& env = service_->env();
     absl::StatusOr<Caller> caller = env.identities->Get(context_, env.allow_plaintext);
     if (!caller.ok()) {
-      RecordOutcome(env, "", request_, arrived, caller.status(), nullptr, false);
+      // An error either way; it is returned whether or not its line was written.
+      RecordOutcome(env, "", request_, arrived, caller.status(), nullptr, false)
+          .IgnoreError();
       Reply(caller.status());
       return;
     }
@@ -60,7 +62,8 @@ class UnaryCall final : public Call {
           responder_.Finish(response_, grpc::Status::OK, this);
         });
     if (!queued.ok()) {
-      RecordOutcome(env, caller->identity, request_, arrived, queued, nullptr, false);
+      RecordOutcome(env, caller->identity, request_, arrived, queued, nullptr, false)
+          .IgnoreError();  // An error either way.
       Reply(queued);
     }
   }

@@ -221,7 +221,8 @@ void PipelineReactor::SubmitLocked(const std::shared_ptr<const v1::PipelineReque
     Complete(std::move(response));
   });
   if (!queued.ok()) {
-    RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true);
+    RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true)
+        .IgnoreError();  // An error either way.
     CompleteLocked(ErrorResponse(item->id(), queued));
   }
 }

@@ -97,8 +97,13 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   OFFKEY_ASSIGN_OR_RETURN(server->pool_,
                           WorkerPool::Create(threads, config.workers().queue_depth()));
   const bool plaintext = config.insecure_plaintext_for_development();
-  OFFKEY_ASSIGN_OR_RETURN(server->audit_, AuditLog::Open(config.audit().path()));
   server->metrics_ = std::make_unique<metrics::Metrics>();
+  AuditOptions audit_options;
+  audit_options.fail_open = config.audit().fail_open();
+  audit_options.log = [s = server.get()](const std::string& line) { s->Log(line); };
+  audit_options.on_failure = [m = server->metrics_.get()] { m->RecordAuditFailure(); };
+  OFFKEY_ASSIGN_OR_RETURN(
+      server->audit_, AuditLog::Open(config.audit().path(), std::move(audit_options)));
   KeyServiceAsync::Options service_options;
   service_options.allow_plaintext = plaintext;
   service_options.stream_max_in_flight = config.stream().max_in_flight();
@@ -314,6 +319,8 @@ void OffkeyServer::Background() {
 }
 
 void OffkeyServer::DestroyDueKeys() {
+  // Fail closed: no destruction while its audit line could not be written.
+  if (!audit_->Check().ok()) return;
   absl::StatusOr<std::vector<std::string>> destroyed = admin_->DestroyDue();
   if (!destroyed.ok()) {
     // Retried every interval; said once per distinct problem, not every interval.
@@ -332,7 +339,7 @@ void OffkeyServer::DestroyDueKeys() {
     record.identity = "offkeyd";
     record.operation = "admin.destroy-key";
     record.key = name;
-    audit_->Write(record);
+    audit_->Write(record).IgnoreError();  // Done already; the audit log says why not.
   }
 }
 

@@ -37,6 +37,12 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
           "'", caller->identity,
           "' does not hold the admin role; add it to admin_identities in offkeyd's "
           "configuration"));
+    } else if (absl::Status ready =
+                   audit_ != nullptr ? audit_->Check() : absl::OkStatus();
+               !ready.ok()) {
+      // Fail closed: no key is created, changed or destroyed while its audit line could
+      // not be written.
+      record.outcome = ready;
     } else {
       absl::StatusOr<Response> result = call();
       record.outcome = result.status();
@@ -44,7 +50,12 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
     }
   }
   record.latency = absl::Now() - start;
-  if (audit_ != nullptr) audit_->Write(record);
+  absl::Status audited = audit_ != nullptr ? audit_->Write(record) : absl::OkStatus();
+  if (record.outcome.ok() && !audited.ok()) {
+    // Done but not audited: withhold the answer, so the caller knows to look.
+    response->Clear();
+    return ToGrpcStatus(audited);
+  }
   return ToGrpcStatus(record.outcome);
 }
 

@@ -59,6 +59,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(*registry_);
   reloads_applied_ = &reloads.Add({{"outcome", "applied"}});
   reloads_refused_ = &reloads.Add({{"outcome", "refused"}});
+  audit_failures_ =
+      &prometheus::BuildCounter()
+           .Name("offkey_audit_write_failures_total")
+           .Help("Audit lines that could not be written (see audit.fail_open).")
+           .Register(*registry_)
+           .Add({});
   auto gauge = [this](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
   };

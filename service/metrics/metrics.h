@@ -27,6 +27,7 @@ namespace offkey::service::metrics {
 //   offkey_worker_queue_depth, offkey_hsm_sessions_in_use, offkey_hsm_sessions_max,
 //   offkey_pipeline_streams, offkey_pipeline_items_in_flight, offkey_ready   gauges
 //   offkey_config_reloads_total{outcome="applied"|"refused"}                  counter
+//   offkey_audit_write_failures_total                                         counter
 // Label values come only from fixed enums and the scheme table: never a key name, an
 // identity or anything else a caller sent. Thread-safe.
 class Metrics {
@@ -38,6 +39,8 @@ class Metrics {
   void RecordOperation(offkey::v1::Operation op, offkey::v1::SignatureScheme scheme,
                        absl::StatusCode code, absl::Duration latency);
   void RecordReload(bool applied);
+  // Counts one audit line that could not be written.
+  void RecordAuditFailure() { audit_failures_->Increment(); }
 
   // Called at the start of every Scrape, to set the gauges below from live state.
   void SetSampler(std::function<void(Metrics&)> sampler);
@@ -66,6 +69,7 @@ class Metrics {
   std::array<std::vector<prometheus::Histogram*>, kOperations> durations_{};
   prometheus::Counter* reloads_applied_;
   prometheus::Counter* reloads_refused_;
+  prometheus::Counter* audit_failures_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* sessions_in_use_;
   prometheus::Gauge* sessions_max_;

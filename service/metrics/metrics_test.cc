@@ -121,6 +121,14 @@ TEST(MetricsTest, SamplerSetsGaugesAtScrapeTime) {
             1);
 }
 
+TEST(MetricsTest, CountsAuditWriteFailures) {
+  Metrics metrics;
+  EXPECT_EQ(Parse(metrics.Scrape()).count("offkey_audit_write_failures_total"), 1u);
+  metrics.RecordAuditFailure();
+  metrics.RecordAuditFailure();
+  EXPECT_EQ(Parse(metrics.Scrape())["offkey_audit_write_failures_total"], 2);
+}
+
 TEST(MetricsTest, ConcurrentRecordingLosesNothing) {
   Metrics metrics;
   constexpr int kThreads = 4, kEach = 100000;
