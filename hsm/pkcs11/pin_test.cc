@@ -142,7 +142,6 @@ TEST_F(PinTest, EnvVariableIsWipedAndUnsetOnceRead) {
   static char entry[] = "OFFKEY_PIN_TEST_ONCE=Zq7-PIN-SENTINEL-4k2";
   const size_t name_len = strlen("OFFKEY_PIN_TEST_ONCE=");
   ASSERT_EQ(putenv(entry), 0);
-  vars_.push_back("OFFKEY_PIN_TEST_ONCE");
   absl::StatusOr<std::string> pin = ReadFromEnv("OFFKEY_PIN_TEST_ONCE");
   ASSERT_THAT(pin, IsOk());
   EXPECT_EQ(*pin, kPin);
@@ -158,6 +157,7 @@ TEST_F(PinTest, EnvVariableIsWipedAndUnsetOnceRead) {
   SetEnv("OFFKEY_PIN_TEST_HUGE_ONCE", huge);
   EXPECT_FALSE(ReadFromEnv("OFFKEY_PIN_TEST_HUGE_ONCE").ok());
   EXPECT_EQ(getenv("OFFKEY_PIN_TEST_HUGE_ONCE"), nullptr);
+  unsetenv("OFFKEY_PIN_TEST_ONCE");  // `entry` must not outlive the test in environ.
 }
 
 TEST_F(PinTest, NeitherSourceIsInvalid) {
