@@ -6,6 +6,7 @@
 
 #include "service/call_support.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 
 namespace offkey::service {
 namespace {
@@ -74,6 +75,10 @@ class UnaryCall final : public Call {
     (service_->env().service->*Op<Request>::kRequest)(&context_, &request_, &responder_,
                                                       queue_, queue_, this);
   }
+  // Runs once the reply's completion arrived: gRPC serialized response_ when Finish was
+  // called and holds no reference to it now, so a premaster or master secret in it is
+  // wiped rather than freed as is.
+  ~UnaryCall() override { WipeSecrets(&response_); }
 
   void Reply(const absl::Status& status) {
     replied_ = true;

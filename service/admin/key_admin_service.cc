@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "service/caller.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 
 namespace offkey::service::admin {
 
@@ -70,8 +71,18 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
 
 OFFKEY_ADMIN_RPC(CreateKey, CreateKeyRequest, CreateKeyResponse, "admin.create-key",
                  request->name())
-OFFKEY_ADMIN_RPC(ImportKey, ImportKeyRequest, ImportKeyResponse, "admin.import-key",
-                 request->name())
+grpc::Status KeyAdminService::ImportKey(grpc::ServerContext* context,
+                                        const v1::ImportKeyRequest* request,
+                                        v1::ImportKeyResponse* response) {
+  grpc::Status status = Run<v1::ImportKeyResponse>(
+      context, "admin.import-key", request->name(),
+      [&] { return admin_->ImportKey(*request); }, response);
+  // The key and its passphrase are used up, whatever the outcome. gRPC hands the request
+  // over as const but owns a mutable message it frees after this returns; wiping it here
+  // keeps the key out of freed memory.
+  WipeSecrets(const_cast<v1::ImportKeyRequest*>(request));
+  return status;
+}
 OFFKEY_ADMIN_RPC(ListKeys, AdminListKeysRequest, AdminListKeysResponse, "admin.list-keys",
                  "")
 OFFKEY_ADMIN_RPC(GetKey, GetKeyRequest, GetKeyResponse, "admin.get-key",
