@@ -217,10 +217,10 @@ absl::Status AuditLog::Write(const AuditRecord& record) {
   absl::MutexLock lock(&mu_);
   absl::Status written = sink_->Append(line);
   if (written.ok()) {
-    if (failing_) {
+    if (failing_.load(std::memory_order_relaxed)) {
       Log(absl::StrCat("audit log ", where_, " is writable again; ", lost_in_outage_,
                        " lines could not be written while it failed"));
-      failing_ = false;
+      failing_.store(false, std::memory_order_relaxed);
       lost_in_outage_ = 0;
     }
     return absl::OkStatus();
@@ -232,7 +232,8 @@ absl::Status AuditLog::Write(const AuditRecord& record) {
   // One line when the trouble starts, then one per interval: a flood of requests must
   // not become a flood of log lines.
   const absl::Time now = absl::Now();
-  if (!failing_ || now - last_logged_ >= options_.log_interval) {
+  if (!failing_.load(std::memory_order_relaxed) ||
+      now - last_logged_ >= options_.log_interval) {
     Log(absl::StrCat(
         "cannot write the audit log ", where_, ": ", written.message(), " (",
         lost_since_logged_, " lines lost since the last report); ",
@@ -243,14 +244,15 @@ absl::Status AuditLog::Write(const AuditRecord& record) {
     last_logged_ = now;
     lost_since_logged_ = 0;
   }
-  failing_ = true;
+  failing_.store(true, std::memory_order_relaxed);
   if (options_.fail_open) return absl::OkStatus();
   return Refused();
 }
 
 absl::Status AuditLog::Check() const {
-  absl::MutexLock lock(&mu_);
-  if (!failing_ || options_.fail_open) return absl::OkStatus();
+  if (options_.fail_open || !failing_.load(std::memory_order_relaxed)) {
+    return absl::OkStatus();
+  }
   return Refused();
 }
 

@@ -2,6 +2,7 @@
 #ifndef OFFKEY_SERVICE_AUDIT_H_
 #define OFFKEY_SERVICE_AUDIT_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -104,7 +105,8 @@ class AuditLog {
   const std::string where_;  // The path, for the operator's log.
   const AuditOptions options_;
   mutable absl::Mutex mu_;  // Keeps a line whole if the kernel takes it in pieces.
-  bool failing_ ABSL_GUARDED_BY(mu_) = false;
+  // Written under mu_; read without it by Check, which every operation calls.
+  std::atomic<bool> failing_{false};
   int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lost_since_logged_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t lost_in_outage_ ABSL_GUARDED_BY(mu_) = 0;

@@ -319,8 +319,17 @@ void OffkeyServer::Background() {
 }
 
 void OffkeyServer::DestroyDueKeys() {
-  // Fail closed: no destruction while its audit line could not be written.
-  if (!audit_->Check().ok()) return;
+  // Fail closed: no destruction while its audit line could not be written. The line
+  // saying so is the probe: once it is written, the next pass destroys.
+  if (absl::Status ready = audit_->Check(); !ready.ok()) {
+    AuditRecord record;
+    record.time = absl::Now();
+    record.identity = "offkeyd";
+    record.operation = "admin.destroy-due-keys";
+    record.outcome = ready;
+    audit_->Write(record).IgnoreError();
+    return;
+  }
   absl::StatusOr<std::vector<std::string>> destroyed = admin_->DestroyDue();
   if (!destroyed.ok()) {
     // Retried every interval; said once per distinct problem, not every interval.
