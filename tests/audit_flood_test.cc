@@ -1,13 +1,19 @@
 // The audit log under attack (issue 18 item 5), against a real offkeyd: fields a caller
 // controls reach the line capped whatever their size, and an audit log that cannot be
 // written refuses operations (fail closed) unless audit.fail_open says otherwise.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
@@ -173,6 +179,90 @@ TEST_F(FailOpenTest, KeepsServingUnauditedAndSaysSo) {
   }
   EXPECT_EQ(MetricValue("offkey_audit_write_failures_total"), 3);
   EXPECT_EQ(AuditComplaints(), 1);
+}
+
+// The audit file's directory disappears: key destruction, due meanwhile, waits until
+// its line can be written, then happens.
+class VanishingAuditTest : public OffkeydTest {
+ protected:
+  void Configure(offkey::v1::ServerConfig* config) override {
+    audit_dir_ = std::string(getenv("TEST_TMPDIR")) + "/vanishing";
+    ASSERT_EQ(mkdir(audit_dir_.c_str(), 0700), 0);
+    config->set_admin_listen_address("127.0.0.1:0");
+    config->add_admin_identities(kAdmin);
+    config->mutable_audit()->set_path(audit_dir_ + "/audit.log");
+  }
+  service::ServerOptions Options() override {
+    service::ServerOptions options;
+    options.clock = [this] {
+      absl::MutexLock lock(&mu_);
+      return now_;
+    };
+    options.destruction_interval = absl::Milliseconds(50);
+    return options;
+  }
+  bool KeyExists(const std::string& name) {
+    absl::StatusOr<std::vector<hsm::KeyInfo>> keys = store_->ListKeys();
+    EXPECT_TRUE(keys.ok()) << keys.status();
+    if (!keys.ok()) return false;
+    for (const hsm::KeyInfo& key : *keys) {
+      if (key.name == name) return true;
+    }
+    return false;
+  }
+  // Polls `done` until it holds or 20 s pass.
+  static bool Eventually(const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!done()) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return true;
+  }
+
+  std::string audit_dir_;
+  absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::Now();
+};
+
+TEST_F(VanishingAuditTest, DueDestructionWaitsForTheAuditLog) {
+  auto admin = AdminStub(kAdmin);
+  offkey::v1::CreateKeyRequest create;
+  create.set_name("old");
+  create.set_algorithm(offkey::v1::EC_P256);
+  offkey::v1::CreateKeyResponse created;
+  ASSERT_TRUE(admin->CreateKey(Context().get(), create, &created).ok());
+  offkey::v1::ScheduleKeyDestructionRequest schedule;
+  schedule.mutable_key()->set_name("old");
+  schedule.set_pending_window_seconds(3600);
+  offkey::v1::ScheduleKeyDestructionResponse scheduled;
+  ASSERT_TRUE(admin->ScheduleKeyDestruction(Context().get(), schedule, &scheduled).ok());
+
+  ASSERT_EQ(unlink((audit_dir_ + "/audit.log").c_str()), 0);
+  ASSERT_EQ(rmdir(audit_dir_.c_str()), 0);
+  offkey::v1::ListKeysResponse listed;
+  EXPECT_EQ(Stub(kTerminator)
+                ->ListKeys(Context().get(), offkey::v1::ListKeysRequest(), &listed)
+                .error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  {
+    absl::MutexLock lock(&mu_);
+    now_ += absl::Seconds(3601);
+  }
+  // Sweeps run and are postponed: each one's line fails too.
+  const double failures = MetricValue("offkey_audit_write_failures_total");
+  ASSERT_TRUE(Eventually(
+      [&] { return MetricValue("offkey_audit_write_failures_total") >= failures + 3; }));
+  EXPECT_TRUE(KeyExists("old")) << "destroyed while its audit line could not be written";
+
+  ASSERT_EQ(mkdir(audit_dir_.c_str(), 0700), 0);
+  EXPECT_TRUE(Eventually([&] { return !KeyExists("old"); }));
+  std::ifstream in(audit_dir_ + "/audit.log");
+  const std::string audit((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  EXPECT_TRUE(
+      absl::StrContains(audit, "\"operation\":\"admin.destroy-key\",\"key\":\"old\""))
+      << audit;
 }
 
 }  // namespace
