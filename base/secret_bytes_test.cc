@@ -87,11 +87,11 @@ TEST(SecretBytesTest, PagesAreExcludedFromDumpsAndLocked) {
     const std::string flags = VmFlagsOf(secret.data());
     ASSERT_FALSE(flags.empty()) << size;
     EXPECT_TRUE(absl::StrContains(flags, " dd")) << size << ": " << flags;
-    if (SecretMemoryStatsForTest().lock_failures == 0) {
+    if (SecretMemoryUsage().lock_failures == 0) {
       EXPECT_TRUE(absl::StrContains(flags, " lo")) << size << ": " << flags;
     }
   }
-  EXPECT_GT(SecretMemoryStatsForTest().mapped_bytes, 0u);
+  EXPECT_GT(SecretMemoryUsage().mapped_bytes, 0u);
 }
 
 // When mlock is not allowed the buffer still works and still stays out of dumps; the
@@ -109,12 +109,12 @@ TEST(SecretBytesTest, LockRefusedIsCountedNotFatal) {
     if (syscall(SYS_capset, &header, caps) != 0) _exit(11);
     const rlimit none{0, 0};
     if (setrlimit(RLIMIT_MEMLOCK, &none) != 0) _exit(12);
-    const uint64_t failures = SecretMemoryStatsForTest().lock_failures;
+    const uint64_t failures = SecretMemoryUsage().lock_failures;
     SecretBytes secret(absl::string_view(std::string(100000, 's')));  // Fresh pages.
     if (secret.view() != std::string(100000, 's')) _exit(13);
     if (!absl::StrContains(VmFlagsOf(secret.data()), " dd")) _exit(14);
     if (absl::StrContains(VmFlagsOf(secret.data()), " lo")) _exit(15);
-    if (SecretMemoryStatsForTest().lock_failures <= failures) _exit(16);
+    if (SecretMemoryUsage().lock_failures <= failures) _exit(16);
     _exit(0);
   }
   int status = 0;
