@@ -127,7 +127,7 @@ void Free(void* p, size_t size) {
 
 }  // namespace secret_memory
 
-SecretMemoryStats SecretMemoryStatsForTest() {
+SecretMemoryStats SecretMemoryUsage() {
   SecretMemoryStats stats;
   stats.mapped_bytes = secret_memory::mapped_bytes.load();
   stats.locked_bytes = secret_memory::locked_bytes.load();

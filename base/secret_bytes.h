@@ -49,7 +49,8 @@ struct SecretMemoryStats {
   uint64_t locked_bytes = 0;   // Of which locked in RAM.
   uint64_t lock_failures = 0;  // mlock calls refused since start.
 };
-SecretMemoryStats SecretMemoryStatsForTest();
+// What secret_memory holds now and how often locking was refused (for metrics).
+SecretMemoryStats SecretMemoryUsage();
 
 // Owns a byte buffer that is wiped (OPENSSL_cleanse) when destroyed, resized or
 // reassigned, in secret_memory pages (out of core dumps, locked when allowed). Move-only

@@ -28,6 +28,8 @@ namespace offkey::service::metrics {
 //   offkey_pipeline_streams, offkey_pipeline_items_in_flight, offkey_ready   gauges
 //   offkey_config_reloads_total{outcome="applied"|"refused"}                  counter
 //   offkey_audit_write_failures_total                                         counter
+//   offkey_secret_memory_locked_bytes, offkey_secret_memory_lock_failures     gauges
+//                                        (base/secret_bytes.h, sampled at scrape time)
 // Label values come only from fixed enums and the scheme table: never a key name, an
 // identity or anything else a caller sent. Thread-safe.
 class Metrics {
@@ -76,6 +78,8 @@ class Metrics {
   prometheus::Gauge* streams_;
   prometheus::Gauge* items_;
   prometheus::Gauge* ready_;
+  prometheus::Gauge* secret_locked_bytes_;
+  prometheus::Gauge* secret_lock_failures_;
   absl::Mutex sampler_mu_;  // One scrape samples at a time.
   std::function<void(Metrics&)> sampler_ ABSL_GUARDED_BY(sampler_mu_);
 };
