@@ -18,6 +18,7 @@
 #include "service/metrics/metrics.h"
 #include "service/operations.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 #include "service/tls/schemes.h"
 #include "service/worker_pool.h"
 
@@ -184,7 +185,10 @@ absl::StatusOr<typename Op<Request>::Response> Perform(
   absl::Status audited =
       RecordOutcome(env, caller.identity, request, arrived, result.status(),
                     result.ok() ? &*result : nullptr, pipeline);
-  if (result.ok() && !audited.ok()) return audited;
+  if (result.ok() && !audited.ok()) {
+    WipeSecrets(&*result);  // Withheld: a premaster in it is not freed as is.
+    return audited;
+  }
   return result;
 }
 
