@@ -20,6 +20,7 @@
 #include "service/metrics/metrics.h"
 #include "service/operations.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 #include "service/tls/schemes.h"
 #include "service/worker_pool.h"
 
@@ -39,13 +40,16 @@ struct RpcEnvironment {
   KeyServiceAsyncBase* service = nullptr;
   bool allow_plaintext = false;
 
-  // Writes the audit line and the metrics of one finished operation.
-  void Record(const AuditRecord& record, offkey::v1::Operation kind,
-              offkey::v1::SignatureScheme scheme) const {
-    if (audit != nullptr) audit->Write(record);
+  // Writes the audit line and the metrics of one finished operation. UNAVAILABLE when
+  // the line could not be written (and audit.fail_open is off): a successful result
+  // must then be withheld.
+  absl::Status Record(const AuditRecord& record, offkey::v1::Operation kind,
+                      offkey::v1::SignatureScheme scheme) const {
+    absl::Status audited = audit != nullptr ? audit->Write(record) : absl::OkStatus();
     if (metrics != nullptr) {
       metrics->RecordOperation(kind, scheme, record.outcome.code(), record.latency);
     }
+    return audited;
   }
 };
 
@@ -196,11 +200,13 @@ absl::Status CheckRequestSize(const Request& request) {
 }
 
 // Audits and counts one finished operation. `response` is null unless it succeeded.
+// Returns whether the audit line was written (see RpcEnvironment::Record).
 template <typename Request>
-void RecordOutcome(const RpcEnvironment& env, const std::string& identity,
-                   const Request& request, absl::Time arrived,
-                   const absl::Status& outcome,
-                   const typename Op<Request>::Response* response, bool pipeline) {
+absl::Status RecordOutcome(const RpcEnvironment& env, const std::string& identity,
+                           const Request& request, absl::Time arrived,
+                           const absl::Status& outcome,
+                           const typename Op<Request>::Response* response,
+                           bool pipeline) {
   AuditRecord record;
   record.time = arrived;
   record.identity = identity;
@@ -210,20 +216,32 @@ void RecordOutcome(const RpcEnvironment& env, const std::string& identity,
   record.pipeline = pipeline;
   record.outcome = outcome;
   record.latency = absl::Now() - arrived;
-  env.Record(record, Op<Request>::kKind, Op<Request>::Scheme(request));
+  return env.Record(record, Op<Request>::kKind, Op<Request>::Scheme(request));
 }
 
 // Runs one operation on a worker: DEADLINE_EXCEEDED without touching the HSM when the
-// deadline passed while it queued. Audited and counted here.
+// deadline passed while it queued. Audited and counted here. Fail closed: while the
+// audit log cannot be written the operation is refused before it runs, and a result
+// whose line could not be written is withheld (UNAVAILABLE), so no result leaves
+// unaudited unless audit.fail_open says so. Errors are returned either way.
 template <typename Request>
 absl::StatusOr<typename Op<Request>::Response> Perform(
     const RpcEnvironment& env, const Caller& caller, const Request& request,
     absl::Time arrived, absl::Time deadline, bool expired, bool pipeline) {
+  const absl::Status audit_ready =
+      env.audit != nullptr ? env.audit->Check() : absl::OkStatus();
   absl::StatusOr<typename Op<Request>::Response> result =
       expired ? absl::DeadlineExceededError("deadline passed while queued for the HSM")
-              : (env.operations->*Op<Request>::kRun)(caller, request, deadline);
-  RecordOutcome(env, caller.identity, request, arrived, result.status(),
-                result.ok() ? &*result : nullptr, pipeline);
+      : !audit_ready.ok()
+          ? audit_ready
+          : (env.operations->*Op<Request>::kRun)(caller, request, deadline);
+  absl::Status audited =
+      RecordOutcome(env, caller.identity, request, arrived, result.status(),
+                    result.ok() ? &*result : nullptr, pipeline);
+  if (result.ok() && !audited.ok()) {
+    WipeSecrets(&*result);  // Withheld: a premaster in it is not freed as is.
+    return audited;
+  }
   return result;
 }
 

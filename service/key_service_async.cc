@@ -6,6 +6,7 @@
 
 #include "service/call_support.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 
 namespace offkey::service {
 namespace {
@@ -42,7 +43,9 @@ class UnaryCall final : public Call {
     const RpcEnvironment& env = service_->env();
     absl::StatusOr<Caller> caller = env.identities->Get(context_, env.allow_plaintext);
     if (!caller.ok()) {
-      RecordOutcome(env, "", request_, arrived, caller.status(), nullptr, false);
+      // An error either way; it is returned whether or not its line was written.
+      RecordOutcome(env, "", request_, arrived, caller.status(), nullptr, false)
+          .IgnoreError();
       Reply(caller.status());
       return;
     }
@@ -66,7 +69,8 @@ class UnaryCall final : public Call {
           });
     }
     if (!queued.ok()) {
-      RecordOutcome(env, caller->identity, request_, arrived, queued, nullptr, false);
+      RecordOutcome(env, caller->identity, request_, arrived, queued, nullptr, false)
+          .IgnoreError();  // An error either way.
       Reply(queued);
     }
   }
@@ -77,6 +81,10 @@ class UnaryCall final : public Call {
     (service_->env().service->*Op<Request>::kRequest)(&context_, &request_, &responder_,
                                                       queue_, queue_, this);
   }
+  // Runs once the reply's completion arrived: gRPC serialized response_ when Finish was
+  // called and holds no reference to it now, so a premaster or master secret in it is
+  // wiped rather than freed as is.
+  ~UnaryCall() override { WipeSecrets(&response_); }
 
   void Reply(const absl::Status& status) {
     replied_ = true;

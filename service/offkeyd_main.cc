@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/process_hardening.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "service/config/config_loader.h"
 #include "service/dev/dev_mode.h"
@@ -43,6 +44,11 @@ ABSL_FLAG(int, max_sessions, 0, "HSM sessions, and so concurrent HSM operations.
 ABSL_FLAG(bool, insecure_plaintext_for_development, false,
           "DANGER: serve without TLS and without client authentication. Local "
           "experiments only; every caller becomes 'insecure:anonymous'.");
+ABSL_FLAG(bool, allow_core_dumps, false,
+          "DEBUGGING ONLY: leave offkeyd dumpable and its core size limit as inherited. "
+          "A core file or an attached debugger then sees the token PIN, premasters and "
+          "master secrets in memory. By default offkeyd is undumpable (no core files, "
+          "no ptrace by same-user processes) with RLIMIT_CORE 0.");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound data-plane port to this file once serving (for tests and "
           "scripts that listen on port 0).");
@@ -136,6 +142,16 @@ int Main(int argc, char** argv) {
       "The PIN comes from a file or an environment variable, never from the command "
       "line.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  // Before any secret is read (the PIN, keys made in development mode).
+  if (!absl::GetFlag(FLAGS_allow_core_dumps)) {
+    if (absl::Status hardened = DisableCoreDumps(); !hardened.ok()) {
+      return Fail(hardened, "turning core dumps off (--allow_core_dumps skips it)");
+    }
+  } else {
+    fprintf(stderr,
+            "offkeyd: WARNING: --allow_core_dumps is set: a core file or a debugger "
+            "would expose the PIN and secrets in memory. Debugging only.\n");
+  }
   // Debian's Abseil is built with mutex deadlock detection on (a debugging aid that
   // records every lock order, measurable on the handshake path); production builds of
   // Abseil have it off.

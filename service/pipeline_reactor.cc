@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 
 namespace offkey::service {
 namespace {
@@ -76,6 +77,8 @@ PipelineReactor::PipelineReactor(PipelineRegistry* registry,
 
 PipelineReactor::~PipelineReactor() {
   if (registered_) registry_->Remove(this);
+  WipeSecrets(&current_);
+  for (v1::PipelineResponse& unsent : to_write_) WipeSecrets(&unsent);
 }
 
 void PipelineReactor::Drain() {
@@ -242,7 +245,8 @@ void PipelineReactor::SubmitLocked(const std::shared_ptr<const v1::PipelineReque
         [this, response] { Complete(std::move(*response)); });
   }
   if (!queued.ok()) {
-    RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true);
+    RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true)
+        .IgnoreError();  // An error either way.
     CompleteLocked(ErrorResponse(item->id(), queued));
   }
 }
@@ -264,6 +268,7 @@ void PipelineReactor::CompleteLocked(v1::PipelineResponse response) {
   registry_->items_.fetch_sub(1, std::memory_order_relaxed);
   if (!AnsweringLocked()) {
     --outstanding_;  // Nobody will read it.
+    WipeSecrets(&response);
     return;
   }
   to_write_.push_back(std::move(response));
@@ -283,6 +288,9 @@ void PipelineReactor::StartWriteLocked() {
 
 void PipelineReactor::OnWriteLocked(bool ok) {
   write_outstanding_ = false;
+  // gRPC is done with the answer (serialized when Write was called): its secrets go now,
+  // before the next answer is moved in and this one's buffers are freed.
+  WipeSecrets(&current_);
   --outstanding_;
   if (!ok) {  // The client is gone: nothing more can be delivered.
     if (phase_ != Phase::kFailed) {
@@ -299,6 +307,7 @@ void PipelineReactor::FailLocked(absl::Status status) {
   phase_ = Phase::kFailed;
   end_status_ = std::move(status);
   outstanding_ -= static_cast<int>(to_write_.size());
+  for (v1::PipelineResponse& dropped : to_write_) WipeSecrets(&dropped);
   to_write_.clear();
 }
 

@@ -148,8 +148,13 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   OFFKEY_ASSIGN_OR_RETURN(server->verify_pool_,
                           WorkerPool::Create(VerifyPoolOptions(config)));
   const bool plaintext = config.insecure_plaintext_for_development();
-  OFFKEY_ASSIGN_OR_RETURN(server->audit_, AuditLog::Open(config.audit().path()));
   server->metrics_ = std::make_unique<metrics::Metrics>();
+  AuditOptions audit_options;
+  audit_options.fail_open = config.audit().fail_open();
+  audit_options.log = [s = server.get()](const std::string& line) { s->Log(line); };
+  audit_options.on_failure = [m = server->metrics_.get()] { m->RecordAuditFailure(); };
+  OFFKEY_ASSIGN_OR_RETURN(
+      server->audit_, AuditLog::Open(config.audit().path(), std::move(audit_options)));
   KeyServiceAsync::Options service_options;
   service_options.allow_plaintext = plaintext;
   service_options.stream_max_in_flight = config.stream().max_in_flight();
@@ -379,6 +384,17 @@ void OffkeyServer::Background() {
 }
 
 void OffkeyServer::DestroyDueKeys() {
+  // Fail closed: no destruction while its audit line could not be written. The line
+  // saying so is the probe: once it is written, the next pass destroys.
+  if (absl::Status ready = audit_->Check(); !ready.ok()) {
+    AuditRecord record;
+    record.time = absl::Now();
+    record.identity = "offkeyd";
+    record.operation = "admin.destroy-due-keys";
+    record.outcome = ready;
+    audit_->Write(record).IgnoreError();
+    return;
+  }
   absl::StatusOr<std::vector<std::string>> destroyed = admin_->DestroyDue();
   if (!destroyed.ok()) {
     // Retried every interval; said once per distinct problem, not every interval.
@@ -397,7 +413,7 @@ void OffkeyServer::DestroyDueKeys() {
     record.identity = "offkeyd";
     record.operation = "admin.destroy-key";
     record.key = name;
-    audit_->Write(record);
+    audit_->Write(record).IgnoreError();  // Done already; the audit log says why not.
   }
 }
 

@@ -1,6 +1,7 @@
 #include "hsm/pkcs11/pin.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -60,12 +61,19 @@ absl::StatusOr<SecretBytes> ReadPin(const PinSource& source) {
         "variable");
   }
   if (!source.file.empty()) return ReadPinFile(source.file);
-  const char* value = std::getenv(source.env.c_str());
+  char* value = std::getenv(source.env.c_str());
   if (value == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("PIN environment variable '", source.env, "' is not set"));
   }
   SecretBytes pin(absl::string_view(value, strlen(value)));
+  // Read once, then gone: children do not inherit it and later getenv calls find
+  // nothing. The bytes are wiped in place first, because unsetenv only drops the pointer
+  // and the string (for a variable offkeyd was started with, the initial environment
+  // block that /proc/<pid>/environ shows) would keep the PIN. glibc leaves that memory
+  // writable and never reuses it; POSIX does not promise it, hence only here, at start.
+  OPENSSL_cleanse(value, pin.size());
+  unsetenv(source.env.c_str());
   if (pin.empty() || pin.size() > kMaxPin) {
     return absl::InvalidArgumentError(absl::StrCat("PIN environment variable '",
                                                    source.env, "' must hold 1 to ",

@@ -16,7 +16,9 @@ struct PinSource {
 
 // Exactly one source must be set. INVALID_ARGUMENT if none or both, NOT_FOUND if the
 // file or variable is missing, INVALID_ARGUMENT if the PIN is empty or over 256 bytes.
-// Messages name the file or variable, never the PIN.
+// Messages name the file or variable, never the PIN. A variable is wiped and unset once
+// read (whether or not its value is accepted), so a second read finds NOT_FOUND; not
+// thread-safe against other environment access (call it at start-up).
 absl::StatusOr<SecretBytes> ReadPin(const PinSource& source);
 
 }  // namespace offkey::hsm::pkcs11

@@ -135,6 +135,31 @@ TEST_F(PinTest, ReadsEnvVariableVerbatim) {
   EXPECT_EQ(*pin, std::string(kPin) + "\n");
 }
 
+// The PIN must not stay in the environment once read: children would inherit it, and
+// getenv anywhere in the process would find it. The value's bytes are wiped too (with
+// putenv the buffer is the test's, so it can look).
+TEST_F(PinTest, EnvVariableIsWipedAndUnsetOnceRead) {
+  static char entry[] = "OFFKEY_PIN_TEST_ONCE=Zq7-PIN-SENTINEL-4k2";
+  const size_t name_len = strlen("OFFKEY_PIN_TEST_ONCE=");
+  ASSERT_EQ(putenv(entry), 0);
+  absl::StatusOr<std::string> pin = ReadFromEnv("OFFKEY_PIN_TEST_ONCE");
+  ASSERT_THAT(pin, IsOk());
+  EXPECT_EQ(*pin, kPin);
+  EXPECT_EQ(getenv("OFFKEY_PIN_TEST_ONCE"), nullptr);
+  EXPECT_EQ(std::string(entry + name_len, strlen(kPin)), std::string(strlen(kPin), '\0'));
+  // Read once: a second read finds nothing.
+  EXPECT_EQ(ReadFromEnv("OFFKEY_PIN_TEST_ONCE").status().code(),
+            absl::StatusCode::kNotFound);
+
+  // Also when the value is refused.
+  std::string huge;
+  while (huge.size() <= 256) huge += kPin;
+  SetEnv("OFFKEY_PIN_TEST_HUGE_ONCE", huge);
+  EXPECT_FALSE(ReadFromEnv("OFFKEY_PIN_TEST_HUGE_ONCE").ok());
+  EXPECT_EQ(getenv("OFFKEY_PIN_TEST_HUGE_ONCE"), nullptr);
+  unsetenv("OFFKEY_PIN_TEST_ONCE");  // `entry` must not outlive the test in environ.
+}
+
 TEST_F(PinTest, NeitherSourceIsInvalid) {
   absl::StatusOr<SecretBytes> pin = ReadPin(PinSource{});
   ASSERT_FALSE(pin.ok());

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "service/caller.h"
 #include "service/proto_convert.h"
+#include "service/secret_fields.h"
 
 namespace offkey::service::admin {
 
@@ -60,6 +61,12 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
       record.outcome = absl::ResourceExhaustedError(absl::StrCat(
           operation, " request is ", request_bytes, " bytes; offkeyd takes at most ",
           max_request_bytes, " bytes for this operation"));
+    } else if (absl::Status ready =
+                   audit_ != nullptr ? audit_->Check() : absl::OkStatus();
+               !ready.ok()) {
+      // Fail closed: no key is created, changed or destroyed while its audit line could
+      // not be written.
+      record.outcome = ready;
     } else {
       absl::StatusOr<Response> result = call();
       record.outcome = result.status();
@@ -67,7 +74,12 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
     }
   }
   record.latency = absl::Now() - start;
-  if (audit_ != nullptr) audit_->Write(record);
+  absl::Status audited = audit_ != nullptr ? audit_->Write(record) : absl::OkStatus();
+  if (record.outcome.ok() && !audited.ok()) {
+    // Done but not audited: withhold the answer, so the caller knows to look.
+    response->Clear();
+    return ToGrpcStatus(audited);
+  }
   return ToGrpcStatus(record.outcome);
 }
 
@@ -82,8 +94,18 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
 
 OFFKEY_ADMIN_RPC(CreateKey, CreateKeyRequest, CreateKeyResponse, "admin.create-key",
                  request->name())
-OFFKEY_ADMIN_RPC(ImportKey, ImportKeyRequest, ImportKeyResponse, "admin.import-key",
-                 request->name())
+grpc::Status KeyAdminService::ImportKey(grpc::ServerContext* context,
+                                        const v1::ImportKeyRequest* request,
+                                        v1::ImportKeyResponse* response) {
+  grpc::Status status = Run<v1::ImportKeyResponse>(
+      context, "admin.import-key", request->name(),
+      [&] { return admin_->ImportKey(*request); }, response);
+  // The key and its passphrase are used up, whatever the outcome. gRPC hands the request
+  // over as const but owns a mutable message it frees after this returns; wiping it here
+  // keeps the key out of freed memory.
+  WipeSecrets(const_cast<v1::ImportKeyRequest*>(request));
+  return status;
+}
 OFFKEY_ADMIN_RPC(ListKeys, AdminListKeysRequest, AdminListKeysResponse, "admin.list-keys",
                  "")
 OFFKEY_ADMIN_RPC(GetKey, GetKeyRequest, GetKeyResponse, "admin.get-key",

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "base/secret_bytes.h"
 #include "prometheus/text_serializer.h"
 #include "service/operation_names.h"
 #include "service/tls/schemes.h"
@@ -59,6 +60,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(*registry_);
   reloads_applied_ = &reloads.Add({{"outcome", "applied"}});
   reloads_refused_ = &reloads.Add({{"outcome", "refused"}});
+  audit_failures_ =
+      &prometheus::BuildCounter()
+           .Name("offkey_audit_write_failures_total")
+           .Help("Audit lines that could not be written (see audit.fail_open).")
+           .Register(*registry_)
+           .Add({});
   auto gauge = [this](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
   };
@@ -70,6 +77,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   items_ = gauge("offkey_pipeline_items_in_flight",
                  "Pipeline items taken and not yet answered.");
   ready_ = gauge("offkey_ready", "1 while the HSM is usable and offkeyd serving.");
+  secret_locked_bytes_ =
+      gauge("offkey_secret_memory_locked_bytes", "Bytes of secret pages locked in RAM.");
+  secret_lock_failures_ =
+      gauge("offkey_secret_memory_lock_failures",
+            "Times secret pages could not be locked in RAM (RLIMIT_MEMLOCK) since "
+            "start; they are used unlocked, still out of core dumps.");
 }
 
 void Metrics::RecordOperation(offkey::v1::Operation op,
@@ -97,6 +110,9 @@ std::string Metrics::Scrape() {
     absl::MutexLock lock(&sampler_mu_);
     if (sampler_) sampler_(*this);
   }
+  const SecretMemoryStats secrets = SecretMemoryUsage();
+  secret_locked_bytes_->Set(static_cast<double>(secrets.locked_bytes));
+  secret_lock_failures_->Set(static_cast<double>(secrets.lock_failures));
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

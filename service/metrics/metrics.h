@@ -27,6 +27,9 @@ namespace offkey::service::metrics {
 //   offkey_worker_queue_depth, offkey_hsm_sessions_in_use, offkey_hsm_sessions_max,
 //   offkey_pipeline_streams, offkey_pipeline_items_in_flight, offkey_ready   gauges
 //   offkey_config_reloads_total{outcome="applied"|"refused"}                  counter
+//   offkey_audit_write_failures_total                                         counter
+//   offkey_secret_memory_locked_bytes, offkey_secret_memory_lock_failures     gauges
+//                                        (base/secret_bytes.h, sampled at scrape time)
 // Label values come only from fixed enums and the scheme table: never a key name, an
 // identity or anything else a caller sent. Thread-safe.
 class Metrics {
@@ -38,6 +41,8 @@ class Metrics {
   void RecordOperation(offkey::v1::Operation op, offkey::v1::SignatureScheme scheme,
                        absl::StatusCode code, absl::Duration latency);
   void RecordReload(bool applied);
+  // Counts one audit line that could not be written.
+  void RecordAuditFailure() { audit_failures_->Increment(); }
 
   // Called at the start of every Scrape, to set the gauges below from live state.
   void SetSampler(std::function<void(Metrics&)> sampler);
@@ -66,12 +71,15 @@ class Metrics {
   std::array<std::vector<prometheus::Histogram*>, kOperations> durations_{};
   prometheus::Counter* reloads_applied_;
   prometheus::Counter* reloads_refused_;
+  prometheus::Counter* audit_failures_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* sessions_in_use_;
   prometheus::Gauge* sessions_max_;
   prometheus::Gauge* streams_;
   prometheus::Gauge* items_;
   prometheus::Gauge* ready_;
+  prometheus::Gauge* secret_locked_bytes_;
+  prometheus::Gauge* secret_lock_failures_;
   absl::Mutex sampler_mu_;  // One scrape samples at a time.
   std::function<void(Metrics&)> sampler_ ABSL_GUARDED_BY(sampler_mu_);
 };

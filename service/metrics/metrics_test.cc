@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "base/secret_bytes.h"
 #include "base/testing/status_matchers.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -119,6 +120,28 @@ TEST(MetricsTest, SamplerSetsGaugesAtScrapeTime) {
   metrics.RecordReload(false);
   EXPECT_EQ((Parse(metrics.Scrape())["offkey_config_reloads_total{outcome=\"refused\"}"]),
             1);
+}
+
+// Secret pages that could not be locked (RLIMIT_MEMLOCK) show, so the fallback is not
+// silent to an operator.
+TEST(MetricsTest, ReportsSecretMemory) {
+  SecretBytes secret(48);  // At least one chunk of secret pages exists.
+  Metrics metrics;
+  auto series = Parse(metrics.Scrape());
+  ASSERT_EQ(series.count("offkey_secret_memory_lock_failures"), 1u);
+  ASSERT_EQ(series.count("offkey_secret_memory_locked_bytes"), 1u);
+  EXPECT_EQ(series["offkey_secret_memory_lock_failures"],
+            static_cast<double>(SecretMemoryUsage().lock_failures));
+  EXPECT_EQ(series["offkey_secret_memory_locked_bytes"],
+            static_cast<double>(SecretMemoryUsage().locked_bytes));
+}
+
+TEST(MetricsTest, CountsAuditWriteFailures) {
+  Metrics metrics;
+  EXPECT_EQ(Parse(metrics.Scrape()).count("offkey_audit_write_failures_total"), 1u);
+  metrics.RecordAuditFailure();
+  metrics.RecordAuditFailure();
+  EXPECT_EQ(Parse(metrics.Scrape())["offkey_audit_write_failures_total"], 2);
 }
 
 TEST(MetricsTest, ConcurrentRecordingLosesNothing) {
