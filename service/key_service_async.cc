@@ -81,10 +81,12 @@ class UnaryCall final : public Call {
     (service_->env().service->*Op<Request>::kRequest)(&context_, &request_, &responder_,
                                                       queue_, queue_, this);
   }
-  // Runs once the reply's completion arrived: gRPC serialized response_ when Finish was
-  // called and holds no reference to it now, so a premaster or master secret in it is
-  // wiped rather than freed as is.
-  ~UnaryCall() override { WipeSecrets(&response_); }
+  // Runs once the reply's completion arrived: gRPC serialized the response when Finish
+  // was called and holds no reference to it now, so a premaster or master secret in it
+  // is wiped rather than freed as is.
+  ~UnaryCall() override {
+    if (result_.ok()) WipeSecrets(&*result_);
+  }
 
   void Reply(const absl::Status& status) {
     replied_ = true;

@@ -98,8 +98,8 @@ grpc::Status KeyAdminService::ImportKey(grpc::ServerContext* context,
                                         const v1::ImportKeyRequest* request,
                                         v1::ImportKeyResponse* response) {
   grpc::Status status = Run<v1::ImportKeyResponse>(
-      context, "admin.import-key", request->name(),
-      [&] { return admin_->ImportKey(*request); }, response);
+      context, "admin.import-key", request->name(), request->ByteSizeLong(),
+      MaxRequestBytes(*request), [&] { return admin_->ImportKey(*request); }, response);
   // The key and its passphrase are used up, whatever the outcome. gRPC hands the request
   // over as const but owns a mutable message it frees after this returns; wiping it here
   // keeps the key out of freed memory.
