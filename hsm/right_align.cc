@@ -2,22 +2,9 @@
 
 #include <cstdint>
 
+#include "base/value_barrier.h"
+
 namespace offkey::hsm {
-namespace {
-
-// Hides `x` from the optimiser so it cannot turn mask arithmetic on it back into a branch
-// (the same trick as OpenSSL's value_barrier and service/crypto/premaster.cc).
-inline size_t ValueBarrier(size_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-  __asm__("" : "+r"(x) : :);
-#else
-  volatile size_t v = x;
-  x = v;
-#endif
-  return x;
-}
-
-}  // namespace
 
 void RightAlignConstantTime(SecretBytes& buffer, size_t len) {
   const size_t k = buffer.size();

@@ -16,8 +16,8 @@
 #include "base/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hsm/testing/caller_thread_store.h"
 #include "hsm/testing/fake_key_store.h"
-#include "hsm/testing/forwarding_store.h"
 #include "service/dev/dev_pki.h"
 
 namespace offkey::service {
@@ -64,39 +64,7 @@ bool WaitForCall(const FakeKeyStore& store, M method, int calls) {
   return true;
 }
 
-// Forwards to a store and counts the calls made from the thread that created it (the
-// test's, which plays the request path); the catalog's background thread is not counted.
-class CallerThreadStore : public hsm::testing::ForwardingStore {
- public:
-  explicit CallerThreadStore(hsm::KeyStore* real)
-      : ForwardingStore(real), caller_(std::this_thread::get_id()) {}
-  int calls() const { return calls_.load(); }
-
-  absl::StatusOr<std::vector<KeyInfo>> ListKeys() override {
-    Count();
-    return ForwardingStore::ListKeys();
-  }
-  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
-    Count();
-    return ForwardingStore::GetMetadata(id);
-  }
-  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
-      absl::string_view id) override {
-    Count();
-    return ForwardingStore::GetCertificateChain(id);
-  }
-  absl::StatusOr<KeyInfo> FindKey(const hsm::KeyLookup& lookup) override {
-    Count();
-    return ForwardingStore::FindKey(lookup);
-  }
-
- private:
-  void Count() {
-    if (std::this_thread::get_id() == caller_) ++calls_;
-  }
-  const std::thread::id caller_;
-  std::atomic<int> calls_{0};
-};
+using hsm::testing::CallerThreadStore;
 
 class KeyCatalogTest : public ::testing::Test {
  protected:

@@ -25,8 +25,8 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "hsm/testing/caller_thread_store.h"
 #include "hsm/testing/fake_key_store.h"
-#include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/crypto/substitute.h"
 #include "service/crypto/tls_prf.h"
@@ -528,45 +528,7 @@ TEST_F(OperationsTest, CallersWithoutAGrantForTheOperationNeverReachTheStore) {
   EXPECT_EQ(store_->CallCount(M::kListKeys), lists);
 }
 
-// Forwards to a store and counts the calls made from the thread that created it (the
-// test's, which plays the request path); the catalog's background thread is not counted.
-class CallerThreadStore : public hsm::testing::ForwardingStore {
- public:
-  explicit CallerThreadStore(hsm::KeyStore* real)
-      : ForwardingStore(real), caller_(std::this_thread::get_id()) {}
-  int calls() const { return calls_.load(); }
-
-  absl::StatusOr<std::vector<KeyInfo>> ListKeys() override {
-    Count();
-    return ForwardingStore::ListKeys();
-  }
-  absl::StatusOr<std::string> GetMetadata(absl::string_view id) override {
-    Count();
-    return ForwardingStore::GetMetadata(id);
-  }
-  absl::StatusOr<std::vector<std::string>> GetCertificateChain(
-      absl::string_view id) override {
-    Count();
-    return ForwardingStore::GetCertificateChain(id);
-  }
-  absl::StatusOr<KeyInfo> FindKey(const hsm::KeyLookup& lookup) override {
-    Count();
-    return ForwardingStore::FindKey(lookup);
-  }
-  absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm algorithm,
-                                   absl::string_view message,
-                                   const hsm::CallOptions& options) override {
-    Count();
-    return ForwardingStore::Sign(id, algorithm, message, options);
-  }
-
- private:
-  void Count() {
-    if (std::this_thread::get_id() == caller_) ++calls_;
-  }
-  const std::thread::id caller_;
-  std::atomic<int> calls_{0};
-};
+using hsm::testing::CallerThreadStore;
 
 // For a key the caller may not use, "no such key", "disabled", "pending destruction"
 // and "not yours" are one answer in code and message, with the HSM up or down, and

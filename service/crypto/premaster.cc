@@ -4,24 +4,14 @@
 #include <cstdlib>
 #include <limits>
 
+#include "base/value_barrier.h"
+
 namespace offkey::service::crypto {
 namespace {
 
 // Constant-time helpers. A "mask" is 0xffffffff for true and 0 for false; every helper
 // is straight-line arithmetic. OpenSSL has the same helpers (crypto/constant_time.h) but
 // does not install them.
-
-// Hides `x` from the optimiser so it cannot prove a mask is 0 or all-ones and turn the
-// arithmetic back into a branch (same trick as OpenSSL's value_barrier).
-inline uint32_t ValueBarrier(uint32_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-  __asm__("" : "+r"(x) : :);
-#else
-  volatile uint32_t v = x;
-  x = v;
-#endif
-  return x;
-}
 
 // All-ones if the top bit of `x` is set.
 inline uint32_t CtMsb(uint32_t x) { return 0u - (x >> 31); }
