@@ -32,7 +32,9 @@ TEST(ProtoConvertTest, TheClientsTableAgreesWithHsmsTable) {
     ASSERT_NE(traits, nullptr) << "client/key_reference.cc lacks this algorithm";
     EXPECT_STREQ(traits->openssl_type, row.openssl_type);
     // The client leaves bits 0 where the type alone decides (Ed25519).
-    if (row.family != hsm::KeyFamily::kEd25519) EXPECT_EQ(traits->bits, row.bits);
+    if (row.family != hsm::KeyFamily::kEd25519) {
+      EXPECT_EQ(traits->bits, row.bits);
+    }
     ++rows;
   }
   EXPECT_GT(rows, 0);

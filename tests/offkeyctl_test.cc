@@ -74,7 +74,9 @@ class OffkeyctlTest : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() {
-    if (primary_ != nullptr) EXPECT_EQ(primary_->daemon.Stop(), 0);
+    if (primary_ != nullptr) {
+      EXPECT_EQ(primary_->daemon.Stop(), 0);
+    }
     delete primary_;
     delete state_;
     delete tmp_;
