@@ -126,9 +126,11 @@ absl::Status Module::Reinitialize(uint64_t seen_generation) {
   }
   absl::MutexLock lock(&mu_);
   if (generation() != seen_generation) return absl::OkStatus();
-  if (absl::Now() < drain_failed_until_) return drain_failure_;
   {
     absl::MutexLock gate(&gate_mu_);
+    if (calls_in_flight_ > 0 && absl::Now() < drain_failed_until_) {
+      return drain_failure_;  // Most likely the same stuck call: do not wait again.
+    }
     reinitializing_ = true;  // New Calls wait from here on.
     const absl::Duration timeout = drain_timeout_;
     if (!gate_mu_.AwaitWithTimeout(

@@ -73,8 +73,9 @@ class Module {
   // the drain timeout. A call that never returns (a hung HSM) must not stop the
   // service: if Calls remain when the timeout passes, the module is left as it is, new
   // Calls go in again, and UNAVAILABLE says how many were stuck; re-initialisations
-  // asked for within one more drain timeout fail the same way at once, so callers are
-  // not held up again and again by the same stuck call. New Calls wait at most the
+  // asked for within one more drain timeout while calls are still in flight fail the
+  // same way at once, so callers are not held up again and again by the same stuck
+  // call. New Calls wait at most the
   // drain timeout plus the time C_Finalize and C_Initialize take.
   absl::Status Reinitialize(uint64_t seen_generation);
 
@@ -105,9 +106,10 @@ class Module {
   int calls_in_flight_ ABSL_GUARDED_BY(gate_mu_) = 0;
   bool reinitializing_ ABSL_GUARDED_BY(gate_mu_) = false;
   absl::Duration drain_timeout_ ABSL_GUARDED_BY(gate_mu_) = kDefaultDrainTimeout;
-  // After a drain that timed out: re-initialisations fail at once until then.
-  absl::Time drain_failed_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Status drain_failure_ ABSL_GUARDED_BY(mu_);
+  // After a drain that timed out: re-initialisations fail at once until then (while
+  // calls are in flight).
+  absl::Time drain_failed_until_ ABSL_GUARDED_BY(gate_mu_) = absl::InfinitePast();
+  absl::Status drain_failure_ ABSL_GUARDED_BY(gate_mu_);
 };
 
 }  // namespace offkey::hsm::pkcs11

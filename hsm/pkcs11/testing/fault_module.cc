@@ -18,7 +18,9 @@
 //                      uint64_t window_ms)
 //       Calls to `function` return `rv` without reaching the real module, each with
 //       probability `rate` (0..1], for the next `count` injections (0: no limit), for
-//       `window_ms` milliseconds from now (0: until cleared).
+//       `window_ms` milliseconds from now (0: until cleared). Calls that end an
+//       operation (C_Sign, C_Decrypt, C_*Final, ...) do reach it, and their result is
+//       replaced, so the operation ends as PKCS#11 says a failed call ends it.
 //   int OffkeyFaultSetLatency(const char* function, uint64_t latency_ms, double rate,
 //                             uint64_t count, uint64_t window_ms)
 //       Calls to `function` sleep `latency_ms` first, then go on (to the real module or
@@ -163,6 +165,31 @@ constexpr int kAll = -1;  // The function "*".
 bool IsLifecycle(int f) { return f == k_C_Initialize || f == k_C_Finalize; }
 bool InAll(int f) {
   return !IsLifecycle(f) && f != k_C_GetInfo && f != k_C_GetFunctionList;
+}
+
+// Calls that end a cryptographic operation whatever they return (PKCS#11 v2.40 5.2:
+// C_Sign "always terminates the active signing operation unless it returns
+// CKR_BUFFER_TOO_SMALL or is a successful call to determine the length", and so on).
+// An error injected into one of them still makes the real call, so the real module's
+// operation ends as a failing HSM's would, and the caller's next C_*Init works.
+bool EndsOperation(int f) {
+  switch (f) {
+    case k_C_Encrypt:
+    case k_C_EncryptFinal:
+    case k_C_Decrypt:
+    case k_C_DecryptFinal:
+    case k_C_Digest:
+    case k_C_DigestFinal:
+    case k_C_Sign:
+    case k_C_SignFinal:
+    case k_C_SignRecover:
+    case k_C_Verify:
+    case k_C_VerifyFinal:
+    case k_C_VerifyRecover:
+      return true;
+    default:
+      return false;
+  }
 }
 
 // The function index of `name`, kAll for "*", or -2 if unknown.
@@ -424,8 +451,9 @@ struct Wrap<kIndex, CK_RV (*)(A...), Field> {
   static CK_RV Call(A... args) {
     InModule in_module(kIndex);
     CK_RV rv = CKR_OK;
-    if (Inject(kIndex, &rv)) return rv;
-    return (real->*Field)(args...);
+    if (!Inject(kIndex, &rv)) return (real->*Field)(args...);
+    if (EndsOperation(kIndex)) (real->*Field)(args...);  // Result replaced by `rv`.
+    return rv;
   }
 };
 
