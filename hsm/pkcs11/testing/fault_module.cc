@@ -54,7 +54,6 @@
 // Lines that do not parse are ignored and reported once on stderr. Rules of both
 // sources apply together: latencies add up, hangs wait, then the first error rule that
 // fires decides the result.
-#include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -73,6 +72,7 @@
 #include <vector>
 
 #include "hsm/pkcs11/pkcs11.h"
+#include "hsm/pkcs11/testing/real_module.h"
 
 namespace {
 
@@ -495,12 +495,8 @@ OFFKEY_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST** out);
 OFFKEY_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST** out) {
   if (out == nullptr) return CKR_ARGUMENTS_BAD;
   static const CK_RV loaded = [] {
-    const char* path = getenv("OFFKEY_REAL_PKCS11_MODULE");
-    void* handle = dlopen(path ? path : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW);
-    if (handle == nullptr) return static_cast<CK_RV>(CKR_GENERAL_ERROR);
-    auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(handle, "C_GetFunctionList"));
-    if (get == nullptr || get(&real) != CKR_OK)
-      return static_cast<CK_RV>(CKR_GENERAL_ERROR);
+    real = offkey::hsm::pkcs11::testing::RealModule();
+    if (real == nullptr) return static_cast<CK_RV>(CKR_GENERAL_ERROR);
     wrapped.version = real->version;
 #define OFFKEY_WRAP(name) \
   wrapped.name = &Wrap<k_##name, decltype(real->name), &CK_FUNCTION_LIST::name>::Call;
