@@ -54,12 +54,14 @@ Module::Call::Call(Module* module, absl::Time deadline) : module_(module) {
     entered_ = nested_ = true;
     return;
   }
-  absl::MutexLock lock(&module_->gate_mu_);
-  entered_ = module_->gate_mu_.AwaitWithDeadline(
-      absl::Condition(
-          +[](bool* reinitializing) { return !*reinitializing; },
-          &module_->reinitializing_),
-      deadline);
+  std::unique_lock<std::mutex> lock(module_->gate_mu_);
+  auto open = [this] { return !module_->reinitializing_; };
+  if (deadline == absl::InfiniteFuture()) {
+    module_->gate_cv_.wait(lock, open);
+    entered_ = true;
+  } else {
+    entered_ = module_->gate_cv_.wait_until(lock, absl::ToChronoTime(deadline), open);
+  }
   if (!entered_) return;
   ++module_->calls_in_flight_;
   calls_held.push_back(module_);
@@ -68,12 +70,12 @@ Module::Call::Call(Module* module, absl::Time deadline) : module_(module) {
 Module::Call::~Call() {
   if (!entered_ || nested_) return;
   calls_held.erase(std::find(calls_held.begin(), calls_held.end(), module_));
-  absl::MutexLock lock(&module_->gate_mu_);
-  --module_->calls_in_flight_;
+  std::lock_guard<std::mutex> lock(module_->gate_mu_);
+  if (--module_->calls_in_flight_ == 0) module_->gate_cv_.notify_all();
 }
 
 void Module::SetDrainTimeoutForTest(absl::Duration timeout) {
-  absl::MutexLock lock(&gate_mu_);
+  std::lock_guard<std::mutex> lock(gate_mu_);
   drain_timeout_ = timeout;
 }
 
@@ -127,17 +129,16 @@ absl::Status Module::Reinitialize(uint64_t seen_generation) {
   absl::MutexLock lock(&mu_);
   if (generation() != seen_generation) return absl::OkStatus();
   {
-    absl::MutexLock gate(&gate_mu_);
+    std::unique_lock<std::mutex> gate(gate_mu_);
     if (calls_in_flight_ > 0 && absl::Now() < drain_failed_until_) {
       return drain_failure_;  // Most likely the same stuck call: do not wait again.
     }
     reinitializing_ = true;  // New Calls wait from here on.
     const absl::Duration timeout = drain_timeout_;
-    if (!gate_mu_.AwaitWithTimeout(
-            absl::Condition(
-                +[](int* calls) { return *calls == 0; }, &calls_in_flight_),
-            timeout)) {
+    if (!gate_cv_.wait_for(gate, absl::ToChronoNanoseconds(timeout),
+                           [this] { return calls_in_flight_ == 0; })) {
       reinitializing_ = false;
+      gate_cv_.notify_all();
       drain_failed_until_ = absl::Now() + timeout;
       drain_failure_ = absl::UnavailableError(absl::StrCat(
           "PKCS#11 module '", path_, "' not re-initialised: ", calls_in_flight_,
@@ -151,8 +152,9 @@ absl::Status Module::Reinitialize(uint64_t seen_generation) {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   const CK_RV rv = Initialize(fn_);
   {
-    absl::MutexLock gate(&gate_mu_);
+    std::lock_guard<std::mutex> gate(gate_mu_);
     reinitializing_ = false;
+    gate_cv_.notify_all();
   }
   return CkRvStatus(rv, absl::StrCat("C_Initialize of '", path_, "'"));
 }

@@ -3,7 +3,9 @@
 #define OFFKEY_HSM_PKCS11_MODULE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -101,15 +103,18 @@ class Module {
   absl::Mutex mu_;  // Serialises re-initialisation.
   std::atomic<uint64_t> generation_{1};
 
-  // The gate between Calls and Reinitialize.
-  absl::Mutex gate_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  int calls_in_flight_ ABSL_GUARDED_BY(gate_mu_) = 0;
-  bool reinitializing_ ABSL_GUARDED_BY(gate_mu_) = false;
-  absl::Duration drain_timeout_ ABSL_GUARDED_BY(gate_mu_) = kDefaultDrainTimeout;
+  // The gate between Calls and Reinitialize. std::mutex rather than absl::Mutex, so
+  // that ThreadSanitizer sees it (Debian's Abseil is not instrumented). Taken after
+  // mu_. The members below up to drain_failure_ are guarded by it.
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  int calls_in_flight_ = 0;
+  bool reinitializing_ = false;
+  absl::Duration drain_timeout_ = kDefaultDrainTimeout;
   // After a drain that timed out: re-initialisations fail at once until then (while
   // calls are in flight).
-  absl::Time drain_failed_until_ ABSL_GUARDED_BY(gate_mu_) = absl::InfinitePast();
-  absl::Status drain_failure_ ABSL_GUARDED_BY(gate_mu_);
+  absl::Time drain_failed_until_ = absl::InfinitePast();
+  absl::Status drain_failure_;
 };
 
 }  // namespace offkey::hsm::pkcs11
