@@ -60,13 +60,14 @@ class FaultInjectionTest : public ::testing::Test {
     EXPECT_THAT(store_->CheckHealth(), IsOk());
   }
 
-  // Waits (bounded) until `n` calls are inside the module.
-  bool AwaitInFlight(int n) {
+  // Waits (bounded) until `function` has been entered `n` times in all; the caller
+  // is then inside it or past it.
+  bool AwaitCalls(const std::string& function, uint64_t n) {
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
-    while (faults_->InFlight() < n && absl::Now() < give_up) {
+    while (faults_->Calls(function) < n && absl::Now() < give_up) {
       absl::SleepFor(absl::Milliseconds(1));
     }
-    return faults_->InFlight() >= n;
+    return faults_->Calls(function) >= n;
   }
 
   using FaultControl = testing::FaultControl;
@@ -161,10 +162,11 @@ TEST_F(FaultInjectionTest, ALockedPinIsNotPresentedAgain) {
 TEST_F(FaultInjectionTest, LatencyDelaysTheCallAndWaitersKeepTheirDeadline) {
   Open(/*max_sessions=*/1);
   faults_->Delay("C_Sign", /*latency_ms=*/600);
+  const uint64_t signs = faults_->Calls("C_Sign");
   const absl::Time start = absl::Now();
   absl::StatusOr<std::string> slow;
   std::thread first([&] { slow = Sign(absl::Now() + absl::Milliseconds(50)); });
-  ASSERT_TRUE(AwaitInFlight(1));
+  ASSERT_TRUE(AwaitCalls("C_Sign", signs + 1));  // In C_Sign: slowed or hung.
   const absl::Time waiting = absl::Now();
   EXPECT_THAT(Sign(absl::Now() + absl::Milliseconds(100)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
@@ -177,9 +179,10 @@ TEST_F(FaultInjectionTest, LatencyDelaysTheCallAndWaitersKeepTheirDeadline) {
 TEST_F(FaultInjectionTest, AHungCallHoldsItsSessionAndWaitersKeepTheirDeadline) {
   Open(/*max_sessions=*/1);
   faults_->Hang("C_Sign");
+  const uint64_t signs = faults_->Calls("C_Sign");
   absl::StatusOr<std::string> hung;
   std::thread first([&] { hung = Sign(absl::Now() + absl::Milliseconds(50)); });
-  ASSERT_TRUE(AwaitInFlight(1));
+  ASSERT_TRUE(AwaitCalls("C_Sign", signs + 1));  // In C_Sign: slowed or hung.
   const absl::Time waiting = absl::Now();
   EXPECT_THAT(Sign(absl::Now() + absl::Milliseconds(200)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
@@ -196,9 +199,10 @@ TEST_F(FaultInjectionTest, RecoveryGivesUpOnAHungCallInsteadOfFinalizingUnderIt)
   Open(/*max_sessions=*/2);
   module_->SetDrainTimeoutForTest(absl::Milliseconds(300));
   faults_->Hang("C_Sign");
+  const uint64_t signs = faults_->Calls("C_Sign");
   absl::StatusOr<std::string> hung;
   std::thread first([&] { hung = Sign(); });
-  ASSERT_TRUE(AwaitInFlight(1));
+  ASSERT_TRUE(AwaitCalls("C_Sign", signs + 1));  // In C_Sign: slowed or hung.
   const uint64_t finalized = faults_->Calls("C_Finalize");
   faults_->Fail("*", CKR_DEVICE_REMOVED);
   const absl::Time start = absl::Now();

@@ -4,6 +4,7 @@
 // undefined, and SoftHSM2 frees state under them). The fault module counts the calls
 // inside it and records any C_Initialize or C_Finalize that overlapped one.
 #include <atomic>
+#include <iostream>
 #include <thread>
 #include <vector>
 
@@ -85,6 +86,10 @@ TEST(RecoveryUnderLoadTest, NeverFinalizesUnderACallAndSigningResumes) {
   stop = true;
   for (auto& t : signers) t.join();
   faults.Clear();
+  std::cout << "signatures " << signed_ok.load() << ", failed calls " << failed.load()
+            << ", C_Finalize " << faults.Calls("C_Finalize") << ", C_Initialize "
+            << faults.Calls("C_Initialize") << ", overlaps " << faults.LifecycleOverlaps()
+            << "\n";
 
   EXPECT_EQ(faults.LifecycleOverlaps(), 0u)
       << "C_Initialize or C_Finalize ran while another call was inside the module";
