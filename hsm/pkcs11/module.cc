@@ -2,8 +2,10 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -37,7 +39,45 @@ bool IsSoftHsm(CK_FUNCTION_LIST* fn) {
   return absl::StartsWith(manufacturer, "SoftHSM");
 }
 
+// The modules this thread holds a Call on, so that nested Calls enter at once (a
+// nested wait behind a pending re-initialisation would deadlock: it waits for us).
+thread_local std::vector<const Module*> calls_held;
+
+bool HeldByThisThread(const Module* module) {
+  return std::find(calls_held.begin(), calls_held.end(), module) != calls_held.end();
+}
+
 }  // namespace
+
+Module::Call::Call(Module* module, absl::Time deadline) : module_(module) {
+  if (HeldByThisThread(module_)) {
+    entered_ = nested_ = true;
+    return;
+  }
+  std::unique_lock<std::mutex> lock(module_->gate_mu_);
+  auto open = [this] { return !module_->reinitializing_; };
+  if (deadline == absl::InfiniteFuture()) {
+    module_->gate_cv_.wait(lock, open);
+    entered_ = true;
+  } else {
+    entered_ = module_->gate_cv_.wait_until(lock, absl::ToChronoTime(deadline), open);
+  }
+  if (!entered_) return;
+  ++module_->calls_in_flight_;
+  calls_held.push_back(module_);
+}
+
+Module::Call::~Call() {
+  if (!entered_ || nested_) return;
+  calls_held.erase(std::find(calls_held.begin(), calls_held.end(), module_));
+  std::lock_guard<std::mutex> lock(module_->gate_mu_);
+  if (--module_->calls_in_flight_ == 0) module_->gate_cv_.notify_all();
+}
+
+void Module::SetDrainTimeoutForTest(absl::Duration timeout) {
+  std::lock_guard<std::mutex> lock(gate_mu_);
+  drain_timeout_ = timeout;
+}
 
 absl::StatusOr<Module*> Module::Load(const std::string& path) {
   absl::MutexLock lock(&registry_mu);
@@ -81,11 +121,42 @@ absl::StatusOr<Module*> Module::Load(const std::string& path) {
 }
 
 absl::Status Module::Reinitialize(uint64_t seen_generation) {
+  if (HeldByThisThread(this)) {
+    // It would wait for its own Call to end.
+    return absl::InternalError(
+        "PKCS#11 module re-initialisation asked for from inside a call to the module");
+  }
   absl::MutexLock lock(&mu_);
   if (generation() != seen_generation) return absl::OkStatus();
+  {
+    std::unique_lock<std::mutex> gate(gate_mu_);
+    if (calls_in_flight_ > 0 && absl::Now() < drain_failed_until_) {
+      return drain_failure_;  // Most likely the same stuck call: do not wait again.
+    }
+    reinitializing_ = true;  // New Calls wait from here on.
+    const absl::Duration timeout = drain_timeout_;
+    if (!gate_cv_.wait_for(gate, absl::ToChronoNanoseconds(timeout),
+                           [this] { return calls_in_flight_ == 0; })) {
+      reinitializing_ = false;
+      gate_cv_.notify_all();
+      drain_failed_until_ = absl::Now() + timeout;
+      drain_failure_ = absl::UnavailableError(absl::StrCat(
+          "PKCS#11 module '", path_, "' not re-initialised: ", calls_in_flight_,
+          " call(s) still inside it after ", absl::FormatDuration(timeout),
+          " (a hung HSM call?); finalising under them is undefined"));
+      return drain_failure_;
+    }
+  }
+  // No Call is in flight and none can start: the module is ours alone.
   fn_->C_Finalize(nullptr);  // Its result does not matter: we start over either way.
   generation_.fetch_add(1, std::memory_order_acq_rel);
-  return CkRvStatus(Initialize(fn_), absl::StrCat("C_Initialize of '", path_, "'"));
+  const CK_RV rv = Initialize(fn_);
+  {
+    std::lock_guard<std::mutex> gate(gate_mu_);
+    reinitializing_ = false;
+    gate_cv_.notify_all();
+  }
+  return CkRvStatus(rv, absl::StrCat("C_Initialize of '", path_, "'"));
 }
 
 }  // namespace offkey::hsm::pkcs11

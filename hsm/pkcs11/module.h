@@ -3,12 +3,15 @@
 #define OFFKEY_HSM_PKCS11_MODULE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "hsm/pkcs11/pkcs11.h"
 
 namespace offkey::hsm::pkcs11 {
@@ -40,12 +43,47 @@ class Module {
   // obtained under an older generation are dead.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
+  // Holds the module open for calls into it: while any Call exists, Reinitialize does
+  // not call C_Finalize (PKCS#11 leaves finalising beside other calls undefined, and
+  // SoftHSM2 frees the state they are using). Every call into fn() must be made under
+  // a Call. A Call waits while a re-initialisation is under way, until `deadline`.
+  // Calls nest: a thread already holding one on this module enters at once. A thread
+  // must not call Reinitialize while it holds a Call (Reinitialize refuses).
+  class Call {
+   public:
+    Call(Module* module, absl::Time deadline);
+    ~Call();
+    // False if the deadline passed before the re-initialisation under way ended; the
+    // module must not be called then.
+    bool entered() const { return entered_; }
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+
+   private:
+    Module* const module_;
+    bool entered_ = false;
+    bool nested_ = false;
+  };
+
   // C_Finalize then C_Initialize, which makes modules rescan their slots (a token that
   // was removed and reinserted, a SoftHSM2 token created by another process). Does
   // nothing if the generation has moved past `seen_generation` already, so many callers
   // that saw the same failure cause one re-initialisation. Every session of every user
   // of the module is closed by it.
+  //
+  // It first keeps new Calls out and waits for the Calls in flight to end, for at most
+  // the drain timeout. A call that never returns (a hung HSM) must not stop the
+  // service: if Calls remain when the timeout passes, the module is left as it is, new
+  // Calls go in again, and UNAVAILABLE says how many were stuck; re-initialisations
+  // asked for within one more drain timeout while calls are still in flight fail the
+  // same way at once, so callers are not held up again and again by the same stuck
+  // call. New Calls wait at most the
+  // drain timeout plus the time C_Finalize and C_Initialize take.
   absl::Status Reinitialize(uint64_t seen_generation);
+
+  // How long Reinitialize waits for calls in flight (default kDefaultDrainTimeout).
+  void SetDrainTimeoutForTest(absl::Duration timeout);
+  static constexpr absl::Duration kDefaultDrainTimeout = absl::Seconds(5);
 
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
@@ -64,6 +102,19 @@ class Module {
   const bool exclusive_object_changes_;
   absl::Mutex mu_;  // Serialises re-initialisation.
   std::atomic<uint64_t> generation_{1};
+
+  // The gate between Calls and Reinitialize. std::mutex rather than absl::Mutex, so
+  // that ThreadSanitizer sees it (Debian's Abseil is not instrumented). Taken after
+  // mu_. The members below up to drain_failure_ are guarded by it.
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  int calls_in_flight_ = 0;
+  bool reinitializing_ = false;
+  absl::Duration drain_timeout_ = kDefaultDrainTimeout;
+  // After a drain that timed out: re-initialisations fail at once until then (while
+  // calls are in flight).
+  absl::Time drain_failed_until_ = absl::InfinitePast();
+  absl::Status drain_failure_;
 };
 
 }  // namespace offkey::hsm::pkcs11

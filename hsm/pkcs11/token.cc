@@ -55,12 +55,12 @@ absl::StatusOr<std::unique_ptr<Token>> Token::Open(const TokenOptions& options) 
       new Token(module, std::move(uri), std::move(pin), options.max_sessions));
   uint64_t generation = module->generation();
   std::string present;
-  absl::StatusOr<CK_SLOT_ID> slot = token->FindSlot(&present);
+  absl::StatusOr<CK_SLOT_ID> slot = token->FindSlotInCall(&present);
   if (!slot.ok() && absl::IsNotFound(slot.status())) {
     // The module may have been initialised before the token was created (a SoftHSM2
     // token made by softhsm2-util while we were running): rescan once.
     OFFKEY_RETURN_IF_ERROR(module->Reinitialize(generation));
-    slot = token->FindSlot(&present);
+    slot = token->FindSlotInCall(&present);
   }
   if (!slot.ok()) return slot.status();
   {
@@ -87,6 +87,7 @@ Token::Token(Module* module, TokenUri uri, SecretBytes pin, int max_sessions)
       max_sessions_(max_sessions) {}
 
 Token::~Token() {
+  Module::Call call(module_, absl::InfiniteFuture());
   absl::MutexLock lock(&mu_);
   for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
 }
@@ -130,6 +131,12 @@ absl::StatusOr<CK_SLOT_ID> Token::FindSlot(std::string* present) const {
                                           "'; tokens present: ", *present));
 }
 
+absl::StatusOr<CK_SLOT_ID> Token::FindSlotInCall(std::string* present) const {
+  // Waits out a re-initialisation, which is bounded (Module::Reinitialize).
+  Module::Call call(module_, absl::InfiniteFuture());
+  return FindSlot(present);
+}
+
 void Token::SyncWithModule() {
   // Another Token on the same module may have re-initialised it: every session and
   // the login are gone, and the slot may have moved.
@@ -141,12 +148,10 @@ void Token::SyncWithModule() {
   // either the check or Recover (seeing a newer epoch) makes this a no-op.
   uint64_t seen_epoch = epoch();
   if (synced()) return;
-  Recover(seen_epoch).IgnoreError();  // Run reports the failure of the retried call.  //
-                                      // Run reports the failure of the retried call.
+  Recover(seen_epoch).IgnoreError();  // Run reports the failure of the retried call.
 }
 
 absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
-  SyncWithModule();
   Lease lease;
   CK_SLOT_ID slot;
   {
@@ -244,6 +249,7 @@ void Token::Release(const Lease& lease, bool broken) {
 }
 
 bool Token::LoggedIn(CK_SESSION_HANDLE session) const {
+  Module::Call call(module_, absl::InfiniteFuture());  // Nested inside Run: at once.
   CK_SESSION_INFO info;
   return fn()->C_GetSessionInfo(session, &info) == CKR_OK &&
          (info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS);
@@ -269,12 +275,15 @@ absl::Status Token::Recover(uint64_t seen_epoch) {
   // module rescan (re-initialising closes every session of every user of the module).
   uint64_t generation = module_->generation();
   std::string present;
-  absl::StatusOr<CK_SLOT_ID> slot = FindSlot(&present);
+  absl::StatusOr<CK_SLOT_ID> slot = FindSlotInCall(&present);
   if (!slot.ok()) {
     OFFKEY_RETURN_IF_ERROR(module_->Reinitialize(generation));
     generation = module_->generation();
-    slot = FindSlot(&present);
+    slot = FindSlotInCall(&present);
   }
+  // The Call before mu_: a thread holding mu_ must never wait for the module gate, as
+  // threads inside Calls take mu_.
+  Module::Call call(module_, absl::InfiniteFuture());
   absl::MutexLock lock(&mu_);
   // Idle sessions belong to the old epoch: close them unless the module was reset,
   // in which case their handles are already gone.
@@ -333,58 +342,76 @@ absl::Status Token::Run(
     Access access) {
   absl::Status last;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    absl::StatusOr<Lease> lease = Acquire(deadline);
-    if (!lease.ok()) {
-      // A refused PIN is not an outage: recovering would change nothing.
-      if (!PinRefused().ok()) return lease.status();
-      // A token that is gone shows up as a failure to open a session or to log in.
-      if (absl::IsUnavailable(lease.status()) && attempt + 1 < kMaxAttempts) {
-        last = lease.status();
-        Recover(epoch()).IgnoreError();
-        continue;
-      }
-      return lease.status();
-    }
-    absl::Status status;
+    // Recovery may re-initialise the module, which waits for every Call to end: it runs
+    // here, outside this attempt's Call.
+    SyncWithModule();
+    std::optional<uint64_t> recover_epoch;
+    bool recovery_failure_is_the_answer = false;
     {
-      ObjectsGate::Pass pass(
-          module_->object_changes_need_exclusive_access() ? &objects_gate_ : nullptr,
-          access == Access::kChange, deadline);
-      if (!pass.entered()) {
-        Release(*lease, /*broken=*/false);
+      Module::Call call(module_, deadline);
+      if (!call.entered()) {
         return absl::DeadlineExceededError(
             absl::StrCat(operation,
-                         ": the deadline passed while another call changed the "
-                         "token's objects"));
+                         ": the deadline passed while the PKCS#11 module was being "
+                         "re-initialised"));
       }
-      status = fn(lease->session, attempt);
-    }
-    std::optional<CK_RV> failed = CkRvOf(status);
-    if (!failed.has_value()) {  // OK, or a failure that is not the token's.
-      Release(*lease, /*broken=*/false);
-      return status;
-    }
-    CK_RV rv = *failed;
-    last = Named(status, operation);
-    if (IsHandleStale(rv) && !LoggedIn(lease->session)) rv = CKR_USER_NOT_LOGGED_IN;
-    if (IsSessionLost(rv)) {
-      Release(*lease, /*broken=*/true);
-      ResetSessions(lease->pool_generation);
-    } else if (IsLoginLost(rv)) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (logged_in_epoch_ == lease->epoch) logged_in_epoch_ = 0;
+      absl::StatusOr<Lease> lease = Acquire(deadline);
+      if (!lease.ok()) {
+        // A refused PIN is not an outage: recovering would change nothing.
+        if (!PinRefused().ok()) return lease.status();
+        // A token that is gone shows up as a failure to open a session or to log in.
+        if (!absl::IsUnavailable(lease.status()) || attempt + 1 >= kMaxAttempts) {
+          return lease.status();
+        }
+        last = lease.status();
+        recover_epoch = epoch();
+      } else {
+        absl::Status status;
+        {
+          ObjectsGate::Pass pass(
+              module_->object_changes_need_exclusive_access() ? &objects_gate_ : nullptr,
+              access == Access::kChange, deadline);
+          if (!pass.entered()) {
+            Release(*lease, /*broken=*/false);
+            return absl::DeadlineExceededError(
+                absl::StrCat(operation,
+                             ": the deadline passed while another call changed the "
+                             "token's objects"));
+          }
+          status = fn(lease->session, attempt);
+        }
+        std::optional<CK_RV> failed = CkRvOf(status);
+        if (!failed.has_value()) {  // OK, or a failure that is not the token's.
+          Release(*lease, /*broken=*/false);
+          return status;
+        }
+        CK_RV rv = *failed;
+        last = Named(status, operation);
+        if (IsHandleStale(rv) && !LoggedIn(lease->session)) rv = CKR_USER_NOT_LOGGED_IN;
+        if (IsSessionLost(rv)) {
+          Release(*lease, /*broken=*/true);
+          ResetSessions(lease->pool_generation);
+        } else if (IsLoginLost(rv)) {
+          {
+            absl::MutexLock lock(&mu_);
+            if (logged_in_epoch_ == lease->epoch) logged_in_epoch_ = 0;
+          }
+          Release(*lease, /*broken=*/false);
+        } else if (IsTokenLost(rv)) {
+          Release(*lease, /*broken=*/true);
+          recover_epoch = lease->epoch;
+          recovery_failure_is_the_answer = true;
+        } else if (IsHandleStale(rv) && attempt == 0) {
+          Release(*lease, /*broken=*/false);
+        } else {
+          Release(*lease, /*broken=*/false);
+          return last;
+        }
       }
-      Release(*lease, /*broken=*/false);
-    } else if (IsTokenLost(rv)) {
-      Release(*lease, /*broken=*/true);
-      absl::Status recovered = Recover(lease->epoch);
-      if (!recovered.ok()) return recovered;
-    } else if (IsHandleStale(rv) && attempt == 0) {
-      Release(*lease, /*broken=*/false);
-    } else {
-      Release(*lease, /*broken=*/false);
-      return last;
+    }
+    if (recover_epoch.has_value()) {
+      absl::Status recovered = Recover(*recover_epoch);
+      if (!recovered.ok() && recovery_failure_is_the_answer) return recovered;
     }
   }
   return last;

@@ -72,7 +72,9 @@ class Token {
   // when epoch() has changed since it cached them. DEADLINE_EXCEEDED if no session
   // frees up before `deadline`. On modules that need it
   // (Module::object_changes_need_exclusive_access), a kChange run waits until no other
-  // run is in `fn`, and keeps the others out until it is done.
+  // run is in `fn`, and keeps the others out until it is done. Each attempt holds a
+  // Module::Call, so `fn` may call the module; it waits (up to `deadline`) while the
+  // module is being re-initialised.
   absl::Status Run(
       absl::string_view operation, absl::Time deadline,
       absl::FunctionRef<absl::Status(CK_SESSION_HANDLE session, int attempt)> fn,
@@ -120,10 +122,13 @@ class Token {
   // The refusal recorded by Login, or OK.
   absl::Status PinRefused() const;
   // Finds the token again (re-initialising the module if it is not among the present
-  // ones) and starts a new epoch: idle sessions and cached handles are dropped.
+  // ones) and starts a new epoch: idle sessions and cached handles are dropped. Must
+  // be called outside any Module::Call (re-initialising waits for them all to end).
   absl::Status Recover(uint64_t seen_epoch);
   // The slot whose token matches the URI; NOT_FOUND lists the tokens present.
   absl::StatusOr<CK_SLOT_ID> FindSlot(std::string* present) const;
+  // FindSlot under its own Module::Call, for callers outside one.
+  absl::StatusOr<CK_SLOT_ID> FindSlotInCall(std::string* present) const;
   void SyncWithModule();
   // Drops every idle session and forgets the login, after one session was found closed
   // (modules close all sessions at once, and the login ends with the last of them).

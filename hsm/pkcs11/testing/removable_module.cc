@@ -10,7 +10,6 @@
 //
 // It also counts C_Login calls, which tests read through the exported
 // OffkeyTestLoginCalls() (dlsym on this module).
-#include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "hsm/pkcs11/pkcs11.h"
+#include "hsm/pkcs11/testing/real_module.h"
 
 namespace {
 
@@ -79,12 +79,9 @@ CK_RV GetSlotList(CK_BBOOL present, CK_SLOT_ID* list, CK_ULONG* count) {
 
 extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
     CK_FUNCTION_LIST** out) {
-  if (real == nullptr) {
-    const char* path = getenv("OFFKEY_REAL_PKCS11_MODULE");
-    void* handle = dlopen(path ? path : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW);
-    if (handle == nullptr) return CKR_GENERAL_ERROR;
-    auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(handle, "C_GetFunctionList"));
-    if (get == nullptr || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
+  static CK_FUNCTION_LIST* const list = []() -> CK_FUNCTION_LIST* {
+    real = offkey::hsm::pkcs11::testing::RealModule();
+    if (real == nullptr) return nullptr;
     wrapped = *real;
     wrapped.C_GetSlotList = &GetSlotList;
     OFFKEY_WRAP(C_GetTokenInfo, CKR_TOKEN_NOT_PRESENT);
@@ -106,8 +103,10 @@ extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
     OFFKEY_WRAP(C_Decrypt, CKR_DEVICE_REMOVED);
     OFFKEY_WRAP(C_GenerateKey, CKR_DEVICE_REMOVED);
     OFFKEY_WRAP(C_GenerateKeyPair, CKR_DEVICE_REMOVED);
-  }
-  *out = &wrapped;
+    return &wrapped;
+  }();
+  if (list == nullptr) return CKR_GENERAL_ERROR;
+  *out = list;
   return CKR_OK;
 }
 

@@ -7,13 +7,12 @@
 //
 // OffkeyStrippedZeroBytes() (exported) counts the zero bytes stripped so far, so a test
 // can tell that the stripping happened.
-#include <dlfcn.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 
 #include "hsm/pkcs11/pkcs11.h"
+#include "hsm/pkcs11/testing/real_module.h"
 
 namespace {
 
@@ -42,15 +41,14 @@ OffkeyStrippedZeroBytes() {
 
 extern "C" __attribute__((visibility("default"))) CK_RV C_GetFunctionList(
     CK_FUNCTION_LIST** out) {
-  if (real == nullptr) {
-    const char* path = getenv("OFFKEY_REAL_PKCS11_MODULE");
-    void* handle = dlopen(path ? path : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW);
-    if (handle == nullptr) return CKR_GENERAL_ERROR;
-    auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(handle, "C_GetFunctionList"));
-    if (get == nullptr || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
+  static CK_FUNCTION_LIST* const list = []() -> CK_FUNCTION_LIST* {
+    real = offkey::hsm::pkcs11::testing::RealModule();
+    if (real == nullptr) return nullptr;
     wrapped = *real;
     wrapped.C_Decrypt = &Decrypt;
-  }
-  *out = &wrapped;
+    return &wrapped;
+  }();
+  if (list == nullptr) return CKR_GENERAL_ERROR;
+  *out = list;
   return CKR_OK;
 }
