@@ -112,8 +112,19 @@ grpc::ChannelArguments Arguments(const ClientOptions& o) {
   // gRPC's default reconnect backoff grows to 120 s; a restarted replica must be used
   // again within a second or two.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Despite its name, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is, in gRPC 1.51, the least time
+  // a connection attempt (TCP connect and TLS handshake) gets before it is abandoned
+  // ("Handshake timed out"): the attempt's deadline is max(it, the next backoff).
+  // Between handshakes a blocking terminator (s_server in accept(), an nginx worker in
+  // epoll_wait) has no thread in gRPC, and nothing reads gRPC's sockets but the
+  // client channel's backup poller, every 5 s. When offkeyd closes an idle connection
+  // (or restarts), the channel reconnects in the background at that pace, which takes
+  // several seconds; with 100 ms here every such attempt timed out, the channel stayed
+  // in TRANSIENT_FAILURE, and every call of the next handshakes failed at once
+  // ("connections to all backends failing"), for as long as the terminator stayed
+  // quiet. gRPC's default, 20 s, lets the backup poller finish the attempt.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   // Notice new replicas behind a DNS name without waiting long.
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
   if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);

@@ -1038,6 +1038,70 @@ TEST_P(ProviderTest, MalformedPremastersGetTheSameAlertAsAWrongVersion) {
             before + 2 * static_cast<int>(malformed.size()));
 }
 
+// A terminator left idle loses its connection to offkeyd, and nothing in it runs gRPC
+// meanwhile: s_server sits in accept(), nginx workers in epoll_wait. Here offkeyd closes
+// the connection (connections.max_idle_ms, max_age_ms and its grace, made short); in
+// production a replica restart or a load balancer does the same. The terminator idles
+// past every one of those timers and the provider's 20 s keepalive, then its handshakes
+// must all succeed on the first try.
+class IdleTerminatorTest : public ProviderTest {
+ protected:
+  void Configure(offkey::v1::ServerConfig* config) override {
+    config->mutable_connections()->set_max_idle_ms(1000);
+    config->mutable_connections()->set_max_age_ms(2000);
+    config->mutable_connections()->set_max_age_grace_ms(1000);
+  }
+
+  // Waits until offkeyd has closed the connection the first handshake made (with the
+  // stream transport its Pipeline stream is the observable edge), then lets the
+  // terminator idle on. The rest of the wait is a bounded sleep: what it waits out
+  // (the provider's keepalive, and its reconnect attempts while no call polls the
+  // connection) has no edge visible from outside the terminator.
+  void Idle() {
+    if (std::string(GetParam().transport) == "stream") {
+      const absl::Time give_up = absl::Now() + absl::Seconds(15);
+      while (MetricValue("offkey_pipeline_streams") != 0 && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+      ASSERT_EQ(MetricValue("offkey_pipeline_streams"), 0)
+          << "offkeyd did not close the idle terminator's connection";
+    }
+    absl::SleepFor(kIdle);
+  }
+
+  // Past the provider's keepalive_time (20 s) and every connection timer above.
+  static constexpr absl::Duration kIdle = absl::Seconds(22);
+  static constexpr int kHandshakes = 5;
+};
+
+TEST_P(IdleTerminatorTest, SServerHandshakesOnTheFirstTryAfterIdling) {
+  const int port = StartServer("p256");
+  ASSERT_NE(port, 0);
+  auto handshake = [&] { return SClient(dir_ + "/ca.pem", port, {"-tls1_3"}); };
+  ASSERT_NE(handshake().out.find("HTTP/1.0 200 ok"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(Idle());
+
+  const int before = OperationCount("sign");
+  for (int i = 0; i < kHandshakes; ++i) {
+    ProcessResult r = handshake();
+    EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos)
+        << "handshake " << i << " after idling:\n"
+        << r.out << r.err;
+  }
+  EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  const std::string log = ReadFileOrEmpty(dir_ + "/s_server-p256.log");
+  EXPECT_EQ(log.find("offkey:"), std::string::npos) << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Setups, IdleTerminatorTest,
+                         ::testing::Values(ProviderSetup{true, "stream"},
+                                           ProviderSetup{false, "unary"}),
+                         [](const ::testing::TestParamInfo<ProviderSetup>& info) {
+                           return absl::StrCat(
+                               info.param.offkey_first ? "OffkeyFirst" : "DefaultFirst",
+                               info.param.transport[0] == 's' ? "Stream" : "Unary");
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Setups, ProviderTest,
                          ::testing::Values(ProviderSetup{true, "stream"},
                                            ProviderSetup{false, "unary"}),
