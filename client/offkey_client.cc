@@ -257,9 +257,30 @@ void Client::Start(Method method, Request request, const CallOptions& options,
   call->Attempt();
 }
 
+// A blocking terminator has no thread in gRPC between handshakes, so a reconnect
+// started then (offkeyd closed an idle connection, restarted, a keepalive failed) is
+// driven only by gRPC's backup poller, every 5 s, and often times out ("connection
+// attempt timed out before receiving SETTINGS frame", "Handshake timed out"), leaving
+// the channel in TRANSIENT_FAILURE, where a call fails at once without polling anything
+// ("connections to all backends failing"). Waiting for the channel here puts this
+// thread in gRPC's poller, so the attempt in progress (or the next one, after at most
+// the 2 s backoff) completes at local speed. Half the time left is kept for the call
+// itself and for an UNAVAILABLE answer when offkeyd is really gone.
+void Client::AwaitConnection(absl::Time deadline) {
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) return;
+  const absl::Time now = absl::Now();
+  if (deadline <= now) return;
+  const auto until = absl::ToChronoTime(now + (deadline - now) / 2);
+  while (state != GRPC_CHANNEL_READY && channel_->WaitForStateChange(state, until)) {
+    state = channel_->GetState(/*try_to_connect=*/true);
+  }
+}
+
 template <typename Attempt>
 grpc::Status Client::Retried(absl::Time deadline, Attempt attempt, int* attempts) {
   for (int n = 1;; ++n) {
+    AwaitConnection(deadline);
     attempts_.fetch_add(1, std::memory_order_relaxed);
     grpc::Status status = attempt();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&

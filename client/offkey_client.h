@@ -168,6 +168,9 @@ class Client {
   // last status; *attempts is how many were made.
   template <typename Attempt>
   grpc::Status Retried(absl::Time deadline, Attempt attempt, int* attempts);
+  // When the channel is not READY, waits (polling it from this thread) until it is, for
+  // at most half the time left before `deadline`. Synchronous calls only.
+  void AwaitConnection(absl::Time deadline);
   // Where a request and its answer sit in Pipeline items.
   template <typename Request, typename Response>
   struct PipelineField {
