@@ -123,7 +123,9 @@ grpc::ChannelArguments Arguments(const ClientOptions& o) {
   // several seconds; with 100 ms here every such attempt timed out, the channel stayed
   // in TRANSIENT_FAILURE, and every call of the next handshakes failed at once
   // ("connections to all backends failing"), for as long as the terminator stayed
-  // quiet. gRPC's default, 20 s, lets the backup poller finish the attempt.
+  // quiet. gRPC's default, 20 s, gives an attempt the time a handshake needs to come
+  // and drive it (Client::AwaitConnection); the backup poller alone may still not
+  // finish it in time (seen with nginx workers).
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   // Notice new replicas behind a DNS name without waiting long.
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
