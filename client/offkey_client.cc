@@ -112,8 +112,21 @@ grpc::ChannelArguments Arguments(const ClientOptions& o) {
   // gRPC's default reconnect backoff grows to 120 s; a restarted replica must be used
   // again within a second or two.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Despite its name, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is, in gRPC 1.51, the least time
+  // a connection attempt (TCP connect and TLS handshake) gets before it is abandoned
+  // ("Handshake timed out"): the attempt's deadline is max(it, the next backoff).
+  // Between handshakes a blocking terminator (s_server in accept(), an nginx worker in
+  // epoll_wait) has no thread in gRPC, and nothing reads gRPC's sockets but the
+  // client channel's backup poller, every 5 s. When offkeyd closes an idle connection
+  // (or restarts), the channel reconnects in the background at that pace, which takes
+  // several seconds; with 100 ms here every such attempt timed out, the channel stayed
+  // in TRANSIENT_FAILURE, and every call of the next handshakes failed at once
+  // ("connections to all backends failing"), for as long as the terminator stayed
+  // quiet. gRPC's default, 20 s, gives an attempt the time a handshake needs to come
+  // and drive it (Client::AwaitConnection); the backup poller alone may still not
+  // finish it in time (seen with nginx workers).
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
   // Notice new replicas behind a DNS name without waiting long.
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
   if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
@@ -246,9 +259,30 @@ void Client::Start(Method method, Request request, const CallOptions& options,
   call->Attempt();
 }
 
+// A blocking terminator has no thread in gRPC between handshakes, so a reconnect
+// started then (offkeyd closed an idle connection, restarted, a keepalive failed) is
+// driven only by gRPC's backup poller, every 5 s, and often times out ("connection
+// attempt timed out before receiving SETTINGS frame", "Handshake timed out"), leaving
+// the channel in TRANSIENT_FAILURE, where a call fails at once without polling anything
+// ("connections to all backends failing"). Waiting for the channel here puts this
+// thread in gRPC's poller, so the attempt in progress (or the next one, after at most
+// the 2 s backoff) completes at local speed. Half the time left is kept for the call
+// itself and for an UNAVAILABLE answer when offkeyd is really gone.
+void Client::AwaitConnection(absl::Time deadline) {
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) return;
+  const absl::Time now = absl::Now();
+  if (deadline <= now) return;
+  const auto until = absl::ToChronoTime(now + (deadline - now) / 2);
+  while (state != GRPC_CHANNEL_READY && channel_->WaitForStateChange(state, until)) {
+    state = channel_->GetState(/*try_to_connect=*/true);
+  }
+}
+
 template <typename Attempt>
 grpc::Status Client::Retried(absl::Time deadline, Attempt attempt, int* attempts) {
   for (int n = 1;; ++n) {
+    AwaitConnection(deadline);
     attempts_.fetch_add(1, std::memory_order_relaxed);
     grpc::Status status = attempt();
     if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&

@@ -26,6 +26,10 @@
 // deadline allow; each retry may land on another replica. Calls are spread round-robin
 // over every address the target resolves to (a Kubernetes headless Service gives one
 // per replica). Keepalive pings notice a dead replica before a handshake waits on it.
+// A synchronous call that finds the channel not connected (offkeyd closed an idle
+// connection, or restarted) first waits for it, polling it from the calling thread, for
+// up to half of what is left of its deadline: in a terminator that runs no other gRPC
+// thread, that is what completes the reconnect (see AwaitConnection in the .cc).
 //
 // With ClientOptions.pipeline, the synchronous calls (but ListKeys) travel on Pipeline
 // streams instead: each calling thread borrows a stream from a pool and drives it
@@ -168,6 +172,9 @@ class Client {
   // last status; *attempts is how many were made.
   template <typename Attempt>
   grpc::Status Retried(absl::Time deadline, Attempt attempt, int* attempts);
+  // When the channel is not READY, waits (polling it from this thread) until it is, for
+  // at most half the time left before `deadline`. Synchronous calls only.
+  void AwaitConnection(absl::Time deadline);
   // Where a request and its answer sit in Pipeline items.
   template <typename Request, typename Response>
   struct PipelineField {

@@ -32,6 +32,25 @@ void AllowClientKeepalive(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
 }
 
+// connections.*: offkeyd closes idle or old data-plane connections with a GOAWAY.
+// liboffkey reconnects on its next call (client/offkey_client.cc explains why that
+// works in a terminator whose only thread is blocked elsewhere meanwhile). Unset
+// timers keep gRPC's defaults: never.
+void CloseConnections(grpc::ServerBuilder& builder,
+                      const offkey::v1::ConnectionConfig& connections) {
+  if (connections.max_idle_ms() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               connections.max_idle_ms());
+  }
+  if (connections.max_age_ms() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, connections.max_age_ms());
+  }
+  if (connections.max_age_grace_ms() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               connections.max_age_grace_ms());
+  }
+}
+
 // Streams one connection may have open at once (each call is a stream): a client that
 // opens more waits for earlier ones to end, rather than one connection taking every
 // poller and worker.
@@ -191,6 +210,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   grpc::ServerBuilder builder;
   AllowClientKeepalive(builder);
   LimitConnections(builder, config);
+  CloseConnections(builder, config.connections());
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(call_support::kMaxReceiveMessageBytes));
   builder.SetMaxSendMessageSize(static_cast<int>(call_support::kMaxSendMessageBytes));

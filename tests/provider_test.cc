@@ -1038,6 +1038,176 @@ TEST_P(ProviderTest, MalformedPremastersGetTheSameAlertAsAWrongVersion) {
             before + 2 * static_cast<int>(malformed.size()));
 }
 
+// A terminator left idle loses its connection to offkeyd, and nothing in it runs gRPC
+// meanwhile: s_server sits in accept(), nginx workers in epoll_wait. Here offkeyd closes
+// the connection (connections.max_idle_ms, max_age_ms and its grace, made short); in
+// production a replica restart or a load balancer does the same. The terminator idles
+// past every one of those timers and the provider's 20 s keepalive, then its handshakes
+// must all succeed on the first try.
+class IdleTerminatorTest : public ProviderTest {
+ protected:
+  void Configure(offkey::v1::ServerConfig* config) override {
+    config->mutable_connections()->set_max_idle_ms(1000);
+    config->mutable_connections()->set_max_age_ms(2000);
+    config->mutable_connections()->set_max_age_grace_ms(1000);
+  }
+
+  // Waits until offkeyd has closed the connection the first handshake made (with the
+  // stream transport its Pipeline stream is the observable edge), then lets the
+  // terminator idle on. The rest of the wait is a bounded sleep: what it waits out
+  // (the provider's keepalive, and its reconnect attempts while no call polls the
+  // connection) has no edge visible from outside the terminator.
+  void Idle() {
+    if (std::string(GetParam().transport) == "stream") {
+      const absl::Time give_up = absl::Now() + absl::Seconds(15);
+      while (MetricValue("offkey_pipeline_streams") != 0 && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+      ASSERT_EQ(MetricValue("offkey_pipeline_streams"), 0)
+          << "offkeyd did not close the idle terminator's connection";
+    }
+    absl::SleepFor(kIdle);
+  }
+
+  // Past the provider's keepalive_time (20 s) and every connection timer above.
+  static constexpr absl::Duration kIdle = absl::Seconds(22);
+  static constexpr int kHandshakes = 5;
+};
+
+TEST_P(IdleTerminatorTest, SServerHandshakesOnTheFirstTryAfterIdling) {
+  const int port = StartServer("p256");
+  ASSERT_NE(port, 0);
+  auto handshake = [&] { return SClient(dir_ + "/ca.pem", port, {"-tls1_3"}); };
+  ASSERT_NE(handshake().out.find("HTTP/1.0 200 ok"), std::string::npos);
+  ASSERT_NO_FATAL_FAILURE(Idle());
+
+  const int before = OperationCount("sign");
+  for (int i = 0; i < kHandshakes; ++i) {
+    ProcessResult r = handshake();
+    EXPECT_NE(r.out.find("HTTP/1.0 200 ok"), std::string::npos)
+        << "handshake " << i << " after idling:\n"
+        << r.out << r.err;
+  }
+  EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  const std::string log = ReadFileOrEmpty(dir_ + "/s_server-p256.log");
+  EXPECT_EQ(log.find("offkey:"), std::string::npos) << log;
+}
+
+// nginx: a master and two workers, each worker with its own connection to offkeyd.
+TEST_P(IdleTerminatorTest, NginxWorkersHandshakeOnTheFirstTryAfterIdling) {
+  const int port = FreeLowPort();
+  ASSERT_NE(port, 0);
+  const std::string n = dir_ + "/nginx";
+  ASSERT_EQ(system(absl::StrCat("mkdir -p ", n).c_str()), 0);
+  Write(n + "/nginx.conf",
+        absl::StrCat("daemon off;\nmaster_process on;\nworker_processes 2;\n",
+                     "user root;\n",  // The test's files are root's.
+                     "pid ", n, "/nginx.pid;\nerror_log ", n, "/error.log info;\n",
+                     "events { worker_connections 64; }\n", "http {\n  access_log off;\n",
+                     "  client_body_temp_path ", n, "/body;\n", "  proxy_temp_path ", n,
+                     "/proxy;\n", "  fastcgi_temp_path ", n, "/fastcgi;\n",
+                     "  uwsgi_temp_path ", n, "/uwsgi;\n", "  scgi_temp_path ", n,
+                     "/scgi;\n", "  server {\n    listen 127.0.0.1:", port, " ssl;\n",
+                     "    ssl_protocols TLSv1.3;\n    ssl_session_tickets off;\n",
+                     "    ssl_certificate ", dir_, "/p256.pem;\n",
+                     "    ssl_certificate_key ", dir_, "/p256.ref;\n",
+                     "    location / { return 200 \"hello from nginx\\n\"; }\n",
+                     "  }\n}\n"));
+  Daemon nginx;
+  std::string why;
+  ASSERT_TRUE(nginx.Start(
+      {"/usr/sbin/nginx", "-p", n, "-e", n + "/error.log", "-c", n + "/nginx.conf"},
+      {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")}, n + "/stderr.log",
+      {n + "/nginx.pid"}, &why))
+      << why;
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!Accepting(port) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(n + "/error.log");
+  auto curl = [&] {
+    return RunProcess({"/usr/bin/curl", "-sS", "--cacert", dir_ + "/ca.pem", "--resolve",
+                       absl::StrCat("localhost:", port, ":127.0.0.1"), "--tlsv1.3",
+                       absl::StrCat("https://localhost:", port, "/")},
+                      "", ClientEnv());
+  };
+  // A few handshakes first, so both workers are likely to have a connection to lose.
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(curl().exit_code, 0) << curl().err;
+  ASSERT_NO_FATAL_FAILURE(Idle());
+
+  const int before = OperationCount("sign");
+  for (int i = 0; i < kHandshakes; ++i) {
+    ProcessResult r = curl();
+    EXPECT_EQ(r.out, "hello from nginx\n")
+        << "handshake " << i << " after idling: " << r.err;
+  }
+  EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  const std::string log = ReadFileOrEmpty(n + "/error.log");
+  EXPECT_EQ(log.find("offkey:"), std::string::npos) << log;
+  EXPECT_EQ(nginx.Stop(), 0);
+}
+
+// haproxy in master-worker mode with ssl-mode-async: its handshakes make asynchronous
+// calls, whatever the provider's transport, so it runs once.
+TEST_P(IdleTerminatorTest, HaproxyHandshakesOnTheFirstTryAfterIdling) {
+  if (std::string(GetParam().transport) == "stream") {
+    GTEST_SKIP() << "haproxy with ssl-mode-async uses unary calls; run once";
+  }
+  const int port = FreeLowPort();
+  ASSERT_NE(port, 0);
+  Write(dir_ + "/haproxy-p256.pem",
+        ReadFileOrEmpty(dir_ + "/p256.pem") + ReadFileOrEmpty(dir_ + "/p256.ref"));
+  Write(dir_ + "/haproxy.cfg",
+        absl::StrCat("global\n  master-worker\n  nbthread 2\n  ssl-mode-async\n",
+                     "  log stderr format raw local0 info\n",
+                     "defaults\n  mode http\n  log global\n  option httplog\n",
+                     "  timeout connect 5s\n  timeout client 10s\n",
+                     "  timeout server 10s\n", "frontend tls\n  bind 127.0.0.1:", port,
+                     " ssl crt ", dir_, "/haproxy-p256.pem ssl-min-ver TLSv1.3\n",
+                     "  http-request return status 200 content-type text/plain "
+                     "string \"hello from haproxy\"\n"));
+  Daemon haproxy;
+  std::string why;
+  ASSERT_TRUE(
+      haproxy.Start({"/usr/sbin/haproxy", "-W", "-db", "-f", dir_ + "/haproxy.cfg"},
+                    {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
+                    dir_ + "/haproxy.log", {}, &why))
+      << why;
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!Accepting(port) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(dir_ + "/haproxy.log");
+  auto curl = [&] {
+    return RunProcess({"/usr/bin/curl", "-sS", "--cacert", dir_ + "/ca.pem", "--resolve",
+                       absl::StrCat("localhost:", port, ":127.0.0.1"), "--tlsv1.3",
+                       absl::StrCat("https://localhost:", port, "/")},
+                      "", ClientEnv());
+  };
+  ASSERT_EQ(curl().out, "hello from haproxy");
+  ASSERT_NO_FATAL_FAILURE(Idle());
+
+  const int before = OperationCount("sign");
+  for (int i = 0; i < kHandshakes; ++i) {
+    ProcessResult r = curl();
+    EXPECT_EQ(r.out, "hello from haproxy")
+        << "handshake " << i << " after idling: " << r.err;
+  }
+  EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  const std::string log = ReadFileOrEmpty(dir_ + "/haproxy.log");
+  EXPECT_EQ(log.find("SSL handshake failure"), std::string::npos) << log;
+  EXPECT_EQ(haproxy.Stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Setups, IdleTerminatorTest,
+                         ::testing::Values(ProviderSetup{true, "stream"},
+                                           ProviderSetup{false, "unary"}),
+                         [](const ::testing::TestParamInfo<ProviderSetup>& info) {
+                           return absl::StrCat(
+                               info.param.offkey_first ? "OffkeyFirst" : "DefaultFirst",
+                               info.param.transport[0] == 's' ? "Stream" : "Unary");
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Setups, ProviderTest,
                          ::testing::Values(ProviderSetup{true, "stream"},
                                            ProviderSetup{false, "unary"}),

@@ -43,6 +43,8 @@ constexpr int kDefaultVerifyClientQueueDepth = 64;
 constexpr int kMaxVerifyClientQueueDepth = 65536;
 constexpr int kDefaultReloadSeconds = 5;
 constexpr int kMaxReloadSeconds = 3600;
+constexpr int kMinConnectionTimerMs = 1000;
+constexpr int kMaxConnectionTimerMs = 86400000;
 constexpr size_t kMaxTrustBundleName = 128;
 constexpr size_t kMaxConfigBytes = 1 << 20;
 
@@ -337,6 +339,17 @@ void Validate(const ServerConfig& config, Completeness completeness,
              "verify_client_threads", where);
   CheckRange(limits.verify_client_queue_depth(), 1, kMaxVerifyClientQueueDepth,
              "verify_client_queue_depth", where);
+  MessageCursor connections = root.Nested("connections");
+  for (const auto& [value, name] :
+       {std::pair<int, const char*>{config.connections().max_idle_ms(), "max_idle_ms"},
+        {config.connections().max_age_ms(), "max_age_ms"},
+        {config.connections().max_age_grace_ms(), "max_age_grace_ms"}}) {
+    // 0 is "never"; shorter than a second would close connections between handshakes.
+    if (value != 0) {
+      CheckRange(value, kMinConnectionTimerMs, kMaxConnectionTimerMs, name, connections,
+                 " (0 = never)");
+    }
+  }
 }
 
 }  // namespace

@@ -201,6 +201,36 @@ TEST(ConfigLoaderTest, LimitsDefaultsAndRanges) {
   }
 }
 
+TEST(ConfigLoaderTest, ConnectionTimersAreNeverByDefaultAndAtLeastASecond) {
+  absl::StatusOr<ServerConfig> config = ParseConfigText(kMinimal, "config.textproto");
+  ASSERT_THAT(config, IsOk());
+  EXPECT_EQ(config->connections().max_idle_ms(), 0);
+  EXPECT_EQ(config->connections().max_age_ms(), 0);
+  EXPECT_EQ(config->connections().max_age_grace_ms(), 0);
+
+  absl::StatusOr<ServerConfig> set =
+      ParseConfigText(absl::StrCat(kMinimal,
+                                   "connections { max_idle_ms: 1000 max_age_ms: 600000 "
+                                   "max_age_grace_ms: 30000 }\n"),
+                      "config.textproto");
+  ASSERT_THAT(set, IsOk());
+  EXPECT_EQ(set->connections().max_age_ms(), 600000);
+
+  const std::pair<const char*, const char*> cases[] = {
+      {"connections {\n  max_idle_ms: 999\n}",
+       "config.textproto:12:3: connections.max_idle_ms: must be 1000..86400000 "
+       "(0 = never) (is 999)"},
+      {"connections {\n  max_age_ms: -1\n}",
+       "connections.max_age_ms: must be 1000..86400000 (0 = never) (is -1)"},
+      {"connections {\n  max_age_grace_ms: 86400001\n}",
+       "connections.max_age_grace_ms: must be 1000..86400000 (0 = never) (is 86400001)"},
+  };
+  for (const auto& [connections, expected] : cases) {
+    absl::Status status = ParseError(absl::StrCat(kMinimal, connections, "\n"));
+    EXPECT_TRUE(Contains(status.message(), expected)) << status;
+  }
+}
+
 TEST(ConfigLoaderTest, UnknownFieldCarriesLineAndColumn) {
   absl::Status status = ParseError(absl::StrCat(kMinimal, "  listen_adress: \"x:1\"\n"));
   EXPECT_TRUE(Contains(status.message(),
