@@ -114,11 +114,13 @@ bool IsCertificate(PemType type) { return type == PemType::kCertificate; }
 bool IsCrl(PemType type) { return type == PemType::kX509Crl; }
 
 // Parses all of `der` with d2i (no trailing bytes); null on failure, errors drained.
-template <typename T, T* (*d2i)(T**, const unsigned char**, long)>  // NOLINT
-T* ParseWhole(absl::string_view der) {
+// `Ptr` owns a T, so an object d2i made before trailing bytes refuse it is freed.
+template <typename Ptr, typename T,
+          T* (*d2i)(T**, const unsigned char**, long)>  // NOLINT
+Ptr ParseWhole(absl::string_view der) {
   const auto* start = reinterpret_cast<const unsigned char*>(der.data());
   const unsigned char* p = start;
-  T* parsed = d2i(nullptr, &p, static_cast<long>(der.size()));  // NOLINT
+  Ptr parsed(d2i(nullptr, &p, static_cast<long>(der.size())));  // NOLINT
   if (parsed != nullptr && p == start + der.size()) return parsed;
   (void)DrainOpenSslErrors();
   return nullptr;
@@ -133,7 +135,7 @@ absl::StatusOr<std::vector<Ptr>> ParseAll(const std::vector<PemBlock>& blocks,
                                           absl::string_view structure) {
   std::vector<Ptr> parsed;
   for (const PemBlock& block : blocks) {
-    Ptr one(ParseWhole<T, d2i>(block.der_view()));
+    Ptr one = ParseWhole<Ptr, T, d2i>(block.der_view());
     if (one == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           what, " ", parsed.size() + 1, " does not parse as DER ", structure));
@@ -287,8 +289,8 @@ absl::StatusOr<SecretBytes> ReadPemPrivateKey(absl::string_view text,
     default:
       break;
   }
-  Pkcs8Ptr info(
-      ParseWhole<PKCS8_PRIV_KEY_INFO, d2i_PKCS8_PRIV_KEY_INFO>(block.der_view()));
+  Pkcs8Ptr info(ParseWhole<Pkcs8Ptr, PKCS8_PRIV_KEY_INFO, d2i_PKCS8_PRIV_KEY_INFO>(
+      block.der_view()));
   if (info == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, " does not parse as PKCS#8 PrivateKeyInfo"));
@@ -297,7 +299,8 @@ absl::StatusOr<SecretBytes> ReadPemPrivateKey(absl::string_view text,
 }
 
 absl::StatusOr<EvpPkeyPtr> ParsePkcs8PrivateKey(const SecretBytes& der) {
-  Pkcs8Ptr info(ParseWhole<PKCS8_PRIV_KEY_INFO, d2i_PKCS8_PRIV_KEY_INFO>(der.view()));
+  Pkcs8Ptr info(
+      ParseWhole<Pkcs8Ptr, PKCS8_PRIV_KEY_INFO, d2i_PKCS8_PRIV_KEY_INFO>(der.view()));
   if (info == nullptr) {
     return absl::InvalidArgumentError("not an unencrypted DER PKCS#8 private key");
   }

@@ -112,7 +112,9 @@ absl::StatusOr<std::vector<X509CrlPtr>> ReadPemCrls(absl::string_view text,
 // The one private key in `text` as unencrypted PKCS#8 PrivateKeyInfo DER: a PRIVATE KEY
 // block as it is, an RSA or EC PRIVATE KEY block converted. Refused: no private key
 // block, more than one, ENCRYPTED PRIVATE KEY or legacy-encrypted blocks (this reader
-// asks for no passphrase), a body that does not parse. Every intermediate copy of the
+// asks for no passphrase), a body that does not parse (for a PRIVATE KEY block: the
+// PrivateKeyInfo structure; ParsePkcs8PrivateKey decodes the key itself and may still
+// refuse it, e.g. an algorithm OpenSSL does not know). Every intermediate copy of the
 // key is wiped.
 absl::StatusOr<SecretBytes> ReadPemPrivateKey(absl::string_view text,
                                               const PemOptions& options = {});

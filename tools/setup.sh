@@ -38,6 +38,9 @@ test_packages=(
   dnsmasq-base curl gnutls-bin
   # Unmodified TLS servers for the provider's end-to-end tests and benchmark.
   nginx haproxy
+  # libFuzzer with ASan and UBSan: `--config=fuzz` and tools/fuzz.sh (the corpus
+  # replay tests build with g++ and need neither).
+  clang-14 libclang-rt-14-dev
 )
 [[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 

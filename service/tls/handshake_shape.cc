@@ -319,7 +319,11 @@ bool ParseDhParams(absl::string_view params, size_t key_bytes, absl::string_view
 
 absl::Status CheckTls12(absl::string_view message, const SchemeInfo& scheme,
                         hsm::KeyAlgorithm key, const HandshakeShapeOptions& options) {
-  if (scheme.family == hsm::KeyFamily::kEd25519) {
+  // The key as well as the scheme: this refusal must not rest on CheckScheme having
+  // matched the two first.
+  const hsm::KeyAlgorithmInfo* key_info = hsm::FindKeyAlgorithm(key);
+  if (scheme.family == hsm::KeyFamily::kEd25519 ||
+      (key_info != nullptr && key_info->family == hsm::KeyFamily::kEd25519)) {
     return Deny12(
         "Ed25519 keys sign only TLS 1.3 CertificateVerify inputs: an Ed25519 signature "
         "covers the message itself, and in TLS 1.2 the 64 caller-chosen random bytes "

@@ -469,6 +469,17 @@ TEST(HandshakeShapeTest, Tls12Ed25519IsRefused) {
   }
 }
 
+// The key alone refuses it too, even under a scheme CheckScheme would not have matched
+// with it (found by handshake_shape_fuzz).
+TEST(HandshakeShapeTest, Tls12Ed25519KeyIsRefusedWhateverTheScheme) {
+  for (const SchemeInfo& scheme : AllSchemes()) {
+    if (!scheme.tls12) continue;
+    SCOPED_TRACE(scheme.name);
+    ExpectDenied(Ecdhe(kCurves[0]), offkey::v1::TLS_1_2, "Ed25519 keys sign only TLS 1.3",
+                 Signer{scheme, KeyAlgorithm::kEd25519, DheOn()});
+  }
+}
+
 // --- TLS 1.2 DHE
 // ------------------------------------------------------------------------
 
