@@ -407,6 +407,15 @@ bool Accepting(int port) {
   return ok;
 }
 
+// Waits up to 20 s for a server to accept on 127.0.0.1:port.
+bool AwaitAccepting(int port) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(20);
+  while (!Accepting(port) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return Accepting(port);
+}
+
 // Debian's nginx 1.22, a master and two workers, with an RSA and an ECDSA certificate
 // whose keys are references: the workers connect to offkeyd after the fork.
 TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
@@ -471,11 +480,7 @@ TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {
                           {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
                           dir_ + "/nginx/stderr.log", {dir_ + "/nginx/nginx.pid"}, &why))
       << why;
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!Accepting(port) && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(dir_ + "/nginx/error.log");
+  ASSERT_TRUE(AwaitAccepting(port)) << ReadFileOrEmpty(dir_ + "/nginx/error.log");
   EXPECT_EQ(OperationCount("sign"), 0);  // Master and workers loaded the keys: no RPC.
 
   auto curl = [&](const std::vector<std::string>& tls) {
@@ -1069,6 +1074,14 @@ class IdleTerminatorTest : public ProviderTest {
     absl::SleepFor(kIdle);
   }
 
+  // curl fetching "/" from 127.0.0.1:port over TLS 1.3, as localhost.
+  ProcessResult CurlTls13(int port) {
+    return RunProcess({"/usr/bin/curl", "-sS", "--cacert", dir_ + "/ca.pem", "--resolve",
+                       absl::StrCat("localhost:", port, ":127.0.0.1"), "--tlsv1.3",
+                       absl::StrCat("https://localhost:", port, "/")},
+                      "", ClientEnv());
+  }
+
   // Past the provider's keepalive_time (20 s) and every connection timer above.
   static constexpr absl::Duration kIdle = absl::Seconds(22);
   static constexpr int kHandshakes = 5;
@@ -1120,17 +1133,8 @@ TEST_P(IdleTerminatorTest, NginxWorkersHandshakeOnTheFirstTryAfterIdling) {
       {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")}, n + "/stderr.log",
       {n + "/nginx.pid"}, &why))
       << why;
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!Accepting(port) && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(n + "/error.log");
-  auto curl = [&] {
-    return RunProcess({"/usr/bin/curl", "-sS", "--cacert", dir_ + "/ca.pem", "--resolve",
-                       absl::StrCat("localhost:", port, ":127.0.0.1"), "--tlsv1.3",
-                       absl::StrCat("https://localhost:", port, "/")},
-                      "", ClientEnv());
-  };
+  ASSERT_TRUE(AwaitAccepting(port)) << ReadFileOrEmpty(n + "/error.log");
+  auto curl = [&] { return CurlTls13(port); };
   // A few handshakes first, so both workers are likely to have a connection to lose.
   for (int i = 0; i < 4; ++i) ASSERT_EQ(curl().exit_code, 0) << curl().err;
   ASSERT_NO_FATAL_FAILURE(Idle());
@@ -1173,17 +1177,8 @@ TEST_P(IdleTerminatorTest, HaproxyHandshakesOnTheFirstTryAfterIdling) {
                     {absl::StrCat("OPENSSL_CONF=", dir_, "/openssl.cnf")},
                     dir_ + "/haproxy.log", {}, &why))
       << why;
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!Accepting(port) && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_TRUE(Accepting(port)) << ReadFileOrEmpty(dir_ + "/haproxy.log");
-  auto curl = [&] {
-    return RunProcess({"/usr/bin/curl", "-sS", "--cacert", dir_ + "/ca.pem", "--resolve",
-                       absl::StrCat("localhost:", port, ":127.0.0.1"), "--tlsv1.3",
-                       absl::StrCat("https://localhost:", port, "/")},
-                      "", ClientEnv());
-  };
+  ASSERT_TRUE(AwaitAccepting(port)) << ReadFileOrEmpty(dir_ + "/haproxy.log");
+  auto curl = [&] { return CurlTls13(port); };
   ASSERT_EQ(curl().out, "hello from haproxy");
   ASSERT_NO_FATAL_FAILURE(Idle());
 
