@@ -1,8 +1,10 @@
 #!/bin/bash
 # Runs the whole test suite: installs what is missing, then `bazel test //...`.
 # Then scans every test log and output for the secrets the tests recorded
-# (tools/logscan.py). Ends with "N passed, N failed", counting test cases from Bazel's
-# test.xml reports plus the scan.
+# (tools/logscan.py) and, on a whole-suite run, fuzzes each libFuzzer target briefly
+# (tools/fuzz.sh, OFFKEY_CI_FUZZ_SECONDS each, default 20; 0 skips). Ends with "N passed,
+# N failed", counting test cases from Bazel's test.xml reports plus the scan and the
+# fuzzing.
 # Extra arguments go to `bazel test` (e.g. a target pattern instead of //...).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -44,6 +46,17 @@ require=()
 scan_rc=$?
 [[ $scan_rc -eq 0 ]] || rc=1
 
+# Every fuzz target for a short while on a copy of its seeds (the corpus replays already
+# ran as ordinary tests): a crash fails the run and its input is kept for the report.
+checks=("$scan_rc")  # Exit codes of the checks beyond the test cases, one case each.
+fuzz_seconds=${OFFKEY_CI_FUZZ_SECONDS:-20}
+if [[ $# -eq 0 && $fuzz_seconds -gt 0 ]]; then
+  ./tools/fuzz.sh --seconds "$fuzz_seconds"
+  fuzz_rc=$?
+  checks+=("$fuzz_rc")
+  [[ $fuzz_rc -eq 0 ]] || rc=1
+fi
+
 # Count test cases (not just targets) from the JUnit reports of the tests just run; a
 # test target without a report (it did not build or did not run) counts as one failure.
 echo "$labels" |
@@ -65,10 +78,11 @@ for label in sys.stdin.read().split():
             failed += 1
         elif case.get("status", "run") == "run" and case.find("skipped") is None:
             passed += 1
-if sys.argv[2] == "0":
-    passed += 1
-else:
-    failed += 1
+for check_rc in sys.argv[2:]:
+    if check_rc == "0":
+        passed += 1
+    else:
+        failed += 1
 print(f"{passed} passed, {failed} failed")
-' "$testlogs" "$scan_rc"
+' "$testlogs" "${checks[@]}"
 exit $rc
