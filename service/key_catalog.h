@@ -2,6 +2,7 @@
 #ifndef OFFKEY_SERVICE_KEY_CATALOG_H_
 #define OFFKEY_SERVICE_KEY_CATALOG_H_
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,12 @@
 #include "offkey/v1/metadata.pb.h"
 
 namespace offkey::service {
+
+// The labels a key may carry (key_admin.proto): the admin plane enforces them when
+// labels are written, the data plane on label selectors (a larger one selects nothing).
+inline constexpr size_t kMaxLabels = 64;
+inline constexpr size_t kMaxLabelKeyBytes = 63;
+inline constexpr size_t kMaxLabelValueBytes = 255;
 
 // One key as the data plane sees it. Immutable once published.
 struct KeyRecord {

@@ -40,21 +40,20 @@ absl::Status ValidateContext(const offkey::v1::TlsContext& context) {
   }
 }
 
-// The admin plane's limits (key_admin.proto): at most 64 entries, each one a label a
-// key could carry; anything larger selects nothing and only costs work.
+// The labels a key may carry (key_catalog.h): anything larger selects nothing and only
+// costs work.
 absl::Status ValidateLabelSelector(
     const google::protobuf::Map<std::string, std::string>& selector) {
-  constexpr size_t kMaxEntries = 64, kMaxKey = 63, kMaxValue = 255;
-  if (selector.size() > kMaxEntries) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "label_selector: at most ", kMaxEntries, " entries; got ", selector.size()));
+  if (selector.size() > kMaxLabels) {
+    return absl::InvalidArgumentError(absl::StrCat("label_selector: at most ", kMaxLabels,
+                                                   " entries; got ", selector.size()));
   }
   for (const auto& [key, value] : selector) {
-    if (key.size() > kMaxKey || value.size() > kMaxValue) {
+    if (key.size() > kMaxLabelKeyBytes || value.size() > kMaxLabelValueBytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label_selector: label keys are at most ", kMaxKey,
-                       " bytes and values at most ", kMaxValue, "; got a ", key.size(),
-                       "-byte key with a ", value.size(), "-byte value"));
+          absl::StrCat("label_selector: label keys are at most ", kMaxLabelKeyBytes,
+                       " bytes and values at most ", kMaxLabelValueBytes, "; got a ",
+                       key.size(), "-byte key with a ", value.size(), "-byte value"));
     }
   }
   return absl::OkStatus();

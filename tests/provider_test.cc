@@ -1082,6 +1082,17 @@ class IdleTerminatorTest : public ProviderTest {
                       "", ClientEnv());
   }
 
+  // kHandshakes fetches after idling, each of which must succeed on the first try (one
+  // Sign each, nothing retried), the body being `body`.
+  void ExpectHandshakesAfterIdling(int port, const std::string& body) {
+    const int before = OperationCount("sign");
+    for (int i = 0; i < kHandshakes; ++i) {
+      ProcessResult r = CurlTls13(port);
+      EXPECT_EQ(r.out, body) << "handshake " << i << " after idling: " << r.err;
+    }
+    EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  }
+
   // Past the provider's keepalive_time (20 s) and every connection timer above.
   static constexpr absl::Duration kIdle = absl::Seconds(22);
   static constexpr int kHandshakes = 5;
@@ -1134,18 +1145,14 @@ TEST_P(IdleTerminatorTest, NginxWorkersHandshakeOnTheFirstTryAfterIdling) {
       {n + "/nginx.pid"}, &why))
       << why;
   ASSERT_TRUE(AwaitAccepting(port)) << ReadFileOrEmpty(n + "/error.log");
-  auto curl = [&] { return CurlTls13(port); };
   // A few handshakes first, so both workers are likely to have a connection to lose.
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(curl().exit_code, 0) << curl().err;
+  for (int i = 0; i < 4; ++i) {
+    ProcessResult r = CurlTls13(port);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
   ASSERT_NO_FATAL_FAILURE(Idle());
 
-  const int before = OperationCount("sign");
-  for (int i = 0; i < kHandshakes; ++i) {
-    ProcessResult r = curl();
-    EXPECT_EQ(r.out, "hello from nginx\n")
-        << "handshake " << i << " after idling: " << r.err;
-  }
-  EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  ExpectHandshakesAfterIdling(port, "hello from nginx\n");
   const std::string log = ReadFileOrEmpty(n + "/error.log");
   EXPECT_EQ(log.find("offkey:"), std::string::npos) << log;
   EXPECT_EQ(nginx.Stop(), 0);
@@ -1178,17 +1185,10 @@ TEST_P(IdleTerminatorTest, HaproxyHandshakesOnTheFirstTryAfterIdling) {
                     dir_ + "/haproxy.log", {}, &why))
       << why;
   ASSERT_TRUE(AwaitAccepting(port)) << ReadFileOrEmpty(dir_ + "/haproxy.log");
-  auto curl = [&] { return CurlTls13(port); };
-  ASSERT_EQ(curl().out, "hello from haproxy");
+  ASSERT_EQ(CurlTls13(port).out, "hello from haproxy");
   ASSERT_NO_FATAL_FAILURE(Idle());
 
-  const int before = OperationCount("sign");
-  for (int i = 0; i < kHandshakes; ++i) {
-    ProcessResult r = curl();
-    EXPECT_EQ(r.out, "hello from haproxy")
-        << "handshake " << i << " after idling: " << r.err;
-  }
-  EXPECT_EQ(OperationCount("sign"), before + kHandshakes);
+  ExpectHandshakesAfterIdling(port, "hello from haproxy");
   const std::string log = ReadFileOrEmpty(dir_ + "/haproxy.log");
   EXPECT_EQ(log.find("SSL handshake failure"), std::string::npos) << log;
   EXPECT_EQ(haproxy.Stop(), 0);

@@ -114,25 +114,26 @@ absl::Status CheckKeyName(absl::string_view name) {
 }
 
 absl::Status CheckLabels(const google::protobuf::Map<std::string, std::string>& labels) {
-  if (labels.size() > 64) {
+  if (labels.size() > kMaxLabels) {
     return absl::InvalidArgumentError(
-        absl::StrCat("labels: at most 64; got ", labels.size()));
+        absl::StrCat("labels: at most ", kMaxLabels, "; got ", labels.size()));
   }
   for (const auto& [key, value] : labels) {
     const bool key_ok =
-        !key.empty() && key.size() <= 63 && absl::ascii_islower(key[0]) &&
+        !key.empty() && key.size() <= kMaxLabelKeyBytes && absl::ascii_islower(key[0]) &&
         std::all_of(key.begin(), key.end(), [](char c) {
           return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' || c == '-';
         });
     if (!key_ok) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "labels: key '", key.substr(0, 80),
-          "' must be 1..63 characters of a-z 0-9 _ -, starting with a letter"));
+          "labels: key '", key.substr(0, 80), "' must be 1..", kMaxLabelKeyBytes,
+          " characters of a-z 0-9 _ -, starting with a letter"));
     }
     // UTF-8 is the wire's to enforce: protobuf refuses a proto3 string that is not.
-    if (value.size() > 255) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "labels[", key, "]: the value must be at most 255 bytes of UTF-8"));
+    if (value.size() > kMaxLabelValueBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("labels[", key, "]: the value must be at most ",
+                       kMaxLabelValueBytes, " bytes of UTF-8"));
     }
   }
   return absl::OkStatus();
