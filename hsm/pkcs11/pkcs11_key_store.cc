@@ -82,7 +82,18 @@ int ChainIndex(absl::string_view label) {
 absl::StatusOr<std::unique_ptr<Pkcs11KeyStore>> Pkcs11KeyStore::Create(
     const TokenOptions& options) {
   OFFKEY_ASSIGN_OR_RETURN(std::unique_ptr<Token> token, Token::Open(options));
-  std::unique_ptr<Pkcs11KeyStore> store(new Pkcs11KeyStore(std::move(token)));
+  std::optional<Capabilities> capabilities;
+  OFFKEY_RETURN_IF_ERROR(token->Run("read the mechanism list", absl::InfiniteFuture(),
+                                    [&](CK_SESSION_HANDLE, int) -> absl::Status {
+                                      OFFKEY_ASSIGN_OR_RETURN(
+                                          capabilities,
+                                          Capabilities::Read(token->fn(), token->slot()));
+                                      return absl::OkStatus();
+                                    }));
+  OFFKEY_RETURN_IF_ERROR(
+      capabilities->CanUseStoreSecret(/*generate=*/false, kHmacKeyLabel));
+  std::unique_ptr<Pkcs11KeyStore> store(
+      new Pkcs11KeyStore(std::move(token), *std::move(capabilities)));
   // Make (or find) the store secret now: the first premaster should not pay for it, and
   // health checks rely on it being there.
   OFFKEY_RETURN_IF_ERROR(store->token_->Run(
@@ -382,6 +393,7 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
   OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
   OFFKEY_ASSIGN_OR_RETURN(ImportedKey key, ImportedKeyFromPkcs8(pkcs8_der));
+  OFFKEY_RETURN_IF_ERROR(capabilities_.CanSign(key.algorithm));
   return StoreKeyPair(name, key.algorithm, key.spki, [&](Template& priv, Template& pub) {
     priv.Ulong(CKA_KEY_TYPE, key.key_type);
     pub.Ulong(CKA_KEY_TYPE, key.key_type);
@@ -400,6 +412,7 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::GenerateKey(absl::string_view name,
   if (KeyBits(algorithm) == 0) {
     return absl::InvalidArgumentError("unknown key algorithm");
   }
+  OFFKEY_RETURN_IF_ERROR(capabilities_.CanGenerate(algorithm));
   OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
   // Generate under a random temporary id, then re-id both halves with the SKI, which is
@@ -714,6 +727,7 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::RsaDecryptRaw(absl::string_view key_
           return absl::InvalidArgumentError(
               "ciphertext is not less than the RSA modulus");
         }
+        OFFKEY_RETURN_IF_ERROR(capabilities_.CanDecryptRaw(key.algorithm));
         CK_MECHANISM mech = {CKM_RSA_X_509, nullptr, 0};
         OFFKEY_RETURN_IF_ERROR(CkRvStatus(
             token_->fn()->C_DecryptInit(session, &mech, key.object), "C_DecryptInit"));
@@ -759,6 +773,8 @@ absl::Status Pkcs11KeyStore::ResolveHmacKey(CK_SESSION_HANDLE session, bool fres
     return CkRvStatus(CKR_USER_NOT_LOGGED_IN, "no store secret found while logged out");
   }
   if (found.empty()) {
+    OFFKEY_RETURN_IF_ERROR(
+        capabilities_.CanUseStoreSecret(/*generate=*/true, kHmacKeyLabel));
     Template key;
     key.Ulong(CKA_CLASS, CKO_SECRET_KEY)
         .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)

@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "hsm/key_store.h"
+#include "hsm/pkcs11/capabilities.h"
 #include "hsm/pkcs11/object_io.h"
 #include "hsm/pkcs11/token.h"
 
@@ -27,8 +28,16 @@ namespace offkey::hsm::pkcs11 {
 // Thread-safe; concurrency is bounded by the token's session pool.
 class Pkcs11KeyStore final : public KeyStore {
  public:
+  // Opens the token, reads what its module can do (Capabilities) and finds or makes
+  // the store secret. FAILED_PRECONDITION if the module cannot provide the store secret
+  // (see Capabilities::CanUseStoreSecret); Token::Open's errors otherwise.
   static absl::StatusOr<std::unique_ptr<Pkcs11KeyStore>> Create(
       const TokenOptions& options);
+
+  // What the module can do, read once by Create. GenerateKey, ImportKey and
+  // RsaDecryptRaw refuse what it lacks with UNIMPLEMENTED before calling the module;
+  // Summary() is meant for start-up logs.
+  const Capabilities& capabilities() const { return capabilities_; }
 
   absl::StatusOr<KeyInfo> GenerateKey(absl::string_view name,
                                       KeyAlgorithm algorithm) override;
@@ -69,7 +78,8 @@ class Pkcs11KeyStore final : public KeyStore {
     uint64_t epoch = 0;
   };
 
-  explicit Pkcs11KeyStore(std::unique_ptr<Token> token) : token_(std::move(token)) {}
+  Pkcs11KeyStore(std::unique_ptr<Token> token, Capabilities capabilities)
+      : token_(std::move(token)), capabilities_(std::move(capabilities)) {}
 
   // The helpers below run inside Token::Run: a failed PKCS#11 call is a status carrying
   // its CK_RV (CkRvStatus), which Run may recover from; other failures (NOT_FOUND,
@@ -105,6 +115,7 @@ class Pkcs11KeyStore final : public KeyStore {
   absl::Status CheckNameFree(absl::string_view name);
 
   std::unique_ptr<Token> token_;
+  const Capabilities capabilities_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, KeyHandle> handles_ ABSL_GUARDED_BY(mu_);
   CK_OBJECT_HANDLE hmac_key_ ABSL_GUARDED_BY(mu_) = CK_INVALID_HANDLE;
