@@ -29,14 +29,19 @@ CK_RV Initialize(CK_FUNCTION_LIST* fn) {
   return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
 }
 
-// Whether the module is SoftHSM2, whose object store needs object changes kept apart
-// from other calls (see Module::object_changes_need_exclusive_access).
-bool IsSoftHsm(CK_FUNCTION_LIST* fn) {
+// Whether the module is SoftHSM2 or opencryptoki, whose object stores need object
+// changes kept apart from other calls (see Module::object_changes_need_exclusive_access).
+bool NeedsExclusiveObjectChanges(CK_FUNCTION_LIST* fn) {
   CK_INFO info;
   if (fn->C_GetInfo(&info) != CKR_OK) return false;
   const absl::string_view manufacturer(reinterpret_cast<const char*>(info.manufacturerID),
                                        sizeof(info.manufacturerID));
-  return absl::StartsWith(manufacturer, "SoftHSM");
+  const absl::string_view description(
+      reinterpret_cast<const char*>(info.libraryDescription),
+      sizeof(info.libraryDescription));
+  return absl::StartsWith(manufacturer, "SoftHSM") ||
+         (absl::StartsWith(manufacturer, "IBM") &&
+          absl::StartsWith(description, "Meta PKCS11 LIBRARY"));
 }
 
 // The modules this thread holds a Call on, so that nested Calls enter at once (a
@@ -115,7 +120,7 @@ absl::StatusOr<Module*> Module::Load(const std::string& path) {
     return CkRvStatus(rv, absl::StrCat("C_Initialize of '", path, "'"));
   }
   // Lives until the process ends.
-  auto* module = new Module(path, handle, fn, IsSoftHsm(fn));
+  auto* module = new Module(path, handle, fn, NeedsExclusiveObjectChanges(fn));
   Registry()[path] = module;
   return module;
 }

@@ -36,7 +36,9 @@ class Module {
   // file before registering it, and another thread that re-reads the token meanwhile
   // takes the half-written file for the object, so both calls fail at random
   // (CKR_GENERAL_ERROR, CKR_TEMPLATE_INCONSISTENT) and later reads miss attributes.
-  // Known from C_GetInfo's manufacturer; false for every other module.
+  // True for opencryptoki (3.8): reading an object that another thread is destroying
+  // fails with CKR_FUNCTION_FAILED and then crashes the process inside the module.
+  // Known from C_GetInfo's manufacturer and description; false for every other module.
   bool object_changes_need_exclusive_access() const { return exclusive_object_changes_; }
 
   // Incremented every time the module is re-initialised. Sessions and object handles

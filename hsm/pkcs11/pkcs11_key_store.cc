@@ -60,6 +60,33 @@ void MetadataSelector(absl::string_view key_id, Template& tmpl) {
       .Bytes(CKA_OBJECT_ID, key_id);
 }
 
+// The same for modules that refuse CKA_OBJECT_ID on data objects (opencryptoki 3.8
+// answers CKR_TEMPLATE_INCONSISTENT): the id goes in the application name instead.
+// Readers look for both forms, so a token written either way reads the same.
+void MetadataSelectorByApplication(absl::string_view key_id, Template& tmpl) {
+  tmpl.Ulong(CKA_CLASS, CKO_DATA)
+      .Bytes(CKA_APPLICATION, absl::StrCat(kMetadataApplication, "/", Hex(key_id)));
+}
+
+// Whether a C_CreateObject refusal means the module does not take CKA_OBJECT_ID there.
+bool RefusesObjectId(CK_RV rv) {
+  return rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+         rv == CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
+// The metadata objects of `key_id` in either form.
+CK_RV FindMetadata(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
+                   absl::string_view key_id, std::vector<CK_OBJECT_HANDLE>* found) {
+  Template by_id, by_application;
+  MetadataSelector(key_id, by_id);
+  MetadataSelectorByApplication(key_id, by_application);
+  std::vector<CK_OBJECT_HANDLE> more;
+  CK_RV rv = FindObjects(fn, session, by_id, found);
+  if (rv == CKR_OK) rv = FindObjects(fn, session, by_application, &more);
+  found->insert(found->end(), more.begin(), more.end());
+  return rv;
+}
+
 // Strips leading zero bytes (PKCS#11 big integers may carry them).
 absl::string_view StripZeros(absl::string_view v) {
   while (v.size() > 1 && v[0] == '\0') v.remove_prefix(1);
@@ -171,7 +198,8 @@ absl::Status Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session,
 
 absl::Status Pkcs11KeyStore::ReplaceObjects(
     CK_SESSION_HANDLE session, absl::string_view key_id, Template& find,
-    const std::function<absl::Status(const std::string& key_name)>& create) {
+    const std::function<absl::Status(const std::string& key_name)>& create,
+    Template* also_find) {
   const CK_FUNCTION_LIST* fn = token_->fn();
   KeyHandle key;
   OFFKEY_RETURN_IF_ERROR(ResolveKey(session, key_id, false, &key));
@@ -181,6 +209,12 @@ absl::Status Pkcs11KeyStore::ReplaceObjects(
   std::vector<CK_OBJECT_HANDLE> old;
   OFFKEY_RETURN_IF_ERROR(
       CkRvStatus(FindObjects(fn, session, find, &old), "C_FindObjects (old objects)"));
+  if (also_find != nullptr) {
+    std::vector<CK_OBJECT_HANDLE> more;
+    OFFKEY_RETURN_IF_ERROR(CkRvStatus(FindObjects(fn, session, *also_find, &more),
+                                      "C_FindObjects (old objects)"));
+    old.insert(old.end(), more.begin(), more.end());
+  }
   // New objects first, old ones after: a failure in between leaves both, never neither.
   OFFKEY_RETURN_IF_ERROR(create(name));
   for (CK_OBJECT_HANDLE h : old) fn->C_DestroyObject(session, h);
@@ -494,10 +528,8 @@ absl::Status Pkcs11KeyStore::DestroyKey(absl::string_view key_id) {
         std::vector<CK_OBJECT_HANDLE> found;
         OFFKEY_RETURN_IF_ERROR(
             CkRvStatus(FindObjects(fn, session, find, &found), "C_FindObjects (key)"));
-        Template meta;
-        MetadataSelector(key_id, meta);
         std::vector<CK_OBJECT_HANDLE> meta_found;
-        OFFKEY_RETURN_IF_ERROR(CkRvStatus(FindObjects(fn, session, meta, &meta_found),
+        OFFKEY_RETURN_IF_ERROR(CkRvStatus(FindMetadata(fn, session, key_id, &meta_found),
                                           "C_FindObjects (metadata)"));
         if (found.empty()) {
           return absl::NotFoundError(absl::StrCat("no key with id ", Hex(key_id)));
@@ -600,21 +632,35 @@ absl::Status Pkcs11KeyStore::PutMetadata(absl::string_view key_id,
   return token_->Run(
       "C_CreateObject (metadata)", absl::InfiniteFuture(),
       [&](CK_SESSION_HANDLE session, int) {
-        Template find;
+        Template find, find_by_application;
         MetadataSelector(key_id, find);
+        MetadataSelectorByApplication(key_id, find_by_application);
+        auto create = [&](const std::string& name, bool by_application) {
+          Template data;
+          if (by_application) {
+            MetadataSelectorByApplication(key_id, data);
+          } else {
+            MetadataSelector(key_id, data);
+          }
+          data.Bool(CKA_TOKEN, true)
+              .Bool(CKA_PRIVATE, true)
+              .Bytes(CKA_LABEL, name)
+              .Bytes(CKA_VALUE, metadata);
+          CK_OBJECT_HANDLE h;
+          return token_->fn()->C_CreateObject(session, data.data(), data.size(), &h);
+        };
         return ReplaceObjects(
-            session, key_id, find, [&](const std::string& name) -> absl::Status {
-              Template data;
-              MetadataSelector(key_id, data);
-              data.Bool(CKA_TOKEN, true)
-                  .Bool(CKA_PRIVATE, true)
-                  .Bytes(CKA_LABEL, name)
-                  .Bytes(CKA_VALUE, metadata);
-              CK_OBJECT_HANDLE h;
-              return CkRvStatus(
-                  token_->fn()->C_CreateObject(session, data.data(), data.size(), &h),
-                  "C_CreateObject");
-            });
+            session, key_id, find,
+            [&](const std::string& name) -> absl::Status {
+              if (!metadata_by_application_.load()) {
+                CK_RV rv = create(name, false);
+                if (!RefusesObjectId(rv)) return CkRvStatus(rv, "C_CreateObject");
+              }
+              CK_RV rv = create(name, true);
+              if (rv == CKR_OK) metadata_by_application_ = true;
+              return CkRvStatus(rv, "C_CreateObject");
+            },
+            &find_by_application);
       },
       Token::Access::kChange);
 }
@@ -625,11 +671,9 @@ absl::StatusOr<std::string> Pkcs11KeyStore::GetMetadata(absl::string_view key_id
       "read metadata", absl::InfiniteFuture(),
       [&](CK_SESSION_HANDLE session, int) -> absl::Status {
         const CK_FUNCTION_LIST* fn = token_->fn();
-        Template find;
-        MetadataSelector(key_id, find);
         std::vector<CK_OBJECT_HANDLE> found;
         OFFKEY_RETURN_IF_ERROR(
-            CkRvStatus(FindObjects(fn, session, find, &found), "C_FindObjects"));
+            CkRvStatus(FindMetadata(fn, session, key_id, &found), "C_FindObjects"));
         if (found.empty()) {
           return absl::NotFoundError(
               absl::StrCat("no metadata stored for key id ", Hex(key_id)));
@@ -861,7 +905,12 @@ absl::Status Pkcs11KeyStore::CheckStoreSecretVisible() {
 
 absl::Status Pkcs11KeyStore::CheckHealth() {
   OFFKEY_RETURN_IF_ERROR(token_->CheckHealth());
-  return CheckStoreSecretVisible();
+  absl::Status visible = CheckStoreSecretVisible();
+  // On modules whose object changes run alone, a slow one (RSA key generation takes
+  // seconds on opencryptoki) keeps the lookup out past its deadline. The session check
+  // above has just shown that the token answers: busy is not unavailable.
+  if (absl::IsDeadlineExceeded(visible)) return absl::OkStatus();
+  return visible;
 }
 
 }  // namespace offkey::hsm::pkcs11

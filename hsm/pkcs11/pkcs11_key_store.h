@@ -2,6 +2,7 @@
 #ifndef OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
 #define OFFKEY_HSM_PKCS11_PKCS11_KEY_STORE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -92,9 +93,11 @@ class Pkcs11KeyStore final : public KeyStore {
   // Replaces the objects `find` selects beside the key `key_id` with those `create`
   // makes (given the key's label): new objects first, then the old ones destroyed, so a
   // failure in between leaves both, never neither. Errors as ResolveKey and `create`.
+  // Objects `also_find` selects, if given, are replaced too.
   absl::Status ReplaceObjects(
       CK_SESSION_HANDLE session, absl::string_view key_id, Template& find,
-      const std::function<absl::Status(const std::string& key_name)>& create);
+      const std::function<absl::Status(const std::string& key_name)>& create,
+      Template* also_find = nullptr);
   // Finds the store secret, creating it when `create` and it does not exist; with
   // !create, *out is CK_INVALID_HANDLE when there is none.
   absl::Status ResolveHmacKey(CK_SESSION_HANDLE session, bool fresh, bool create,
@@ -116,6 +119,9 @@ class Pkcs11KeyStore final : public KeyStore {
 
   std::unique_ptr<Token> token_;
   const Capabilities capabilities_;
+  // Set once the module refused CKA_OBJECT_ID on a metadata object and took the other
+  // form (see MetadataSelectorByApplication); later writes use that form at once.
+  std::atomic<bool> metadata_by_application_{false};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, KeyHandle> handles_ ABSL_GUARDED_BY(mu_);
   CK_OBJECT_HANDLE hmac_key_ ABSL_GUARDED_BY(mu_) = CK_INVALID_HANDLE;

@@ -368,9 +368,11 @@ absl::Status Token::Run(
       } else {
         absl::Status status;
         {
-          ObjectsGate::Pass pass(
-              module_->object_changes_need_exclusive_access() ? &objects_gate_ : nullptr,
-              access == Access::kChange, deadline);
+          ObjectsGate::Pass pass(module_->object_changes_need_exclusive_access() &&
+                                         access != Access::kSessionOnly
+                                     ? &objects_gate_
+                                     : nullptr,
+                                 access == Access::kChange, deadline);
           if (!pass.entered()) {
             Release(*lease, /*broken=*/false);
             return absl::DeadlineExceededError(
@@ -418,15 +420,17 @@ absl::Status Token::Run(
 }
 
 absl::Status Token::CheckHealth() {
-  return Run("health check", absl::Now() + absl::Seconds(2),
-             [this](CK_SESSION_HANDLE session, int) {
-               CK_SESSION_INFO info;
-               CK_RV rv = fn()->C_GetSessionInfo(session, &info);
-               if (rv == CKR_OK && info.state != CKS_RW_USER_FUNCTIONS) {
-                 rv = CKR_USER_NOT_LOGGED_IN;
-               }
-               return CkRvStatus(rv, "C_GetSessionInfo");
-             });
+  return Run(
+      "health check", absl::Now() + absl::Seconds(2),
+      [this](CK_SESSION_HANDLE session, int) {
+        CK_SESSION_INFO info;
+        CK_RV rv = fn()->C_GetSessionInfo(session, &info);
+        if (rv == CKR_OK && info.state != CKS_RW_USER_FUNCTIONS) {
+          rv = CKR_USER_NOT_LOGGED_IN;
+        }
+        return CkRvStatus(rv, "C_GetSessionInfo");
+      },
+      Access::kSessionOnly);
 }
 
 }  // namespace offkey::hsm::pkcs11

@@ -60,6 +60,8 @@ class Token {
   enum class Access {
     kUse,     // Finds, reads and uses objects.
     kChange,  // Creates, modifies or destroys objects.
+    // Uses the session alone (no object): never waits for an object change.
+    kSessionOnly,
   };
 
   // Runs `fn` on a session and returns its status. A failure of a PKCS#11 call is a

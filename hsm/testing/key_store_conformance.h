@@ -19,6 +19,7 @@
 #include <ostream>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
@@ -34,6 +35,13 @@ struct KeyStoreFactory {
   // Optional: another store over the backing of `store` (made by `make`), as a second
   // process in front of one HSM would see it. Tests that need it skip without it.
   std::function<absl::StatusOr<std::unique_ptr<KeyStore>>(KeyStore& store)> open_another;
+  // Key algorithms the store must refuse because its module lacks them (Ed25519 on
+  // tpm2-pkcs11, EC on opencryptoki 3.8). For each, the suite checks that GenerateKey
+  // and ImportKey fail with UNIMPLEMENTED naming the algorithm and containing
+  // `refusal_mentions` (the module's name), and that nothing is stored; the store-wide
+  // tests use other algorithms instead.
+  std::vector<KeyAlgorithm> refused;
+  std::string refusal_mentions;
 };
 
 // Every key algorithm offkey stores.
@@ -59,6 +67,14 @@ class KeyStoreConformanceBase {
   // Signs a random message with every scheme the key's family has and checks each
   // signature with OpenSSL (and that it fails for another message).
   void SignAndVerifyAll(const KeyInfo& key);
+  // Whether the store under test is expected to refuse `algorithm`.
+  bool Refused(KeyAlgorithm algorithm) const;
+  // Checks that `algorithm` is refused as KeyStoreFactory::refused says.
+  void ExpectRefused(KeyAlgorithm algorithm);
+  // The algorithm store-wide tests make keys of: P-256 unless refused, else RSA-2048;
+  // and a second, different one the store supports.
+  KeyAlgorithm Everyday() const;
+  KeyAlgorithm Another() const;
 
   KeyStoreFactory factory_;
   std::unique_ptr<KeyStore> store_;
