@@ -33,6 +33,12 @@ packages=(
 test_packages=(
   # SoftHSM2 for development mode and tests.
   softhsm2
+  # Two more PKCS#11 modules the store is tested on (hsm/README.md): opencryptoki's soft
+  # token (pkcsslotd), and tpm2-pkcs11 on a software TPM (swtpm) behind tpm2-abrmd on a
+  # private D-Bus; tctildr loads the TCTI libraries by name, so they are listed.
+  opencryptoki
+  libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools swtpm tpm2-abrmd dbus-daemon
+  libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0
   # A real DNS server for liboffkey's round-robin over a name's addresses, and real TLS
   # clients for the provider's handshakes.
   dnsmasq-base curl gnutls-bin

@@ -48,7 +48,16 @@ absl::StatusOr<Capabilities> Capabilities::Read(const CK_FUNCTION_LIST* fn,
       mechanisms[type] = mechanism;
     }
   }
-  return Capabilities(std::move(module), std::move(mechanisms));
+  absl::flat_hash_map<KeyAlgorithm, std::string> broken;
+  bool imports_private_keys = true;
+  if (Blank(info.manufacturerID, sizeof(info.manufacturerID)) ==
+      "tpm2-software.github.io") {
+    broken[KeyAlgorithm::kEcP521] =
+        "it drops leading zero bytes from P-521 coordinates (CKA_EC_POINT)";
+    imports_private_keys = false;
+  }
+  return Capabilities(std::move(module), std::move(mechanisms), std::move(broken),
+                      imports_private_keys);
 }
 
 absl::Status Capabilities::Need(CK_MECHANISM_TYPE mechanism,
@@ -75,6 +84,11 @@ absl::Status Capabilities::Need(CK_MECHANISM_TYPE mechanism,
 }
 
 absl::Status Capabilities::CanSign(KeyAlgorithm algorithm) const {
+  if (auto it = broken_.find(algorithm); it != broken_.end()) {
+    return absl::UnimplementedError(
+        absl::StrCat("PKCS#11 module '", module_, "' cannot be used for ",
+                     KeyAlgorithmName(algorithm), " keys: ", it->second));
+  }
   const int bits = KeyBits(algorithm);
   switch (FamilyOf(algorithm)) {
     case KeyFamily::kRsa:
@@ -112,6 +126,17 @@ absl::Status Capabilities::CanGenerate(KeyAlgorithm algorithm) const {
       break;
   }
   return CanSign(algorithm);
+}
+
+absl::Status Capabilities::CanImport(KeyAlgorithm algorithm) const {
+  OFFKEY_RETURN_IF_ERROR(CanSign(algorithm));
+  if (!imports_private_keys_) {
+    return absl::UnimplementedError(absl::StrCat(
+        "PKCS#11 module '", module_, "' cannot import ", KeyAlgorithmName(algorithm),
+        " keys: it creates no private key objects from outside; generate the key on "
+        "the token instead"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Capabilities::CanDecryptRaw(KeyAlgorithm algorithm) const {

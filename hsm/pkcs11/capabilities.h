@@ -19,12 +19,24 @@ class Capabilities {
   using MechanismMap = absl::flat_hash_map<CK_MECHANISM_TYPE, CK_MECHANISM_INFO>;
 
   // Reads C_GetInfo and the mechanism list of `slot` (C_GetMechanismList, then
-  // C_GetMechanismInfo for each). The caller holds a Module::Call. Errors: a CkRvStatus.
+  // C_GetMechanismInfo for each). Modules known to get an algorithm wrong although they
+  // list its mechanisms are recognised by C_GetInfo and refused that algorithm:
+  // tpm2-pkcs11 (1.9) drops leading zero bytes from P-521 coordinates, so its P-521
+  // public keys (and r, s) come back malformed about three times in four. The caller
+  // holds a Module::Call. Errors: a CkRvStatus.
   static absl::StatusOr<Capabilities> Read(const CK_FUNCTION_LIST* fn, CK_SLOT_ID slot);
 
   // `module` names the module in messages, e.g. "SoftHSM (Implementation of PKCS11 2.6)".
-  Capabilities(std::string module, MechanismMap mechanisms)
-      : module_(std::move(module)), mechanisms_(std::move(mechanisms)) {}
+  // `broken` lists key algorithms the module lists mechanisms for but gets wrong, with
+  // the reason (see Read).
+  // Without `imports_private_keys`, ImportKey is refused (see CanImport).
+  Capabilities(std::string module, MechanismMap mechanisms,
+               absl::flat_hash_map<KeyAlgorithm, std::string> broken = {},
+               bool imports_private_keys = true)
+      : module_(std::move(module)),
+        mechanisms_(std::move(mechanisms)),
+        broken_(std::move(broken)),
+        imports_private_keys_(imports_private_keys) {}
 
   const std::string& module() const { return module_; }
 
@@ -34,6 +46,11 @@ class Capabilities {
   // OK if keys of `algorithm` stored by other means (import) can sign. UNIMPLEMENTED
   // otherwise, as CanGenerate.
   absl::Status CanSign(KeyAlgorithm algorithm) const;
+  // OK if a private key of `algorithm` given to the store (PKCS#8) can be stored with
+  // C_CreateObject and signed with. UNIMPLEMENTED otherwise: as CanSign, or because the
+  // module takes no private key objects at all (tpm2-pkcs11 1.9, recognised by
+  // C_GetInfo: its keys must be made in the TPM).
+  absl::Status CanImport(KeyAlgorithm algorithm) const;
   // OK if the raw RSA private operation (CKM_RSA_X_509 decryption, for TLS 1.2 RSA key
   // exchange) works with RSA keys of `algorithm`; UNIMPLEMENTED otherwise.
   absl::Status CanDecryptRaw(KeyAlgorithm algorithm) const;
@@ -55,6 +72,8 @@ class Capabilities {
 
   std::string module_;
   MechanismMap mechanisms_;
+  absl::flat_hash_map<KeyAlgorithm, std::string> broken_;
+  bool imports_private_keys_;
 };
 
 }  // namespace offkey::hsm::pkcs11

@@ -71,6 +71,31 @@ TEST(CapabilitiesTest, UnstatedOrByteSizedEcLimitsAreLeftToTheModule) {
   EXPECT_THAT(caps.CanGenerate(KeyAlgorithm::kEcP521), IsOk());
 }
 
+TEST(CapabilitiesTest, AlgorithmsKnownBrokenAreRefusedWithTheReason) {
+  Capabilities::MechanismMap m;
+  m[CKM_EC_KEY_PAIR_GEN] = {192, 638, CKF_GENERATE_KEY_PAIR};
+  m[CKM_ECDSA] = {192, 638, CKF_SIGN};
+  Capabilities caps("m", std::move(m), {{KeyAlgorithm::kEcP521, "it drops zeros"}});
+  EXPECT_THAT(caps.CanGenerate(KeyAlgorithm::kEcP384), IsOk());
+  EXPECT_THAT(caps.CanSign(KeyAlgorithm::kEcP521),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       AllOf(HasSubstr("'m'"), HasSubstr("ec-p521"),
+                             HasSubstr("it drops zeros"))));
+  EXPECT_THAT(caps.CanGenerate(KeyAlgorithm::kEcP521),
+              StatusIs(absl::StatusCode::kUnimplemented));
+}
+
+TEST(CapabilitiesTest, ImportRefusedWhenTheModuleTakesNoPrivateKeys) {
+  EXPECT_THAT(Tpm2Like().CanImport(KeyAlgorithm::kEcP256), IsOk());
+  Capabilities::MechanismMap m;
+  m[CKM_ECDSA] = {192, 638, CKF_SIGN};
+  Capabilities caps("m", std::move(m), {}, /*imports_private_keys=*/false);
+  EXPECT_THAT(caps.CanSign(KeyAlgorithm::kEcP256), IsOk());
+  EXPECT_THAT(caps.CanImport(KeyAlgorithm::kEcP256),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       AllOf(HasSubstr("'m'"), HasSubstr("cannot import ec-p256"))));
+}
+
 TEST(CapabilitiesTest, StoreSecretNeedsHmacAndGenerationOrProvisioning) {
   Capabilities caps = Tpm2Like();
   EXPECT_THAT(caps.CanUseStoreSecret(false, "secret-label"), IsOk());

@@ -427,7 +427,7 @@ absl::StatusOr<KeyInfo> Pkcs11KeyStore::ImportKey(absl::string_view name,
   OFFKEY_RETURN_IF_ERROR(CheckNameFree(name));
 
   OFFKEY_ASSIGN_OR_RETURN(ImportedKey key, ImportedKeyFromPkcs8(pkcs8_der));
-  OFFKEY_RETURN_IF_ERROR(capabilities_.CanSign(key.algorithm));
+  OFFKEY_RETURN_IF_ERROR(capabilities_.CanImport(key.algorithm));
   return StoreKeyPair(name, key.algorithm, key.spki, [&](Template& priv, Template& pub) {
     priv.Ulong(CKA_KEY_TYPE, key.key_type);
     pub.Ulong(CKA_KEY_TYPE, key.key_type);
@@ -909,7 +909,9 @@ absl::Status Pkcs11KeyStore::CheckHealth() {
   // On modules whose object changes run alone, a slow one (RSA key generation takes
   // seconds on opencryptoki) keeps the lookup out past its deadline. The session check
   // above has just shown that the token answers: busy is not unavailable.
-  if (absl::IsDeadlineExceeded(visible)) return absl::OkStatus();
+  if (absl::IsDeadlineExceeded(visible) && token_->ObjectChangeUnderWay()) {
+    return absl::OkStatus();
+  }
   return visible;
 }
 

@@ -326,6 +326,16 @@ Token::ObjectsGate::Pass::Pass(ObjectsGate* gate, bool exclusive, absl::Time dea
   }
 }
 
+bool Token::ObjectsGate::ChangeUnderWay() {
+  absl::MutexLock lock(&mu_);
+  return writer_ || writers_waiting_ > 0;
+}
+
+bool Token::ObjectChangeUnderWay() {
+  return module_->object_changes_need_exclusive_access() &&
+         objects_gate_.ChangeUnderWay();
+}
+
 Token::ObjectsGate::Pass::~Pass() {
   if (gate_ == nullptr || !entered_) return;
   absl::MutexLock lock(&gate_->mu_);

@@ -98,8 +98,12 @@ class Token {
   int sessions_in_use() const;
 
   // OK if a session can be used and is logged in (recovering first if needed);
-  // UNAVAILABLE otherwise.
+  // UNAVAILABLE otherwise. Does not wait for object changes.
   absl::Status CheckHealth();
+
+  // Whether a kChange run holds the token's objects or waits for them, on modules whose
+  // object changes run alone (false on others): then kUse runs wait.
+  bool ObjectChangeUnderWay();
 
   Token(const Token&) = delete;
   Token& operator=(const Token&) = delete;
@@ -172,6 +176,9 @@ class Token {
       const bool exclusive_;
       bool entered_ = true;
     };
+
+    // Whether an object change holds the gate or waits for it.
+    bool ChangeUnderWay();
 
    private:
     absl::Mutex mu_;

@@ -175,6 +175,15 @@ TEST_P(KeyStoreConformanceKeyTest, GeneratedKeySignsEverySchemeVerifiableByOpenS
 TEST_P(KeyStoreConformanceKeyTest, ImportedPkcs8KeySignsAndKeepsItsPublicKey) {
   if (Refused(algorithm())) GTEST_SKIP() << "refused (RefusedOnlyWhenDeclared)";
   SecretBytes pkcs8(GeneratePkcs8(algorithm()));
+  if (factory_.refuses_import) {
+    EXPECT_THAT(store_->ImportKey("imported", pkcs8),
+                StatusIs(absl::StatusCode::kUnimplemented,
+                         ::testing::AllOf(HasSubstr(factory_.refusal_mentions),
+                                          HasSubstr(KeyAlgorithmName(algorithm())))));
+    EXPECT_THAT(store_->FindKey(KeyLookup::Name("imported")),
+                StatusIs(absl::StatusCode::kNotFound));
+    return;
+  }
   OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key, store_->ImportKey("imported", pkcs8));
   EXPECT_EQ(key.algorithm, algorithm());
   EXPECT_EQ(key.key_id, key.ski);
@@ -194,6 +203,9 @@ TEST_P(KeyStoreConformanceKeyTest, ImportedPkcs8KeySignsAndKeepsItsPublicKey) {
 TEST_P(KeyStoreConformanceTest, WycheproofPkcs1SignaturesMatchByteForByte) {
   if (Refused(KeyAlgorithm::kRsa2048) || Refused(KeyAlgorithm::kRsa3072)) {
     GTEST_SKIP() << "RSA-2048 or RSA-3072 refused (RefusedOnlyWhenDeclared)";
+  }
+  if (factory_.refuses_import) {
+    GTEST_SKIP() << "imports refused (ImportedPkcs8KeySignsAndKeepsItsPublicKey)";
   }
   int checked = 0;
   for (const char* file : {"wycheproof/rsa_pkcs1_2048_sig_gen_test.json",

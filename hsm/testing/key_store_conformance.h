@@ -42,6 +42,9 @@ struct KeyStoreFactory {
   // tests use other algorithms instead.
   std::vector<KeyAlgorithm> refused;
   std::string refusal_mentions;
+  // Whether ImportKey is refused for every algorithm (UNIMPLEMENTED containing
+  // `refusal_mentions`): modules that cannot store private keys made elsewhere.
+  bool refuses_import = false;
 };
 
 // Every key algorithm offkey stores.

@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -44,6 +46,19 @@ bool CanConnect(int port) {
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+bool CanConnectAbstract(const std::string& name) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  // A leading NUL byte names an abstract socket; the length bounds the name.
+  memcpy(addr.sun_path + 1, name.data(), name.size());
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr),
+                    offsetof(sockaddr_un, sun_path) + 1 + name.size()) == 0;
   close(fd);
   return ok;
 }
@@ -120,28 +135,34 @@ absl::StatusOr<std::string> StartTpm() {
   }
   if (port == 0) return absl::FailedPreconditionError("swtpm did not start on any port");
 
-  const std::string bus = dir + "/bus";
+  // An abstract socket: $TEST_TMPDIR paths are often longer than a socket path may be.
+  const std::string bus =
+      absl::StrCat("offkey-test-", getpid(), "-", absl::Hex(random(), absl::kZeroPad8));
   const std::string dbus_log = dir + "/dbus.log";
   absl::StatusOr<pid_t> dbus =
       StartProcess({"dbus-daemon", "--session", "--nofork", "--nopidfile",
-                    absl::StrCat("--address=unix:path=", bus)},
+                    absl::StrCat("--address=unix:abstract=", bus)},
                    dbus_log);
   if (!dbus.ok()) return dbus.status();
   dbus_pid = *dbus;
   OFFKEY_RETURN_IF_ERROR(
-      WaitReady("dbus-daemon", *dbus, dbus_log, [&] { return FileExists(bus); }));
+      WaitReady("dbus-daemon", *dbus, dbus_log, [&] { return CanConnectAbstract(bus); }));
 
-  setenv("DBUS_SESSION_BUS_ADDRESS", absl::StrCat("unix:path=", bus).c_str(), 1);
+  setenv("DBUS_SESSION_BUS_ADDRESS", absl::StrCat("unix:abstract=", bus).c_str(), 1);
   setenv("TPM2TOOLS_TCTI", "tabrmd:bus_type=session", 1);
   setenv("TPM2_PKCS11_TCTI", "tabrmd:bus_type=session", 1);
   setenv("TPM2_PKCS11_STORE", (dir + "/store").c_str(), 1);
   setenv("TPM2_PKCS11_LOG_LEVEL", "0", 1);
 
   const std::string abrmd_log = dir + "/abrmd.log";
-  absl::StatusOr<pid_t> abrmd =
-      StartProcess({"/usr/sbin/tpm2-abrmd", "--session", "--allow-root",
-                    absl::StrCat("--tcti=swtpm:host=127.0.0.1,port=", port)},
-                   abrmd_log);
+  // Every store keeps a connection for the life of the process (modules are never
+  // finalised at exit), one per test token; and tpm2-pkcs11 keeps every key it made or
+  // used loaded on its connection, destroyed ones too. 100 is tpm2-abrmd's maximum of
+  // both (the defaults, 27, run out within one test).
+  absl::StatusOr<pid_t> abrmd = StartProcess(
+      {"/usr/sbin/tpm2-abrmd", "--session", "--allow-root", "--max-connections=100",
+       "--max-transients=100", absl::StrCat("--tcti=swtpm:host=127.0.0.1,port=", port)},
+      abrmd_log);
   if (!abrmd.ok()) return abrmd.status();
   abrmd_pid = *abrmd;
   // Ready once a TPM command goes through it.
