@@ -9,7 +9,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "hsm/key_store.h"
 #include "hsm/pkcs11/object_io.h"
 #include "hsm/pkcs11/token.h"
@@ -105,7 +105,7 @@ class Pkcs11KeyStore final : public KeyStore {
   absl::Status CheckNameFree(absl::string_view name);
 
   std::unique_ptr<Token> token_;
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   absl::flat_hash_map<std::string, KeyHandle> handles_ ABSL_GUARDED_BY(mu_);
   CK_OBJECT_HANDLE hmac_key_ ABSL_GUARDED_BY(mu_) = CK_INVALID_HANDLE;
   uint64_t hmac_epoch_ ABSL_GUARDED_BY(mu_) = 0;
