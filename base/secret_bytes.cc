@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 
 namespace offkey {
 namespace secret_memory {
@@ -62,7 +62,7 @@ void* MapPages(size_t size, bool* locked) {
 
 // One free list per class, threaded through the free blocks.
 struct FreeList {
-  absl::Mutex mu;
+  offkey::Mutex mu;
   void* head ABSL_GUARDED_BY(mu) = nullptr;
 };
 
@@ -92,7 +92,7 @@ void* Allocate(size_t size) {
   const int i = ClassOf(size);
   const size_t block = kMinClass << i;
   FreeList& list = List(i);
-  absl::MutexLock lock(&list.mu);
+  offkey::MutexLock lock(&list.mu);
   if (list.head == nullptr) {
     bool locked = false;
     auto* chunk = static_cast<uint8_t*>(MapPages(kChunk, &locked));
@@ -120,7 +120,7 @@ void Free(void* p, size_t size) {
     return;
   }
   FreeList& list = List(ClassOf(size));
-  absl::MutexLock lock(&list.mu);
+  offkey::MutexLock lock(&list.mu);
   *static_cast<void**>(p) = list.head;
   list.head = p;
 }

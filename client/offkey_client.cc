@@ -224,7 +224,7 @@ Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
       stub_(v1::KeyService::NewStub(channel_)) {}
 
 Client::~Client() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
 }
@@ -238,7 +238,7 @@ Client::Stats Client::stats() const {
 }
 
 void Client::Finished() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   --in_flight_;
 }
 
@@ -251,7 +251,7 @@ void Client::Start(Method method, Request request, const CallOptions& options,
                    Callback<Response> done) {
   const absl::Duration timeout = Timeout(options);
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     ++in_flight_;
   }
   auto* call = new PendingCall<Request, Response>(this, method, std::move(request),
@@ -328,7 +328,7 @@ bool Client::Reusable(const PipelineStream& stream) const {
 std::unique_ptr<PipelineStream> Client::TakeStream() {
   std::vector<std::unique_ptr<PipelineStream>> aged;  // Closed outside the lock.
   {
-    absl::MutexLock lock(&streams_mu_);
+    offkey::MutexLock lock(&streams_mu_);
     while (!idle_streams_.empty()) {
       std::unique_ptr<PipelineStream> stream = std::move(idle_streams_.back());
       idle_streams_.pop_back();
@@ -342,7 +342,7 @@ std::unique_ptr<PipelineStream> Client::TakeStream() {
 
 void Client::ReturnStream(std::unique_ptr<PipelineStream> stream) {
   if (!Reusable(*stream)) return;
-  absl::MutexLock lock(&streams_mu_);
+  offkey::MutexLock lock(&streams_mu_);
   idle_streams_.push_back(std::move(stream));
 }
 

@@ -51,8 +51,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "client/pipeline_stream.h"
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
@@ -200,11 +200,11 @@ class Client {
   std::atomic<int64_t> calls_{0};
   std::atomic<int64_t> attempts_{0};
   std::atomic<int64_t> streams_{0};
-  mutable absl::Mutex mu_;
+  mutable offkey::Mutex mu_;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Idle Pipeline streams; destroyed before the stub and channel they use.
-  absl::Mutex streams_mu_;
+  offkey::Mutex streams_mu_;
   std::vector<std::unique_ptr<PipelineStream>> idle_streams_ ABSL_GUARDED_BY(streams_mu_);
 };
 

@@ -214,7 +214,7 @@ void AuditLog::Log(const std::string& line) const {
 absl::Status AuditLog::Write(const AuditRecord& record) {
   std::string line = FormatAuditLine(record);
   line.push_back('\n');
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   absl::Status written = sink_->Append(line);
   if (written.ok()) {
     if (failing_.load(std::memory_order_relaxed)) {
@@ -257,7 +257,7 @@ absl::Status AuditLog::Check() const {
 }
 
 int64_t AuditLog::write_failures() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return failures_;
 }
 

@@ -13,8 +13,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 
 namespace offkey::service {
 
@@ -104,7 +104,7 @@ class AuditLog {
   const std::unique_ptr<AuditSink> sink_;
   const std::string where_;  // The path, for the operator's log.
   const AuditOptions options_;
-  mutable absl::Mutex mu_;  // Keeps a line whole if the kernel takes it in pieces.
+  mutable offkey::Mutex mu_;  // Keeps a line whole if the kernel takes it in pieces.
   // Written under mu_; read without it by Check, which every operation calls.
   std::atomic<bool> failing_{false};
   int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;

@@ -40,13 +40,13 @@ absl::StatusOr<Caller> IdentityCache::Get(const grpc::ServerContextBase& context
   std::string pem = PeerCertificatePem(context);
   if (pem.empty()) return CallerOfPem(pem, allow_plaintext);
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     auto it = identities_.find(pem);
     if (it != identities_.end()) return Caller{it->second};
   }
   absl::StatusOr<Caller> caller = CallerOfPem(pem, allow_plaintext);
   if (caller.ok()) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     if (identities_.size() >= kMaxEntries) identities_.clear();
     identities_.emplace(std::move(pem), caller->identity);
   }

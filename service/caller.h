@@ -7,7 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "service/operations.h"
 
@@ -29,7 +29,7 @@ class IdentityCache {
 
  private:
   static constexpr size_t kMaxEntries = 4096;
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   absl::flat_hash_map<std::string, std::string> identities_ ABSL_GUARDED_BY(mu_);
 };
 

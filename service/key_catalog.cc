@@ -49,7 +49,7 @@ KeyCatalog::KeyCatalog(hsm::KeyStore* store, absl::Duration ttl,
 
 KeyCatalog::~KeyCatalog() {
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     stopping_ = true;
   }
   refresher_.join();
@@ -60,7 +60,7 @@ bool KeyCatalog::RefresherMustWake() const {
 }
 
 void KeyCatalog::RefreshLoop() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   while (!stopping_) {
     // Nothing loaded yet means nobody asked: the first lookup loads. After that, a
     // reload every ttl, and one a miss asked for once min_miss_reload has passed since
@@ -93,16 +93,16 @@ void KeyCatalog::LoadEndedLocked(const absl::Status& status) {
 absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
     const std::shared_ptr<const Snapshot>& seen) {
   const absl::Time asked = absl::Now();
-  absl::MutexLock load_lock(&load_mu_);
+  offkey::MutexLock load_lock(&load_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     // Another caller may have reloaded while we waited for load_mu_; if its load failed,
     // its error answers us too rather than another walk of a failing token.
     if (snapshot_ != nullptr && snapshot_ != seen) return snapshot_;
     if (last_failed_load_ >= asked) return last_failure_;
   }
   absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = Load();
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   LoadEndedLocked(fresh.status());
   if (!fresh.ok()) return fresh.status();
   snapshot_ = *fresh;
@@ -110,19 +110,19 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
 }
 
 void KeyCatalog::RequestMissReload() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   miss_reload_requested_ = true;
 }
 
 void KeyCatalog::Invalidate() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   snapshot_.reset();
 }
 
 absl::Status KeyCatalog::Refresh() {
-  absl::MutexLock load_lock(&load_mu_);
+  offkey::MutexLock load_lock(&load_mu_);
   absl::StatusOr<std::shared_ptr<const Snapshot>> fresh = Load();
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   LoadEndedLocked(fresh.status());
   if (!fresh.ok()) return fresh.status();
   snapshot_ = *std::move(fresh);
@@ -173,7 +173,7 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Load() {
 absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Current() {
   std::shared_ptr<const Snapshot> current;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     current = snapshot_;
   }
   // The refresher keeps the snapshot within ttl; a snapshot 3 ttl old means it could

@@ -11,8 +11,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "hsm/key_store.h"
 #include "offkey/v1/common.pb.h"
 #include "offkey/v1/metadata.pb.h"
@@ -106,8 +106,8 @@ class KeyCatalog {
   hsm::KeyStore* const store_;
   const absl::Duration ttl_;
   const absl::Duration min_miss_reload_;
-  absl::Mutex load_mu_;  // One load at a time.
-  absl::Mutex mu_;
+  offkey::Mutex load_mu_;  // One load at a time.
+  offkey::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   // When the last load attempt ended, and when and how the last failed one did.
   absl::Time last_load_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

@@ -83,22 +83,22 @@ Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
       trust_(*clientverify::TrustStore::Load({})) {}
 
 void Operations::SetPolicy(std::shared_ptr<const config::Policy> policy) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   policy_ = std::move(policy);
 }
 
 void Operations::SetTrustStore(std::shared_ptr<const clientverify::TrustStore> trust) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   trust_ = std::move(trust);
 }
 
 void Operations::SetHandshakeShapeOptions(const tls::HandshakeShapeOptions& options) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   shape_options_ = options;
 }
 
 std::shared_ptr<const config::Policy> Operations::policy() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return policy_;
 }
 
@@ -158,7 +158,7 @@ absl::StatusOr<offkey::v1::SignResponse> Operations::Sign(
   if (key->metadata.usage() != offkey::v1::GENERAL_SIGNING) {
     tls::HandshakeShapeOptions shape_options;
     {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       shape_options = shape_options_;
     }
     OFFKEY_RETURN_IF_ERROR(
@@ -296,7 +296,7 @@ absl::StatusOr<offkey::v1::VerifyClientResponse> Operations::VerifyClient(
   OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
   std::shared_ptr<const clientverify::TrustStore> trust;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     if (caller.identity.empty() ||
         !policy_->AllowsKeyless(caller.identity, offkey::v1::VERIFY_CLIENT)) {
       return absl::PermissionDeniedError(

@@ -8,8 +8,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "hsm/key_store.h"
 #include "offkey/v1/config.pb.h"
 #include "offkey/v1/key_service.pb.h"
@@ -83,7 +83,7 @@ class Operations {
 
   hsm::KeyStore* const store_;
   KeyCatalog* const catalog_;
-  mutable absl::Mutex mu_;
+  mutable offkey::Mutex mu_;
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const clientverify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);
   tls::HandshakeShapeOptions shape_options_ ABSL_GUARDED_BY(mu_);

@@ -36,7 +36,7 @@ void PipelineRegistry::Listen(grpc::ServerCompletionQueue* queue) {
 }
 
 bool PipelineRegistry::Add(PipelineReactor* stream) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   if (draining_) return false;
   streams_.insert(stream);
   open_streams_.fetch_add(1, std::memory_order_relaxed);
@@ -44,27 +44,27 @@ bool PipelineRegistry::Add(PipelineReactor* stream) {
 }
 
 void PipelineRegistry::SetAfterRegisterForTest(std::function<void()> hook) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   after_register_for_test_ = std::move(hook);
 }
 
 void PipelineRegistry::AfterRegister() {
   std::function<void()> hook;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     hook = after_register_for_test_;
   }
   if (hook) hook();  // Outside mu_: it may Drain.
 }
 
 void PipelineRegistry::Remove(PipelineReactor* stream) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   streams_.erase(stream);
   open_streams_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void PipelineRegistry::Drain() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   draining_ = true;
   for (PipelineReactor* stream : streams_) stream->Drain();
 }
@@ -82,7 +82,7 @@ PipelineReactor::~PipelineReactor() {
 }
 
 void PipelineReactor::Drain() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   if (phase_ == Phase::kReading) phase_ = Phase::kDraining;
   MaybeFinishLocked();
 }
@@ -94,7 +94,7 @@ void PipelineReactor::On(Event event, bool ok) {
   }
   bool done;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     switch (event) {
       case Event::kRead:
         read_outstanding_ = false;
@@ -122,13 +122,13 @@ void PipelineReactor::OnArrived(bool ok) {
   registry_->Listen(queue_);
   absl::StatusOr<Caller> caller = env_.identities->Get(context_, env_.allow_plaintext);
   if (!caller.ok()) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     FailLocked(caller.status());
     MaybeFinishLocked();
     return;
   }
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     caller_ = *std::move(caller);
     deadline_ = DeadlineOf(context_);
     phase_ = Phase::kReading;
@@ -141,7 +141,7 @@ void PipelineReactor::OnArrived(bool ok) {
   registry_->AfterRegister();
   bool done;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     registered_ = registered;
     arrival_hold_ = false;
     if (!registered_ && phase_ == Phase::kReading) phase_ = Phase::kDraining;
@@ -255,7 +255,7 @@ void PipelineReactor::SubmitLocked(const std::shared_ptr<const v1::PipelineReque
 void PipelineReactor::Complete(v1::PipelineResponse response) {
   bool done;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     CompleteLocked(std::move(response));
     done = DoneLocked();
   }

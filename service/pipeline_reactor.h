@@ -16,8 +16,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "offkey/v1/key_service.grpc.pb.h"
 #include "service/call_support.h"
@@ -59,7 +59,7 @@ class PipelineRegistry {
 
   const RpcEnvironment* const env_;
   const int max_in_flight_;
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   std::set<PipelineReactor*> streams_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> after_register_for_test_ ABSL_GUARDED_BY(mu_);
@@ -189,7 +189,7 @@ class PipelineReactor {
   Caller caller_;        // Set on arrival, then read-only.
   absl::Time deadline_;  // Likewise.
 
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kArriving;
   bool finish_started_ ABSL_GUARDED_BY(mu_) = false;  // Set once, never cleared.
   bool read_outstanding_ ABSL_GUARDED_BY(mu_) = false;

@@ -153,7 +153,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   server->store_ = store;
   OFFKEY_ASSIGN_OR_RETURN(Reloadable reloadable, BuildReloadable(config));
   {
-    absl::MutexLock lock(&server->reload_mu_);
+    offkey::MutexLock lock(&server->reload_mu_);
     server->config_ = config;
     server->running_restart_only_ = RestartOnly(config).SerializeAsString();
     server->trust_fingerprint_ = reloadable.trust->fingerprint();
@@ -275,7 +275,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
 
 OffkeyServer::~OffkeyServer() {
   {
-    absl::MutexLock lock(&stop_mu_);
+    offkey::MutexLock lock(&stop_mu_);
     stopping_ = true;
   }
   if (background_.joinable()) background_.join();
@@ -302,14 +302,14 @@ void OffkeyServer::Log(const std::string& line) const {
 
 absl::Status OffkeyServer::Ready() const {
   if (draining_.load()) return absl::UnavailableError("shutting down");
-  absl::MutexLock lock(&health_mu_);
+  offkey::MutexLock lock(&health_mu_);
   return hsm_health_;
 }
 
 void OffkeyServer::CheckHealthNow() {
   absl::Status health = store_->CheckHealth();
   {
-    absl::MutexLock lock(&health_mu_);
+    offkey::MutexLock lock(&health_mu_);
     if (health.ok() != hsm_health_.ok() || health.message() != hsm_health_.message()) {
       Log(health.ok()
               ? std::string("HSM available; serving")
@@ -331,7 +331,7 @@ void OffkeyServer::CheckHealthNow() {
 }
 
 absl::Status OffkeyServer::ReloadNow() {
-  absl::MutexLock lock(&reload_mu_);
+  offkey::MutexLock lock(&reload_mu_);
   absl::StatusOr<offkey::v1::ServerConfig> next =
       options_.reload_config ? options_.reload_config() : config_;
   absl::StatusOr<Reloadable> built =
@@ -376,13 +376,13 @@ absl::Status OffkeyServer::ReloadNow() {
 void OffkeyServer::Background() {
   absl::Duration reload_every;
   {
-    absl::MutexLock lock(&reload_mu_);
+    offkey::MutexLock lock(&reload_mu_);
     reload_every = absl::Seconds(config_.reload().interval_seconds());
   }
   absl::Time next_health = absl::Now() + options_.health_interval;
   absl::Time next_reload = absl::Now() + reload_every;
   absl::Time next_destruction = absl::Now();
-  absl::MutexLock lock(&stop_mu_);
+  offkey::MutexLock lock(&stop_mu_);
   while (!stopping_) {
     const absl::Time wake = std::min({next_health, next_reload, next_destruction});
     if (stop_mu_.AwaitWithDeadline(absl::Condition(&stopping_), wake)) break;

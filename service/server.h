@@ -11,8 +11,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "hsm/key_store.h"
@@ -106,7 +106,7 @@ class OffkeyServer {
   int port_ = 0;
 
   // Reload state: what the running configuration was made from.
-  absl::Mutex reload_mu_;
+  offkey::Mutex reload_mu_;
   offkey::v1::ServerConfig config_ ABSL_GUARDED_BY(reload_mu_);
   std::string trust_fingerprint_ ABSL_GUARDED_BY(reload_mu_);
   std::string last_refusal_ ABSL_GUARDED_BY(reload_mu_);
@@ -114,11 +114,11 @@ class OffkeyServer {
   std::string running_restart_only_ ABSL_GUARDED_BY(reload_mu_);
   std::string reported_restart_only_ ABSL_GUARDED_BY(reload_mu_);
 
-  mutable absl::Mutex health_mu_;
+  mutable offkey::Mutex health_mu_;
   absl::Status hsm_health_ ABSL_GUARDED_BY(health_mu_);
   std::atomic<bool> draining_{false};
 
-  absl::Mutex stop_mu_;
+  offkey::Mutex stop_mu_;
   bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
   std::thread background_;
   std::string last_destruction_error_;  // Background thread only.

@@ -13,8 +13,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/mutex.h"
 #include "gtest/gtest.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
@@ -103,7 +103,7 @@ class FullDiskTest : public OffkeydTest {
   service::ServerOptions Options() override {
     service::ServerOptions options;
     options.log = [this](const std::string& line) {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       log_.push_back(line);
     };
     return options;
@@ -113,7 +113,7 @@ class FullDiskTest : public OffkeydTest {
     AddKey("web", hsm::KeyAlgorithm::kEcP256);
   }
   int AuditComplaints() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     int n = 0;
     for (const std::string& line : log_) {
       if (absl::StrContains(line, "cannot write the audit log '/dev/full'")) ++n;
@@ -122,7 +122,7 @@ class FullDiskTest : public OffkeydTest {
   }
 
   bool fail_open_ = false;
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   std::vector<std::string> log_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -200,7 +200,7 @@ class VanishingAuditTest : public OffkeydTest {
   service::ServerOptions Options() override {
     service::ServerOptions options;
     options.clock = [this] {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       return now_;
     };
     options.destruction_interval = absl::Milliseconds(50);
@@ -226,7 +226,7 @@ class VanishingAuditTest : public OffkeydTest {
   }
 
   std::string audit_dir_;
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::Now();
 };
 
@@ -252,7 +252,7 @@ TEST_F(VanishingAuditTest, DueDestructionWaitsForTheAuditLog) {
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     now_ += absl::Seconds(3601);
   }
   // Sweeps run and are postponed: each one's line fails too.

@@ -15,8 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "base/mutex.h"
 #include "base/openssl_util.h"
 #include "base/testing/secret_ledger.h"
 #include "base/testing/text.h"
@@ -58,7 +58,7 @@ class KeyAdminTest : public OffkeydTest {
   service::ServerOptions Options() override {
     service::ServerOptions options;
     options.clock = [this] {
-      absl::MutexLock lock(&clock_mu_);
+      offkey::MutexLock lock(&clock_mu_);
       return now_;
     };
     options.destruction_interval = absl::Milliseconds(50);
@@ -70,7 +70,7 @@ class KeyAdminTest : public OffkeydTest {
     terminator_ = Stub(kTerminator);
   }
   void Advance(absl::Duration d) {
-    absl::MutexLock lock(&clock_mu_);
+    offkey::MutexLock lock(&clock_mu_);
     now_ += d;
   }
 
@@ -130,7 +130,7 @@ class KeyAdminTest : public OffkeydTest {
            << status.error_message() << ", wanted " << code;
   }
 
-  absl::Mutex clock_mu_;
+  offkey::Mutex clock_mu_;
   absl::Time now_ ABSL_GUARDED_BY(clock_mu_) = absl::FromUnixSeconds(1800000000);
   std::unique_ptr<KeyAdmin::Stub> admin_;
   std::unique_ptr<offkey::v1::KeyService::Stub> terminator_;

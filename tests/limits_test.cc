@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "hsm/testing/forwarding_store.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
@@ -34,33 +35,33 @@ class GatedStore : public hsm::testing::ForwardingStore {
   using ForwardingStore::ForwardingStore;
 
   void GateKey(const std::string& key_id) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     gated_key_ = key_id;
   }
   // Lets `n` more gated calls through.
   void Release(int n) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     permits_ += n;
   }
   // Lets every gated call through from now on.
   void Open() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     open_ = true;
   }
   // Waits (up to 30 s) until `n` gated calls have reached the gate in all.
   bool WaitArrived(int n) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     auto arrived = [this, n]()
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return arrived_ >= n; };
     return mu_.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(30));
   }
   int arrived() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     return arrived_;
   }
   // Sign calls of other keys that reached the token.
   int ungated_signs() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     return ungated_signs_;
   }
 
@@ -68,7 +69,7 @@ class GatedStore : public hsm::testing::ForwardingStore {
                                    absl::string_view m,
                                    const hsm::CallOptions& o) override {
     {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       if (id == gated_key_) {
         ++arrived_;
         auto may_pass = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -84,7 +85,7 @@ class GatedStore : public hsm::testing::ForwardingStore {
   }
 
  private:
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   std::string gated_key_ ABSL_GUARDED_BY(mu_);
   int permits_ ABSL_GUARDED_BY(mu_) = 0;
   bool open_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/testing/secret_ledger.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/forwarding_store.h"
@@ -363,11 +363,11 @@ TEST_P(TransportTest, EveryOperationSynchronouslyAndAsynchronously) {
   // The same six asynchronously, all in flight at once; each answer equals the
   // synchronous one where the operation is deterministic.
   absl::BlockingCounter pending(6);
-  absl::Mutex mu;
+  offkey::Mutex mu;
   std::vector<std::string> failures;
   auto expect = [&](bool ok, const std::string& what) {
     if (!ok) {
-      absl::MutexLock lock(&mu);
+      offkey::MutexLock lock(&mu);
       failures.push_back(what);
     }
     pending.DecrementCount();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/testing/secret_ledger.h"
 #include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
@@ -571,39 +572,42 @@ class CountingStore : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
   int signs(const std::string& key_id) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     return signs_[key_id];
   }
   void Hold() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     held_ = true;
   }
   void Release() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     held_ = false;
-    changed_.SignalAll();
   }
   // Blocks until a signature with `key_id` has entered the store.
   void AwaitSign(const std::string& key_id) {
-    absl::MutexLock lock(&mu_);
-    while (signs_[key_id] == 0) changed_.Wait(&mu_);
+    offkey::MutexLock lock(&mu_);
+    std::pair<std::map<std::string, int>*, const std::string*> waiting{&signs_, &key_id};
+    mu_.Await(absl::Condition(
+        +[](std::pair<std::map<std::string, int>*, const std::string*>* arg) {
+          return (*arg->first)[*arg->second] != 0;
+        },
+        &waiting));
   }
   absl::StatusOr<std::string> Sign(absl::string_view id, hsm::SignAlgorithm a,
                                    absl::string_view m,
                                    const hsm::CallOptions& o) override {
     {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       ++signs_[std::string(id)];
-      changed_.SignalAll();
-      while (held_) changed_.Wait(&mu_);
+      mu_.Await(absl::Condition(
+          +[](bool* held) { return !*held; }, &held_));
     }
     return ForwardingStore::Sign(id, a, m, o);
   }
 
  private:
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   std::map<std::string, int> signs_ ABSL_GUARDED_BY(mu_);
-  absl::CondVar changed_;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "base/mutex.h"
 #include "base/testing/secret_ledger.h"
 #include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
@@ -255,16 +256,16 @@ class GatedStore : public ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
   void Close() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     open_ = false;
   }
   void Open() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     open_ = true;
   }
   // Waits until `n` Sign calls are waiting at the gate (or `timeout`); returns how many.
   int AwaitWaiting(int n, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     auto enough = [&] { return waiting_ >= n; };
     mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
     return waiting_;
@@ -273,7 +274,7 @@ class GatedStore : public ForwardingStore {
                                    absl::string_view message,
                                    const hsm::CallOptions& options) override {
     {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       ++waiting_;
       mu_.Await(absl::Condition(&open_));
       --waiting_;
@@ -282,7 +283,7 @@ class GatedStore : public ForwardingStore {
   }
 
  private:
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   bool open_ ABSL_GUARDED_BY(mu_) = true;
   int waiting_ ABSL_GUARDED_BY(mu_) = 0;
 };

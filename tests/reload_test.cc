@@ -12,7 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "google/protobuf/text_format.h"
 #include "service/config/config_loader.h"
 #include "tests/handshake_inputs.h"
@@ -58,7 +58,7 @@ class ReloadTest : public OffkeydTest {
       return service::config::LoadConfigFile(config_file_);
     };
     options.log = [this](const std::string& line) {
-      absl::MutexLock lock(&log_mu_);
+      offkey::MutexLock lock(&log_mu_);
       log_ += line + "\n";
     };
     return options;
@@ -74,7 +74,7 @@ class ReloadTest : public OffkeydTest {
     WriteFile(config_file_, text);
   }
   std::string Log() {
-    absl::MutexLock lock(&log_mu_);
+    offkey::MutexLock lock(&log_mu_);
     return log_;
   }
 
@@ -113,7 +113,7 @@ class ReloadTest : public OffkeydTest {
   std::string config_file_;
   service::dev::IssuedCert client_ca_a_, client_ca_b_;
   hsm::KeyInfo ec_;
-  absl::Mutex log_mu_;
+  offkey::Mutex log_mu_;
   std::string log_ ABSL_GUARDED_BY(log_mu_);
 };
 

@@ -10,14 +10,14 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/openssl_util.h"
 #include "gtest/gtest.h"
 
 namespace offkey::testing {
 namespace {
 
-absl::Mutex ledger_mutex;
+offkey::Mutex ledger_mutex;
 
 std::string BignumParam(const EVP_PKEY* key, const char* name) {
   BIGNUM* raw = nullptr;
@@ -50,7 +50,7 @@ void RecordSecret(absl::string_view what, absl::string_view secret) {
   if (dir == nullptr || secret.size() < 8) return;
   const std::string line = absl::StrCat(what.empty() ? "secret" : what, " ",
                                         absl::BytesToHexString(secret), "\n");
-  absl::MutexLock lock(&ledger_mutex);
+  offkey::MutexLock lock(&ledger_mutex);
   FILE* f = std::fopen(absl::StrCat(dir, "/", kSecretLedgerName).c_str(), "a");
   ASSERT_NE(f, nullptr) << "cannot append to the secret ledger in " << dir;
   std::fputs(line.c_str(), f);

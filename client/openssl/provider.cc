@@ -45,7 +45,7 @@ void RaiseError(const absl::Status& status) {
 ProviderContext::~ProviderContext() {
   // A client made in this process is destroyed (it waits for calls in flight); one
   // inherited across fork is abandoned.
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   if (pid_ != getpid()) (void)client_.release();
   OSSL_LIB_CTX_free(libctx_);
 }
@@ -140,7 +140,7 @@ absl::Status ProviderContext::ReadConfiguration(const OSSL_DISPATCH* core) {
 
 absl::StatusOr<client::Client*> ProviderContext::Client() {
   if (!configuration_.ok()) return configuration_;
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   const pid_t pid = getpid();
   if (client_ != nullptr && pid_ == pid) return client_.get();
   (void)client_.release();  // Made before a fork: unusable here, and unsafe to destroy.
@@ -156,15 +156,15 @@ namespace {
 // A thread that starts RPCs for paused ASYNC jobs, one per process (made again after a
 // fork). Its state is shared with the thread so that it outlives the provider.
 struct Dispatcher {
-  absl::Mutex mu;
+  offkey::Mutex mu;
   std::deque<std::function<void()>> queue ABSL_GUARDED_BY(mu);
 };
 
 void Post(std::function<void()> task) {
-  static absl::Mutex mu(absl::kConstInit);
+  static offkey::Mutex mu(absl::kConstInit);
   static pid_t pid = 0;
   static std::shared_ptr<Dispatcher>* dispatcher = nullptr;
-  absl::MutexLock lock(&mu);
+  offkey::MutexLock lock(&mu);
   if (pid != getpid()) {
     dispatcher = new std::shared_ptr<Dispatcher>(std::make_shared<Dispatcher>());
     pid = getpid();
@@ -172,7 +172,7 @@ void Post(std::function<void()> task) {
       for (;;) {
         std::function<void()> next;
         {
-          absl::MutexLock l(&d->mu);
+          offkey::MutexLock l(&d->mu);
           d->mu.Await(absl::Condition(
               +[](std::deque<std::function<void()>>* q) { return !q->empty(); },
               &d->queue));
@@ -183,7 +183,7 @@ void Post(std::function<void()> task) {
       }
     }).detach();
   }
-  absl::MutexLock l(&(*dispatcher)->mu);
+  offkey::MutexLock l(&(*dispatcher)->mu);
   (*dispatcher)->queue.push_back(std::move(task));
 }
 

@@ -21,7 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "client/offkey_client.h"
 #include "offkey/v1/key_reference.pb.h"
 
@@ -79,7 +79,7 @@ class ProviderContext {
   // function `start` is given has been called. False if the job could not pause.
   bool PauseUntil(std::function<void(std::function<void()> wake)> start);
 
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   pid_t pid_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<client::Client> client_ ABSL_GUARDED_BY(mu_);
 };

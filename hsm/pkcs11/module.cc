@@ -14,7 +14,7 @@
 namespace offkey::hsm::pkcs11 {
 namespace {
 
-absl::Mutex registry_mu(absl::kConstInit);
+offkey::Mutex registry_mu(absl::kConstInit);
 
 std::map<std::string, Module*>& Registry() ABSL_EXCLUSIVE_LOCKS_REQUIRED(registry_mu) {
   static auto* registry = new std::map<std::string, Module*>();  // Never destroyed.
@@ -85,7 +85,7 @@ void Module::SetDrainTimeoutForTest(absl::Duration timeout) {
 }
 
 absl::StatusOr<Module*> Module::Load(const std::string& path) {
-  absl::MutexLock lock(&registry_mu);
+  offkey::MutexLock lock(&registry_mu);
   auto it = Registry().find(path);
   if (it != Registry().end()) return it->second;
 
@@ -131,7 +131,7 @@ absl::Status Module::Reinitialize(uint64_t seen_generation) {
     return absl::InternalError(
         "PKCS#11 module re-initialisation asked for from inside a call to the module");
   }
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   if (generation() != seen_generation) return absl::OkStatus();
   {
     std::unique_lock<std::mutex> gate(gate_mu_);

@@ -10,8 +10,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "hsm/pkcs11/pkcs11.h"
 
 namespace offkey::hsm::pkcs11 {
@@ -102,7 +102,7 @@ class Module {
   void* const handle_;
   CK_FUNCTION_LIST* const fn_;
   const bool exclusive_object_changes_;
-  absl::Mutex mu_;  // Serialises re-initialisation.
+  offkey::Mutex mu_;  // Serialises re-initialisation.
   std::atomic<uint64_t> generation_{1};
 
   // The gate between Calls and Reinitialize. std::mutex rather than absl::Mutex, so

@@ -134,7 +134,7 @@ absl::StatusOr<std::unique_ptr<Pkcs11KeyStore>> Pkcs11KeyStore::Create(
 }
 
 void Pkcs11KeyStore::Forget(absl::string_view key_id) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   handles_.erase(std::string(key_id));
 }
 
@@ -143,7 +143,7 @@ absl::Status Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session,
                                         KeyHandle* out) {
   const uint64_t epoch = token_->epoch();
   if (!fresh) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     auto it = handles_.find(key_id);
     if (it != handles_.end() && it->second.epoch == epoch) {
       *out = it->second;
@@ -190,7 +190,7 @@ absl::Status Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session,
                    "C_GetAttributeValue (CKA_EC_PARAMS)"));
     key.algorithm = AlgorithmFromEcParams(params);
   }
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   handles_[std::string(key_id)] = key;
   *out = std::move(key);
   return absl::OkStatus();
@@ -799,7 +799,7 @@ absl::Status Pkcs11KeyStore::ResolveHmacKey(CK_SESSION_HANDLE session, bool fres
                                             bool create, CK_OBJECT_HANDLE* out) {
   const uint64_t epoch = token_->epoch();
   if (!fresh) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     if (hmac_key_ != CK_INVALID_HANDLE && hmac_epoch_ == epoch) {
       *out = hmac_key_;
       return absl::OkStatus();
@@ -851,7 +851,7 @@ absl::Status Pkcs11KeyStore::ResolveHmacKey(CK_SESSION_HANDLE session, bool fres
       chosen_id = id;
     }
   }
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   hmac_key_ = chosen;
   hmac_epoch_ = epoch;
   *out = chosen;

@@ -10,7 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "hsm/key_store.h"
 #include "hsm/pkcs11/capabilities.h"
 #include "hsm/pkcs11/object_io.h"
@@ -122,7 +122,7 @@ class Pkcs11KeyStore final : public KeyStore {
   // Set once the module refused CKA_OBJECT_ID on a metadata object and took the other
   // form (see MetadataSelectorByApplication); later writes use that form at once.
   std::atomic<bool> metadata_by_application_{false};
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   absl::flat_hash_map<std::string, KeyHandle> handles_ ABSL_GUARDED_BY(mu_);
   CK_OBJECT_HANDLE hmac_key_ ABSL_GUARDED_BY(mu_) = CK_INVALID_HANDLE;
   uint64_t hmac_epoch_ ABSL_GUARDED_BY(mu_) = 0;

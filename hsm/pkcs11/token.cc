@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<Token>> Token::Open(const TokenOptions& options) 
   }
   if (!slot.ok()) return slot.status();
   {
-    absl::MutexLock lock(&token->mu_);
+    offkey::MutexLock lock(&token->mu_);
     token->slot_ = *slot;
     token->module_generation_ = module->generation();
   }
@@ -88,22 +88,22 @@ Token::Token(Module* module, TokenUri uri, SecretBytes pin, int max_sessions)
 
 Token::~Token() {
   Module::Call call(module_, absl::InfiniteFuture());
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
 }
 
 uint64_t Token::epoch() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return epoch_;
 }
 
 CK_SLOT_ID Token::slot() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return slot_;
 }
 
 int Token::sessions_in_use() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return leased_;
 }
 
@@ -155,7 +155,7 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
   Lease lease;
   CK_SLOT_ID slot;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !idle_.empty() || open_ < max_sessions_;
     };
@@ -180,7 +180,7 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
     CK_RV rv = fn()->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
                                    nullptr, &lease.session);
     if (rv != CKR_OK) {
-      absl::MutexLock lock(&mu_);
+      offkey::MutexLock lock(&mu_);
       --open_;
       --leased_;
       return CkRvStatus(rv, "C_OpenSession");
@@ -197,13 +197,13 @@ absl::StatusOr<Token::Lease> Token::Acquire(absl::Time deadline) {
 }
 
 absl::Status Token::PinRefused() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return pin_refused_;
 }
 
 absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     if (!pin_refused_.ok()) return pin_refused_;
     if (logged_in_epoch_ == epoch) return absl::OkStatus();
   }
@@ -211,7 +211,7 @@ absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
   CK_RV rv = fn()->C_Login(session, CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()),
                            pin_.size());
   if (IsPinRefused(rv)) {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     // Concurrent logins may all have been refused; the first one's words stand.
     if (pin_refused_.ok()) {
       pin_refused_ = absl::UnavailableError(absl::StrCat(
@@ -225,13 +225,13 @@ absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
     return CkRvStatus(rv, absl::StrCat("C_Login to ", uri_.ToString()));
   }
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   if (epoch_ == epoch) logged_in_epoch_ = epoch;
   return absl::OkStatus();
 }
 
 void Token::Release(const Lease& lease, bool broken) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   --leased_;
   if (broken || lease.epoch != epoch_ || lease.pool_generation != pool_generation_) {
     // Not kept. It is closed unless its handle may already name another session: a
@@ -256,7 +256,7 @@ bool Token::LoggedIn(CK_SESSION_HANDLE session) const {
 }
 
 void Token::ResetSessions(uint64_t seen_pool_generation) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   if (pool_generation_ != seen_pool_generation) return;
   for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
   open_ -= static_cast<int>(idle_.size());
@@ -266,9 +266,9 @@ void Token::ResetSessions(uint64_t seen_pool_generation) {
 }
 
 absl::Status Token::Recover(uint64_t seen_epoch) {
-  absl::MutexLock recover_lock(&recover_mu_);
+  offkey::MutexLock recover_lock(&recover_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     if (epoch_ != seen_epoch) return absl::OkStatus();  // Someone else recovered.
   }
   // First look for the token as the module sees it now; only if it is not there make the
@@ -284,7 +284,7 @@ absl::Status Token::Recover(uint64_t seen_epoch) {
   // The Call before mu_: a thread holding mu_ must never wait for the module gate, as
   // threads inside Calls take mu_.
   Module::Call call(module_, absl::InfiniteFuture());
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   // Idle sessions belong to the old epoch: close them unless the module was reset,
   // in which case their handles are already gone.
   if (module_generation_ == generation) {
@@ -305,7 +305,7 @@ absl::Status Token::Recover(uint64_t seen_epoch) {
 Token::ObjectsGate::Pass::Pass(ObjectsGate* gate, bool exclusive, absl::Time deadline)
     : gate_(gate), exclusive_(exclusive) {
   if (gate_ == nullptr) return;
-  absl::MutexLock lock(&gate_->mu_);
+  offkey::MutexLock lock(&gate_->mu_);
   if (exclusive_) {
     // Waiting writers keep new readers out, so a stream of signatures cannot starve a
     // key generation.
@@ -327,7 +327,7 @@ Token::ObjectsGate::Pass::Pass(ObjectsGate* gate, bool exclusive, absl::Time dea
 }
 
 bool Token::ObjectsGate::ChangeUnderWay() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return writer_ || writers_waiting_ > 0;
 }
 
@@ -338,7 +338,7 @@ bool Token::ObjectChangeUnderWay() {
 
 Token::ObjectsGate::Pass::~Pass() {
   if (gate_ == nullptr || !entered_) return;
-  absl::MutexLock lock(&gate_->mu_);
+  offkey::MutexLock lock(&gate_->mu_);
   if (exclusive_) {
     gate_->writer_ = false;
   } else {
@@ -405,7 +405,7 @@ absl::Status Token::Run(
           ResetSessions(lease->pool_generation);
         } else if (IsLoginLost(rv)) {
           {
-            absl::MutexLock lock(&mu_);
+            offkey::MutexLock lock(&mu_);
             if (logged_in_epoch_ == lease->epoch) logged_in_epoch_ = 0;
           }
           Release(*lease, /*broken=*/false);

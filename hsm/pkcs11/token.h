@@ -13,8 +13,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "base/secret_bytes.h"
 #include "hsm/pkcs11/module.h"
 #include "hsm/pkcs11/pin.h"
@@ -145,7 +145,7 @@ class Token {
   const SecretBytes pin_;
   const int max_sessions_;
 
-  mutable absl::Mutex mu_;
+  mutable offkey::Mutex mu_;
   CK_SLOT_ID slot_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 1;
   // The module generation our sessions belong to. Written under mu_; read without it on
@@ -181,13 +181,13 @@ class Token {
     bool ChangeUnderWay();
 
    private:
-    absl::Mutex mu_;
+    offkey::Mutex mu_;
     int readers_ ABSL_GUARDED_BY(mu_) = 0;
     int writers_waiting_ ABSL_GUARDED_BY(mu_) = 0;
     bool writer_ ABSL_GUARDED_BY(mu_) = false;
   };
 
-  absl::Mutex recover_mu_;  // One recovery at a time.
+  offkey::Mutex recover_mu_;  // One recovery at a time.
   // Used only on modules whose object changes need exclusive access.
   ObjectsGate objects_gate_;
 };

@@ -56,13 +56,13 @@ absl::Status NoKey(absl::string_view key_id) {
 }  // namespace
 
 struct FakeKeyStore::Backing {
-  absl::Mutex mu;
+  offkey::Mutex mu;
   absl::flat_hash_map<std::string, Entry> keys ABSL_GUARDED_BY(mu);  // By key id.
   SecretBytes store_secret ABSL_GUARDED_BY(mu);  // Empty until first used.
 
   // The key `key_id`, to use outside the lock; NOT_FOUND if there is none.
   absl::StatusOr<std::shared_ptr<const KeyMaterial>> Key(absl::string_view key_id) {
-    absl::MutexLock lock(&mu);
+    offkey::MutexLock lock(&mu);
     auto it = keys.find(key_id);
     if (it == keys.end()) return NoKey(key_id);
     return it->second.key;
@@ -97,7 +97,7 @@ struct FakeKeyStore::Backing {
                    static_cast<int>(key->modulus.size()));
     }
     key->pkey = std::move(pkey);
-    absl::MutexLock lock(&mu);
+    offkey::MutexLock lock(&mu);
     if (NameTaken(name)) {
       return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
     }
@@ -144,7 +144,7 @@ std::unique_ptr<FakeKeyStore> FakeKeyStore::OpenAnother() const {
 
 void FakeKeyStore::SetFault(Method method, int from_now, int to_now,
                             absl::Status status) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   const int i = static_cast<int>(method);
   const int calls = calls_[i];
   Fault& fault = faults_[i];
@@ -167,27 +167,27 @@ void FakeKeyStore::FailCall(Method method, int n, absl::Status status) {
 }
 
 void FakeKeyStore::SetLatency(Method method, absl::Duration latency) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   faults_[static_cast<int>(method)].latency = latency;
 }
 
 void FakeKeyStore::Clear(Method method) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   faults_[static_cast<int>(method)] = Fault();
 }
 
 void FakeKeyStore::ClearAll() {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   faults_.fill(Fault());
 }
 
 void FakeKeyStore::SetHealthy(bool healthy) {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   healthy_ = healthy;
 }
 
 int FakeKeyStore::CallCount(Method method) const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return calls_[static_cast<int>(method)];
 }
 
@@ -195,7 +195,7 @@ absl::Status FakeKeyStore::Enter(Method method) {
   absl::Status status;
   absl::Duration latency;
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     const int i = static_cast<int>(method);
     const int call = ++calls_[i];
     const Fault& fault = faults_[i];
@@ -221,7 +221,7 @@ absl::StatusOr<KeyInfo> FakeKeyStore::GenerateKey(absl::string_view name,
     return absl::InvalidArgumentError("unknown key algorithm");
   }
   {
-    absl::MutexLock lock(&backing_->mu);
+    offkey::MutexLock lock(&backing_->mu);
     if (backing_->NameTaken(name)) {
       return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
     }
@@ -236,7 +236,7 @@ absl::StatusOr<KeyInfo> FakeKeyStore::ImportKey(absl::string_view name,
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kImportKey));
   OFFKEY_RETURN_IF_ERROR(ValidateKeyName(name));
   {
-    absl::MutexLock lock(&backing_->mu);
+    offkey::MutexLock lock(&backing_->mu);
     if (backing_->NameTaken(name)) {
       return absl::AlreadyExistsError(absl::StrCat("a key named '", name, "' exists"));
     }
@@ -251,7 +251,7 @@ absl::StatusOr<KeyInfo> FakeKeyStore::FindKey(const KeyLookup& lookup) {
   if (lookup.by == KeyLookup::By::kName) {
     OFFKEY_RETURN_IF_ERROR(ValidateKeyName(lookup.value));
   }
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   for (const auto& [id, entry] : backing_->keys) {
     const KeyInfo& info = entry.key->info;
     const std::string& field = lookup.by == KeyLookup::By::kName    ? info.name
@@ -274,7 +274,7 @@ absl::StatusOr<std::vector<KeyInfo>> FakeKeyStore::ListKeys() {
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kListKeys));
   std::vector<KeyInfo> keys;
   {
-    absl::MutexLock lock(&backing_->mu);
+    offkey::MutexLock lock(&backing_->mu);
     for (const auto& [id, entry] : backing_->keys) keys.push_back(entry.key->info);
   }
   std::sort(keys.begin(), keys.end(),
@@ -285,7 +285,7 @@ absl::StatusOr<std::vector<KeyInfo>> FakeKeyStore::ListKeys() {
 absl::Status FakeKeyStore::DestroyKey(absl::string_view key_id) {
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kDestroyKey));
   if (key_id.empty()) return absl::InvalidArgumentError("empty key id");
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   // The chain and metadata go with the entry; the key material when its last user
   // (a Sign in flight) lets go.
   if (backing_->keys.erase(key_id) == 0) return NoKey(key_id);
@@ -308,7 +308,7 @@ absl::Status FakeKeyStore::PutCertificateChain(absl::string_view key_id,
           absl::StrCat("certificate ", i, " of the chain is not DER X.509"));
     }
   }
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   auto it = backing_->keys.find(key_id);
   if (it == backing_->keys.end()) return NoKey(key_id);
   it->second.chain.assign(chain_der.begin(), chain_der.end());
@@ -318,7 +318,7 @@ absl::Status FakeKeyStore::PutCertificateChain(absl::string_view key_id,
 absl::StatusOr<std::vector<std::string>> FakeKeyStore::GetCertificateChain(
     absl::string_view key_id) {
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kGetCertificateChain));
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   auto it = backing_->keys.find(key_id);
   // As on a token: no key means no certificates beside it, not an error.
   if (it == backing_->keys.end()) return std::vector<std::string>();
@@ -331,7 +331,7 @@ absl::Status FakeKeyStore::PutMetadata(absl::string_view key_id,
   if (metadata.size() > kMaxMetadata) {
     return absl::InvalidArgumentError("key metadata is limited to 64 KiB");
   }
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   auto it = backing_->keys.find(key_id);
   if (it == backing_->keys.end()) return NoKey(key_id);
   it->second.metadata = std::string(metadata);
@@ -340,7 +340,7 @@ absl::Status FakeKeyStore::PutMetadata(absl::string_view key_id,
 
 absl::StatusOr<std::string> FakeKeyStore::GetMetadata(absl::string_view key_id) {
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kGetMetadata));
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   auto it = backing_->keys.find(key_id);
   if (it == backing_->keys.end() || !it->second.metadata.has_value()) {
     return absl::NotFoundError(
@@ -427,7 +427,7 @@ absl::StatusOr<SecretBytes> FakeKeyStore::HmacWithStoreSecret(absl::string_view 
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kHmacWithStoreSecret));
   SecretBytes mac(32);
   unsigned int len = 0;
-  absl::MutexLock lock(&backing_->mu);
+  offkey::MutexLock lock(&backing_->mu);
   SecretBytes& secret = backing_->store_secret;
   if (secret.empty()) {
     SecretBytes fresh(kHmacKeySize);

@@ -28,8 +28,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "hsm/key_store.h"
 
 namespace offkey::hsm::testing {
@@ -131,7 +131,7 @@ class FakeKeyStore final : public KeyStore {
   void SetFault(Method method, int from_now, int to_now, absl::Status status);
 
   const std::shared_ptr<Backing> backing_;
-  mutable absl::Mutex mu_;
+  mutable offkey::Mutex mu_;
   std::array<Fault, kMethodCount> faults_ ABSL_GUARDED_BY(mu_);
   std::array<int, kMethodCount> calls_ ABSL_GUARDED_BY(mu_) = {};
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;

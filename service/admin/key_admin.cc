@@ -169,7 +169,7 @@ absl::StatusOr<v1::KeyInfo> KeyAdmin::AddKey(
   OFFKEY_RETURN_IF_ERROR(CheckKeyName(name));
   OFFKEY_RETURN_IF_ERROR(CheckUsage(usage));
   OFFKEY_RETURN_IF_ERROR(CheckLabels(labels));
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   absl::StatusOr<hsm::KeyInfo> made = make();
   if (absl::IsUnimplemented(made.status())) {
     return absl::InvalidArgumentError(made.status().message());
@@ -271,7 +271,7 @@ absl::StatusOr<v1::UpdateKeyResponse> KeyAdmin::UpdateKey(
           "label '", label, "' is both in labels and in remove_labels; pick one"));
     }
   }
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
   v1::KeyMetadata metadata = key->metadata;
   if (request.replace_labels()) metadata.clear_labels();
@@ -289,7 +289,7 @@ absl::StatusOr<v1::UpdateKeyResponse> KeyAdmin::UpdateKey(
 }
 
 absl::StatusOr<v1::KeyInfo> KeyAdmin::SetState(const v1::KeyRef& ref, v1::KeyState to) {
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(ref));
   if (key->metadata.state() == v1::PENDING_DESTRUCTION) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -332,7 +332,7 @@ absl::StatusOr<v1::ScheduleKeyDestructionResponse> KeyAdmin::ScheduleKeyDestruct
         kMinPendingSeconds,
         "), too little time to notice a mistake; set force to schedule it anyway"));
   }
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
   if (key->metadata.state() == v1::PENDING_DESTRUCTION) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -349,7 +349,7 @@ absl::StatusOr<v1::ScheduleKeyDestructionResponse> KeyAdmin::ScheduleKeyDestruct
 
 absl::StatusOr<v1::CancelKeyDestructionResponse> KeyAdmin::CancelKeyDestruction(
     const v1::CancelKeyDestructionRequest& request) {
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
   if (key->metadata.state() != v1::PENDING_DESTRUCTION) {
     return absl::FailedPreconditionError(
@@ -370,7 +370,7 @@ absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
         "force: destroying a key now is irreversible and needs force = true; "
         "ScheduleKeyDestruction is the safe path");
   }
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
   OFFKEY_RETURN_IF_ERROR(store_->DestroyKey(key->info.key_id));
   Publish();
@@ -381,7 +381,7 @@ absl::StatusOr<v1::DestroyKeyResponse> KeyAdmin::DestroyKey(
 }
 
 absl::StatusOr<std::vector<std::string>> KeyAdmin::DestroyDue() {
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   const int64_t now = absl::ToUnixSeconds(clock_());
   auto due = [now](const v1::KeyMetadata& metadata) {
     return metadata.state() == v1::PENDING_DESTRUCTION && metadata.destroy_time() <= now;
@@ -447,7 +447,7 @@ absl::StatusOr<v1::CreateCsrResponse> KeyAdmin::CreateCsr(
 absl::StatusOr<v1::AttachCertificateResponse> KeyAdmin::AttachCertificate(
     const v1::AttachCertificateRequest& request) {
   OFFKEY_ASSIGN_OR_RETURN(std::vector<X509Ptr> chain, ParseChain(request));
-  absl::MutexLock lock(&write_mu_);
+  offkey::MutexLock lock(&write_mu_);
   OFFKEY_ASSIGN_OR_RETURN(auto key, Fresh(request.key()));
   unsigned char* spki = nullptr;
   const int spki_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(chain[0].get()), &spki);

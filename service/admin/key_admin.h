@@ -10,8 +10,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "hsm/key_store.h"
 #include "offkey/v1/key_admin.pb.h"
 #include "service/key_catalog.h"
@@ -67,7 +67,7 @@ class KeyAdmin {
   KeyCatalog* const catalog_;
   const Clock clock_;
   // Serializes read-modify-write of metadata within this process.
-  absl::Mutex write_mu_;
+  offkey::Mutex write_mu_;
 };
 
 // Name and label checks (key_admin.proto's limits); INVALID_ARGUMENT naming the field.

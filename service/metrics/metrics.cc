@@ -101,13 +101,13 @@ void Metrics::RecordReload(bool applied) {
 }
 
 void Metrics::SetSampler(std::function<void(Metrics&)> sampler) {
-  absl::MutexLock lock(&sampler_mu_);
+  offkey::MutexLock lock(&sampler_mu_);
   sampler_ = std::move(sampler);
 }
 
 std::string Metrics::Scrape() {
   {
-    absl::MutexLock lock(&sampler_mu_);
+    offkey::MutexLock lock(&sampler_mu_);
     if (sampler_) sampler_(*this);
   }
   const SecretMemoryStats secrets = SecretMemoryUsage();

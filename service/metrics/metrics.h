@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "offkey/v1/common.pb.h"
 #include "offkey/v1/config.pb.h"
 #include "prometheus/counter.h"
@@ -80,7 +80,7 @@ class Metrics {
   prometheus::Gauge* ready_;
   prometheus::Gauge* secret_locked_bytes_;
   prometheus::Gauge* secret_lock_failures_;
-  absl::Mutex sampler_mu_;  // One scrape samples at a time.
+  offkey::Mutex sampler_mu_;  // One scrape samples at a time.
   std::function<void(Metrics&)> sampler_ ABSL_GUARDED_BY(sampler_mu_);
 };
 

@@ -122,12 +122,12 @@ KeylessServer::~KeylessServer() {
 }
 
 std::vector<std::string> KeylessServer::outcomes() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return outcomes_;
 }
 
 std::vector<std::string> KeylessServer::master_secrets_hex() const {
-  absl::MutexLock lock(&mu_);
+  offkey::MutexLock lock(&mu_);
   return masters_;
 }
 
@@ -138,7 +138,7 @@ void KeylessServer::Serve() {
     const int fd = accept(listen_fd_, nullptr, nullptr);
     if (fd < 0) continue;
     absl::Status handled = Handle(fd);
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     outcomes_.push_back(handled.ok() ? "ok" : handled.ToString());
   }
 }
@@ -204,7 +204,7 @@ absl::Status KeylessServer::Handle(int fd) {
   SecretBytes master(derived->master_secret());
   WipeString(derived->mutable_master_secret());
   {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     masters_.push_back(absl::BytesToHexString(master.view()));
   }
   OFFKEY_ASSIGN_OR_RETURN(KeyBlock keys,

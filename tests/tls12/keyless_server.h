@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "client/offkey_client.h"
 
 namespace offkey::tests::tls12 {
@@ -45,7 +45,7 @@ class KeylessServer {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
-  mutable absl::Mutex mu_;
+  mutable offkey::Mutex mu_;
   std::vector<std::string> outcomes_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> masters_ ABSL_GUARDED_BY(mu_);
 };

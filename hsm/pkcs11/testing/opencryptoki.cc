@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/testing/secret_ledger.h"
 #include "hsm/pkcs11/testing/command.h"
 
@@ -27,7 +27,7 @@ namespace {
 // swtok's SO PIN until changed (opencryptoki's documented default).
 constexpr char kDefaultSoPin[] = "87654321";
 
-absl::Mutex mu(absl::kConstInit);
+offkey::Mutex mu(absl::kConstInit);
 // The state directory once the daemon runs, or why it could not be started.
 absl::StatusOr<std::string>* daemon_state ABSL_GUARDED_BY(mu) = nullptr;
 std::atomic<pid_t> daemon_pid{0};
@@ -137,7 +137,7 @@ bool OpencryptokiInstalled() {
 absl::StatusOr<OpencryptokiToken> OpencryptokiToken::Create() {
   std::string dir;
   {
-    absl::MutexLock lock(&mu);
+    offkey::MutexLock lock(&mu);
     if (daemon_state == nullptr) {
       daemon_state = new absl::StatusOr<std::string>(StartDaemon());
     }

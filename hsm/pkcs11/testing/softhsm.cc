@@ -16,13 +16,13 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/testing/secret_ledger.h"
 
 namespace offkey::hsm::pkcs11::testing {
 namespace {
 
-absl::Mutex mu(absl::kConstInit);
+offkey::Mutex mu(absl::kConstInit);
 std::string* directory ABSL_GUARDED_BY(mu) = nullptr;
 std::atomic<int> counter{0};
 
@@ -57,7 +57,7 @@ std::string SoftHsmModulePath() {
 }
 
 std::string SoftHsmDirectory(const SoftHsmConfig& config) {
-  absl::MutexLock lock(&mu);
+  offkey::MutexLock lock(&mu);
   if (directory != nullptr) return *directory;
   const char* tmp = getenv("TEST_TMPDIR");
   std::string pattern = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/softhsm.XXXXXX");

@@ -17,7 +17,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "base/testing/secret_ledger.h"
 #include "hsm/pkcs11/testing/command.h"
@@ -27,7 +27,7 @@ namespace {
 
 constexpr char kStoreSecretLabel[] = "offkey-premaster-substitute-v1";
 
-absl::Mutex mu(absl::kConstInit);
+offkey::Mutex mu(absl::kConstInit);
 absl::StatusOr<std::string>* tpm_state ABSL_GUARDED_BY(mu) = nullptr;
 std::atomic<pid_t> swtpm_pid{0}, dbus_pid{0}, abrmd_pid{0};
 std::atomic<int> counter{0};
@@ -188,7 +188,7 @@ bool Tpm2Installed() {
 absl::StatusOr<Tpm2Token> Tpm2Token::Create(bool store_secret) {
   std::string dir;
   {
-    absl::MutexLock lock(&mu);
+    offkey::MutexLock lock(&mu);
     if (tpm_state == nullptr) tpm_state = new absl::StatusOr<std::string>(StartTpm());
     if (!tpm_state->ok()) return tpm_state->status();
     dir = **tpm_state;

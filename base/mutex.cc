@@ -1,0 +1,53 @@
+#include "base/mutex.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace offkey {
+
+void Mutex::Unlock() {
+  const bool wake = waiters_ > 0;
+  mu_.unlock();
+  // After the unlock, so a woken thread does not block on mu_ at once. No waiter can be
+  // missed: one that counted itself in waiters_ held mu_ until it was inside wait().
+  if (wake) changed_.notify_all();
+}
+
+// Waking others on the way in: the caller may have changed what their conditions read
+// (as a release of absl::Mutex inside Await would tell them). Only on the way in, so two
+// waiters whose conditions stay false do not wake each other forever.
+void Mutex::Await(const absl::Condition& condition) {
+  std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+  if (!condition.Eval()) {
+    if (waiters_ > 0) changed_.notify_all();
+    ++waiters_;
+    do {
+      changed_.wait(lock);
+    } while (!condition.Eval());
+    --waiters_;
+  }
+  lock.release();  // The caller still holds mu_.
+}
+
+bool Mutex::AwaitWithDeadline(const absl::Condition& condition, absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
+  bool holds = condition.Eval();
+  if (holds) {
+    lock.release();
+    return true;
+  }
+  if (waiters_ > 0) changed_.notify_all();  // As in Await.
+  ++waiters_;
+  while (!(holds = condition.Eval())) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    // On the steady clock, in slices, so an infinite deadline or a wall-clock step
+    // cannot overflow or stretch a wait.
+    changed_.wait_for(lock, absl::ToChronoNanoseconds(std::min(left, absl::Hours(1))));
+  }
+  --waiters_;
+  lock.release();
+  return holds;
+}
+
+}  // namespace offkey
