@@ -12,11 +12,16 @@
 //     substitute as before the faults; a fault gets an error, never a substitute (see
 //     "DecryptPremaster under faults" below);
 //   - every kind of call succeeds again within a second of the fault clearing;
-//   - /readyz and the offkey_ready gauge say "not ready" while the HSM cannot serve and
-//     "ready" after, and offkey_operations_total agrees with what the clients saw.
+//   - /readyz and the offkey_ready gauge answer within a second, say "not ready" while
+//     the HSM cannot serve and "ready" after, and offkey_operations_total agrees with
+//     what the clients saw; once the load stops offkeyd holds no session and no work.
+// FUNCTION_FAILED and GENERAL_ERROR count as transient here: the HSM failed a correct
+// call, and offkeyd answers UNAVAILABLE (hsm/pkcs11/ck_rv.cc). A PIN the token refuses
+// is not among the faults: offkeyd never presents it again by design (token.h).
 // The server is the offkeyd library in this process (tests/offkeyd_fixture.h); the
 // faults are driven through the module's control file, as for a separate process.
-// A table of phases, calls, outcomes and recovery times goes to the test log.
+// A table of phases, calls, outcomes and recovery times goes to the test log; a second
+// test pins one finding: a health check hung in the HSM must not leave offkeyd ready.
 #include <stdio.h>
 
 #include <algorithm>
