@@ -50,9 +50,10 @@ struct CallOptions {
 //   INVALID_ARGUMENT    input of the wrong size or shape, or an algorithm the key lacks
 //   UNIMPLEMENTED       the module lacks the mechanism (for example Ed25519, P-521)
 //   DEADLINE_EXCEEDED   no session became free before the deadline
-//   UNAVAILABLE         the token is absent or unusable; retrying later may succeed
+//   UNAVAILABLE         the token is absent or unusable, or failed the call for a reason
+//                       of its own; retrying later may succeed
 //   PERMISSION_DENIED   the token refused the PIN
-//   INTERNAL            the module misbehaved
+//   INTERNAL            the module misbehaved, or was misused
 //
 // Implementations are thread-safe.
 class KeyStore {

@@ -23,6 +23,13 @@ namespace {
 constexpr char kServiceName[] = "offkey.v1.KeyService";
 constexpr char kAdminServiceName[] = "offkey.v1.KeyAdmin";
 
+// A health check still running after this long has failed: the store's check waits at
+// most 2 s for a session (hsm/pkcs11/token.cc), so a longer one is stuck in the HSM.
+constexpr absl::Duration kHealthCheckBound = absl::Seconds(2);
+// How often the serving status is published, at most: a health check stuck past its
+// bound shows in grpc.health.v1 this soon (/readyz and offkey_ready ask Ready() live).
+constexpr absl::Duration kPublishEvery = absl::Milliseconds(200);
+
 // Clients (liboffkey) ping idle connections every 20 s so a dead replica is noticed
 // before a handshake waits on it; gRPC's server default would answer pings that
 // frequent with GOAWAY "too_many_pings". Pings closer than 10 s still count as abuse.
@@ -270,6 +277,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
           config.metrics_address(), server->metrics_.get(),
           [] { return absl::OkStatus(); }, [self] { return self->Ready(); }));
   server->background_ = std::thread([self] { self->Background(); });
+  server->hsm_work_ = std::thread([self] { self->HsmWork(); });
   return server;
 }
 
@@ -279,6 +287,9 @@ OffkeyServer::~OffkeyServer() {
     stopping_ = true;
   }
   if (background_.joinable()) background_.join();
+  // Waits for a health check inside the HSM to return, as the pool below waits for the
+  // operations inside it.
+  if (hsm_work_.joinable()) hsm_work_.join();
   Shutdown(absl::Seconds(5));
   // Order matters: the server has stopped taking calls; the pool finishes the queued
   // ones (their replies still need the pollers); then the pollers stop once every call
@@ -303,13 +314,32 @@ void OffkeyServer::Log(const std::string& line) const {
 absl::Status OffkeyServer::Ready() const {
   if (draining_.load()) return absl::UnavailableError("shutting down");
   offkey::MutexLock lock(&health_mu_);
+  // A call into a hung HSM never returns, so neither does the check that made it: past
+  // its bound, a check under way is a failed one.
+  const absl::Duration running = absl::Now() - health_check_since_;
+  if (running > kHealthCheckBound) {
+    return absl::UnavailableError(
+        absl::StrCat("the HSM health check has not returned for ",
+                     absl::FormatDuration(absl::Trunc(running, absl::Milliseconds(100))),
+                     " (a hung HSM call?)"));
+  }
   return hsm_health_;
 }
 
+bool OffkeyServer::HealthCheckStuck() const {
+  offkey::MutexLock lock(&health_mu_);
+  return absl::Now() - health_check_since_ > kHealthCheckBound;
+}
+
 void OffkeyServer::CheckHealthNow() {
+  {
+    offkey::MutexLock lock(&health_mu_);
+    health_check_since_ = absl::Now();
+  }
   absl::Status health = store_->CheckHealth();
   {
     offkey::MutexLock lock(&health_mu_);
+    health_check_since_ = absl::InfiniteFuture();
     if (health.ok() != hsm_health_.ok() || health.message() != hsm_health_.message()) {
       Log(health.ok()
               ? std::string("HSM available; serving")
@@ -317,6 +347,10 @@ void OffkeyServer::CheckHealthNow() {
     }
     hsm_health_ = health;
   }
+  PublishServing();
+}
+
+void OffkeyServer::PublishServing() {
   const bool serving = Ready().ok();
   if (server_ != nullptr && server_->GetHealthCheckService() != nullptr) {
     server_->GetHealthCheckService()->SetServingStatus(serving);
@@ -379,21 +413,47 @@ void OffkeyServer::Background() {
     offkey::MutexLock lock(&reload_mu_);
     reload_every = absl::Seconds(config_.reload().interval_seconds());
   }
-  absl::Time next_health = absl::Now() + options_.health_interval;
+  const absl::Duration publish_every = std::min(options_.health_interval, kPublishEvery);
+  absl::Time next_publish = absl::Now() + publish_every;
   absl::Time next_reload = absl::Now() + reload_every;
+  bool said_stuck = false;
+  offkey::MutexLock lock(&stop_mu_);
+  while (!stopping_) {
+    const absl::Time wake = std::min(next_publish, next_reload);
+    if (stop_mu_.AwaitWithDeadline(absl::Condition(&stopping_), wake)) break;
+    stop_mu_.Unlock();
+    if (absl::Now() >= next_publish) {
+      PublishServing();
+      // A stuck check cannot log for itself.
+      const bool stuck = HealthCheckStuck();
+      if (stuck != said_stuck) {
+        const absl::Status ready = Ready();
+        Log(ready.ok()
+                ? std::string("HSM available; serving")
+                : absl::StrCat("HSM unavailable; not serving: ", ready.ToString()));
+      }
+      said_stuck = stuck;
+      next_publish = absl::Now() + publish_every;
+    }
+    if (absl::Now() >= next_reload) {
+      ReloadNow().IgnoreError();  // Logged inside.
+      next_reload = absl::Now() + reload_every;
+    }
+    stop_mu_.Lock();
+  }
+}
+
+void OffkeyServer::HsmWork() {
+  absl::Time next_health = absl::Now() + options_.health_interval;
   absl::Time next_destruction = absl::Now();
   offkey::MutexLock lock(&stop_mu_);
   while (!stopping_) {
-    const absl::Time wake = std::min({next_health, next_reload, next_destruction});
+    const absl::Time wake = std::min(next_health, next_destruction);
     if (stop_mu_.AwaitWithDeadline(absl::Condition(&stopping_), wake)) break;
     stop_mu_.Unlock();
     if (absl::Now() >= next_health) {
       CheckHealthNow();
       next_health = absl::Now() + options_.health_interval;
-    }
-    if (absl::Now() >= next_reload) {
-      ReloadNow().IgnoreError();  // Logged inside.
-      next_reload = absl::Now() + reload_every;
     }
     if (absl::Now() >= next_destruction) {
       DestroyDueKeys();

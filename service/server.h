@@ -82,10 +82,19 @@ class OffkeyServer {
   explicit OffkeyServer(ServerOptions options) : options_(std::move(options)) {}
 
   void Log(const std::string& line) const;
+  // Asks the store for its health (which may hang inside a hung HSM), then publishes.
   void CheckHealthNow();
+  // Sets grpc.health.v1's serving status from Ready(). Never touches the HSM.
+  void PublishServing();
+  // Reloads and publishes serving status: never held up by the HSM.
   void Background();
+  // Health checks and due key destructions: the periodic work that calls the HSM.
+  void HsmWork();
   void DestroyDueKeys();
+  // UNAVAILABLE while draining, while the last health check failed, and while one has
+  // been running past its bound (stuck in a hung HSM).
   absl::Status Ready() const;
+  bool HealthCheckStuck() const;
 
   ServerOptions options_;
   std::unique_ptr<KeyCatalog> catalog_;
@@ -116,12 +125,15 @@ class OffkeyServer {
 
   mutable offkey::Mutex health_mu_;
   absl::Status hsm_health_ ABSL_GUARDED_BY(health_mu_);
+  // When the health check under way began; InfiniteFuture when none is.
+  absl::Time health_check_since_ ABSL_GUARDED_BY(health_mu_) = absl::InfiniteFuture();
   std::atomic<bool> draining_{false};
 
   offkey::Mutex stop_mu_;
   bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
   std::thread background_;
-  std::string last_destruction_error_;  // Background thread only.
+  std::thread hsm_work_;
+  std::string last_destruction_error_;  // HsmWork thread only.
   bool shut_down_ = false;
 };
 

@@ -24,8 +24,11 @@ constexpr RvRow kRvTable[] = {
     {CKR_CANCEL, "CKR_CANCEL", C::kCancelled},
     {CKR_HOST_MEMORY, "CKR_HOST_MEMORY", C::kResourceExhausted},
     {CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID", C::kUnavailable},
-    {CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR", C::kInternal},
-    {CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED", C::kInternal},
+    // The HSM failed a call it was given correctly, for a reason of its own (PKCS#11
+    // says no more): as for a device error, the caller can only retry, here or on
+    // another replica. INTERNAL is kept for offkey misusing the module.
+    {CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR", C::kUnavailable},
+    {CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED", C::kUnavailable},
     {CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD", C::kInvalidArgument},
     {CKR_NO_EVENT, "CKR_NO_EVENT", C::kInternal},
     {CKR_NEED_TO_CREATE_THREADS, "CKR_NEED_TO_CREATE_THREADS", C::kInternal},

@@ -53,7 +53,9 @@ TEST(CkRvTest, CodeMapping) {
   EXPECT_EQ(CkRvCode(CKR_OBJECT_HANDLE_INVALID), C::kNotFound);
   EXPECT_EQ(CkRvCode(CKR_HOST_MEMORY), C::kResourceExhausted);
   EXPECT_EQ(CkRvCode(CKR_SESSION_COUNT), C::kResourceExhausted);
-  EXPECT_EQ(CkRvCode(CKR_GENERAL_ERROR), C::kInternal);
+  EXPECT_EQ(CkRvCode(CKR_GENERAL_ERROR), C::kUnavailable);
+  EXPECT_EQ(CkRvCode(CKR_FUNCTION_FAILED), C::kUnavailable);
+  EXPECT_EQ(CkRvCode(CKR_OPERATION_ACTIVE), C::kInternal);
   EXPECT_EQ(CkRvCode(CKR_FUNCTION_CANCELED), C::kCancelled);
   EXPECT_EQ(CkRvCode(CKR_TOKEN_WRITE_PROTECTED), C::kFailedPrecondition);
   EXPECT_EQ(CkRvCode(CKR_USER_ALREADY_LOGGED_IN), C::kAlreadyExists);

@@ -115,14 +115,14 @@ TEST_F(FaultInjectionTest, SessionsThatKeepFailingAreUnavailableAfterRetries) {
   ExpectServes();
 }
 
-TEST_F(FaultInjectionTest, ModuleFailuresAreInternalAndNotRetried) {
+TEST_F(FaultInjectionTest, ModuleFailuresAreUnavailableAndNotRetried) {
   Open();
   for (CK_RV rv : {CKR_FUNCTION_FAILED, CKR_GENERAL_ERROR}) {
     SCOPED_TRACE(rv);
     const uint64_t injected = faults_->Injected("C_Sign");
     faults_->Fail("C_Sign", rv);
     EXPECT_THAT(Sign(),
-                StatusIs(absl::StatusCode::kInternal,
+                StatusIs(absl::StatusCode::kUnavailable,
                          HasSubstr(rv == CKR_FUNCTION_FAILED ? "CKR_FUNCTION_FAILED"
                                                              : "CKR_GENERAL_ERROR")));
     EXPECT_EQ(faults_->Injected("C_Sign"), injected + 1);
@@ -243,7 +243,7 @@ TEST_F(FaultInjectionTest, RateCountAndWindowLimitInjection) {
 
   faults_->Fail("C_Sign", CKR_GENERAL_ERROR, 1.0, 0, /*window_ms=*/300);
   const absl::Time window_end = absl::Now() + absl::Milliseconds(300);
-  EXPECT_THAT(Sign(), StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(Sign(), StatusIs(absl::StatusCode::kUnavailable));
   absl::SleepFor(window_end - absl::Now() + absl::Milliseconds(10));
   ExpectServes();
 }
@@ -263,7 +263,7 @@ TEST_F(FaultInjectionTest, ControlFileRulesApplyUntilTheFileChanges) {
   };
   write("# a comment\nerror C_Sign CKR_FUNCTION_FAILED count=2\nlatency C_Sign 1\n");
   EXPECT_THAT(Sign(),
-              StatusIs(absl::StatusCode::kInternal, HasSubstr("FUNCTION_FAILED")));
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("FUNCTION_FAILED")));
   write("error * CKR_DEVICE_REMOVED rate=1\n");
   EXPECT_THAT(Sign(), StatusIs(absl::StatusCode::kUnavailable));
   write("");

@@ -231,21 +231,28 @@ absl::Status Token::Login(CK_SESSION_HANDLE session, uint64_t epoch) {
 }
 
 void Token::Release(const Lease& lease, bool broken) {
-  offkey::MutexLock lock(&mu_);
-  --leased_;
-  if (broken || lease.epoch != epoch_ || lease.pool_generation != pool_generation_) {
+  bool close = false;
+  {
+    offkey::MutexLock lock(&mu_);
+    --leased_;
+    if (!broken && lease.epoch == epoch_ && lease.pool_generation == pool_generation_) {
+      idle_.push_back(lease.session);
+      return;
+    }
     // Not kept. It is closed unless its handle may already name another session: a
     // broken session is dead, a reset pool's sessions were closed by the module, and a
     // re-initialised module forgot them all (handles get reused). A recovery that
     // found the token where it was (a new epoch only) leaves it open, so close it.
-    if (!broken && lease.pool_generation == pool_generation_ &&
-        lease.module_generation == module_generation_.load(std::memory_order_relaxed)) {
-      fn()->C_CloseSession(lease.session);
-    }
+    close = !broken && lease.pool_generation == pool_generation_ &&
+            lease.module_generation == module_generation_.load(std::memory_order_relaxed);
     --open_;
-    return;
   }
-  idle_.push_back(lease.session);
+  // Outside mu_ (see CloseSessions).
+  if (close) CloseSessions({lease.session});
+}
+
+void Token::CloseSessions(const std::vector<CK_SESSION_HANDLE>& sessions) {
+  for (CK_SESSION_HANDLE s : sessions) fn()->C_CloseSession(s);
 }
 
 bool Token::LoggedIn(CK_SESSION_HANDLE session) const {
@@ -256,13 +263,16 @@ bool Token::LoggedIn(CK_SESSION_HANDLE session) const {
 }
 
 void Token::ResetSessions(uint64_t seen_pool_generation) {
-  offkey::MutexLock lock(&mu_);
-  if (pool_generation_ != seen_pool_generation) return;
-  for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
-  open_ -= static_cast<int>(idle_.size());
-  idle_.clear();
-  ++pool_generation_;
-  logged_in_epoch_ = 0;
+  std::vector<CK_SESSION_HANDLE> idle;
+  {
+    offkey::MutexLock lock(&mu_);
+    if (pool_generation_ != seen_pool_generation) return;
+    idle.swap(idle_);
+    open_ -= static_cast<int>(idle.size());
+    ++pool_generation_;
+    logged_in_epoch_ = 0;
+  }
+  CloseSessions(idle);
 }
 
 absl::Status Token::Recover(uint64_t seen_epoch) {
@@ -284,21 +294,23 @@ absl::Status Token::Recover(uint64_t seen_epoch) {
   // The Call before mu_: a thread holding mu_ must never wait for the module gate, as
   // threads inside Calls take mu_.
   Module::Call call(module_, absl::InfiniteFuture());
-  offkey::MutexLock lock(&mu_);
-  // Idle sessions belong to the old epoch: close them unless the module was reset,
-  // in which case their handles are already gone.
-  if (module_generation_ == generation) {
-    for (CK_SESSION_HANDLE s : idle_) fn()->C_CloseSession(s);
+  std::vector<CK_SESSION_HANDLE> idle;
+  {
+    offkey::MutexLock lock(&mu_);
+    // Idle sessions belong to the old epoch: close them unless the module was reset,
+    // in which case their handles are already gone.
+    idle.swap(idle_);
+    open_ -= static_cast<int>(idle.size());
+    if (module_generation_ != generation) idle.clear();
+    ++epoch_;
+    module_generation_ = generation;
+    if (slot.ok()) slot_ = *slot;
   }
-  open_ -= static_cast<int>(idle_.size());
-  idle_.clear();
-  ++epoch_;
-  module_generation_ = generation;
+  CloseSessions(idle);
   if (!slot.ok()) {
     return absl::UnavailableError(
         absl::StrCat("HSM token unavailable: ", slot.status().message()));
   }
-  slot_ = *slot;
   return absl::OkStatus();
 }
 

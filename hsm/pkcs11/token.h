@@ -136,6 +136,10 @@ class Token {
   // FindSlot under its own Module::Call, for callers outside one.
   absl::StatusOr<CK_SLOT_ID> FindSlotInCall(std::string* present) const;
   void SyncWithModule();
+  // Closes sessions no longer in the pool. Called without mu_, inside a Module::Call (so
+  // no re-initialisation can hand the handles to other sessions meanwhile): a module
+  // that hangs in C_CloseSession must hold up only its caller, not every user of mu_.
+  void CloseSessions(const std::vector<CK_SESSION_HANDLE>& sessions);
   // Drops every idle session and forgets the login, after one session was found closed
   // (modules close all sessions at once, and the login ends with the last of them).
   void ResetSessions(uint64_t seen_pool_generation);

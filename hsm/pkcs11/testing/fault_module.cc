@@ -408,7 +408,12 @@ bool Inject(int f, CK_RV* rv) {
   if (delay.count() > 0) std::this_thread::sleep_for(delay);
   if (hang) {
     std::unique_lock<std::mutex> lock(mu);
-    hang_cv.wait(lock, [&] { return release_count != hang_release; });
+    // The control file is reread here too: when every caller hangs, no new call comes
+    // to notice that the hang's line went.
+    while (release_count == hang_release) {
+      hang_cv.wait_for(lock, std::chrono::milliseconds(20));
+      if (release_count == hang_release) RefreshControlFile();
+    }
   }
   if (fail) ++injected[f];
   return fail;
