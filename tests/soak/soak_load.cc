@@ -41,9 +41,9 @@
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/mutex.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
 #include "client/offkey_client.h"
@@ -204,7 +204,7 @@ class Counters {
     }
     if (outcome.ok()) return;
     ++errors_[transport][kind];
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     std::string& first = first_error_[{transport, kind}];
     if (first.empty()) first = outcome.ToString();
   }
@@ -216,7 +216,7 @@ class Counters {
 
   // One RESULT line per transport and operation, then TOTAL.
   void Print() {
-    absl::MutexLock lock(&mu_);
+    offkey::MutexLock lock(&mu_);
     for (int t = 0; t < kTransports; ++t) {
       for (int k = 0; k < kKinds; ++k) {
         printf(
@@ -254,7 +254,7 @@ class Counters {
   Table slowest_us_{};  // The slowest call, in microseconds.
   std::atomic<int64_t> reconnects_{0};
   std::atomic<int64_t> streams_{0};
-  absl::Mutex mu_;
+  offkey::Mutex mu_;
   std::map<std::pair<int, int>, std::string> first_error_ ABSL_GUARDED_BY(mu_);
 };
 
