@@ -3,9 +3,10 @@
 # Then scans every test log and output for the secrets the tests recorded
 # (tools/logscan.py) and, on a whole-suite run, fuzzes each libFuzzer target briefly
 # (tools/fuzz.sh, OFFKEY_CI_FUZZ_SECONDS each, default 20; 0 skips) and soaks offkeyd
-# (tools/soak.sh for OFFKEY_CI_SOAK_MINUTES, default 3; 0 skips). Ends with "N passed,
-# N failed", counting test cases from Bazel's test.xml reports plus the scan, the fuzzing
-# and the soak.
+# (tools/soak.sh for OFFKEY_CI_SOAK_MINUTES, default 3; 0 skips) and runs ThreadSanitizer
+# over the concurrent code (tools/sanitize.sh --tsan; OFFKEY_CI_TSAN=0 skips). Ends with
+# "N passed, N failed", counting test cases from Bazel's test.xml reports plus the scan,
+# the fuzzing, the soak and the TSan run.
 # Extra arguments go to `bazel test` (e.g. a target pattern instead of //...).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -69,6 +70,17 @@ if [[ $# -eq 0 && $soak_minutes -gt 0 ]]; then
   soak_rc=$?
   checks+=("$soak_rc")
   [[ $soak_rc -eq 0 ]] || rc=1
+fi
+
+# ThreadSanitizer over offkey's own concurrent code (the list in tools/sanitize.sh). The
+# AddressSanitizer run over the whole suite (tools/sanitize.sh --asan) is a second full
+# build and a slower suite, which does not fit CI's time beside the rest; the fuzzing
+# above runs ASan and UBSan over every parser.
+if [[ $# -eq 0 && ${OFFKEY_CI_TSAN:-1} -eq 1 ]]; then
+  ./tools/sanitize.sh --tsan
+  tsan_rc=$?
+  checks+=("$tsan_rc")
+  [[ $tsan_rc -eq 0 ]] || rc=1
 fi
 
 # Count test cases (not just targets) from the JUnit reports of the tests just run; a
