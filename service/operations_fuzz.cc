@@ -132,7 +132,8 @@ World& TheWorld() {
       Check(w->store->PutMetadata(info->key_id, metadata.SerializeAsString()).ok());
       w->keys[spec.name] = *std::move(info);
     }
-    w->catalog = std::make_unique<KeyCatalog>(w->store.get(), absl::Hours(1));
+    w->catalog = std::make_unique<KeyCatalog>(w->store.get(), absl::Hours(1),
+                                              /*min_miss_reload=*/absl::Hours(1));
     offkey::v1::PolicyConfig config;
     Check(google::protobuf::TextFormat::ParseFromString(kPolicy, &config));
     absl::StatusOr<config::Policy> policy =

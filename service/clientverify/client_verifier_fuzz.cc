@@ -82,35 +82,33 @@ std::string WriteTemp(const std::string& dir, const char* name, absl::string_vie
 }
 
 const TrustStore& Store() {
-  static const TrustStore* store =
-      [] {
-        char dir_template[] = "/tmp/offkey-client-verifier-fuzz.XXXXXX";
-        const char* dir = mkdtemp(dir_template);
-        Check(dir != nullptr);
-        const std::string ca = WriteTemp(dir, "ca.pem", kCaPem);
-        const std::string crls = WriteTemp(dir, "crls.pem", kCrlsPem);
-        google::protobuf::RepeatedPtrField<offkey::v1::TrustBundle> bundles;
-        offkey::v1::TrustBundle* plain = bundles.Add();
-        plain->set_name(kBundles[0]);
-        plain->set_ca_file(ca);
-        offkey::v1::TrustBundle* with_crls = bundles.Add();
-        with_crls->set_name(kBundles[1]);
-        with_crls->set_ca_file(ca);
-        with_crls->add_crl_files(crls);
-        offkey::v1::TrustBundle* ecdsa = bundles.Add();
-        ecdsa->set_name(kBundles[2]);
-        ecdsa->set_ca_file(ca);
-        ecdsa->add_allowed_schemes(offkey::v1::ECDSA_SECP256R1_SHA256);
-        absl::StatusOr<std::shared_ptr<const TrustStore>> loaded =
-            TrustStore::Load(bundles);
-        unlink(ca.c_str());
-        unlink(crls.c_str());
-        rmdir(dir);
-        Check(loaded.ok());
-        return new std::shared_ptr<const TrustStore>(*std::move(loaded));  // Never freed.
-      }()
-          ->get();
-  return *store;
+  // Held by a static pointer, so never freed and never reported as a leak.
+  static const std::shared_ptr<const TrustStore>* store = [] {
+    char dir_template[] = "/tmp/offkey-client-verifier-fuzz.XXXXXX";
+    const char* dir = mkdtemp(dir_template);
+    Check(dir != nullptr);
+    const std::string ca = WriteTemp(dir, "ca.pem", kCaPem);
+    const std::string crls = WriteTemp(dir, "crls.pem", kCrlsPem);
+    google::protobuf::RepeatedPtrField<offkey::v1::TrustBundle> bundles;
+    offkey::v1::TrustBundle* plain = bundles.Add();
+    plain->set_name(kBundles[0]);
+    plain->set_ca_file(ca);
+    offkey::v1::TrustBundle* with_crls = bundles.Add();
+    with_crls->set_name(kBundles[1]);
+    with_crls->set_ca_file(ca);
+    with_crls->add_crl_files(crls);
+    offkey::v1::TrustBundle* ecdsa = bundles.Add();
+    ecdsa->set_name(kBundles[2]);
+    ecdsa->set_ca_file(ca);
+    ecdsa->add_allowed_schemes(offkey::v1::ECDSA_SECP256R1_SHA256);
+    absl::StatusOr<std::shared_ptr<const TrustStore>> loaded = TrustStore::Load(bundles);
+    unlink(ca.c_str());
+    unlink(crls.c_str());
+    rmdir(dir);
+    Check(loaded.ok());
+    return new std::shared_ptr<const TrustStore>(*std::move(loaded));
+  }();
+  return **store;
 }
 
 // The next 16-bit length-prefixed field of `in`; a short one takes what is left.
