@@ -11,11 +11,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-ca_ext="basicConstraints=critical,CA:true
+cat >ca.ext <<'X'
+basicConstraints=critical,CA:true
 keyUsage=critical,keyCertSign,cRLSign
-subjectKeyIdentifier=hash"
-cat >ca.ext <<<"$ca_ext
-authorityKeyIdentifier=keyid"
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+X
 cat >leaf.ext <<'X'
 basicConstraints=critical,CA:false
 keyUsage=critical,digitalSignature
@@ -49,7 +50,8 @@ openssl x509 -in int.pem -outform DER -out int.der
 
 # CRLs: the CA's revokes edge-rsa; the intermediate's revokes nothing.
 crl() {  # issuer revoked...
-  local d=db-$1; mkdir -p $d; : >$d/index; echo 01 >$d/crlnumber
+  local issuer=$1 d=db-$1; shift
+  mkdir -p $d; : >$d/index; echo 01 >$d/crlnumber
   cat >$d/cnf <<X
 [ca]
 default_ca=c
@@ -59,13 +61,12 @@ crlnumber=$d/crlnumber
 default_md=sha256
 default_crl_days=3650
 X
-  shift_issuer=$1; shift
   for r in "$@"; do
-    openssl ca -config $d/cnf -cert $shift_issuer.pem -keyfile $shift_issuer.key \
+    openssl ca -config $d/cnf -cert $issuer.pem -keyfile $issuer.key \
       -revoke $r.pem 2>/dev/null
   done
-  openssl ca -config $d/cnf -cert $shift_issuer.pem -keyfile $shift_issuer.key -gencrl \
-    -out $shift_issuer.crl 2>/dev/null
+  openssl ca -config $d/cnf -cert $issuer.pem -keyfile $issuer.key -gencrl \
+    -out $issuer.crl 2>/dev/null
 }
 crl ca edge-rsa
 crl int
