@@ -32,6 +32,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/secret_bytes.h"
+#include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/text_format.h"
 #include "hsm/key_store.h"
 #include "hsm/key_types.h"
@@ -119,6 +120,9 @@ struct World {
 
 World& TheWorld() {
   static World* world = [] {
+    // Parsing refuses strings that are not UTF-8 (as gRPC's would); without the log
+    // line protobuf writes for each.
+    google::protobuf::SetLogHandler(nullptr);
     auto* w = new World();  // Never freed.
     for (const KeySpec& spec : kKeys) {
       absl::StatusOr<hsm::KeyInfo> info = w->store->ImportKey(
