@@ -48,6 +48,28 @@ std::string PublicKeyPem(const std::string& spki) {
   return BioContents(bio.get());
 }
 
+// One certificate of the chain, `where` naming it in errors. It must be DER exactly as
+// OpenSSL writes it back: the chain is stored re-encoded (and served so by
+// GetCertificate), and an encoding that does not survive that would be attached
+// altered.
+absl::StatusOr<X509Ptr> ParseCertificateDer(const std::string& der,
+                                            absl::string_view where) {
+  if (der.size() > kMaxCertBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": at most ", kMaxCertBytes, " bytes"));
+  }
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (cert == nullptr ||
+      p != reinterpret_cast<const unsigned char*>(der.data()) + der.size() ||
+      CertificateDer(cert.get()) != der) {
+    DrainOpenSslErrors();
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": not a DER X.509 certificate"));
+  }
+  return cert;
+}
+
 // Parses the request's chain into certificates, leaf first.
 absl::StatusOr<std::vector<X509Ptr>> ParseChain(
     const v1::AttachCertificateRequest& request) {
@@ -55,32 +77,29 @@ absl::StatusOr<std::vector<X509Ptr>> ParseChain(
   switch (request.chain_case()) {
     case v1::AttachCertificateRequest::kChainDer:
       for (int i = 0; i < request.chain_der().certificates_size(); ++i) {
-        const std::string& der = request.chain_der().certificates(i);
-        if (der.size() > kMaxCertBytes) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "chain_der.certificates[", i, "]: at most ", kMaxCertBytes, " bytes"));
-        }
-        const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-        X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-        if (cert == nullptr ||
-            p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
-          DrainOpenSslErrors();
-          return absl::InvalidArgumentError(absl::StrCat(
-              "chain_der.certificates[", i, "]: not a DER X.509 certificate"));
-        }
+        OFFKEY_ASSIGN_OR_RETURN(
+            X509Ptr cert,
+            ParseCertificateDer(request.chain_der().certificates(i),
+                                absl::StrCat("chain_der.certificates[", i, "]")));
         chain.push_back(std::move(cert));
       }
       break;
     case v1::AttachCertificateRequest::kChainPem: {
       PemOptions options;
       options.max_input_bytes = kMaxChainPem;
-      absl::StatusOr<std::vector<X509Ptr>> certs =
-          ReadPemCertificates(request.chain_pem(), options);
-      if (!certs.ok()) {
+      absl::StatusOr<std::vector<std::string>> ders =
+          ReadPemCertificatesDer(request.chain_pem(), options);
+      if (!ders.ok()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("chain_pem: ", certs.status().message()));
+            absl::StrCat("chain_pem: ", ders.status().message()));
       }
-      chain = *std::move(certs);
+      for (size_t i = 0; i < ders->size(); ++i) {
+        OFFKEY_ASSIGN_OR_RETURN(
+            X509Ptr cert,
+            ParseCertificateDer((*ders)[i],
+                                absl::StrCat("chain_pem: certificate ", i + 1)));
+        chain.push_back(std::move(cert));
+      }
       break;
     }
     case v1::AttachCertificateRequest::CHAIN_NOT_SET:

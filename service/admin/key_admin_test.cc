@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/openssl_util.h"
@@ -720,6 +721,37 @@ TEST_F(KeyAdminTest, AttachesAMatchingChain) {
   ASSERT_THAT(admin_.AttachCertificate(pem), IsOk());
   OFFKEY_ASSERT_OK_AND_ASSIGN(shown, admin_.GetKey(get));
   EXPECT_THAT(shown.key().certificate_chain(), ElementsAre(Der(leaf.cert_pem)));
+}
+
+// Found by attach_certificate_fuzz: a certificate that parses but does not re-encode to
+// the same bytes (here, unused bits in the signature BIT STRING) was attached altered.
+TEST_F(KeyAdminTest, AttachRefusesCertificatesThatAreNotCanonicalDer) {
+  v1::KeyInfo key = Create("web");
+  service::dev::IssuedCert leaf = CertFor(key, now_ + absl::Hours(24 * 90));
+  std::string der = Der(leaf.cert_pem);
+  // The signature BIT STRING ends the certificate: its unused-bits byte comes just
+  // before the signature bytes.
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  ASSERT_NE(cert, nullptr);
+  const ASN1_BIT_STRING* signature = nullptr;
+  X509_get0_signature(&signature, nullptr, cert.get());
+  const size_t unused_bits = der.size() - ASN1_STRING_length(signature) - 1;
+  ASSERT_EQ(der[unused_bits], '\0');
+  der[unused_bits] = 2;
+
+  v1::AttachCertificateRequest request;
+  *request.mutable_key() = ByName("web");
+  request.mutable_chain_der()->add_certificates(der);
+  EXPECT_THAT(admin_.AttachCertificate(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a DER")));
+  request.set_chain_pem("-----BEGIN CERTIFICATE-----\n" + absl::Base64Escape(der) +
+                        "\n-----END CERTIFICATE-----\n");
+  EXPECT_THAT(admin_.AttachCertificate(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a DER")));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<std::string> stored,
+                              store_->GetCertificateChain(key.key_id()));
+  EXPECT_THAT(stored, ::testing::IsEmpty());
 }
 
 TEST_F(KeyAdminTest, AttachRefusesCertificatesThatDoNotMatchOrDoNotParse) {
