@@ -291,13 +291,16 @@ OffkeyServer::~OffkeyServer() {
   // operations inside it.
   if (hsm_work_.joinable()) hsm_work_.join();
   Shutdown(absl::Seconds(5));
-  // Order matters: the server has stopped taking calls; the pool finishes the queued
+  // Order matters: the server has stopped taking calls; the pools finish the queued
   // ones (their replies still need the pollers); then the pollers stop once every call
-  // has completed; then the server goes.
-  pool_.reset();
-  verify_pool_.reset();
+  // has completed; only then do the pools go, as a poller still in a call that arrived
+  // during the shutdown may yet submit to one (and be refused).
+  if (pool_ != nullptr) pool_->Drain();
+  if (verify_pool_ != nullptr) verify_pool_->Drain();
   admin_server_.reset();
   if (service_ != nullptr) service_->Stop();
+  pool_.reset();
+  verify_pool_.reset();
   server_.reset();
   service_.reset();
   http_.reset();

@@ -26,9 +26,13 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(Options options) 
   return pool;
 }
 
-WorkerPool::~WorkerPool() {
+WorkerPool::~WorkerPool() { Drain(); }
+
+void WorkerPool::Drain() {
   Shutdown();
-  for (std::thread& t : threads_) t.join();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
 void WorkerPool::Shutdown() {

@@ -63,7 +63,7 @@ class WorkerPool {
     options.queue_depth = queue_depth;
     return Create(std::move(options));
   }
-  // Runs every queued task (tasks see `expired` as usual), then joins the threads.
+  // Drain().
   ~WorkerPool();
 
   // Queues `task` on behalf of `identity` (the caller; "" is an identity like any
@@ -78,6 +78,11 @@ class WorkerPool {
 
   // Stops accepting tasks; queued ones still run. Idempotent.
   void Shutdown();
+  // Shutdown, then waits until every queued task (tasks see `expired` as usual) has run
+  // and the threads have ended. The pool stays valid: a Submit that races with this (a
+  // call arriving as the server stops) gets UNAVAILABLE rather than a destroyed pool.
+  // Idempotent; call it from one thread.
+  void Drain();
 
   // Tasks waiting for a thread.
   int queued() const;
