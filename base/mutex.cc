@@ -6,11 +6,11 @@
 namespace offkey {
 
 void Mutex::Unlock() {
-  const bool wake = waiters_ > 0;
+  // Notified before the unlock, not after: a thread may take the lock the moment it is
+  // free, see its condition true, and destroy this Mutex (a destructor awaiting "no
+  // calls in flight"); the condition variable must not be touched after that.
+  if (waiters_ > 0) changed_.notify_all();
   mu_.unlock();
-  // After the unlock, so a woken thread does not block on mu_ at once. No waiter can be
-  // missed: one that counted itself in waiters_ held mu_ until it was inside wait().
-  if (wake) changed_.notify_all();
 }
 
 // Waking others on the way in: the caller may have changed what their conditions read

@@ -89,6 +89,27 @@ TEST(MutexTest, ReleasingTheLockInAwaitWakesOtherWaiters) {
   gate.join();
 }
 
+// The owner of a Mutex may destroy it as soon as it sees (under the lock) that no other
+// thread needs it; an Unlock that was still touching it would then use freed memory
+// (TSan and ASan see it; found by TSan in liboffkey's Client destructor).
+TEST(MutexTest, MayBeDestroyedOnceAwaitSeesTheLastUnlock) {
+  for (int i = 0; i < 200; ++i) {
+    auto* mu = new Mutex;
+    int in_flight = 1;
+    std::thread last([&] {
+      MutexLock lock(mu);
+      --in_flight;
+    });
+    {
+      MutexLock lock(mu);
+      auto idle = [&] { return in_flight == 0; };
+      mu->Await(absl::Condition(&idle));
+    }
+    delete mu;
+    last.join();
+  }
+}
+
 TEST(MutexTest, AwaitWithDeadlineGivesUpAtTheDeadline) {
   Mutex mu;
   bool never = false;
