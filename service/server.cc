@@ -1,5 +1,6 @@
 #include "service/server.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +30,11 @@ constexpr absl::Duration kHealthCheckBound = absl::Seconds(2);
 // How often the serving status is published, at most: a health check stuck past its
 // bound shows in grpc.health.v1 this soon (/readyz and offkey_ready ask Ready() live).
 constexpr absl::Duration kPublishEvery = absl::Milliseconds(200);
+// How often freed heap memory goes back to the system (glibc keeps it in per-thread
+// arenas otherwise, and gRPC's and the HSM's threads each have one): RSS then tracks what
+// offkeyd uses, which is what a memory limit and a leak alert look at. A trim walks
+// the arenas once, well under a millisecond at offkeyd's size.
+constexpr absl::Duration kTrimEvery = absl::Minutes(1);
 
 // Clients (liboffkey) ping idle connections every 20 s so a dead replica is noticed
 // before a handshake waits on it; gRPC's server default would answer pings that
@@ -419,12 +425,17 @@ void OffkeyServer::Background() {
   const absl::Duration publish_every = std::min(options_.health_interval, kPublishEvery);
   absl::Time next_publish = absl::Now() + publish_every;
   absl::Time next_reload = absl::Now() + reload_every;
+  absl::Time next_trim = absl::Now() + kTrimEvery;
   bool said_stuck = false;
   offkey::MutexLock lock(&stop_mu_);
   while (!stopping_) {
-    const absl::Time wake = std::min(next_publish, next_reload);
+    const absl::Time wake = std::min({next_publish, next_reload, next_trim});
     if (stop_mu_.AwaitWithDeadline(absl::Condition(&stopping_), wake)) break;
     stop_mu_.Unlock();
+    if (absl::Now() >= next_trim) {
+      malloc_trim(0);
+      next_trim = absl::Now() + kTrimEvery;
+    }
     if (absl::Now() >= next_publish) {
       PublishServing();
       // A stuck check cannot log for itself.
