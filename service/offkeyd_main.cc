@@ -199,6 +199,8 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<hsm::pkcs11::Pkcs11KeyStore>> store =
       hsm::pkcs11::Pkcs11KeyStore::Create(token);
   if (!store.ok()) return Fail(store.status(), "opening the HSM token");
+  // What this module can do, so a refused key type is no surprise later.
+  fprintf(stderr, "offkeyd: %s\n", (*store)->capabilities().Summary().c_str());
   if (dev) {
     absl::StatusOr<int> made = service::dev::EnsureDevKeys(dev_state, **store);
     if (!made.ok()) return Fail(made.status(), "development keys");
