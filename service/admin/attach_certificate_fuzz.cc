@@ -41,13 +41,12 @@ namespace {
 // 2027-01-01T00:00:00Z.
 const absl::Time kNow = absl::FromUnixSeconds(1798761600);
 
-// The "web" key, EC P-256: a throwaway made for this fuzzer only.
-constexpr char kWebKeyPem[] = R"(-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgYlh+/v+pHsJKm1Jl
-tshedK/RcuF0xsC8ChRGf37A0GWhRANCAASoKtSn5CYLXv/XGpe6T+nCvHom1jse
-WfRmkzDxnsMYc/0LrLkczlUNa3gZiZ/SgqyKY4UJYUaFItCYLR4XtCI/
------END PRIVATE KEY-----
-)";
+// The "web" key, EC P-256: a throwaway made for this fuzzer only, kept in test data
+// (testdata/fuzz/attach_certificate_web_key.pem) and embedded by the BUILD's genrule,
+// because the fuzzer runs from a copy with no runfiles.
+constexpr char kWebKeyPem[] =
+#include "service/admin/attach_certificate_web_key.inc"
+    ;
 
 void Check(bool ok) {
   if (!ok) std::abort();

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Makes the fixed key, PKI and seed corpus of attach_certificate_fuzz (run once; the
-# results are checked in). Prints the key attach_certificate_fuzz.cc embeds (kWebKeyPem);
-# writes the seeds into ./attach_certificate. Needs openssl and python3. Certificates
+# results are checked in). Writes the key the fuzzer embeds into
+# ./attach_certificate_web_key.pem and the seeds into ./attach_certificate (run it in
+# this directory). Needs openssl and python3. Certificates
 # are valid for 20 years from the run; the fuzzer's clock is fixed inside that (kNow).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -56,4 +57,4 @@ der_seed der_other_key 4 web.der int.der
 { printf '\x01'; cat web.pem int.pem; } >"$out/pem_chain"
 { printf '\x03'; cat web.pem int.pem ca.pem; } >"$out/pem_chain_force"
 
-openssl pkey -in web.key
+openssl pkey -in web.key -out "$out/../attach_certificate_web_key.pem"
