@@ -17,9 +17,7 @@
 // operation and transport ("soak-load: RESULT ...": calls, errors, calls that took a
 // second or more, the slowest) and a TOTAL line; it exits 1 if any call failed or gave
 // a wrong answer, 2 if it could not start.
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -45,9 +43,11 @@
 #include "absl/time/time.h"
 #include "base/mutex.h"
 #include "base/openssl_util.h"
+#include "base/secret_bytes.h"
 #include "base/status_macros.h"
 #include "client/offkey_client.h"
 #include "offkey/v1/key_service.pb.h"
+#include "service/crypto/tls_prf.h"
 
 ABSL_FLAG(std::string, target, "", "offkeyd's data plane, host:port.");
 ABSL_FLAG(std::string, ca, "", "PEM CA that signed offkeyd's certificate.");
@@ -161,28 +161,12 @@ std::string EncryptPremaster(EVP_PKEY* key, const std::string& premaster) {
   return out;
 }
 
-// The TLS 1.2 PRF with SHA-256 (RFC 5246 5), 48 bytes.
-std::string Prf48(const std::string& secret, const std::string& label,
-                  const std::string& seed) {
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "TLS1-PRF", nullptr);
-  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-  std::string full_seed = label + seed;
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"),
-                                       0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET,
-                                        const_cast<char*>(secret.data()), secret.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, full_seed.data(),
-                                        full_seed.size()),
-      OSSL_PARAM_construct_end()};
-  std::string out(48, '\0');
-  if (EVP_KDF_derive(ctx, reinterpret_cast<unsigned char*>(out.data()), out.size(),
-                     params) != 1) {
-    out.clear();
-  }
-  EVP_KDF_CTX_free(ctx);
-  EVP_KDF_free(kdf);
-  return out;
+// The extended master secret (RFC 7627) the client would compute: service/crypto's PRF.
+std::string LocalMasterSecret(const std::string& premaster,
+                              const std::string& session_hash) {
+  absl::StatusOr<SecretBytes> master = service::crypto::ExtendedMasterSecret(
+      hsm::HashAlgorithm::kSha256, SecretBytes(premaster), session_hash);
+  return master.ok() ? std::string(master->view()) : std::string();
 }
 
 // What every thread needs: the keys' public halves and the client credential.
@@ -308,11 +292,10 @@ absl::Status RunOne(client::Client& client, const Material& m, Kind kind) {
       request.set_prf_hash(v1::PRF_SHA256);
       request.set_session_hash(session_hash);
       auto response = client.DeriveMasterSecret(request);
-      return Check(
-          response,
-          response.ok() && response->master_secret() ==
-                               Prf48(premaster, "extended master secret", session_hash),
-          "master secret differs from the local PRF");
+      return Check(response,
+                   response.ok() && response->master_secret() ==
+                                        LocalMasterSecret(premaster, session_hash),
+                   "master secret differs from the local PRF");
     }
     case kVerify: {
       v1::VerifyClientRequest request;
