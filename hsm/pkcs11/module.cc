@@ -29,19 +29,29 @@ CK_RV Initialize(CK_FUNCTION_LIST* fn) {
   return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
 }
 
-// Whether the module is SoftHSM2 or opencryptoki, whose object stores need object
-// changes kept apart from other calls (see Module::object_changes_need_exclusive_access).
-bool NeedsExclusiveObjectChanges(CK_FUNCTION_LIST* fn) {
+// What C_GetInfo's manufacturer and description say about a module's object store (see
+// Module::object_changes_need_exclusive_access and Module::may_reuse_object_handles).
+struct Quirks {
+  bool exclusive_object_changes = false;
+  bool may_reuse_object_handles = true;
+};
+
+Quirks QuirksOf(CK_FUNCTION_LIST* fn) {
+  Quirks quirks;
   CK_INFO info;
-  if (fn->C_GetInfo(&info) != CKR_OK) return false;
+  if (fn->C_GetInfo(&info) != CKR_OK) return quirks;
   const absl::string_view manufacturer(reinterpret_cast<const char*>(info.manufacturerID),
                                        sizeof(info.manufacturerID));
   const absl::string_view description(
       reinterpret_cast<const char*>(info.libraryDescription),
       sizeof(info.libraryDescription));
-  return absl::StartsWith(manufacturer, "SoftHSM") ||
-         (absl::StartsWith(manufacturer, "IBM") &&
-          absl::StartsWith(description, "Meta PKCS11 LIBRARY"));
+  const bool softhsm = absl::StartsWith(manufacturer, "SoftHSM");
+  quirks.exclusive_object_changes =
+      softhsm || (absl::StartsWith(manufacturer, "IBM") &&
+                  absl::StartsWith(description, "Meta PKCS11 LIBRARY"));
+  // SoftHSM2's handle manager counts up and never hands a handle out twice.
+  quirks.may_reuse_object_handles = !softhsm;
+  return quirks;
 }
 
 // The modules this thread holds a Call on, so that nested Calls enter at once (a
@@ -120,7 +130,9 @@ absl::StatusOr<Module*> Module::Load(const std::string& path) {
     return CkRvStatus(rv, absl::StrCat("C_Initialize of '", path, "'"));
   }
   // Lives until the process ends.
-  auto* module = new Module(path, handle, fn, NeedsExclusiveObjectChanges(fn));
+  const Quirks quirks = QuirksOf(fn);
+  auto* module = new Module(path, handle, fn, quirks.exclusive_object_changes,
+                            quirks.may_reuse_object_handles);
   Registry()[path] = module;
   return module;
 }

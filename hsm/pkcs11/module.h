@@ -41,6 +41,12 @@ class Module {
   // Known from C_GetInfo's manufacturer and description; false for every other module.
   bool object_changes_need_exclusive_access() const { return exclusive_object_changes_; }
 
+  // Whether a handle of a destroyed object may come back naming another object. True
+  // for tpm2-pkcs11 1.9 (handles are its database's row ids: destroy the newest object,
+  // create one, and it gets the same handle) and assumed for every module but SoftHSM2,
+  // whose handles only count up. Cached handles must then be checked on use.
+  bool may_reuse_object_handles() const { return may_reuse_object_handles_; }
+
   // Incremented every time the module is re-initialised. Sessions and object handles
   // obtained under an older generation are dead.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
@@ -92,16 +98,18 @@ class Module {
 
  private:
   Module(std::string path, void* handle, CK_FUNCTION_LIST* fn,
-         bool exclusive_object_changes)
+         bool exclusive_object_changes, bool may_reuse_object_handles)
       : path_(std::move(path)),
         handle_(handle),
         fn_(fn),
-        exclusive_object_changes_(exclusive_object_changes) {}
+        exclusive_object_changes_(exclusive_object_changes),
+        may_reuse_object_handles_(may_reuse_object_handles) {}
 
   const std::string path_;
   void* const handle_;
   CK_FUNCTION_LIST* const fn_;
   const bool exclusive_object_changes_;
+  const bool may_reuse_object_handles_;
   offkey::Mutex mu_;  // Serialises re-initialisation.
   std::atomic<uint64_t> generation_{1};
 

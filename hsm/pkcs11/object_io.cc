@@ -43,14 +43,20 @@ CK_RV FindObjects(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, Templat
 
 CK_RV GetBytes(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
                CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type, std::string* out) {
-  CK_ATTRIBUTE attr = {type, nullptr, 0};
-  CK_RV rv = fn->C_GetAttributeValue(session, object, &attr, 1);
-  if (rv != CKR_OK) return rv;
-  if (attr.ulValueLen == CK_UNAVAILABLE_INFORMATION) return CKR_ATTRIBUTE_TYPE_INVALID;
-  out->assign(attr.ulValueLen, '\0');
-  attr.pValue = out->data();
-  rv = fn->C_GetAttributeValue(session, object, &attr, 1);
-  if (rv == CKR_OK) out->resize(attr.ulValueLen);
+  CK_RV rv = CKR_OK;
+  // The value may grow between asking its size and reading it (another thread or
+  // process changed the object, or a module reused the handle): ask again.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    CK_ATTRIBUTE attr = {type, nullptr, 0};
+    rv = fn->C_GetAttributeValue(session, object, &attr, 1);
+    if (rv != CKR_OK) return rv;
+    if (attr.ulValueLen == CK_UNAVAILABLE_INFORMATION) return CKR_ATTRIBUTE_TYPE_INVALID;
+    out->assign(attr.ulValueLen, '\0');
+    attr.pValue = out->data();
+    rv = fn->C_GetAttributeValue(session, object, &attr, 1);
+    if (rv == CKR_OK) out->resize(attr.ulValueLen);
+    if (rv != CKR_BUFFER_TOO_SMALL) return rv;
+  }
   return rv;
 }
 

@@ -42,7 +42,8 @@ class Template {
 CK_RV FindObjects(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session, Template& tmpl,
                   std::vector<CK_OBJECT_HANDLE>* out, size_t limit = 4096);
 
-// One attribute's value. CKR_ATTRIBUTE_TYPE_INVALID if the object lacks it.
+// One attribute's value. CKR_ATTRIBUTE_TYPE_INVALID if the object lacks it. Asks again
+// (up to three times) when the value grew between the two calls.
 CK_RV GetBytes(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
                CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type, std::string* out);
 CK_RV GetUlong(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,

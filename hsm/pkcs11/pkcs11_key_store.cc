@@ -143,10 +143,17 @@ absl::Status Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session,
                                         KeyHandle* out) {
   const uint64_t epoch = token_->epoch();
   if (!fresh) {
-    offkey::MutexLock lock(&mu_);
-    auto it = handles_.find(key_id);
-    if (it != handles_.end() && it->second.epoch == epoch) {
-      *out = it->second;
+    std::optional<KeyHandle> cached;
+    {
+      offkey::MutexLock lock(&mu_);
+      auto it = handles_.find(key_id);
+      if (it != handles_.end() && it->second.epoch == epoch) cached = it->second;
+    }
+    // Another process may have destroyed the key and a module that reuses handles
+    // given its handle to a new object: use the handle only while it names this key.
+    if (cached.has_value() && (!token_->may_reuse_object_handles() ||
+                               StillNames(session, cached->object, key_id))) {
+      *out = *std::move(cached);
       return absl::OkStatus();
     }
   }
@@ -194,6 +201,12 @@ absl::Status Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session,
   handles_[std::string(key_id)] = key;
   *out = std::move(key);
   return absl::OkStatus();
+}
+
+bool Pkcs11KeyStore::StillNames(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
+                                absl::string_view key_id) {
+  std::string id;
+  return GetBytes(token_->fn(), session, object, CKA_ID, &id) == CKR_OK && id == key_id;
 }
 
 absl::Status Pkcs11KeyStore::ReplaceObjects(
@@ -272,6 +285,11 @@ absl::Status Pkcs11KeyStore::Describe(CK_SESSION_HANDLE session, CK_OBJECT_HANDL
       }
     }
   }
+  // On a module that reuses handles, the object may have been destroyed and its handle
+  // given to another between the reads above: then it is gone, as if never found.
+  if (token_->may_reuse_object_handles() && !StillNames(session, object, id)) {
+    return CkRvStatus(CKR_OBJECT_HANDLE_INVALID, "the key changed while it was read");
+  }
   if (!spki.ok()) return spki.status();
   out->public_key_spki = *std::move(spki);
   OFFKEY_ASSIGN_OR_RETURN(out->ski, SkiOfSpki(out->public_key_spki));
@@ -345,8 +363,12 @@ absl::StatusOr<std::vector<KeyInfo>> Pkcs11KeyStore::ListKeys() {
         for (CK_OBJECT_HANDLE object : found) {
           KeyInfo info;
           absl::Status described = Describe(session, object, &info);
-          // The token's failures end the listing (and may be recovered from).
-          if (CkRvOf(described).has_value()) return described;
+          const std::optional<CK_RV> rv = CkRvOf(described);
+          // A key destroyed since the search is not listed; a stale handle that means
+          // a lost login, and the token's other failures, end the listing (and may be
+          // recovered from).
+          if (rv.has_value() && IsHandleStale(*rv) && token_->LoggedIn(session)) continue;
+          if (rv.has_value()) return described;
           // Keys of types offkey cannot use are not offkey's to list.
           if (described.ok() && info.algorithm != KeyAlgorithm::kUnknown) {
             keys.push_back(std::move(info));

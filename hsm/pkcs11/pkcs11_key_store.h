@@ -90,6 +90,9 @@ class Pkcs11KeyStore final : public KeyStore {
   // NOT_FOUND if there is none, FAILED_PRECONDITION if several.
   absl::Status ResolveKey(CK_SESSION_HANDLE session, absl::string_view key_id, bool fresh,
                           KeyHandle* out);
+  // Whether `object` still exists with CKA_ID `key_id` (for modules that reuse handles).
+  bool StillNames(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
+                  absl::string_view key_id);
   // Replaces the objects `find` selects beside the key `key_id` with those `create`
   // makes (given the key's label): new objects first, then the old ones destroyed, so a
   // failure in between leaves both, never neither. Errors as ResolveKey and `create`.

@@ -91,6 +91,8 @@ class Token {
   bool LoggedIn(CK_SESSION_HANDLE session) const;
 
   const CK_FUNCTION_LIST* fn() const { return module_->fn(); }
+  // See Module::may_reuse_object_handles.
+  bool may_reuse_object_handles() const { return module_->may_reuse_object_handles(); }
   const TokenUri& uri() const { return uri_; }
   int max_sessions() const { return max_sessions_; }
   // The slot the token was last found in (for tools that open sessions of their own).

@@ -452,6 +452,25 @@ TEST_P(KeyStoreConformanceTest, StoreSecretIsSharedByStoresOnOneBacking) {
   EXPECT_EQ(a.view(), b.view());
 }
 
+// Another store (another offkeyd, offkeyctl) destroys a key this store has used and
+// makes a new one; a module may give the new key the old one's handle (tpm2-pkcs11
+// does). Asking for the old key must then be "not found", never a signature by the new
+// key.
+TEST_P(KeyStoreConformanceTest, KeyDestroyedElsewhereIsNotFoundEvenIfItsHandleIsReused) {
+  if (!factory_.open_another) GTEST_SKIP() << "this store cannot open another view";
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<KeyStore> other,
+                              factory_.open_another(*store_));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo old_key, store_->GenerateKey("old", Everyday()));
+  const SignAlgorithm alg = AlgorithmsFor(old_key.algorithm).back();
+  ASSERT_THAT(store_->Sign(old_key.key_id, alg, "m", {}), IsOk());  // Cached now.
+  ASSERT_THAT(other->DestroyKey(old_key.key_id), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo new_key, other->GenerateKey("new", Everyday()));
+  ASSERT_NE(new_key.key_id, old_key.key_id);
+  EXPECT_THAT(store_->Sign(old_key.key_id, alg, "m", {}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->Sign(new_key.key_id, alg, "m", {}), IsOk());
+}
+
 TEST_P(KeyStoreConformanceTest, ManyThreadsSigningWithSeveralKeysAllVerify) {
   std::vector<KeyInfo> keys;
   for (KeyAlgorithm alg : {KeyAlgorithm::kRsa2048, KeyAlgorithm::kEcP256,

@@ -80,8 +80,12 @@ absl::StatusOr<std::string> StartDaemon() {
   }
   std::ofstream(dir + "/etc/opencryptoki.conf") << conf;
 
-  // From here on this process (and its children) sees the private paths.
-  if (unshare(CLONE_NEWNS) != 0) return Errno("unshare(CLONE_NEWNS)");
+  // From here on this process (and its children) sees the private paths, and SysV IPC
+  // of its own: pkcsslotd's shared memory key comes from ftok(), which gives tests
+  // running side by side the same key now and then.
+  if (unshare(CLONE_NEWNS | CLONE_NEWIPC) != 0) {
+    return Errno("unshare(CLONE_NEWNS | CLONE_NEWIPC)");
+  }
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     return Errno("making / private");
   }
