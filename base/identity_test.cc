@@ -127,8 +127,8 @@ TEST(IdentityTest, CnOnlyCarriesItsSource) {
   EXPECT_EQ(*id, "cn:terminator");
 }
 
-// The spoof issue 18 is about: a CA that signs any subject must not thereby mint SPIFFE
-// identities. A CN or DNS name that looks like a URI is refused, not used.
+// The spoof the issuance rules exist for: a CA that signs any subject must not thereby
+// mint SPIFFE identities. A CN or DNS name that looks like a URI is refused, not used.
 TEST(IdentityTest, UriLookingCnOrDnsIsRefusedNotTheSpiffeIdentity) {
   ExpectRefused(IdentityOf({{}, {}, {kSpiffe}, ""}), "looks like a URI");
   ExpectRefused(IdentityOf({{}, {kSpiffe}, {}, ""}), "looks like a URI");

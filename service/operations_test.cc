@@ -715,7 +715,7 @@ TEST_F(OperationsTest, BadPaddingOrVersionGivesTheDeterministicSubstitute) {
   EXPECT_NE(Decrypt(raw(Block(k, premaster, 1))), Decrypt(raw(Block(k, premaster, 3))));
 }
 
-// Issue 18 item 7: a substitute looks like a real premaster. Its first two bytes are the
+// A substitute looks like a real premaster. Its first two bytes are the
 // client_version, as RFC 5246 §7.4.7.1 has a real one start, and the version is bound
 // into the MAC, so the other 46 bytes change with it too.
 TEST_F(OperationsTest, SubstituteStartsWithTheClientVersionAndDependsOnIt) {
@@ -746,7 +746,7 @@ TEST_F(OperationsTest, SubstituteStartsWithTheClientVersionAndDependsOnIt) {
   EXPECT_NE(substitute.substr(2), premaster.substr(2));
 }
 
-// Issue 18 item 10: a ciphertext shorter than the modulus is the same integer as its
+// A ciphertext shorter than the modulus is the same integer as its
 // zero-padded form (OpenSSL reads it so), not an error a local-key server would not give.
 TEST_F(OperationsTest, AShortCiphertextIsTheIntegerItEncodes) {
   const std::string premaster = Premaster();

@@ -1,4 +1,4 @@
-// The audit log under attack (issue 18 item 5), against a real offkeyd: fields a caller
+// The audit log under attack, against a real offkeyd: fields a caller
 // controls reach the line capped whatever their size, and an audit log that cannot be
 // written refuses operations (fail closed) unless audit.fail_open says otherwise.
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-// Chaos under load (issue 19): offkeyd over the fault-injecting PKCS#11 module
+// Chaos under load: offkeyd over the fault-injecting PKCS#11 module
 // (hsm/pkcs11/testing/fault_module.cc) and a SoftHSM2 token serves a steady mixed load
 // (RSA and ECDSA signatures, DecryptPremaster with good and malformed ciphertexts,
 // DeriveMasterSecret, VerifyClient, a Pipeline stream), every call with a deadline,

@@ -1,4 +1,4 @@
-// offkeyd's secrets stay in offkeyd (issue 18 item 6), checked on the real binary: no
+// offkeyd's secrets stay in offkeyd, checked on the real binary: no
 // core dumps (not dumpable, RLIMIT_CORE 0) unless --allow_core_dumps, and a PIN given
 // through the environment no longer readable there once the token is open.
 #include <dirent.h>

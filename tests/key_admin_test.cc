@@ -665,7 +665,7 @@ TEST_F(KeyAdminTest, EveryAdminCallRefusesTheTerminator) {
       grpc::StatusCode::PERMISSION_DENIED);
 }
 
-// Issue 18: a CA that signs whatever subject it is asked for must not thereby mint the
+// A CA that signs whatever subject it is asked for must not thereby mint the
 // admin. A certificate naming the admin's SPIFFE ID only in its CN (or a DNS SAN), with
 // no URI SAN, has no usable identity: offkeyd refuses it (UNAUTHENTICATED, before any
 // role check) and does nothing.

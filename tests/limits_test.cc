@@ -1,4 +1,4 @@
-// Fairness and size against a real offkeyd (issue 18 item 8): one identity flooding the
+// Fairness and size against a real offkeyd: one identity flooding the
 // HSM workers cannot starve another; VerifyClient does not wait for the HSM workers;
 // every RPC refuses an oversized request at the edge, naming the limit, and offkeyd
 // keeps serving; a connection cannot open more streams than max_concurrent_streams.

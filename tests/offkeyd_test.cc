@@ -460,7 +460,7 @@ TEST_F(DataPlaneTest, BadInputIsInvalidArgumentNamingTheField) {
         << c.status.error_message();
   }
   // Shorter than the modulus is not bad input: it is the same integer zero-padded, as
-  // OpenSSL reads it (issue 18 item 10); the answer is the padded form's.
+  // OpenSSL reads it; the answer is the padded form's.
   offkey::v1::DecryptPremasterResponse padded;
   ASSERT_TRUE(Decrypt(std::string(256, '\0'), 0x0303, &padded).ok());
   for (const std::string& ciphertext : {std::string(), std::string(255, '\0')}) {

@@ -861,7 +861,7 @@ std::string ServerAnswerToHello(int port, uint16_t suite,
   return "no ServerHelloDone";
 }
 
-// Issue 18 item 9: a TLS 1.2 client whose offered signature schemes offkey does not
+// A TLS 1.2 client whose offered signature schemes offkey does not
 // sign with (SHA-1, SHA-224) gets from a keyless server what a local-key server at the
 // default security level gives when it has no scheme it may use — handshake_failure —
 // and never internal_error, whatever the keyless server's own security level; when the
@@ -948,7 +948,7 @@ TEST_P(ProviderTest, UnsupportedSignatureSchemesAreRefusedLikeALocalKeyServerDoe
   }
 }
 
-// Issue 18 item 10: a ClientKeyExchange ciphertext shorter than the modulus is an integer
+// A ClientKeyExchange ciphertext shorter than the modulus is an integer
 // below it. A keyless server decrypts it as a local-key server does (a well-formed one
 // completes the handshake, any other gets bad_record_mac at Finished) instead of
 // answering decrypt_error; too long or not below the modulus, both answer alike too.

@@ -24,9 +24,6 @@ packages=(
   prometheus-cpp-dev libcpp-httplib-dev grpc-proto
   # offkeyctl's command line (CLI11, header-only).
   libcli11-dev
-  # The rest of WORKSPACE's @sys: its repository rule asks pkg-config for every library
-  # it wraps, so a build fails without them even where no target links them.
-  libbenchmark-dev libfmt-dev libspdlog-dev libyaml-cpp-dev
   # PKCS#11: the header (modules are dlopen()ed).
   libp11-kit-dev
 )

@@ -9,7 +9,7 @@
 //                                               ::testing::ValuesIn(kAllKeyAlgorithms)),
 //                            KeyStoreFactoryAndKeyName);
 //
-// The test binary needs data = ["@testdata//:wycheproof"]. Tests that only make sense
+// The test binary needs data = ["//testdata:wycheproof"]. Tests that only make sense
 // for one store (PKCS#11 attributes, PINs, sessions, recovery) stay in its own test.
 #ifndef OFFKEY_HSM_TESTING_KEY_STORE_CONFORMANCE_H_
 #define OFFKEY_HSM_TESTING_KEY_STORE_CONFORMANCE_H_

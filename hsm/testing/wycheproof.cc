@@ -15,8 +15,7 @@ namespace offkey::hsm::testing {
 std::string TestDataPath(absl::string_view relative) {
   std::vector<std::string> candidates;
   if (const char* srcdir = getenv("TEST_SRCDIR")) {
-    candidates.push_back(absl::StrCat(srcdir, "/testdata/", relative));
-    candidates.push_back(absl::StrCat(srcdir, "/offkey/external/testdata/", relative));
+    candidates.push_back(absl::StrCat(srcdir, "/offkey/testdata/", relative));
   }
   if (const char* env = getenv("OFFKEY_TESTDATA")) {
     candidates.push_back(absl::StrCat(env, "/", relative));

@@ -10,11 +10,11 @@
 
 namespace offkey::hsm::testing {
 
-// Absolute path of `relative` (e.g. "wycheproof/ed25519_test.json") in the shared test
-// data: the @testdata runfiles of a Bazel test, else $OFFKEY_TESTDATA.
+// Absolute path of `relative` (e.g. "wycheproof/ed25519_test.json") in the test
+// data (//testdata): the runfiles of a Bazel test, else $OFFKEY_TESTDATA.
 std::string TestDataPath(absl::string_view relative);
 
-// Reads a JSON file of the shared test data as a google.protobuf.Struct.
+// Reads a JSON file of the test data as a google.protobuf.Struct.
 absl::StatusOr<google::protobuf::Struct> LoadJson(absl::string_view relative);
 
 // Decodes lowercase or uppercase hex; aborts on malformed input (test data is trusted).

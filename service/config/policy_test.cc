@@ -282,7 +282,7 @@ void ExpectRefused(const std::string& text, const std::string& fragment) {
 }
 
 // Identities carry their source ("spiffe://", "dns:", "cn:"), and so do patterns: a
-// pattern names one source and can never match a caller of another (issue 18).
+// pattern names one source and can never match a caller of another.
 TEST(PolicyTest, PatternsNameTheirIdentitySource) {
   auto grant = [](const std::string& identity) {
     return absl::StrCat(R"pb(policy { grants { identities: ")pb",

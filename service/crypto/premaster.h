@@ -9,10 +9,10 @@
 // to continue the handshake with a substitute premaster whenever the padding, the length
 // or the version is wrong, so that the failure only surfaces as a Finished mismatch.
 //
-// offkey's rule (DESIGN.md, "DecryptPremaster"): the HSM does raw RSA; this file decides
-// between the decrypted premaster and a deterministic substitute in constant time; the
-// caller ALWAYS computes the substitute first — on every call, whatever the ciphertext —
-// and returns 48 bytes with an OK status either way.
+// offkey's rule (DecryptPremaster in proto/offkey/v1/key_service.proto): the HSM does raw
+// RSA; this file decides between the decrypted premaster and a deterministic substitute
+// in constant time; the caller ALWAYS computes the substitute first — on every call,
+// whatever the ciphertext — and returns 48 bytes with an OK status either way.
 #ifndef OFFKEY_SERVICE_CRYPTO_PREMASTER_H_
 #define OFFKEY_SERVICE_CRYPTO_PREMASTER_H_
 

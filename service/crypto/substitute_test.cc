@@ -54,7 +54,7 @@ TEST(ExpandSubstituteTest, DeterministicAndKeyDependent) {
   EXPECT_NE(a1->view(), b1->view());
 }
 
-// Issue 18 item 7: the substitute starts with the client version, as a real premaster
+// The substitute starts with the client version, as a real premaster
 // does (RFC 5246 §7.4.7.1), so its first two bytes do not give it away.
 TEST(ExpandSubstituteTest, StartsWithTheClientVersion) {
   const std::string mac(32, 'm');

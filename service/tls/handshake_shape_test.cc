@@ -898,7 +898,7 @@ void ExpectCsrBody(const std::string& cri, EVP_PKEY* key, const EVP_MD* md,
   X509_REQ_free(request);
 }
 
-// The attack from issue 18: ServerDHParams whose bytes, with the randoms, make a DER
+// The attack: ServerDHParams whose bytes, with the randoms, make a DER
 // CertificationRequestInfo for the RSA key. The shape's bytes from offset 64 (dh_p, dh_g
 // and the dh_Ys length) sit inside an OCTET STRING value in the subject; dh_Ys carries
 // the key's SubjectPublicKeyInfo and an attribute. With the length-only check, any

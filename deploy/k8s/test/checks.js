@@ -248,7 +248,7 @@ function certManagerProblems(objects) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Issuance: what offkey's CA may sign, and for whom (issue 18)
+// Issuance: what offkey's CA may sign, and for whom
 //
 // offkeyd believes every client certificate its CA signs, so the CA must sign for each
 // namespace only names of that namespace: SPIFFE IDs under spiffe://TD/ns/NS/, and DNS

@@ -188,7 +188,7 @@ describe('production overlay', () => {
   });
 });
 
-// The provider's openssl.cnf contract (issue 6), exactly.
+// The provider's openssl.cnf contract, exactly.
 const PROVIDER_CONTRACT = {
   '': { openssl_conf: 'openssl_init' },
   openssl_init: { providers: 'provider_sect', alg_section: 'evp_properties' },
@@ -274,7 +274,7 @@ describe('nginx-terminator example', () => {
 });
 
 // --------------------------------------------------------------------------------------
-// What offkey's CA signs, and for whom (issue 18)
+// What offkey's CA signs, and for whom
 
 // Everything one cluster would hold: offkeyd (production), the terminator example and
 // the issuance rules.
