@@ -47,8 +47,8 @@ void AllowClientKeepalive(grpc::ServerBuilder& builder) {
 
 // connections.*: offkeyd closes idle or old data-plane connections with a GOAWAY.
 // liboffkey reconnects on its next call (client/offkey_client.cc explains why that
-// works in a terminator whose only thread is blocked elsewhere meanwhile). Unset
-// timers keep gRPC's defaults: never.
+// works in a terminator whose only thread is blocked elsewhere meanwhile). A timer of
+// 0 keeps gRPC's default: never. (ApplyDefaults gives max_age_ms its default.)
 void CloseConnections(grpc::ServerBuilder& builder,
                       const offkey::v1::ConnectionConfig& connections) {
   if (connections.max_idle_ms() > 0) {
