@@ -1,5 +1,5 @@
 // What Prometheus sees of a real offkeyd over SoftHSM2: a bounded set of series on a
-// fresh server.
+// fresh server, and the HSM, queue and certificate metrics once it has served calls.
 
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +55,37 @@ TEST_F(MonitoringTest, FreshOffkeydExposesFewSeries) {
   const size_t fresh = Scrape().size();
   std::printf("samples on a fresh offkeyd: %zu\n", fresh);
   EXPECT_LT(fresh, 300u);
+}
+// The HSM's share of each call, the wait for a worker, and the days each attached
+// certificate has left, on a real offkeyd over SoftHSM2.
+TEST_F(MonitoringTest, TimesTheHsmAndTheQueueAndReportsCertificateExpiry) {
+  AddKey("web-ec", hsm::KeyAlgorithm::kEcP256);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(SignOnce("web-ec").ok());
+  // Refused before the HSM: queued and answered, but no time in the key store.
+  EXPECT_EQ(SignOnce("nope").error_code(), grpc::PERMISSION_DENIED);
+
+  std::map<std::string, double> samples = Scrape();
+  EXPECT_EQ(samples["offkey_hsm_call_duration_seconds_count{operation=\"sign\"}"], 3);
+  EXPECT_GT(samples["offkey_hsm_call_duration_seconds_sum{operation=\"sign\"}"], 0);
+  // The HSM's share is part of the whole.
+  EXPECT_LT(samples["offkey_hsm_call_duration_seconds_sum{operation=\"sign\"}"],
+            samples["offkey_operation_duration_seconds_sum{operation=\"sign\","
+                    "scheme=\"ecdsa_secp256r1_sha256\"}"]);
+  EXPECT_EQ(samples["offkey_worker_queue_wait_seconds_count{pool=\"hsm\"}"], 4);
+  // A year's certificate from the test CA, issued a moment ago.
+  EXPECT_NEAR(samples["offkey_certificate_expiry_days{key=\"web-ec\"}"], 365, 0.01);
+
+  // A key added behind offkeyd's back shows once the catalog reloads (every 5 s).
+  AddKey("later-ec", hsm::KeyAlgorithm::kEcP256);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Scrape().count("offkey_certificate_expiry_days{key=\"later-ec\"}") == 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  samples = Scrape();
+  EXPECT_NEAR(samples["offkey_certificate_expiry_days{key=\"later-ec\"}"], 365, 0.01);
+  EXPECT_NEAR(samples["offkey_certificate_expiry_days{key=\"web-ec\"}"], 365, 0.01);
+  EXPECT_EQ(samples.count("offkey_certificate_expiry_days{key=\"nope\"}"), 0u);
 }
 
 }  // namespace
