@@ -4,6 +4,7 @@
 
 #include "base/secret_bytes.h"
 #include "prometheus/text_serializer.h"
+#include "service/metrics/build_info_gauge.h"
 #include "service/operation_names.h"
 #include "service/tls/schemes.h"
 
@@ -29,6 +30,7 @@ size_t Metrics::SchemeIndex(offkey::v1::SignatureScheme scheme) {
 }
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  AddBuildInfoGauge(*registry_);
   auto& operations = prometheus::BuildCounter()
                          .Name("offkey_operations_total")
                          .Help("Data-plane operations finished, by outcome code.")

@@ -1,0 +1,265 @@
+// Day-two operations of the real offkeyd and offkeyctl binaries: --version and the
+// build info metric, --check_config.
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "base/testing/secret_ledger.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "tests/process.h"
+
+namespace offkey::tests {
+
+using ::offkey::testing::OutputPath;
+using ::offkey::testing::RecordPrivateKeyPem;
+using ::offkey::testing::RecordSecret;
+namespace {
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+struct VersionLine {
+  std::string program, version, revision, built;
+};
+
+// Parses what --version printed; fails the test if it is not one well-formed line.
+VersionLine ParseVersion(const std::string& out) {
+  static const std::regex kLine(R"(^(\S+) (\S+) \(revision (\S+), built (\S+)\)\n$)");
+  std::smatch m;
+  VersionLine line;
+  EXPECT_TRUE(std::regex_match(out, m, kLine)) << "--version printed: " << out;
+  if (m.empty()) return line;
+  line = {m[1], m[2], m[3], m[4]};
+  EXPECT_TRUE(std::regex_match(line.revision, std::regex("[0-9a-f]{40}|unknown")))
+      << line.revision;
+  EXPECT_TRUE(std::regex_match(line.built,
+                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|unknown)")))
+      << line.built;
+  return line;
+}
+
+TEST(VersionTest, BothBinariesPrintVersionRevisionAndBuildTime) {
+  ProcessResult d = RunProcess({Runfile("service/offkeyd"), "--version"});
+  ProcessResult c = RunProcess({Runfile("client/cli/offkeyctl"), "--version"});
+  EXPECT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(d.err, "");
+  EXPECT_EQ(c.err, "");
+  const VersionLine dv = ParseVersion(d.out);
+  const VersionLine cv = ParseVersion(c.out);
+  EXPECT_EQ(dv.program, "offkeyd");
+  EXPECT_EQ(cv.program, "offkeyctl");
+  // Built together, so stamped together.
+  EXPECT_EQ(dv.version, cv.version);
+  EXPECT_EQ(dv.revision, cv.revision);
+}
+
+// A development state made once by `offkeyd --dev`, and offkeyd processes started from
+// copies of its configuration file, as production runs it.
+class OpsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp_ = new std::string(getenv("TEST_TMPDIR"));
+    state_ = new std::string(*tmp_ + "/dev");
+    const std::string port_file = *tmp_ + "/dev.port";
+    Daemon dev;
+    std::string why;
+    ASSERT_TRUE(
+        dev.Start({Runfile("service/offkeyd"), "--dev", "--dev_state_dir=" + *state_,
+                   "--listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
+                   "--metrics_address=127.0.0.1:0", "--port_file=" + port_file},
+                  {}, OutputPath("offkeyd-dev.log"), {port_file}, &why))
+        << why;
+    ASSERT_EQ(dev.Stop(), 0);
+    // The development state's secrets, for the log scan.
+    for (const char* pin : {"user.pin", "so.pin"}) {
+      RecordSecret(pin, absl::StripAsciiWhitespace(ReadFileOrEmpty(*state_ + "/" + pin)));
+    }
+    for (const char* key : {"ca.key", "server.key", "terminator.key", "admin.key"}) {
+      RecordPrivateKeyPem(key, ReadFileOrEmpty(*state_ + "/" + key));
+    }
+  }
+  static void TearDownTestSuite() {
+    delete state_;
+    delete tmp_;
+  }
+
+  // The development configuration file's text.
+  static std::string DevConfig() {
+    return ReadFileOrEmpty(*state_ + "/config.textproto");
+  }
+
+  // Writes `text` as a configuration file named `name`; returns its path.
+  static std::string Config(const std::string& name, const std::string& text) {
+    std::string path = *tmp_ + "/" + name;
+    WriteFile(path, text);
+    return path;
+  }
+
+  static ProcessResult CheckConfig(const std::string& path,
+                                   const std::vector<std::string>& env = {}) {
+    return RunProcess({Runfile("service/offkeyd"), "--check_config=" + path}, "", env);
+  }
+
+  // Starts offkeyd from the configuration file `config` on loopback ports of its
+  // choosing; its log (standard error and output) goes to offkeyd-<name>.log.
+  bool Start(const std::string& name, const std::string& config,
+             const std::vector<std::string>& extra_args, std::string* why) {
+    const std::string port_file = *tmp_ + "/" + name + ".port";
+    const std::string metrics_file = *tmp_ + "/" + name + ".metrics";
+    unlink(port_file.c_str());
+    unlink(metrics_file.c_str());
+    std::vector<std::string> argv = {Runfile("service/offkeyd"),
+                                     "--config=" + config,
+                                     "--listen=127.0.0.1:0",
+                                     "--admin_listen=127.0.0.1:0",
+                                     "--metrics_address=127.0.0.1:0",
+                                     "--port_file=" + port_file,
+                                     "--metrics_port_file=" + metrics_file};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    log_ = OutputPath("offkeyd-" + name + ".log");
+    if (!daemon_.Start(argv, {"SOFTHSM2_CONF=" + *state_ + "/softhsm2.conf"}, log_,
+                       {port_file, metrics_file}, why)) {
+      return false;
+    }
+    return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(port_file)),
+                            &port_) &&
+           absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(metrics_file)),
+                            &metrics_port_);
+  }
+
+  std::string Metrics() {
+    httplib::Client http("127.0.0.1", metrics_port_);
+    httplib::Result result = http.Get("/metrics");
+    EXPECT_TRUE(result && result->status == 200);
+    return result ? result->body : "";
+  }
+
+  static std::string* tmp_;
+  static std::string* state_;
+  Daemon daemon_;
+  std::string log_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+};
+
+std::string* OpsTest::tmp_ = nullptr;
+std::string* OpsTest::state_ = nullptr;
+
+TEST_F(OpsTest, MetricsCarryTheVersionThatVersionPrints) {
+  const VersionLine version =
+      ParseVersion(RunProcess({Runfile("service/offkeyd"), "--version"}).out);
+  std::string why;
+  ASSERT_TRUE(Start("metrics", *state_ + "/config.textproto", {}, &why)) << why;
+  const std::string metrics = Metrics();
+  EXPECT_TRUE(absl::StrContains(
+      metrics, absl::StrCat("\noffkey_build_info{revision=\"", version.revision,
+                            "\",version=\"", version.version, "\"} 1\n")))
+      << metrics;
+  EXPECT_EQ(daemon_.Stop(), 0);
+}
+
+TEST_F(OpsTest, CheckConfigAcceptsTheDevelopmentConfiguration) {
+  const std::string path = Config("good.textproto", DevConfig());
+  ProcessResult r = CheckConfig(path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("configuration ", path, " is ok\n"));
+  // The same file with the PIN from a variable: present, then absent.
+  const std::string from_env =
+      Config("env.textproto",
+             absl::StrReplaceAll(DevConfig(), {{"pin_file: \"" + *state_ + "/user.pin\"",
+                                                "pin_env: \"OPS_TEST_PIN\""}}));
+  r = CheckConfig(from_env, {"OPS_TEST_PIN=1234"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = CheckConfig(from_env);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err,
+                                "hsm.pin_env: the environment variable "
+                                "'OPS_TEST_PIN' is not set or empty"))
+      << r.err;
+}
+
+TEST_F(OpsTest, CheckConfigNamesTheLineOfASyntaxError) {
+  // Line 3 of the file misspells a field.
+  const std::string path = Config(
+      "typo.textproto", absl::StrCat("# comment\n\nlisten_adress: \"x\"\n", DevConfig()));
+  ProcessResult r = CheckConfig(path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(absl::StrContains(r.err, path + ":3:")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "listen_adress")) << r.err;
+}
+
+TEST_F(OpsTest, CheckConfigNamesTheFieldOfAPolicyError) {
+  const std::string path =
+      Config("policy.textproto",
+             absl::StrReplaceAll(DevConfig(),
+                                 {{"\"spiffe://offkey.dev/terminator\"", "\"*\""}}));
+  ProcessResult r = CheckConfig(path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "policy.grants[0].identities[0]")) << r.err;
+}
+
+TEST_F(OpsTest, CheckConfigFindsMismatchedTlsFilesAndMissingFiles) {
+  const std::string path = Config(
+      "files.textproto",
+      absl::StrReplaceAll(DevConfig(),
+                          {{*state_ + "/server.key", *state_ + "/admin.key"},
+                           {*state_ + "/user.pin", *state_ + "/missing.pin"},
+                           {"/usr/lib/softhsm/libsofthsm2.so", *tmp_ + "/nomodule.so"}}));
+  ProcessResult r = CheckConfig(path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  // Every problem, not only the first.
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat("tls.key_file: '", *state_,
+                          "/admin.key' is not the key of the first certificate in '",
+                          *state_, "/server.pem'")))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "hsm.pin_file: cannot read")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "hsm.module_path: '" + *tmp_ + "/nomodule.so'"))
+      << r.err;
+  EXPECT_FALSE(absl::StrContains(r.err, "tls.cert_file")) << r.err;
+}
+
+TEST_F(OpsTest, CheckConfigFindsACertificateFileWithoutCertificates) {
+  const std::string path =
+      Config("cert.textproto",
+             absl::StrReplaceAll(DevConfig(),
+                                 {{*state_ + "/server.pem", *state_ + "/user.pin"}}));
+  ProcessResult r = CheckConfig(path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "tls.cert_file: '" + *state_ + "/user.pin'"))
+      << r.err;
+  // Not the PIN itself, though the check named its file as a certificate.
+  EXPECT_FALSE(absl::StrContains(
+      r.err, absl::StripAsciiWhitespace(ReadFileOrEmpty(*state_ + "/user.pin"))));
+}
+
+TEST_F(OpsTest, CheckConfigRefusesDevAndConfigFlags) {
+  ProcessResult r = RunProcess({Runfile("service/offkeyd"), "--dev",
+                                "--check_config=" + Config("x.textproto", DevConfig())});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace offkey::tests
