@@ -1,5 +1,6 @@
 // offkeyd: the offkey key service. main() only parses flags, builds the configuration,
-// opens the key store and runs the server library until SIGTERM or SIGINT.
+// opens the key store and runs the server library until SIGTERM or SIGINT; SIGHUP
+// reloads the configuration.
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,12 +15,15 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "base/build_info.h"
 #include "base/build_stamp.h"
+#include "base/mutex.h"
 #include "base/process_hardening.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "service/config/config_loader.h"
+#include "service/config_diff.h"
 #include "service/dev/dev_mode.h"
 #include "service/server.h"
 #include "service/startup_check.h"
@@ -139,6 +143,38 @@ int CheckConfig(const std::string& path) {
   return 1;
 }
 
+// The configuration the last reload pass read (ServerOptions::reload_config).
+struct LastLoaded {
+  offkey::Mutex mu;
+  offkey::v1::ServerConfig config ABSL_GUARDED_BY(mu);
+};
+
+// SIGHUP: one reload pass now. What it applied, or why it refused the file (the running
+// configuration keeps serving), and which changed settings need a restart, are logged
+// every time, since an operator asked.
+void ReloadOnSighup(service::OffkeyServer& server,
+                    const offkey::v1::ServerConfig& started_with,
+                    LastLoaded& last_loaded) {
+  fprintf(stderr, "offkeyd: SIGHUP received; reloading the configuration\n");
+  if (absl::Status reloaded = server.ReloadNow(); !reloaded.ok()) {
+    fprintf(stderr,
+            "offkeyd: configuration reload on SIGHUP refused, keeping the running "
+            "one: %s\n",
+            reloaded.ToString().c_str());
+    return;
+  }
+  std::vector<std::string> restart;
+  {
+    offkey::MutexLock lock(&last_loaded.mu);
+    restart = service::RestartOnlyChanges(started_with, last_loaded.config);
+  }
+  fprintf(stderr, "offkeyd: configuration reloaded on SIGHUP\n");
+  if (!restart.empty()) {
+    fprintf(stderr, "offkeyd: changed settings that need a restart to take effect: %s\n",
+            absl::StrJoin(restart, ", ").c_str());
+  }
+}
+
 // Writes `port` to `path` atomically (a reader never sees a partial file).
 absl::Status WritePortFile(const std::string& path, int port) {
   std::string tmp = path + ".tmp";
@@ -214,6 +250,7 @@ int Main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // Reload (ReloadOnSighup), not the default: exit.
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   service::dev::DevState dev_state;
@@ -251,7 +288,16 @@ int Main(int argc, char** argv) {
 
   service::ServerOptions options;
   // Re-read on every reload pass: policy and trust bundles change without a restart.
-  options.reload_config = [config_file] { return LoadConfig(config_file); };
+  // The last configuration read is kept so that a SIGHUP can say what needs a restart.
+  LastLoaded last_loaded;
+  options.reload_config = [config_file, &last_loaded] {
+    absl::StatusOr<offkey::v1::ServerConfig> next = LoadConfig(config_file);
+    if (next.ok()) {
+      offkey::MutexLock lock(&last_loaded.mu);
+      last_loaded.config = *next;
+    }
+    return next;
+  };
   absl::StatusOr<std::unique_ptr<service::OffkeyServer>> server =
       service::OffkeyServer::Start(*config, store->get(), options);
   if (!server.ok()) return Fail(server.status(), "starting the server");
@@ -285,7 +331,9 @@ int Main(int argc, char** argv) {
           port, admin_port, (*server)->metrics_port());
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    ReloadOnSighup(**server, *config, last_loaded);
+  }
   fprintf(stderr, "offkeyd: %s received; finishing calls in flight\n",
           signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown(absl::Seconds(10));

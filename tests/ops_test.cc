@@ -1,9 +1,11 @@
 // Day-two operations of the real offkeyd and offkeyctl binaries: --version and the
-// build info metric, --check_config.
+// build info metric, --check_config, SIGHUP reloads.
 #include <signal.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <regex>
 #include <string>
 #include <vector>
@@ -16,8 +18,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/testing/secret_ledger.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "offkey/v1/key_service.grpc.pb.h"
 #include "tests/process.h"
 
 namespace offkey::tests {
@@ -35,6 +39,17 @@ void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << contents;
   ASSERT_TRUE(out.good()) << path;
+}
+
+// Polls `done` until it holds or `timeout` passes; true if it held.
+bool PollUntil(const std::function<bool()>& done,
+               absl::Duration timeout = absl::Seconds(30)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 struct VersionLine {
@@ -147,6 +162,30 @@ class OpsTest : public ::testing::Test {
                             &metrics_port_);
   }
 
+  // The status of GetCertificate for a development key, as the terminator.
+  grpc::StatusCode GetCertificate() {
+    if (stub_ == nullptr) {
+      grpc::SslCredentialsOptions tls;
+      tls.pem_root_certs = ReadFileOrEmpty(*state_ + "/ca.pem");
+      tls.pem_cert_chain = ReadFileOrEmpty(*state_ + "/terminator.pem");
+      tls.pem_private_key = ReadFileOrEmpty(*state_ + "/terminator.key");
+      stub_ = offkey::v1::KeyService::NewStub(grpc::CreateChannel(
+          absl::StrCat("127.0.0.1:", port_), grpc::SslCredentials(tls)));
+    }
+    offkey::v1::GetCertificateRequest request;
+    request.mutable_key()->set_name("dev-p256");
+    request.mutable_context()->set_version(offkey::v1::TLS_1_3);
+    offkey::v1::GetCertificateResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    return stub_->GetCertificate(&context, request, &response).error_code();
+  }
+
+  // Whether offkeyd's log holds `text` (polled: it comes from another process).
+  bool LogShows(const std::string& text) {
+    return PollUntil([&] { return absl::StrContains(ReadFileOrEmpty(log_), text); });
+  }
+
   std::string Metrics() {
     httplib::Client http("127.0.0.1", metrics_port_);
     httplib::Result result = http.Get("/metrics");
@@ -154,9 +193,13 @@ class OpsTest : public ::testing::Test {
     return result ? result->body : "";
   }
 
+ public:
   static std::string* tmp_;
   static std::string* state_;
+
+ protected:
   Daemon daemon_;
+  std::unique_ptr<offkey::v1::KeyService::Stub> stub_;
   std::string log_;
   int port_ = 0;
   int metrics_port_ = 0;
@@ -164,6 +207,10 @@ class OpsTest : public ::testing::Test {
 
 std::string* OpsTest::tmp_ = nullptr;
 std::string* OpsTest::state_ = nullptr;
+
+std::string OpsTestDevConfig() {
+  return ReadFileOrEmpty(*OpsTest::state_ + "/config.textproto");
+}
 
 TEST_F(OpsTest, MetricsCarryTheVersionThatVersionPrints) {
   const VersionLine version =
@@ -259,6 +306,60 @@ TEST_F(OpsTest, CheckConfigRefusesDevAndConfigFlags) {
   ProcessResult r = RunProcess({Runfile("service/offkeyd"), "--dev",
                                 "--check_config=" + Config("x.textproto", DevConfig())});
   EXPECT_EQ(r.exit_code, 2);
+}
+
+// The development configuration without periodic reloads (only a SIGHUP reloads), and
+// with or without the terminator's GET_CERTIFICATE grant.
+std::string ReloadConfig(bool grant_get_certificate) {
+  std::string text =
+      absl::StrCat(OpsTestDevConfig(), "reload { interval_seconds: 3600 }\n");
+  if (!grant_get_certificate) {
+    text = absl::StrReplaceAll(text, {{"operations: GET_CERTIFICATE\n", ""}});
+  }
+  return text;
+}
+
+TEST_F(OpsTest, SighupAppliesANewGrantAndNamesWhatNeedsARestart) {
+  const std::string path = Config("sighup.textproto", ReloadConfig(false));
+  std::string why;
+  ASSERT_TRUE(Start("sighup", path, {}, &why)) << why;
+  EXPECT_EQ(GetCertificate(), grpc::StatusCode::PERMISSION_DENIED);
+
+  // The grant, and a change only a restart applies.
+  Config(
+      "sighup.textproto",
+      absl::StrReplaceAll(ReloadConfig(true), {{"max_sessions: 4", "max_sessions: 3"}}));
+  ASSERT_EQ(kill(daemon_.pid(), SIGHUP), 0);
+  EXPECT_TRUE(PollUntil([&] { return GetCertificate() == grpc::StatusCode::OK; }));
+  EXPECT_TRUE(LogShows("configuration reloaded on SIGHUP"));
+  EXPECT_TRUE(
+      LogShows("changed settings that need a restart to take effect: "
+               "hsm.max_sessions\n"));
+  EXPECT_EQ(daemon_.Stop(), 0);
+}
+
+TEST_F(OpsTest, SighupWithABrokenFileKeepsServingTheRunningPolicy) {
+  const std::string path = Config("broken.textproto", ReloadConfig(true));
+  std::string why;
+  ASSERT_TRUE(Start("broken", path, {}, &why)) << why;
+  EXPECT_EQ(GetCertificate(), grpc::StatusCode::OK);
+
+  // Without the grant, but broken: refused as a whole.
+  Config("broken.textproto",
+         absl::StrReplaceAll(ReloadConfig(false),
+                             {{"operations: SIGN\n", "operations: NO_SUCH_OP\n"}}));
+  ASSERT_EQ(kill(daemon_.pid(), SIGHUP), 0);
+  EXPECT_TRUE(
+      LogShows("configuration reload on SIGHUP refused, keeping the running one: "));
+  EXPECT_TRUE(LogShows("NO_SUCH_OP"));
+  EXPECT_EQ(GetCertificate(), grpc::StatusCode::OK);
+
+  // Fixed, the next SIGHUP applies it.
+  Config("broken.textproto", ReloadConfig(false));
+  ASSERT_EQ(kill(daemon_.pid(), SIGHUP), 0);
+  EXPECT_TRUE(
+      PollUntil([&] { return GetCertificate() == grpc::StatusCode::PERMISSION_DENIED; }));
+  EXPECT_EQ(daemon_.Stop(), 0);
 }
 
 }  // namespace
