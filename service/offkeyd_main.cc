@@ -25,6 +25,7 @@
 #include "service/config/config_loader.h"
 #include "service/config_diff.h"
 #include "service/dev/dev_mode.h"
+#include "service/sd_notify.h"
 #include "service/server.h"
 #include "service/startup_check.h"
 
@@ -153,10 +154,17 @@ struct LastLoaded {
 // configuration keeps serving), and which changed settings need a restart, are logged
 // every time, since an operator asked.
 void ReloadOnSighup(service::OffkeyServer& server,
-                    const offkey::v1::ServerConfig& started_with,
-                    LastLoaded& last_loaded) {
+                    const offkey::v1::ServerConfig& started_with, LastLoaded& last_loaded,
+                    const service::SdNotifier& notifier) {
   fprintf(stderr, "offkeyd: SIGHUP received; reloading the configuration\n");
-  if (absl::Status reloaded = server.ReloadNow(); !reloaded.ok()) {
+  notifier.Reloading("reloading the configuration").IgnoreError();
+  absl::Status reloaded = server.ReloadNow();
+  notifier
+      .Notify(absl::StrCat("READY=1\nSTATUS=serving; ",
+                           reloaded.ok() ? "configuration reloaded"
+                                         : "configuration reload refused, see the log"))
+      .IgnoreError();
+  if (!reloaded.ok()) {
     fprintf(stderr,
             "offkeyd: configuration reload on SIGHUP refused, keeping the running "
             "one: %s\n",
@@ -269,6 +277,10 @@ int Main(int argc, char** argv) {
             "client authentication. Never use this outside a local experiment.\n");
   }
 
+  // The service manager's readiness protocol, when one asks for it.
+  const service::SdNotifier notifier = service::SdNotifier::FromEnvironment();
+  notifier.Notify("STATUS=opening the HSM token").IgnoreError();
+
   hsm::pkcs11::TokenOptions token;
   token.module_path = config->hsm().module_path();
   token.uri = config->hsm().token_uri();
@@ -330,12 +342,20 @@ int Main(int argc, char** argv) {
           "health on http port %d\n",
           port, admin_port, (*server)->metrics_port());
 
+  // Ready once the key store is open and every listener serves.
+  if (absl::Status notified =
+          notifier.Notify(absl::StrCat("READY=1\nSTATUS=serving on port ", port));
+      !notified.ok()) {
+    fprintf(stderr, "offkeyd: WARNING: %s\n", notified.ToString().c_str());
+  }
+
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
-    ReloadOnSighup(**server, *config, last_loaded);
+    ReloadOnSighup(**server, *config, last_loaded, notifier);
   }
   fprintf(stderr, "offkeyd: %s received; finishing calls in flight\n",
           signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  notifier.Notify("STOPPING=1\nSTATUS=finishing calls in flight").IgnoreError();
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
   server->reset();

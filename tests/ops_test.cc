@@ -1,6 +1,12 @@
 // Day-two operations of the real offkeyd and offkeyctl binaries: --version and the
 // build info metric, --check_config, SIGHUP reloads.
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -39,6 +45,31 @@ void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << contents;
   ASSERT_TRUE(out.good()) << path;
+}
+
+// A datagram socket bound to the abstract name `name` (without its leading '@').
+int BindAbstract(const std::string& name) {
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  EXPECT_LT(name.size() + 1, sizeof(address.sun_path));
+  memcpy(address.sun_path + 1, name.data(), name.size());
+  EXPECT_EQ(
+      bind(fd, reinterpret_cast<sockaddr*>(&address),
+           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+      0)
+      << strerror(errno);
+  return fd;
+}
+
+// The next datagram on `fd`, or "<timeout>" after 30 s.
+std::string NextDatagram(int fd) {
+  pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 30000) != 1) return "<timeout>";
+  char buffer[4096];
+  const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+  return n < 0 ? "<error>" : std::string(buffer, n);
 }
 
 // Polls `done` until it holds or `timeout` passes; true if it held.
@@ -138,7 +169,8 @@ class OpsTest : public ::testing::Test {
   // Starts offkeyd from the configuration file `config` on loopback ports of its
   // choosing; its log (standard error and output) goes to offkeyd-<name>.log.
   bool Start(const std::string& name, const std::string& config,
-             const std::vector<std::string>& extra_args, std::string* why) {
+             const std::vector<std::string>& extra_args, std::string* why,
+             std::vector<std::string> env = {}) {
     const std::string port_file = *tmp_ + "/" + name + ".port";
     const std::string metrics_file = *tmp_ + "/" + name + ".metrics";
     unlink(port_file.c_str());
@@ -152,8 +184,8 @@ class OpsTest : public ::testing::Test {
                                      "--metrics_port_file=" + metrics_file};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     log_ = OutputPath("offkeyd-" + name + ".log");
-    if (!daemon_.Start(argv, {"SOFTHSM2_CONF=" + *state_ + "/softhsm2.conf"}, log_,
-                       {port_file, metrics_file}, why)) {
+    env.push_back("SOFTHSM2_CONF=" + *state_ + "/softhsm2.conf");
+    if (!daemon_.Start(argv, env, log_, {port_file, metrics_file}, why)) {
       return false;
     }
     return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(port_file)),
@@ -360,6 +392,29 @@ TEST_F(OpsTest, SighupWithABrokenFileKeepsServingTheRunningPolicy) {
   EXPECT_TRUE(
       PollUntil([&] { return GetCertificate() == grpc::StatusCode::PERMISSION_DENIED; }));
   EXPECT_EQ(daemon_.Stop(), 0);
+}
+
+TEST_F(OpsTest, NotifiesTheServiceManagerOfReadinessReloadsAndStopping) {
+  const std::string name = absl::StrCat("offkey-ops-test-", getpid());
+  const int fd = BindAbstract(name);
+  std::string why;
+  ASSERT_TRUE(Start("notify", Config("notify.textproto", ReloadConfig(true)), {}, &why,
+                    {"NOTIFY_SOCKET=@" + name}))
+      << why;
+  EXPECT_EQ(NextDatagram(fd), "STATUS=opening the HSM token");
+  EXPECT_EQ(NextDatagram(fd), absl::StrCat("READY=1\nSTATUS=serving on port ", port_));
+  EXPECT_EQ(GetCertificate(), grpc::StatusCode::OK);
+
+  ASSERT_EQ(kill(daemon_.pid(), SIGHUP), 0);
+  const std::string reloading = NextDatagram(fd);
+  EXPECT_TRUE(absl::StartsWith(reloading, "RELOADING=1\nMONOTONIC_USEC=")) << reloading;
+  EXPECT_TRUE(absl::EndsWith(reloading, "\nSTATUS=reloading the configuration"))
+      << reloading;
+  EXPECT_EQ(NextDatagram(fd), "READY=1\nSTATUS=serving; configuration reloaded");
+
+  EXPECT_EQ(daemon_.Stop(), 0);
+  EXPECT_EQ(NextDatagram(fd), "STOPPING=1\nSTATUS=finishing calls in flight");
+  close(fd);
 }
 
 }  // namespace
