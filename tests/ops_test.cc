@@ -1,5 +1,6 @@
 // Day-two operations of the real offkeyd and offkeyctl binaries: --version and the
-// build info metric, --check_config, SIGHUP reloads.
+// build info metric, --check_config, SIGHUP reloads, readiness notifications, and the
+// JSON operational log.
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -24,6 +26,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/testing/secret_ledger.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
@@ -415,6 +419,51 @@ TEST_F(OpsTest, NotifiesTheServiceManagerOfReadinessReloadsAndStopping) {
   EXPECT_EQ(daemon_.Stop(), 0);
   EXPECT_EQ(NextDatagram(fd), "STOPPING=1\nSTATUS=finishing calls in flight");
   close(fd);
+}
+
+TEST_F(OpsTest, JsonLogLinesAreObjectsWithTimeLevelMessageAndNoAuditRecords) {
+  const std::string audit = *tmp_ + "/json-audit.log";
+  const std::string config_text =
+      absl::StrCat(ReloadConfig(true), "audit { path: \"", audit, "\" }\n");
+  const std::string path = Config("json.textproto", config_text);
+  std::string why;
+  ASSERT_TRUE(Start("json", path, {"--log_format=json"}, &why)) << why;
+  EXPECT_EQ(GetCertificate(), grpc::StatusCode::OK);
+  // An error line too: a reload of a broken file.
+  Config("json.textproto", absl::StrCat(config_text, "no_such_field: 1\n"));
+  ASSERT_EQ(kill(daemon_.pid(), SIGHUP), 0);
+  EXPECT_TRUE(LogShows("configuration reload on SIGHUP refused"));
+  EXPECT_EQ(daemon_.Stop(), 0);
+
+  // The audit record went to its own file.
+  EXPECT_TRUE(
+      absl::StrContains(ReadFileOrEmpty(audit), "\"operation\":\"get-certificate\""))
+      << ReadFileOrEmpty(audit);
+  const std::regex time(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  std::vector<std::string> messages, levels;
+  for (absl::string_view line :
+       absl::StrSplit(ReadFileOrEmpty(log_), '\n', absl::SkipEmpty())) {
+    google::protobuf::Struct record;
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(std::string(line), &record).ok())
+        << "not JSON: " << line;
+    const auto& fields = record.fields();
+    ASSERT_TRUE(fields.contains("time") && fields.contains("level") &&
+                fields.contains("msg"))
+        << line;
+    EXPECT_TRUE(std::regex_match(fields.at("time").string_value(), time)) << line;
+    levels.push_back(fields.at("level").string_value());
+    messages.push_back(fields.at("msg").string_value());
+    EXPECT_FALSE(fields.contains("operation") || fields.contains("identity")) << line;
+    EXPECT_FALSE(absl::StrContains(line, "get-certificate")) << line;
+  }
+  ASSERT_FALSE(messages.empty());
+  EXPECT_TRUE(absl::StartsWith(messages.front(), "PKCS#11 module")) << messages.front();
+  EXPECT_EQ(messages.back(), "stopped");
+  EXPECT_NE(std::find(levels.begin(), levels.end(), "error"), levels.end());
+  for (const std::string& level : levels) {
+    EXPECT_TRUE(level == "info" || level == "warning" || level == "error") << level;
+  }
 }
 
 }  // namespace
