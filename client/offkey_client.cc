@@ -133,6 +133,16 @@ grpc::ChannelArguments Arguments(const ClientOptions& o) {
   return args;
 }
 
+// Whether another attempt may succeed. UNAVAILABLE: offkeyd is unreachable or going
+// away. CANCELLED: liboffkey never cancels its own calls (one that runs out of time is
+// DEADLINE_EXCEEDED), so offkeyd did: a replica that stops cancels the calls that had
+// reached it but not started. Every operation is free of side effects, so repeating
+// one is safe.
+bool Retryable(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::CANCELLED;
+}
+
 absl::Status FromGrpc(const grpc::Status& status, const ClientOptions& o, int attempts) {
   const auto code = static_cast<absl::StatusCode>(status.error_code());
   if (code != absl::StatusCode::kUnavailable &&
@@ -147,8 +157,8 @@ absl::Status FromGrpc(const grpc::Status& status, const ClientOptions& o, int at
 }  // namespace
 
 // One call from its first attempt to `done`: each attempt gets a fresh ClientContext;
-// an UNAVAILABLE answer schedules the next attempt on an Alarm after a backoff, unless
-// attempts or the deadline are used up. Deletes itself after `done`.
+// a retryable answer (see Retryable) schedules the next attempt on an Alarm after a
+// backoff, unless attempts or the deadline are used up. Deletes itself after `done`.
 template <typename Request, typename Response>
 class PendingCall {
  public:
@@ -173,8 +183,7 @@ class PendingCall {
  private:
   void Done(const grpc::Status& status) {
     const ClientOptions& o = client_->options_;
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-        attempts_ < o.max_attempts) {
+    if (Retryable(status) && attempts_ < o.max_attempts) {
       const absl::Time retry_at = absl::Now() + Backoff(o, attempts_);
       if (retry_at < deadline_) {
         alarm_ = std::make_unique<grpc::Alarm>();
@@ -285,8 +294,7 @@ grpc::Status Client::Retried(absl::Time deadline, Attempt attempt, int* attempts
     AwaitConnection(deadline);
     attempts_.fetch_add(1, std::memory_order_relaxed);
     grpc::Status status = attempt();
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-        n < options_.max_attempts) {
+    if (Retryable(status) && n < options_.max_attempts) {
       const absl::Time retry_at = absl::Now() + Backoff(options_, n);
       if (retry_at < deadline) {
         absl::SleepFor(retry_at - absl::Now());

@@ -22,14 +22,15 @@
 //
 // Every call has a deadline (ClientOptions.deadline unless CallOptions says otherwise).
 // A call that fails with UNAVAILABLE (no replica reachable, or the one that answered has
-// lost its HSM) is retried with exponential backoff and jitter while attempts and the
-// deadline allow; each retry may land on another replica. Calls are spread round-robin
-// over every address the target resolves to (a Kubernetes headless Service gives one
-// per replica). Keepalive pings notice a dead replica before a handshake waits on it.
-// A synchronous call that finds the channel not connected (offkeyd closed an idle
-// connection, or restarted) first waits for it, polling it from the calling thread, for
-// up to half of what is left of its deadline: in a terminator that runs no other gRPC
-// thread, that is what completes the reconnect (see AwaitConnection in the .cc).
+// lost its HSM) or that offkeyd CANCELLED (a replica shutting down) is retried with
+// exponential backoff and jitter while attempts and the deadline allow; each retry may
+// land on another replica. Calls are spread round-robin over every address the target
+// resolves to (a Kubernetes headless Service gives one per replica). Keepalive pings
+// notice a dead replica before a handshake waits on it. A synchronous call that finds the
+// channel not connected (offkeyd closed an idle connection, or restarted) first waits for
+// it, polling it from the calling thread, for up to half of what is left of its deadline:
+// in a terminator that runs no other gRPC thread, that is what completes the reconnect
+// (see AwaitConnection in the .cc).
 //
 // With ClientOptions.pipeline, the synchronous calls (but ListKeys) travel on Pipeline
 // streams instead: each calling thread borrows a stream from a pool and drives it
@@ -76,7 +77,8 @@ struct ClientOptions {
 
   // Deadline of a call, retries included.
   absl::Duration deadline = absl::Seconds(2);
-  // Attempts per call (the first one included) when the answer is UNAVAILABLE.
+  // Attempts per call (the first one included) when the answer is UNAVAILABLE or
+  // CANCELLED (by offkeyd).
   int max_attempts = 3;
   // Backoff before retry n is drawn from [b/2, b], b = min(initial * 2^(n-1), max).
   absl::Duration initial_backoff = absl::Milliseconds(20);
@@ -168,8 +170,8 @@ class Client {
   absl::StatusOr<Response> Wait(Method method, const Request& request,
                                 const CallOptions& options);
   // Runs `attempt` (returning a grpc::Status) again after a backoff while it answers
-  // UNAVAILABLE, attempts remain and the backoff ends before `deadline`. Returns the
-  // last status; *attempts is how many were made.
+  // UNAVAILABLE or CANCELLED, attempts remain and the backoff ends before `deadline`.
+  // Returns the last status; *attempts is how many were made.
   template <typename Attempt>
   grpc::Status Retried(absl::Time deadline, Attempt attempt, int* attempts);
   // When the channel is not READY, waits (polling it from this thread) until it is, for

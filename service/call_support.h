@@ -228,6 +228,12 @@ template <typename Request>
 absl::StatusOr<typename Op<Request>::Response> Perform(
     const RpcEnvironment& env, const Caller& caller, const Request& request,
     absl::Time arrived, absl::Time deadline, bool expired, bool pipeline) {
+  if (env.metrics != nullptr) {
+    env.metrics->RecordQueueWait(Op<Request>::Pool(env) == env.pool
+                                     ? metrics::Metrics::Pool::kHsm
+                                     : metrics::Metrics::Pool::kVerify,
+                                 absl::Now() - arrived);
+  }
   const absl::Status audit_ready =
       env.audit != nullptr ? env.audit->Check() : absl::OkStatus();
   absl::StatusOr<typename Op<Request>::Response> result =

@@ -42,8 +42,11 @@ absl::StatusOr<offkey::v1::KeyMetadata> ParseKeyMetadata(absl::string_view blob)
 }
 
 KeyCatalog::KeyCatalog(hsm::KeyStore* store, absl::Duration ttl,
-                       absl::Duration min_miss_reload)
-    : store_(store), ttl_(ttl), min_miss_reload_(min_miss_reload) {
+                       absl::Duration min_miss_reload, LoadedCallback on_load)
+    : store_(store),
+      ttl_(ttl),
+      min_miss_reload_(min_miss_reload),
+      on_load_(std::move(on_load)) {
   refresher_ = std::thread([this] { RefreshLoop(); });
 }
 
@@ -167,6 +170,7 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Load() {
     }
   }
   snapshot->loaded = absl::Now();
+  if (on_load_) on_load_(snapshot->keys);
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 

@@ -3,6 +3,7 @@
 #define OFFKEY_SERVICE_KEY_CATALOG_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -58,8 +59,15 @@ struct KeyRecord {
 // reading: usage TLS_SERVER, state ENABLED, no labels. Thread-safe.
 class KeyCatalog {
  public:
+  // Every key of a successful load, sorted by name, as it is published.
+  using LoadedCallback =
+      std::function<void(const std::vector<std::shared_ptr<const KeyRecord>>&)>;
+
+  // `on_load` (may be null) runs after every successful load, on the thread that
+  // loaded, before lookups see the result; it must not call into the catalog.
   KeyCatalog(hsm::KeyStore* store, absl::Duration ttl = absl::Seconds(5),
-             absl::Duration min_miss_reload = absl::Seconds(1));
+             absl::Duration min_miss_reload = absl::Seconds(1),
+             LoadedCallback on_load = nullptr);
   ~KeyCatalog();
   KeyCatalog(const KeyCatalog&) = delete;
   KeyCatalog& operator=(const KeyCatalog&) = delete;
@@ -106,6 +114,7 @@ class KeyCatalog {
   hsm::KeyStore* const store_;
   const absl::Duration ttl_;
   const absl::Duration min_miss_reload_;
+  const LoadedCallback on_load_;
   offkey::Mutex load_mu_;  // One load at a time.
   offkey::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

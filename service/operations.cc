@@ -65,6 +65,28 @@ hsm::CallOptions Options(absl::Time deadline) {
   return options;
 }
 
+// Times the key store calls of one operation: records from construction to Stop(), or
+// to destruction when an error returns early, as that operation's time in the HSM.
+class HsmTimer {
+ public:
+  HsmTimer(metrics::Metrics* metrics, offkey::v1::Operation op)
+      : metrics_(metrics), op_(op), start_(absl::Now()) {}
+  ~HsmTimer() { Stop(); }
+  HsmTimer(const HsmTimer&) = delete;
+  HsmTimer& operator=(const HsmTimer&) = delete;
+
+  void Stop() {
+    if (metrics_ == nullptr) return;
+    metrics_->RecordHsmCall(op_, absl::Now() - start_);
+    metrics_ = nullptr;
+  }
+
+ private:
+  metrics::Metrics* metrics_;
+  const offkey::v1::Operation op_;
+  const absl::Time start_;
+};
+
 config::KeyFacts FactsOf(const KeyRecord& key) {
   config::KeyFacts facts;
   facts.name = key.info.name;
@@ -75,9 +97,11 @@ config::KeyFacts FactsOf(const KeyRecord& key) {
 }  // namespace
 
 Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
-                       std::shared_ptr<const config::Policy> policy)
+                       std::shared_ptr<const config::Policy> policy,
+                       metrics::Metrics* metrics)
     : store_(store),
       catalog_(catalog),
+      metrics_(metrics),
       policy_(std::move(policy)),
       // No bundles: every VerifyClient gets NOT_FOUND naming its bundle.
       trust_(*clientverify::TrustStore::Load({})) {}
@@ -165,9 +189,11 @@ absl::StatusOr<offkey::v1::SignResponse> Operations::Sign(
         tls::CheckHandshakeShaped(request.message(), *scheme, key->info.algorithm,
                                   request.context().version(), shape_options));
   }
+  HsmTimer hsm_timer(metrics_, offkey::v1::SIGN);
   OFFKEY_ASSIGN_OR_RETURN(std::string signature,
                           store_->Sign(key->info.key_id, scheme->algorithm,
                                        request.message(), Options(deadline)));
+  hsm_timer.Stop();
   offkey::v1::SignResponse response;
   response.set_signature(std::move(signature));
   response.set_key_id(key->info.key_id);
@@ -219,12 +245,14 @@ absl::StatusOr<SecretBytes> Operations::Premaster(const Caller& caller, Operatio
   // Both the substitute and the decryption run on every call, whatever the ciphertext
   // holds; SelectPremaster picks between them in constant time.
   const uint16_t version = static_cast<uint16_t>(client_version);
+  HsmTimer hsm_timer(metrics_, op);
   OFFKEY_ASSIGN_OR_RETURN(SecretBytes substitute,
                           crypto::ComputeSubstitute(*store_, key->info.key_id, version,
                                                     padded, Options(deadline)));
   OFFKEY_ASSIGN_OR_RETURN(
       SecretBytes decrypted,
       store_->RsaDecryptRaw(key->info.key_id, padded, Options(deadline)));
+  hsm_timer.Stop();
   return crypto::SelectPremaster(decrypted, version, substitute);
 }
 

@@ -16,6 +16,7 @@
 #include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
 #include "service/key_catalog.h"
+#include "service/metrics/metrics.h"
 #include "service/operation_names.h"
 #include "service/proto_convert.h"
 #include "service/tls/handshake_shape.h"
@@ -35,8 +36,10 @@ struct Caller {
 // Thread-safe; the policy can be swapped while calls run.
 class Operations {
  public:
+  // `metrics` (may be null) receives the time each operation spends in `store`.
   Operations(hsm::KeyStore* store, KeyCatalog* catalog,
-             std::shared_ptr<const config::Policy> policy);
+             std::shared_ptr<const config::Policy> policy,
+             metrics::Metrics* metrics = nullptr);
 
   void SetPolicy(std::shared_ptr<const config::Policy> policy);
   // The policy in force (it also says who holds the admin role).
@@ -83,6 +86,7 @@ class Operations {
 
   hsm::KeyStore* const store_;
   KeyCatalog* const catalog_;
+  metrics::Metrics* const metrics_;
   mutable offkey::Mutex mu_;
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const clientverify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);

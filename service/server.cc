@@ -16,6 +16,7 @@
 #include "service/call_support.h"
 #include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
+#include "service/proto_convert.h"
 #include "service/tls/handshake_shape.h"
 
 namespace offkey::service {
@@ -47,8 +48,8 @@ void AllowClientKeepalive(grpc::ServerBuilder& builder) {
 
 // connections.*: offkeyd closes idle or old data-plane connections with a GOAWAY.
 // liboffkey reconnects on its next call (client/offkey_client.cc explains why that
-// works in a terminator whose only thread is blocked elsewhere meanwhile). Unset
-// timers keep gRPC's defaults: never.
+// works in a terminator whose only thread is blocked elsewhere meanwhile). A timer of
+// 0 keeps gRPC's default: never. (ApplyDefaults gives max_age_ms its default.)
 void CloseConnections(grpc::ServerBuilder& builder,
                       const offkey::v1::ConnectionConfig& connections) {
   if (connections.max_idle_ms() > 0) {
@@ -148,6 +149,21 @@ struct Reloadable {
   std::shared_ptr<const clientverify::TrustStore> trust;
 };
 
+// Gives `metrics` the expiry of each named key's certificate (the leaf of its chain).
+// A chain that does not parse is left out (GetCertificate reports it as it is).
+void ReportCertificates(const std::vector<std::shared_ptr<const KeyRecord>>& keys,
+                        metrics::Metrics* metrics) {
+  std::vector<metrics::Metrics::CertificateExpiry> expiries;
+  for (const std::shared_ptr<const KeyRecord>& key : keys) {
+    if (key->chain.empty() || key->info.name.empty()) continue;
+    absl::StatusOr<offkey::v1::CertificateSummary> leaf =
+        SummarizeCertificate(key->chain[0]);
+    if (!leaf.ok()) continue;
+    expiries.push_back({key->info.name, absl::FromUnixSeconds(leaf->not_after())});
+  }
+  metrics->SetCertificateExpiries(std::move(expiries));
+}
+
 absl::StatusOr<Reloadable> BuildReloadable(const offkey::v1::ServerConfig& config) {
   OFFKEY_ASSIGN_OR_RETURN(
       config::Policy policy,
@@ -171,16 +187,19 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
     server->running_restart_only_ = RestartOnly(config).SerializeAsString();
     server->trust_fingerprint_ = reloadable.trust->fingerprint();
   }
-  server->catalog_ = std::make_unique<KeyCatalog>(store);
-  server->operations_ = std::make_unique<Operations>(store, server->catalog_.get(),
-                                                     std::move(reloadable.policy));
+  server->metrics_ = std::make_unique<metrics::Metrics>();
+  server->catalog_ = std::make_unique<KeyCatalog>(
+      store, absl::Seconds(5), absl::Seconds(1),
+      [m = server->metrics_.get()](const auto& keys) { ReportCertificates(keys, m); });
+  server->operations_ =
+      std::make_unique<Operations>(store, server->catalog_.get(),
+                                   std::move(reloadable.policy), server->metrics_.get());
   server->operations_->SetTrustStore(std::move(reloadable.trust));
   server->operations_->SetHandshakeShapeOptions(ShapeOptionsOf(config));
   OFFKEY_ASSIGN_OR_RETURN(server->pool_, WorkerPool::Create(HsmPoolOptions(config)));
   OFFKEY_ASSIGN_OR_RETURN(server->verify_pool_,
                           WorkerPool::Create(VerifyPoolOptions(config)));
   const bool plaintext = config.insecure_plaintext_for_development();
-  server->metrics_ = std::make_unique<metrics::Metrics>();
   AuditOptions audit_options;
   audit_options.fail_open = config.audit().fail_open();
   audit_options.log = [s = server.get()](const std::string& line) { s->Log(line); };

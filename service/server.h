@@ -97,12 +97,14 @@ class OffkeyServer {
   bool HealthCheckStuck() const;
 
   ServerOptions options_;
+  // Before everything that records into it (the catalog's thread, the audit log), so it
+  // is destroyed after them.
+  std::unique_ptr<metrics::Metrics> metrics_;
   std::unique_ptr<KeyCatalog> catalog_;
   std::unique_ptr<Operations> operations_;
   std::unique_ptr<WorkerPool> pool_;         // HSM work.
   std::unique_ptr<WorkerPool> verify_pool_;  // VerifyClient (no HSM).
   std::unique_ptr<AuditLog> audit_;
-  std::unique_ptr<metrics::Metrics> metrics_;
   std::unique_ptr<KeyServiceAsync> service_;
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> certificates_;
   std::unique_ptr<grpc::Server> server_;

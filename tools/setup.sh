@@ -44,6 +44,11 @@ test_packages=(
   # libFuzzer with ASan and UBSan: `--config=fuzz` and tools/fuzz.sh (the corpus
   # replay tests build with g++ and need neither).
   clang-14 libclang-rt-14-dev
+  # promtool (rule checks and unit tests, deploy/monitoring) and the Prometheus server
+  # tests/monitoring_test starts on loopback. Where systemd runs, installing it also
+  # starts Debian's prometheus.service on port 9090; tests do not need that one
+  # (`systemctl disable --now prometheus`).
+  prometheus
 )
 [[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 

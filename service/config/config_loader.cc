@@ -42,6 +42,8 @@ constexpr int kMaxVerifyClientThreads = 64;
 constexpr int kDefaultVerifyClientQueueDepth = 64;
 constexpr int kMaxVerifyClientQueueDepth = 65536;
 constexpr int kDefaultReloadSeconds = 5;
+constexpr int kDefaultMaxAgeMs = 120000;
+constexpr int kDefaultMaxAgeGraceMs = 40000;
 constexpr int kMaxReloadSeconds = 3600;
 constexpr int kMinConnectionTimerMs = 1000;
 constexpr int kMaxConnectionTimerMs = 86400000;
@@ -355,6 +357,11 @@ void Validate(const ServerConfig& config, Completeness completeness,
 }  // namespace
 
 void ApplyDefaults(ServerConfig* config) {
+  offkey::v1::ConnectionConfig* connections = config->mutable_connections();
+  if (!connections->has_max_age_ms()) connections->set_max_age_ms(kDefaultMaxAgeMs);
+  if (!connections->has_max_age_grace_ms()) {
+    connections->set_max_age_grace_ms(kDefaultMaxAgeGraceMs);
+  }
   if (config->listen_address().empty()) config->set_listen_address(kDefaultListenAddress);
   if (config->admin_listen_address().empty()) {
     config->set_admin_listen_address(kDefaultAdminListenAddress);

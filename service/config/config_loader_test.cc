@@ -201,12 +201,20 @@ TEST(ConfigLoaderTest, LimitsDefaultsAndRanges) {
   }
 }
 
-TEST(ConfigLoaderTest, ConnectionTimersAreNeverByDefaultAndAtLeastASecond) {
+// Connections age out by default (so clients find new replicas), never idle out, and
+// an explicit 0 still means never.
+TEST(ConfigLoaderTest, ConnectionTimersDefaultsAndAtLeastASecond) {
   absl::StatusOr<ServerConfig> config = ParseConfigText(kMinimal, "config.textproto");
   ASSERT_THAT(config, IsOk());
   EXPECT_EQ(config->connections().max_idle_ms(), 0);
-  EXPECT_EQ(config->connections().max_age_ms(), 0);
-  EXPECT_EQ(config->connections().max_age_grace_ms(), 0);
+  EXPECT_EQ(config->connections().max_age_ms(), 120000);
+  EXPECT_EQ(config->connections().max_age_grace_ms(), 40000);
+  absl::StatusOr<ServerConfig> never = ParseConfigText(
+      absl::StrCat(kMinimal, "connections { max_age_ms: 0 max_age_grace_ms: 0 }\n"),
+      "config.textproto");
+  ASSERT_THAT(never, IsOk());
+  EXPECT_EQ(never->connections().max_age_ms(), 0);
+  EXPECT_EQ(never->connections().max_age_grace_ms(), 0);
 
   absl::StatusOr<ServerConfig> set =
       ParseConfigText(absl::StrCat(kMinimal,

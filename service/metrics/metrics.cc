@@ -19,6 +19,23 @@ const prometheus::Histogram::BucketBoundaries& Buckets() {
   return *buckets;
 }
 
+// The series in `slot`, made by `make` (a prometheus::Family::Add) on first use. Two
+// threads racing here both get the one series: Add returns the existing child for
+// labels it already has.
+template <typename T, typename Make>
+T& Child(std::atomic<T*>& slot, Make make) {
+  T* child = slot.load(std::memory_order_acquire);
+  if (child == nullptr) {
+    child = &make();
+    slot.store(child, std::memory_order_release);
+  }
+  return *child;
+}
+
+const char* PoolName(Metrics::Pool pool) {
+  return pool == Metrics::Pool::kHsm ? "hsm" : "verify";
+}
+
 }  // namespace
 
 size_t Metrics::SchemeIndex(offkey::v1::SignatureScheme scheme) {
@@ -29,33 +46,39 @@ size_t Metrics::SchemeIndex(offkey::v1::SignatureScheme scheme) {
   return info != nullptr ? static_cast<size_t>(info - all.data()) + 1 : all.size() + 1;
 }
 
+int Metrics::OperationIndex(offkey::v1::Operation op) {
+  return op > 0 && op < kOperations ? static_cast<int>(op) : 0;
+}
+
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   AddBuildInfoGauge(*registry_);
-  auto& operations = prometheus::BuildCounter()
-                         .Name("offkey_operations_total")
-                         .Help("Data-plane operations finished, by outcome code.")
-                         .Register(*registry_);
-  auto& durations = prometheus::BuildHistogram()
-                        .Name("offkey_operation_duration_seconds")
-                        .Help("Time from a request's arrival to its answer.")
-                        .Register(*registry_);
-  std::vector<std::string> schemes = {"none"};
+  operations_family_ = &prometheus::BuildCounter()
+                            .Name("offkey_operations_total")
+                            .Help("Data-plane operations finished, by outcome code.")
+                            .Register(*registry_);
+  durations_family_ = &prometheus::BuildHistogram()
+                           .Name("offkey_operation_duration_seconds")
+                           .Help("Time from a request's arrival to its answer.")
+                           .Register(*registry_);
+  hsm_family_ = &prometheus::BuildHistogram()
+                     .Name("offkey_hsm_call_duration_seconds")
+                     .Help("Time one operation spent inside key store (HSM) calls.")
+                     .Register(*registry_);
+  queue_wait_family_ = &prometheus::BuildHistogram()
+                            .Name("offkey_worker_queue_wait_seconds")
+                            .Help("Time from a call's arrival to a worker starting it.")
+                            .Register(*registry_);
+  scheme_names_.push_back("none");
   for (const tls::SchemeInfo& info : tls::AllSchemes()) {
-    schemes.push_back(std::string(info.name));
+    scheme_names_.push_back(std::string(info.name));
   }
-  schemes.push_back("unknown");
+  scheme_names_.push_back("unknown");
   for (int op = 0; op < kOperations; ++op) {
-    const std::string name(OperationName(static_cast<offkey::v1::Operation>(op)));
-    for (int code = 0; code < kCodes; ++code) {
-      operations_[op][code] = &operations.Add(
-          {{"operation", name},
-           {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}});
-    }
-    for (const std::string& scheme : schemes) {
-      durations_[op].push_back(
-          &durations.Add({{"operation", name}, {"scheme", scheme}}, Buckets()));
-    }
+    durations_[op] =
+        std::make_unique<std::atomic<prometheus::Histogram*>[]>(scheme_names_.size());
+    if (op != 0) OperationCounter(op, static_cast<int>(absl::StatusCode::kOk));
   }
+  QueueWait(Pool::kHsm);
   auto& reloads = prometheus::BuildCounter()
                       .Name("offkey_config_reloads_total")
                       .Help("Configuration changes applied or refused while running.")
@@ -87,15 +110,59 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
             "start; they are used unlocked, still out of core dumps.");
 }
 
+prometheus::Counter& Metrics::OperationCounter(int op, int code) {
+  return Child(operations_[op][code], [&]() -> prometheus::Counter& {
+    return operations_family_->Add(
+        {{"operation",
+          std::string(OperationName(static_cast<offkey::v1::Operation>(op)))},
+         {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}});
+  });
+}
+
+prometheus::Histogram& Metrics::QueueWait(Pool pool) {
+  return Child(queue_waits_[static_cast<int>(pool)], [&]() -> prometheus::Histogram& {
+    return queue_wait_family_->Add({{"pool", PoolName(pool)}}, Buckets());
+  });
+}
+
 void Metrics::RecordOperation(offkey::v1::Operation op,
                               offkey::v1::SignatureScheme scheme, absl::StatusCode code,
                               absl::Duration latency) {
-  const int o = op > 0 && op < kOperations ? op : 0;
+  const int o = OperationIndex(op);
   const int c = static_cast<int>(code) >= 0 && static_cast<int>(code) < kCodes
                     ? static_cast<int>(code)
                     : static_cast<int>(absl::StatusCode::kUnknown);
-  operations_[o][c]->Increment();
-  durations_[o][SchemeIndex(scheme)]->Observe(absl::ToDoubleSeconds(latency));
+  OperationCounter(o, c).Increment();
+  const size_t s = SchemeIndex(scheme);
+  Child(durations_[o][s], [&]() -> prometheus::Histogram& {
+    return durations_family_->Add(
+        {{"operation", std::string(OperationName(static_cast<offkey::v1::Operation>(o)))},
+         {"scheme", scheme_names_[s]}},
+        Buckets());
+  }).Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordHsmCall(offkey::v1::Operation op, absl::Duration latency) {
+  const int o = OperationIndex(op);
+  Child(hsm_calls_[o], [&]() -> prometheus::Histogram& {
+    return hsm_family_->Add(
+        {{"operation",
+          std::string(OperationName(static_cast<offkey::v1::Operation>(o)))}},
+        Buckets());
+  }).Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::RecordQueueWait(Pool pool, absl::Duration waited) {
+  QueueWait(pool).Observe(absl::ToDoubleSeconds(waited));
+}
+
+void Metrics::SetCertificateExpiries(std::vector<CertificateExpiry> certificates) {
+  std::map<std::string, absl::Time> by_key;
+  for (CertificateExpiry& certificate : certificates) {
+    by_key[std::move(certificate.key)] = certificate.not_after;
+  }
+  offkey::MutexLock lock(&certificates_mu_);
+  certificates_ = std::move(by_key);
 }
 
 void Metrics::RecordReload(bool applied) {
@@ -115,7 +182,23 @@ std::string Metrics::Scrape() {
   const SecretMemoryStats secrets = SecretMemoryUsage();
   secret_locked_bytes_->Set(static_cast<double>(secrets.locked_bytes));
   secret_lock_failures_->Set(static_cast<double>(secrets.lock_failures));
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  prometheus::MetricFamily expiry;
+  expiry.name = "offkey_certificate_expiry_days";
+  expiry.help = "Days until the certificate attached to a key expires (negative after).";
+  expiry.type = prometheus::MetricType::Gauge;
+  {
+    const absl::Time now = absl::Now();
+    offkey::MutexLock lock(&certificates_mu_);
+    for (const auto& [key, not_after] : certificates_) {
+      prometheus::ClientMetric sample;
+      sample.label.push_back({"key", key});
+      sample.gauge.value = absl::FDivDuration(not_after - now, absl::Hours(24));
+      expiry.metric.push_back(std::move(sample));
+    }
+  }
+  if (!expiry.metric.empty()) families.push_back(std::move(expiry));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace offkey::service::metrics

@@ -166,6 +166,112 @@ TEST(MetricsTest, ConcurrentRecordingLosesNothing) {
             kThreads * kEach);
 }
 
+// Threads that record into a series nobody used yet all land in one series.
+TEST(MetricsTest, ConcurrentFirstUseMakesOneSeries) {
+  Metrics metrics;
+  constexpr int kThreads = 8, kEach = 1000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        metrics.RecordOperation(SIGN, offkey::v1::RSA_PSS_RSAE_SHA256,
+                                absl::StatusCode::kResourceExhausted,
+                                absl::Microseconds(10));
+        metrics.RecordHsmCall(SIGN, absl::Microseconds(5));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const std::string text = metrics.Scrape();
+  auto series = Parse(text);
+  EXPECT_EQ(Find(series, "offkey_operations_total",
+                 {"operation=\"sign\"", "code=\"RESOURCE_EXHAUSTED\""}),
+            kThreads * kEach);
+  EXPECT_EQ(Find(series, "offkey_operation_duration_seconds_count",
+                 {"operation=\"sign\"", "scheme=\"rsa_pss_rsae_sha256\""}),
+            kThreads * kEach);
+  EXPECT_EQ(
+      Find(series, "offkey_hsm_call_duration_seconds_count", {"operation=\"sign\""}),
+      kThreads * kEach);
+}
+
+// A fresh registry holds the fixed gauges and counters, a zero OK counter per
+// operation and the HSM pool's queue wait: no series per operation, scheme and code.
+TEST(MetricsTest, FreshMetricsHoldFewSeries) {
+  Metrics metrics;
+  const std::string text = metrics.Scrape();
+  auto series = Parse(text);
+  EXPECT_LT(series.size(), 60u) << text;
+  int operations = 0;
+  for (const auto& [key, value] : series) {
+    EXPECT_FALSE(absl::StartsWith(key, "offkey_operation_duration_seconds")) << key;
+    EXPECT_FALSE(absl::StartsWith(key, "offkey_hsm_call_duration_seconds")) << key;
+    EXPECT_FALSE(absl::StartsWith(key, "offkey_certificate_expiry_days")) << key;
+    if (absl::StartsWith(key, "offkey_operations_total{")) {
+      EXPECT_TRUE(absl::StrContains(key, "code=\"OK\"")) << key;
+      EXPECT_EQ(value, 0) << key;
+      ++operations;
+    }
+  }
+  EXPECT_EQ(operations, 6);  // One per operation.
+  EXPECT_EQ(series["offkey_worker_queue_wait_seconds_count{pool=\"hsm\"}"], 0) << text;
+}
+
+TEST(MetricsTest, TimesHsmCallsAndQueueWaits) {
+  Metrics metrics;
+  metrics.RecordHsmCall(SIGN, absl::Microseconds(400));
+  metrics.RecordHsmCall(SIGN, absl::Milliseconds(30));
+  metrics.RecordHsmCall(offkey::v1::DECRYPT_PREMASTER, absl::Milliseconds(2));
+  metrics.RecordQueueWait(Metrics::Pool::kHsm, absl::Microseconds(70));
+  metrics.RecordQueueWait(Metrics::Pool::kVerify, absl::Milliseconds(3));
+  metrics.RecordQueueWait(Metrics::Pool::kVerify, absl::Milliseconds(4));
+  const std::string text = metrics.Scrape();
+  auto series = Parse(text);
+  EXPECT_EQ(
+      Find(series, "offkey_hsm_call_duration_seconds_count", {"operation=\"sign\""}), 2)
+      << text;
+  EXPECT_NEAR(
+      Find(series, "offkey_hsm_call_duration_seconds_sum", {"operation=\"sign\""}),
+      0.0304, 1e-9);
+  EXPECT_EQ(Find(series, "offkey_hsm_call_duration_seconds_bucket",
+                 {"operation=\"sign\"", "le=\"0.0005\""}),
+            1);
+  EXPECT_EQ(Find(series, "offkey_hsm_call_duration_seconds_count",
+                 {"operation=\"decrypt-premaster\""}),
+            1);
+  EXPECT_EQ(Find(series, "offkey_worker_queue_wait_seconds_count", {"pool=\"hsm\""}), 1);
+  EXPECT_EQ(Find(series, "offkey_worker_queue_wait_seconds_count", {"pool=\"verify\""}),
+            2);
+  EXPECT_NEAR(Find(series, "offkey_worker_queue_wait_seconds_sum", {"pool=\"verify\""}),
+              0.007, 1e-9);
+}
+
+TEST(MetricsTest, ReportsDaysUntilCertificatesExpire) {
+  Metrics metrics;
+  const absl::Time now = absl::Now();
+  metrics.SetCertificateExpiries({{"web-ec", now + absl::Hours(24 * 30 + 12)},
+                                  {"old", now - absl::Hours(36)},
+                                  {"web-rsa", now + absl::Hours(24 * 2)}});
+  std::string text = metrics.Scrape();
+  auto series = Parse(text);
+  // Scraped a moment after `now`: a little less than the days set.
+  const double tolerance = 1.0 / 24 / 60;  // A minute.
+  EXPECT_NEAR(series["offkey_certificate_expiry_days{key=\"web-ec\"}"], 30.5, tolerance)
+      << text;
+  EXPECT_NEAR(series["offkey_certificate_expiry_days{key=\"old\"}"], -1.5, tolerance);
+  EXPECT_NEAR(series["offkey_certificate_expiry_days{key=\"web-rsa\"}"], 2, tolerance);
+  EXPECT_TRUE(absl::StrContains(text, "# TYPE offkey_certificate_expiry_days gauge"));
+
+  // The set is replaced: a key whose certificate went is no longer reported.
+  metrics.SetCertificateExpiries({{"web-ec", now + absl::Hours(24 * 90)}});
+  series = Parse(metrics.Scrape());
+  EXPECT_EQ(series.count("offkey_certificate_expiry_days{key=\"old\"}"), 0u);
+  EXPECT_EQ(series.count("offkey_certificate_expiry_days{key=\"web-rsa\"}"), 0u);
+  EXPECT_NEAR(series["offkey_certificate_expiry_days{key=\"web-ec\"}"], 90, tolerance);
+  metrics.SetCertificateExpiries({});
+  EXPECT_FALSE(absl::StrContains(metrics.Scrape(), "offkey_certificate_expiry_days"));
+}
+
 TEST(HttpServerTest, ServesMetricsAndProbes) {
   Metrics metrics;
   metrics.RecordOperation(SIGN, ECDSA_SECP256R1_SHA256, absl::StatusCode::kOk,
