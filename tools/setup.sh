@@ -44,6 +44,9 @@ test_packages=(
   # libFuzzer with ASan and UBSan: `--config=fuzz` and tools/fuzz.sh (the corpus
   # replay tests build with g++ and need neither).
   clang-14 libclang-rt-14-dev
+  # Debian packages (tools/package.sh, //packaging:package_test): debhelper builds them,
+  # lintian checks them, nm and readelf (binutils) check the provider's exports.
+  debhelper dpkg-dev lintian binutils
 )
 [[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 
