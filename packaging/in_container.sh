@@ -15,7 +15,7 @@ unit=/lib/systemd/system/offkeyd.service
 provider_dir=/usr/lib/x86_64-linux-gnu/ossl-modules
 
 step "what the packages installed"
-for f in /usr/sbin/offkeyd /usr/bin/offkeyctl "$provider_dir/offkey.so" "$unit" \
+for f in /usr/sbin/offkeyd /usr/bin/offkeyctl "$provider_dir/offkey.so" "$unit" /etc/offkey \
   /etc/default/offkeyd /usr/share/bash-completion/completions/offkeyctl \
   /usr/share/man/man1/offkeyctl.1.gz /usr/share/man/man8/offkeyd.8.gz \
   /usr/share/doc/offkey-openssl-provider/examples/openssl.cnf \
@@ -55,8 +55,7 @@ kill -TERM "$pid"
 wait "$pid" || fail "offkeyd --dev exited with $? on SIGTERM"
 
 step "configuration in /etc/offkey and /etc/default/offkeyd, as an operator writes it"
-# What systemd's ConfigurationDirectory=offkey makes; the file root:offkey 0640.
-install -d -m 0755 /etc/offkey
+# /etc/offkey comes with the package; the file root:offkey 0640.
 install -m 0640 -g offkey "$dev/config.textproto" /etc/offkey/offkeyd.textproto
 cat >>/etc/default/offkeyd <<EOF_DEFAULT
 OFFKEYD_ARGS="--listen=127.0.0.1:$data_port --admin_listen=127.0.0.1:$admin_port --metrics_address=127.0.0.1:$metrics_port"

@@ -40,7 +40,7 @@ step "build the packages"
 debs="$TEST_TMPDIR/debs"
 "$runfiles/packaging/build-debs.sh" --offkeyd "$runfiles/service/offkeyd" \
   --offkeyctl "$runfiles/client/cli/offkeyctl" \
-  --provider "$runfiles/client/openssl/offkey.so" --version "$version" \
+  --provider "$runfiles/client/openssl/offkey_module.so" --version "$version" \
   --maintainer "offkey package test <package-test@example.org>" --out "$debs"
 deb() { echo "$debs/${1}_${version}_amd64.deb"; }
 for p in offkeyd offkeyctl offkey-openssl-provider; do

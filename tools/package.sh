@@ -23,7 +23,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$out" ]] || { echo "package: give --out DIR (see --help)" >&2; exit 2; }
 
-bazel build //service:offkeyd //client/cli:offkeyctl //client/openssl:offkey.so
+bazel build //service:offkeyd //client/cli:offkeyctl //client/openssl:offkey_module.so
 bin=$(bazel info bazel-bin 2>/dev/null)
 
 epoch=$(git log -1 --format=%ct)
@@ -33,7 +33,7 @@ name="${DEBFULLNAME:-$(git log -1 --format=%cn)}"
 email="${DEBEMAIL:-$(git log -1 --format=%ce)}"
 mkdir -p "$out"
 packaging/build-debs.sh --offkeyd "$bin/service/offkeyd" \
-  --offkeyctl "$bin/client/cli/offkeyctl" --provider "$bin/client/openssl/offkey.so" \
+  --offkeyctl "$bin/client/cli/offkeyctl" --provider "$bin/client/openssl/offkey_module.so" \
   --version "$version" --maintainer "$name <$email>" --date "$(date -R -u -d "@$epoch")" --out "$out"
 if [[ $lintian -eq 1 ]]; then
   lintian --info --display-info --fail-on error,warning "$out"/*_"$version"_*.deb
