@@ -82,7 +82,8 @@ grep -qx /etc/default/offkeyd "$x/offkeyd/DEBIAN/conffiles" || fail "conffiles"
 unit="$x/offkeyd/lib/systemd/system/offkeyd.service"
 for setting in Type=notify User=offkey ProtectSystem=strict NoNewPrivileges=yes \
   CapabilityBoundingSet= AmbientCapabilities= LimitCORE=0 StateDirectory=offkey \
-  ConfigurationDirectory=offkey PrivateTmp=yes ProtectHome=yes; do
+  ConfigurationDirectory=offkey PrivateTmp=yes ProtectHome=yes \
+  'ExecReload=/bin/kill -HUP $MAINPID'; do
   grep -qx "$setting" "$unit" || fail "the unit lacks $setting"
 done
 grep -q 'deb-systemd-helper' "$x/offkeyd/DEBIAN/postinst" || fail "postinst has no unit snippet"
