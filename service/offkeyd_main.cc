@@ -1,9 +1,11 @@
 // offkeyd: the offkey key service. main() only parses flags, builds the configuration,
-// opens the key store and runs the server library until SIGTERM or SIGINT.
+// opens the key store and runs the server library until SIGTERM or SIGINT; SIGHUP
+// reloads the configuration.
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -12,13 +14,24 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "base/build_info.h"
+#include "base/build_stamp.h"
+#include "base/mutex.h"
 #include "base/process_hardening.h"
+#include "grpc/support/log.h"
 #include "hsm/pkcs11/pkcs11_key_store.h"
 #include "service/config/config_loader.h"
+#include "service/config_diff.h"
 #include "service/dev/dev_mode.h"
+#include "service/oplog.h"
+#include "service/sd_notify.h"
 #include "service/server.h"
+#include "service/startup_check.h"
 
 ABSL_FLAG(std::string, config, "",
           "Configuration file (protobuf text format, schema offkey.v1.ServerConfig). "
@@ -49,6 +62,15 @@ ABSL_FLAG(bool, allow_core_dumps, false,
           "A core file or an attached debugger then sees the token PIN, premasters and "
           "master secrets in memory. By default offkeyd is undumpable (no core files, "
           "no ptrace by same-user processes) with RLIMIT_CORE 0.");
+ABSL_FLAG(std::string, log_format, "text",
+          "Operational log on standard error: 'text' (offkeyd: <message>) or 'json' "
+          "(one object per line: time, level, msg and fields). Audit records never go "
+          "there (audit.path).");
+ABSL_FLAG(std::string, check_config, "",
+          "Check this configuration file (with the flags above applied) as start-up "
+          "would: the file, its policy and trust bundles, the TLS, module and PIN "
+          "files it names. Neither opens the HSM nor binds a port. Prints "
+          "'configuration FILE is ok' and exits 0, or the problems and exits 1.");
 ABSL_FLAG(std::string, port_file, "",
           "Write the bound data-plane port to this file once serving (for tests and "
           "scripts that listen on port 0).");
@@ -60,9 +82,24 @@ ABSL_FLAG(std::string, metrics_port_file, "",
 namespace offkey::service {
 namespace {
 
+// The operational log; text until main() has read --log_format.
+std::unique_ptr<const OpLog>& LogSlot() {
+  static auto* const log = new std::unique_ptr<const OpLog>(new OpLog(LogFormat::kText));
+  return *log;
+}
+const OpLog& Log() { return *LogSlot(); }
+
+// gRPC's own log lines (gpr_log), as records of the operational log in JSON mode.
+void GrpcLog(gpr_log_func_args* args) {
+  const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::kError
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::kInfo
+                                                                   : LogLevel::kDebug;
+  Log().Log(level, args->message,
+            {{"source", "grpc"}, {"file", absl::StrCat(args->file, ":", args->line)}});
+}
+
 int Fail(const absl::Status& status, absl::string_view what) {
-  fprintf(stderr, "offkeyd: %s: %s\n", std::string(what).c_str(),
-          status.ToString().c_str());
+  Log().Error(absl::StrCat(what, ": ", status.ToString()));
   return 1;
 }
 
@@ -112,6 +149,63 @@ absl::StatusOr<offkey::v1::ServerConfig> LoadConfig(const std::string& path) {
   return config;
 }
 
+// --check_config: the exit status.
+int CheckConfig(const std::string& path) {
+  absl::StatusOr<offkey::v1::ServerConfig> config = LoadConfig(path);
+  std::vector<std::string> problems;
+  if (!config.ok()) {
+    problems.push_back(std::string(config.status().message()));
+  } else {
+    problems = CheckStartupResources(*config);
+  }
+  if (problems.empty()) {
+    printf("configuration %s is ok\n", path.c_str());
+    return 0;
+  }
+  fprintf(stderr, "offkeyd: configuration %s has problems:\n", path.c_str());
+  for (const std::string& problem : problems) fprintf(stderr, "%s\n", problem.c_str());
+  return 1;
+}
+
+// The configuration the last reload pass read (ServerOptions::reload_config).
+struct LastLoaded {
+  offkey::Mutex mu;
+  offkey::v1::ServerConfig config ABSL_GUARDED_BY(mu);
+};
+
+// SIGHUP: one reload pass now. What it applied, or why it refused the file (the running
+// configuration keeps serving), and which changed settings need a restart, are logged
+// every time, since an operator asked.
+void ReloadOnSighup(service::OffkeyServer& server,
+                    const offkey::v1::ServerConfig& started_with, LastLoaded& last_loaded,
+                    const service::SdNotifier& notifier) {
+  Log().Info("SIGHUP received; reloading the configuration", {{"signal", "SIGHUP"}});
+  notifier.Reloading("reloading the configuration").IgnoreError();
+  absl::Status reloaded = server.ReloadNow();
+  notifier
+      .Notify(absl::StrCat("READY=1\nSTATUS=serving; ",
+                           reloaded.ok() ? "configuration reloaded"
+                                         : "configuration reload refused, see the log"))
+      .IgnoreError();
+  if (!reloaded.ok()) {
+    Log().Error(
+        absl::StrCat("configuration reload on SIGHUP refused, keeping the running one: ",
+                     reloaded.ToString()));
+    return;
+  }
+  std::vector<std::string> restart;
+  {
+    offkey::MutexLock lock(&last_loaded.mu);
+    restart = service::RestartOnlyChanges(started_with, last_loaded.config);
+  }
+  Log().Info("configuration reloaded on SIGHUP");
+  if (!restart.empty()) {
+    Log().Warning(absl::StrCat("changed settings that need a restart to take effect: ",
+                               absl::StrJoin(restart, ", ")),
+                  {{"fields", absl::StrJoin(restart, ",")}});
+  }
+}
+
 // Writes `port` to `path` atomically (a reader never sees a partial file).
 absl::Status WritePortFile(const std::string& path, int port) {
   std::string tmp = path + ".tmp";
@@ -141,30 +235,50 @@ int Main(int argc, char** argv) {
       "  offkeyd --config=/etc/offkey/offkeyd.textproto\n\n"
       "The PIN comes from a file or an environment variable, never from the command "
       "line.");
+  SetBuildInfo(StampedBuildInfo());
+  absl::FlagsUsageConfig usage_config;
+  usage_config.version_string = [] {
+    return VersionLine("offkeyd", GetBuildInfo()) + "\n";
+  };
+  absl::SetFlagsUsageConfig(std::move(usage_config));
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  absl::StatusOr<LogFormat> log_format = ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) {
+    fprintf(stderr, "offkeyd: --log_format: %s\n",
+            std::string(log_format.status().message()).c_str());
+    return 2;
+  }
+  LogSlot() = std::make_unique<const OpLog>(*log_format);
+  if (*log_format == LogFormat::kJson) gpr_set_log_function(&GrpcLog);
   // Before any secret is read (the PIN, keys made in development mode).
   if (!absl::GetFlag(FLAGS_allow_core_dumps)) {
     if (absl::Status hardened = DisableCoreDumps(); !hardened.ok()) {
       return Fail(hardened, "turning core dumps off (--allow_core_dumps skips it)");
     }
   } else {
-    fprintf(stderr,
-            "offkeyd: WARNING: --allow_core_dumps is set: a core file or a debugger "
-            "would expose the PIN and secrets in memory. Debugging only.\n");
+    Log().Warning(
+        "--allow_core_dumps is set: a core file or a debugger would expose the PIN and "
+        "secrets in memory. Debugging only.");
   }
   // Debian's Abseil is built with mutex deadlock detection on (a debugging aid that
   // records every lock order, measurable on the handshake path); production builds of
   // Abseil have it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (rest.size() > 1) {
-    fprintf(stderr, "offkeyd: unexpected argument '%s' (see --help)\n", rest[1]);
+    Log().Error(absl::StrCat("unexpected argument '", rest[1], "' (see --help)"));
     return 2;
   }
   const bool dev = absl::GetFlag(FLAGS_dev);
   std::string config_file = absl::GetFlag(FLAGS_config);
+  if (!absl::GetFlag(FLAGS_check_config).empty()) {
+    if (dev || !config_file.empty()) {
+      Log().Error("--check_config takes the file itself; drop --dev and --config");
+      return 2;
+    }
+    return CheckConfig(absl::GetFlag(FLAGS_check_config));
+  }
   if (!dev && config_file.empty()) {
-    fprintf(stderr,
-            "offkeyd: give --config=FILE, or --dev for development mode (see --help)\n");
+    Log().Error("give --config=FILE, or --dev for development mode (see --help)");
     return 2;
   }
   // Signals are handled by a thread of ours (sigwait), not by async handlers.
@@ -172,6 +286,7 @@ int Main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // Reload (ReloadOnSighup), not the default: exit.
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   service::dev::DevState dev_state;
@@ -185,10 +300,14 @@ int Main(int argc, char** argv) {
   absl::StatusOr<offkey::v1::ServerConfig> config = LoadConfig(config_file);
   if (!config.ok()) return Fail(config.status(), "configuration");
   if (config->insecure_plaintext_for_development()) {
-    fprintf(stderr,
-            "offkeyd: WARNING: insecure_plaintext_for_development is set: no TLS, no "
-            "client authentication. Never use this outside a local experiment.\n");
+    Log().Warning(
+        "insecure_plaintext_for_development is set: no TLS, no client authentication. "
+        "Never use this outside a local experiment.");
   }
+
+  // The service manager's readiness protocol, when one asks for it.
+  const service::SdNotifier notifier = service::SdNotifier::FromEnvironment();
+  notifier.Notify("STATUS=opening the HSM token").IgnoreError();
 
   hsm::pkcs11::TokenOptions token;
   token.module_path = config->hsm().module_path();
@@ -200,16 +319,29 @@ int Main(int argc, char** argv) {
       hsm::pkcs11::Pkcs11KeyStore::Create(token);
   if (!store.ok()) return Fail(store.status(), "opening the HSM token");
   // What this module can do, so a refused key type is no surprise later.
-  fprintf(stderr, "offkeyd: %s\n", (*store)->capabilities().Summary().c_str());
+  Log().Info((*store)->capabilities().Summary());
   if (dev) {
     absl::StatusOr<int> made = service::dev::EnsureDevKeys(dev_state, **store);
     if (!made.ok()) return Fail(made.status(), "development keys");
-    if (*made > 0) fprintf(stderr, "offkeyd: made %d development keys\n", *made);
+    if (*made > 0) {
+      Log().Info(absl::StrCat("made ", *made, " development keys"),
+                 {{"keys", absl::StrCat(*made)}});
+    }
   }
 
   service::ServerOptions options;
+  options.log = [](const std::string& line) { Log().Info(line); };
   // Re-read on every reload pass: policy and trust bundles change without a restart.
-  options.reload_config = [config_file] { return LoadConfig(config_file); };
+  // The last configuration read is kept so that a SIGHUP can say what needs a restart.
+  LastLoaded last_loaded;
+  options.reload_config = [config_file, &last_loaded] {
+    absl::StatusOr<offkey::v1::ServerConfig> next = LoadConfig(config_file);
+    if (next.ok()) {
+      offkey::MutexLock lock(&last_loaded.mu);
+      last_loaded.config = *next;
+    }
+    return next;
+  };
   absl::StatusOr<std::unique_ptr<service::OffkeyServer>> server =
       service::OffkeyServer::Start(*config, store->get(), options);
   if (!server.ok()) return Fail(server.status(), "starting the server");
@@ -235,17 +367,36 @@ int Main(int argc, char** argv) {
     }
   }
   if (dev) {
-    fputs(service::dev::ConnectHelp(dev_state, port, admin_port).c_str(), stderr);
+    // Text as it always was, for the person at the terminal; one record in JSON.
+    const std::string help = service::dev::ConnectHelp(dev_state, port, admin_port);
+    if (Log().format() == LogFormat::kText) {
+      fputs(help.c_str(), stderr);
+    } else {
+      Log().Info(absl::StripTrailingAsciiWhitespace(help));
+    }
   }
-  fprintf(stderr,
-          "offkeyd: serving on port %d; admin plane on port %d (0: off); metrics and "
-          "health on http port %d\n",
-          port, admin_port, (*server)->metrics_port());
+  Log().Info(absl::StrCat("serving on port ", port, "; admin plane on port ", admin_port,
+                          " (0: off); metrics and health on http port ",
+                          (*server)->metrics_port()),
+             {{"port", absl::StrCat(port)},
+              {"admin_port", absl::StrCat(admin_port)},
+              {"metrics_port", absl::StrCat((*server)->metrics_port())}});
+
+  // Ready once the key store is open and every listener serves.
+  if (absl::Status notified =
+          notifier.Notify(absl::StrCat("READY=1\nSTATUS=serving on port ", port));
+      !notified.ok()) {
+    Log().Warning(notified.ToString());
+  }
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  fprintf(stderr, "offkeyd: %s received; finishing calls in flight\n",
-          signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    ReloadOnSighup(**server, *config, last_loaded, notifier);
+  }
+  const char* signal_name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+  Log().Info(absl::StrCat(signal_name, " received; finishing calls in flight"),
+             {{"signal", signal_name}});
+  notifier.Notify("STOPPING=1\nSTATUS=finishing calls in flight").IgnoreError();
   (*server)->Shutdown(absl::Seconds(10));
   (*server)->Wait();
   server->reset();
@@ -253,7 +404,7 @@ int Main(int argc, char** argv) {
     RemovePortFile(dev_state.dir + "/offkeyd.port", port);
     RemovePortFile(dev_state.dir + "/admin.port", admin_port);
   }
-  fprintf(stderr, "offkeyd: stopped\n");
+  Log().Info("stopped");
   return 0;
 }
 

@@ -49,6 +49,9 @@ test_packages=(
   # starts Debian's prometheus.service on port 9090; tests do not need that one
   # (`systemctl disable --now prometheus`).
   prometheus
+  # Debian packages (tools/package.sh, //packaging:package_test): debhelper builds them,
+  # lintian checks them, nm and readelf (binutils) check the provider's exports.
+  debhelper dpkg-dev lintian binutils
 )
 [[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 

@@ -30,6 +30,21 @@ if bazel query "tests(set(${targets[*]}))" 2>/dev/null | grep -qx '//deploy/imag
   fi
 fi
 
+# The nginx terminator image, likewise for //deploy/terminator:terminator_test
+# (deploy/terminator/build-image.sh: the packages, then the image on the base image made
+# above).
+if bazel query "tests(set(${targets[*]}))" 2>/dev/null |
+  grep -qx '//deploy/terminator:terminator_test'; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "test: not root: the terminator image is not built;" \
+         "//deploy/terminator:terminator_test will fail" >&2
+  elif ! ./deploy/terminator/build-image.sh; then
+    echo "test: building the terminator image failed;" \
+         "//deploy/terminator:terminator_test will fail" >&2
+    podman rmi --ignore localhost/offkey-nginx-terminator:dev >/dev/null 2>&1 || true
+  fi
+fi
+
 bazel test --keep_going "${targets[@]}"
 rc=$?
 

@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/build_info.h"
 #include "client/cli/commands.h"
 #include "client/cli/completion.h"
 #include "client/cli/names.h"
@@ -65,6 +66,8 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
   app.footer(kFooter);
   app.fallthrough();  // Global flags may follow the subcommand.
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       [] { return VersionLine("offkeyctl", GetBuildInfo()); });
 
   ConnectionFlags flags;
   std::string output = "table";

@@ -4,9 +4,12 @@
 
 #include <iostream>
 
+#include "base/build_info.h"
+#include "base/build_stamp.h"
 #include "client/cli/app.h"
 
 int main(int argc, char** argv) {
+  offkey::SetBuildInfo(offkey::StampedBuildInfo());
   // gRPC's own log lines (handshake failures and the like) are for gRPC developers;
   // offkeyctl explains failures itself. GRPC_VERBOSITY set by the user still wins.
   setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);

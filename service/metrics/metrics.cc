@@ -4,6 +4,7 @@
 
 #include "base/secret_bytes.h"
 #include "prometheus/text_serializer.h"
+#include "service/metrics/build_info_gauge.h"
 #include "service/operation_names.h"
 #include "service/tls/schemes.h"
 
@@ -50,6 +51,7 @@ int Metrics::OperationIndex(offkey::v1::Operation op) {
 }
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  AddBuildInfoGauge(*registry_);
   operations_family_ = &prometheus::BuildCounter()
                             .Name("offkey_operations_total")
                             .Help("Data-plane operations finished, by outcome code.")
