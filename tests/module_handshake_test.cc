@@ -11,14 +11,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/key_reference.h"
 #include "gtest/gtest.h"
 #include "hsm/pkcs11/testing/opencryptoki.h"
 #include "hsm/pkcs11/testing/tpm2.h"
-#include "service/dev/dev_pki.h"
-#include "service/proto_convert.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
+#include "tests/provider_files.h"
 
 namespace offkey::tests {
 namespace {
@@ -106,53 +104,14 @@ class ModuleHandshakeTest : public OffkeydTest,
     OffkeydTest::TearDown();
   }
 
-  // Makes `name` in the module with a certificate and writes the server's files: the
-  // certificate and the key reference. Nothing secret.
+  // Makes `name` in the module and writes the server's certificate and key reference.
   void AddServerKey(const std::string& name, hsm::KeyAlgorithm algorithm) {
-    hsm::KeyInfo key = AddKey(name, algorithm);
-    service::dev::CertSpec spec;
-    spec.common_name = name;
-    spec.dns_names = {"localhost"};
-    spec.server_auth = true;
-    spec.public_key_spki = key.public_key_spki;
-    auto cert = service::dev::Issue(ca_, spec);
-    ASSERT_TRUE(cert.ok()) << cert.status();
-    Write(absl::StrCat(dir_, "/", name, ".pem"), cert->cert_pem);
-    v1::KeyReference ref;
-    ref.set_version(client::kKeyReferenceVersion);
-    ref.set_key_id(key.key_id);
-    ref.set_key_name(name);
-    ref.set_public_key_spki(key.public_key_spki);
-    ref.set_algorithm(service::ToProtoAlgorithm(algorithm));
-    absl::StatusOr<std::string> pem = client::EncodeKeyReference(ref);
-    ASSERT_TRUE(pem.ok()) << pem.status();
-    Write(absl::StrCat(dir_, "/", name, ".ref"), *pem);
+    WriteKeylessServerFiles(dir_, name, AddKey(name, algorithm), ca_);
   }
 
-  // openssl.cnf loading the offkey provider (after the default one), pointed at
-  // offkeyd with the terminator's client certificate.
   void WriteProviderConfig() {
-    const client::ClientOptions terminator = ClientFiles(kTerminator);
     Write(dir_ + "/openssl.cnf",
-          absl::StrCat("openssl_conf = openssl_init\n"
-                       "[openssl_init]\n"
-                       "providers = provider_sect\n"
-                       "alg_section = evp_properties\n"
-                       "[provider_sect]\n"
-                       "default = default_sect\n"
-                       "offkey = offkey_sect\n"
-                       "[default_sect]\n"
-                       "activate = 1\n"
-                       "[offkey_sect]\n"
-                       "module = ",
-                       getenv("TEST_SRCDIR"), "/offkey/client/openssl/offkey.so\n",
-                       "activate = 1\n"
-                       "endpoint = 127.0.0.1:",
-                       server_->port(), "\n", "tls_ca_file = ", terminator.ca_file, "\n",
-                       "tls_cert_file = ", terminator.cert_file, "\n",
-                       "tls_key_file = ", terminator.key_file, "\n",
-                       "[evp_properties]\n"
-                       "default_properties = ?provider=default\n"));
+          ProviderConfig(EndpointLines(server_->port(), ClientFiles(kTerminator))));
   }
 
   // Starts `openssl s_server -www` with the reference for `key`; returns its port.

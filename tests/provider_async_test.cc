@@ -19,11 +19,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/mutex.h"
-#include "client/key_reference.h"
 #include "gtest/gtest.h"
-#include "service/proto_convert.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
+#include "tests/provider_files.h"
 
 namespace offkey::tests {
 namespace {
@@ -89,22 +88,7 @@ class ProviderAsyncTest : public OffkeydTest {
   OSSL_LIB_CTX* LoadProvider() {
     const client::ClientOptions files = ClientFiles(kTerminator);
     const std::string cnf = dir_ + "/openssl.cnf";
-    Write(cnf, absl::StrCat("openssl_conf = openssl_init\n"
-                            "[openssl_init]\n"
-                            "providers = provider_sect\n"
-                            "[provider_sect]\n"
-                            "default = default_sect\n"
-                            "offkey = offkey_sect\n"
-                            "[default_sect]\n"
-                            "activate = 1\n"
-                            "[offkey_sect]\n"
-                            "module = ",
-                            getenv("TEST_SRCDIR"), "/offkey/client/openssl/offkey.so\n",
-                            "activate = 1\n"
-                            "endpoint = 127.0.0.1:",
-                            server_->port(), "\n", "tls_ca_file = ", files.ca_file, "\n",
-                            "tls_cert_file = ", files.cert_file, "\n",
-                            "tls_key_file = ", files.key_file, "\n"));
+    Write(cnf, ProviderConfig(EndpointLines(server_->port(), files)));
     static OSSL_LIB_CTX* const libctx = OSSL_LIB_CTX_new();
     EXPECT_EQ(OSSL_LIB_CTX_load_config(libctx, cnf.c_str()), 1);
     return libctx;
@@ -113,16 +97,8 @@ class ProviderAsyncTest : public OffkeydTest {
   // The key behind a reference file, through the provider's decoder.
   EVP_PKEY* LoadReference(OSSL_LIB_CTX* libctx, const hsm::KeyInfo& key,
                           const std::string& name) {
-    v1::KeyReference ref;
-    ref.set_version(client::kKeyReferenceVersion);
-    ref.set_key_id(key.key_id);
-    ref.set_key_name(name);
-    ref.set_public_key_spki(key.public_key_spki);
-    ref.set_algorithm(service::ToProtoAlgorithm(key.algorithm));
-    absl::StatusOr<std::string> pem = client::EncodeKeyReference(ref);
-    EXPECT_TRUE(pem.ok()) << pem.status();
+    WriteKeylessServerFiles(dir_, name, key, ca_);
     const std::string path = absl::StrCat(dir_, "/", name, ".ref");
-    Write(path, pem.value_or(""));
     OSSL_STORE_CTX* store = OSSL_STORE_open_ex(path.c_str(), libctx, nullptr, nullptr,
                                                nullptr, nullptr, nullptr, nullptr);
     EVP_PKEY* pkey = nullptr;

@@ -26,10 +26,10 @@
 #include "gtest/gtest.h"
 #include "hsm/testing/verify.h"
 #include "service/crypto/tls_prf.h"
-#include "service/proto_convert.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
+#include "tests/provider_files.h"
 #include "tests/tls12/tls12.h"
 
 namespace offkey::tests {
@@ -41,10 +41,6 @@ namespace v1 = offkey::v1;
 
 void Write(const std::string& path, absl::string_view text) {
   std::ofstream(path, std::ios::binary) << text;
-}
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
 }
 
 struct Handshake {
@@ -82,64 +78,22 @@ class ProviderTest : public OffkeydTest,
              {"ed25519", hsm::KeyAlgorithm::kEd25519}}) {
       hsm::KeyInfo key = AddKey(name, algorithm);
       spki_[name] = key.public_key_spki;
-      // The server's files: its certificate and the key reference. Nothing secret.
-      service::dev::CertSpec spec;
-      spec.common_name = name;
-      spec.dns_names = {"localhost"};
-      spec.server_auth = true;
-      spec.public_key_spki = key.public_key_spki;
-      auto cert = service::dev::Issue(ca_, spec);
-      ASSERT_TRUE(cert.ok()) << cert.status();
-      Write(absl::StrCat(dir_, "/", name, ".pem"), cert->cert_pem);
-      v1::KeyReference ref;
-      ref.set_version(client::kKeyReferenceVersion);
-      ref.set_key_id(key.key_id);
-      ref.set_key_name(name);
-      ref.set_public_key_spki(key.public_key_spki);
-      ref.set_algorithm(service::ToProtoAlgorithm(algorithm));
-      absl::StatusOr<std::string> pem = client::EncodeKeyReference(ref);
-      ASSERT_TRUE(pem.ok()) << pem.status();
-      Write(absl::StrCat(dir_, "/", name, ".ref"), *pem);
+      WriteKeylessServerFiles(dir_, name, key, ca_);
+      if (HasFatalFailure()) return;
     }
     // The terminator's client certificate for offkeyd.
     terminator_ = ClientFiles(kTerminator);
     Write(dir_ + "/openssl.cnf",
-          ProviderConfig(absl::StrCat("endpoint = 127.0.0.1:", server_->port(), "\n",
-                                      TlsFileLines(),
+          ProviderConfig(absl::StrCat(EndpointLines(server_->port(), terminator_),
                                       "transport = ", GetParam().transport, "\n")));
   }
 
-  // openssl.cnf with `offkey_lines` as the provider's section (after module and
-  // activate).
+  // openssl.cnf with `offkey_lines` as the provider's section, in this test's order.
   std::string ProviderConfig(absl::string_view offkey_lines) const {
-    const std::string offkey_section = "offkey = offkey_sect\n";
-    const std::string default_section = "default = default_sect\n";
-    return absl::StrCat(
-        "openssl_conf = openssl_init\n"
-        "[openssl_init]\n"
-        "providers = provider_sect\n"
-        "alg_section = evp_properties\n"
-        "[provider_sect]\n",
-        GetParam().offkey_first ? offkey_section + default_section
-                                : default_section + offkey_section,
-        "[default_sect]\n"
-        "activate = 1\n"
-        "[offkey_sect]\n"
-        "module = ",
-        Runfile("client/openssl/offkey.so"),
-        "\n"
-        "activate = 1\n",
-        offkey_lines,
-        "[evp_properties]\n"
-        "default_properties = ?provider=default\n");
+    return tests::ProviderConfig(offkey_lines, GetParam().offkey_first);
   }
 
-  // The terminator's client certificate for offkeyd, as the provider's keys.
-  std::string TlsFileLines() const {
-    return absl::StrCat("tls_ca_file = ", terminator_.ca_file, "\n",
-                        "tls_cert_file = ", terminator_.cert_file, "\n",
-                        "tls_key_file = ", terminator_.key_file, "\n");
-  }
+  std::string TlsFileLines() const { return tests::TlsFileLines(terminator_); }
 
   void TearDown() override {
     for (auto& [name, daemon] : servers_) daemon->Stop();
