@@ -205,8 +205,12 @@ absl::Status Pkcs11KeyStore::ResolveKey(CK_SESSION_HANDLE session,
 
 bool Pkcs11KeyStore::StillNames(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
                                 absl::string_view key_id) {
-  std::string id;
-  return GetBytes(token_->fn(), session, object, CKA_ID, &id) == CKR_OK && id == key_id;
+  // One call on the signing path: an id of another length does not fit (or comes back
+  // shorter), so the buffer is exactly the expected id's size.
+  std::string id(key_id.size(), '\0');
+  CK_ATTRIBUTE attr = {CKA_ID, id.data(), static_cast<CK_ULONG>(id.size())};
+  return token_->fn()->C_GetAttributeValue(session, object, &attr, 1) == CKR_OK &&
+         attr.ulValueLen == key_id.size() && id == key_id;
 }
 
 absl::Status Pkcs11KeyStore::ReplaceObjects(
