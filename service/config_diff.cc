@@ -36,18 +36,18 @@ void Diff(const Message& a, const Message& b, const std::string& prefix,
 
 }  // namespace
 
+offkey::v1::ServerConfig RestartOnlyPart(offkey::v1::ServerConfig config) {
+  config.clear_policy();
+  config.clear_admin_identities();
+  config.clear_trust_bundles();
+  config.clear_handshake();
+  return config;
+}
+
 std::vector<std::string> RestartOnlyChanges(const offkey::v1::ServerConfig& running,
                                             const offkey::v1::ServerConfig& next) {
-  offkey::v1::ServerConfig a = running;
-  offkey::v1::ServerConfig b = next;
-  for (offkey::v1::ServerConfig* config : {&a, &b}) {
-    config->clear_policy();
-    config->clear_admin_identities();
-    config->clear_trust_bundles();
-    config->clear_handshake();
-  }
   std::vector<std::string> changes;
-  Diff(a, b, "", &changes);
+  Diff(RestartOnlyPart(running), RestartOnlyPart(next), "", &changes);
   return changes;
 }
 

@@ -9,8 +9,11 @@
 
 namespace offkey::service {
 
-// The fields that differ between `running` and `next`, other than those a reload applies
-// (policy, admin_identities, trust_bundles, handshake: see OffkeyServer::ReloadNow), as
+// `config` without the fields a reload applies (policy, admin_identities, trust_bundles,
+// handshake: see OffkeyServer::ReloadNow): what only a restart changes.
+offkey::v1::ServerConfig RestartOnlyPart(offkey::v1::ServerConfig config);
+
+// The fields that differ between the RestartOnlyPart of `running` and of `next`, as
 // field paths in declaration order: "listen_address", "hsm.token_uri", "tls.cert_file".
 // Singular message fields are followed down to their own fields; a repeated field that
 // differs is named whole. Empty when a reload applies every change.

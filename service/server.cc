@@ -16,6 +16,7 @@
 #include "service/call_support.h"
 #include "service/clientverify/client_verifier.h"
 #include "service/config/policy.h"
+#include "service/config_diff.h"
 #include "service/proto_convert.h"
 #include "service/tls/handshake_shape.h"
 
@@ -118,16 +119,6 @@ absl::Status CheckReadable(const std::string& path, absl::string_view field) {
   return absl::OkStatus();
 }
 
-// The fields a reload cannot change (listeners, TLS file paths, the HSM, workers,
-// audit): `config` without the reloadable ones.
-offkey::v1::ServerConfig RestartOnly(offkey::v1::ServerConfig config) {
-  config.clear_policy();
-  config.clear_admin_identities();
-  config.clear_trust_bundles();
-  config.clear_handshake();
-  return config;
-}
-
 tls::HandshakeShapeOptions ShapeOptionsOf(const offkey::v1::ServerConfig& config) {
   tls::HandshakeShapeOptions options;
   options.allow_rfc7919_dhe = config.handshake().allow_rfc7919_dhe();
@@ -184,7 +175,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   {
     offkey::MutexLock lock(&server->reload_mu_);
     server->config_ = config;
-    server->running_restart_only_ = RestartOnly(config).SerializeAsString();
+    server->running_restart_only_ = RestartOnlyPart(config).SerializeAsString();
     server->trust_fingerprint_ = reloadable.trust->fingerprint();
   }
   server->metrics_ = std::make_unique<metrics::Metrics>();
@@ -413,7 +404,7 @@ absl::Status OffkeyServer::ReloadNow() {
       PolicyPart(*next).SerializeAsString() != PolicyPart(config_).SerializeAsString();
   const std::string fingerprint = built->trust->fingerprint();
   const bool trust_changed = fingerprint != trust_fingerprint_;
-  const std::string restart_only = RestartOnly(*next).SerializeAsString();
+  const std::string restart_only = RestartOnlyPart(*next).SerializeAsString();
   if (restart_only != running_restart_only_ && restart_only != reported_restart_only_) {
     reported_restart_only_ = restart_only;
     Log("configuration changed outside policy, admin_identities, trust_bundles and "
