@@ -238,11 +238,9 @@ double OffkeydTest::MetricValue(absl::string_view name) {
   return -1;
 }
 
-int OffkeydTest::OperationCount(const std::string& operation) {
-  std::pair<int, std::string> metrics = HttpGet("/metrics");
-  EXPECT_EQ(metrics.first, 200);
+int OperationCountIn(absl::string_view metrics, absl::string_view operation) {
   int total = 0;
-  for (absl::string_view line : absl::StrSplit(metrics.second, '\n')) {
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
     if (!absl::StartsWith(line, "offkey_operations_total{") ||
         line.find(absl::StrCat("operation=\"", operation, "\"")) == line.npos) {
       continue;
@@ -253,6 +251,12 @@ int OffkeydTest::OperationCount(const std::string& operation) {
     }
   }
   return total;
+}
+
+int OffkeydTest::OperationCount(const std::string& operation) {
+  std::pair<int, std::string> metrics = HttpGet("/metrics");
+  EXPECT_EQ(metrics.first, 200);
+  return OperationCountIn(metrics.second, operation);
 }
 
 std::string OffkeydTest::AuditPath() {

@@ -25,6 +25,9 @@ inline constexpr char kTerminator[] = "spiffe://test.offkey/terminator";
 inline constexpr char kReader[] = "spiffe://test.offkey/reader";
 inline constexpr char kStranger[] = "spiffe://test.offkey/stranger";
 
+// Finished operations of one kind ("sign"), any outcome, in offkeyd's /metrics text.
+int OperationCountIn(absl::string_view metrics, absl::string_view operation);
+
 class OffkeydTest : public ::testing::Test {
  protected:
   void SetUp() override;

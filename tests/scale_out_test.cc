@@ -13,10 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/mutex.h"
@@ -25,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "tests/handshake_inputs.h"
+#include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
 
 namespace offkey::tests {
@@ -75,18 +74,7 @@ class Replica {
     http.set_read_timeout(2);
     httplib::Result result = http.Get("/metrics");
     if (!result || result->status != 200) return -1;
-    int total = 0;
-    for (absl::string_view line : absl::StrSplit(result->body, '\n')) {
-      if (!absl::StartsWith(line, "offkey_operations_total{") ||
-          !absl::StrContains(line, "operation=\"sign\"")) {
-        continue;
-      }
-      double value = 0;
-      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value)) {
-        total += static_cast<int>(value);
-      }
-    }
-    return total;
+    return OperationCountIn(result->body, "sign");
   }
 
   Daemon& daemon() { return daemon_; }
