@@ -53,11 +53,13 @@ double Measure(const OpFn& op, int threads, double seconds) {
   absl::Time start = absl::Now();
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
+      // At least one operation per thread, so a thread the scheduler starts late (a
+      // loaded machine, a sanitizer build) still counts and no rate comes out as zero.
       long n = 0;
-      while (!stop.load(std::memory_order_relaxed)) {
+      do {
         if (!op(t)) ++failed;
         ++n;
-      }
+      } while (!stop.load(std::memory_order_relaxed));
       done += n;
     });
   }
