@@ -52,6 +52,10 @@ test_packages=(
   # Debian packages (tools/package.sh, //packaging:package_test): debhelper builds them,
   # lintian checks them, nm and readelf (binutils) check the provider's exports.
   debhelper dpkg-dev lintian binutils
+  # //deploy/k8s:kube_play_test: YAML for Debian's /usr/bin/python3 (the manifests'
+  # translation for podman, deploy/k8s/test/kube_play_translate.py), and catatonit, from
+  # which podman builds the pause image of each pod `podman kube play` makes.
+  python3-yaml catatonit
 )
 [[ $build_only -eq 1 ]] || packages+=("${test_packages[@]}")
 

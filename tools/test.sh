@@ -16,31 +16,41 @@ cd "$(dirname "$0")/.." || exit 1
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(//...)
 
-# The container image: //deploy/image:image_test runs it but does not build it, so build
-# it here (deploy/image/build-image.sh; cached layers make an unchanged tree quick) when
-# that test is selected. It needs root (rootful podman). If the build fails, the old tag
-# goes, so the test fails rather than pass on a stale image.
-if bazel query "tests(set(${targets[*]}))" 2>/dev/null | grep -qx '//deploy/image:image_test'; then
+# The container images: //deploy/image:image_test, //deploy/terminator:terminator_test
+# and //deploy/k8s:kube_play_test run them but do not build them, so build them here
+# (cached layers make an unchanged tree quick) when such a test is selected. They need
+# root (rootful podman). If a build fails, the old tag goes, so the tests fail rather
+# than pass on a stale image.
+selected=$(bazel query "tests(set(${targets[*]}))" 2>/dev/null)
+selects() {  # selects LABEL...: is any of them among the selected tests?
+  local label
+  for label in "$@"; do grep -qx -- "$label" <<<"$selected" && return 0; done
+  return 1
+}
+
+# offkeyd's image (deploy/image/build-image.sh), which also makes the Debian base image
+# the terminator image builds on.
+if selects //deploy/image:image_test //deploy/terminator:terminator_test \
+   //deploy/k8s:kube_play_test; then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "test: not root: the container image is not built; //deploy/image:image_test" \
-         "will fail (run deploy/image/build-image.sh as root first)" >&2
+    echo "test: not root: the container image is not built; //deploy/image:image_test," \
+         "terminator_test and kube_play_test will fail (run deploy/image/build-image.sh" \
+         "as root first)" >&2
   elif ! ./deploy/image/build-image.sh; then
-    echo "test: building the container image failed; //deploy/image:image_test will fail" >&2
+    echo "test: building the container image failed; the tests that run it will fail" >&2
     podman rmi --ignore localhost/offkeyd:dev >/dev/null 2>&1 || true
   fi
 fi
 
-# The nginx terminator image, likewise for //deploy/terminator:terminator_test
-# (deploy/terminator/build-image.sh: the packages, then the image on the base image made
-# above).
-if bazel query "tests(set(${targets[*]}))" 2>/dev/null |
-  grep -qx '//deploy/terminator:terminator_test'; then
+# The nginx terminator image (deploy/terminator/build-image.sh: the packages, then the
+# image on the base image made above).
+if selects //deploy/terminator:terminator_test //deploy/k8s:kube_play_test; then
   if [[ $(id -u) -ne 0 ]]; then
     echo "test: not root: the terminator image is not built;" \
-         "//deploy/terminator:terminator_test will fail" >&2
+         "//deploy/terminator:terminator_test and //deploy/k8s:kube_play_test will fail" >&2
   elif ! ./deploy/terminator/build-image.sh; then
-    echo "test: building the terminator image failed;" \
-         "//deploy/terminator:terminator_test will fail" >&2
+    echo "test: building the terminator image failed; terminator_test and" \
+         "kube_play_test will fail" >&2
     podman rmi --ignore localhost/offkey-nginx-terminator:dev >/dev/null 2>&1 || true
   fi
 fi

@@ -42,21 +42,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {  # a port below 32768 that nothing on 127.0.0.1 listens on
-  local p
-  while :; do
-    p=$(shuf -i 20000-32000 -n 1)
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-
-data_port=$(free_port)
-admin_port=$(free_port)
-metrics_port=$(free_port)
-https_port=$(free_port)
-health_port=$(free_port)
-[[ $(printf '%s\n' "$data_port" "$admin_port" "$metrics_port" "$https_port" "$health_port" |
-  sort -u | wc -l) -eq 5 ]] || fail "the same port drawn twice; run again"
+# shellcheck source=base/testing/ports.sh
+source "$runfiles/base/testing/ports.sh"
+{ read -r data_port; read -r admin_port; read -r metrics_port; read -r https_port
+  read -r health_port; } < <(free_ports 5)
 
 step "offkeyd (image $offkeyd_image, development mode)"
 mkdir -p "$state"

@@ -145,6 +145,9 @@ describe('dev overlay', () => {
     // Both containers find the token directory that softhsm2.conf names on the claim.
     const confCm = objects.find((o) => o.kind === 'ConfigMap' && (o.data || {})['softhsm2.conf']);
     const tokendir = /^directories\.tokendir\s*=\s*(\S+)/m.exec(confCm.data['softhsm2.conf'])[1];
+    // The image's /var/lib/softhsm is Debian's (mode 2770, group softhsm): user 65532
+    // cannot enter it, so a claim mounted below it is out of reach.
+    assert.ok(!tokendir.startsWith('/var/lib/softhsm/'), `token directory ${tokendir}`);
     const confVolume = pod.volumes.find((v) => v.configMap && v.configMap.name === confCm.metadata.name);
     for (const c of [init, pod.containers.find((x) => x.name === 'offkeyd')]) {
       const mount = c.volumeMounts.find((m) => m.name === tokensVolume.name);
