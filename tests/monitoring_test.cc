@@ -2,17 +2,12 @@
 // fresh server, the HSM, queue and certificate metrics once it has served calls, and a
 // real Prometheus scraping it and evaluating deploy/monitoring's rules.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -116,26 +111,6 @@ const google::protobuf::Value& Field(const google::protobuf::Value& value,
 const google::protobuf::RepeatedPtrField<google::protobuf::Value>& Items(
     const google::protobuf::Value& value) {
   return value.list_value().values();
-}
-
-// A port below the ephemeral range that nothing listens on now, for a server the test
-// starts (which may still lose a race for it; its start then fails and says so).
-int UnusedPort() {
-  std::mt19937 random(static_cast<unsigned>(getpid()) ^
-                      static_cast<unsigned>(absl::ToUnixNanos(absl::Now())));
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const int port = 20000 + static_cast<int>(random() % 12000);
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool free =
-        bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
-    close(fd);
-    if (free) return port;
-  }
-  return -1;
 }
 
 // A real Prometheus (Debian's binary) on 127.0.0.1: it scrapes only the offkeyd given

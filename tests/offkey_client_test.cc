@@ -26,9 +26,9 @@
 #include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/config/config_loader.h"
+#include "tests/dns_server.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
-#include "tests/process.h"
 
 namespace offkey::tests {
 
@@ -246,30 +246,12 @@ class ClientTest : public OffkeydTest {
     return base;
   }
 
-  // Serves the name offkeyd.test (127.0.0.2 and 127.0.0.3) from dnsmasq on a UDP port
-  // of 127.0.0.1 that the kernel picked free just now, and points `options` at it.
-  void ServeName(Daemon* dns, int port, ClientOptions* options) {
-    int probe = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    const int dns_port = ntohs(addr.sin_port);
-    close(probe);
-    Write(dir_ + "/hosts", "127.0.0.2 offkeyd.test\n127.0.0.3 offkeyd.test\n");
+  // Serves the name offkeyd.test (127.0.0.2 and 127.0.0.3) from a real DNS server, and
+  // points `options` at it.
+  void ServeName(DnsServer* dns, int port, ClientOptions* options) {
     std::string why;
-    ASSERT_TRUE(
-        dns->Start({"/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-                    "--no-resolv", "--no-hosts", "--no-poll", "--bind-interfaces",
-                    "--listen-address=127.0.0.1", absl::StrCat("--port=", dns_port),
-                    absl::StrCat("--addn-hosts=", dir_, "/hosts"),
-                    absl::StrCat("--pid-file=", dir_, "/dnsmasq.pid"), "--user=root",
-                    "--log-facility=-"},
-                   {}, dir_ + "/dnsmasq.log", {dir_ + "/dnsmasq.pid"}, &why))
-        << why;
-    options->target = absl::StrCat("dns://127.0.0.1:", dns_port, "/offkeyd.test:", port);
+    ASSERT_TRUE(dns->Start("offkeyd.test", {"127.0.0.2", "127.0.0.3"}, &why)) << why;
+    options->target = dns->Target(port);
   }
 
   // round_robin waits for no replica: the first calls go to whichever connected first.
@@ -516,7 +498,7 @@ TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
       StartServer(absl::StrCat("127.0.0.3:", port), &b, cert_base);
   ASSERT_NE(replica_b, nullptr);
 
-  Daemon dns;
+  DnsServer dns;
   ClientOptions options = Files();
   ASSERT_NO_FATAL_FAILURE(ServeName(&dns, port, &options));
   std::unique_ptr<Client> client = Make(options);
@@ -563,7 +545,7 @@ TEST_F(ClientTest, KeepaliveNoticesAHungReplica) {
   FreezableRelay relay("127.0.0.2", port, "127.0.0.2", replica_a->port());
   ASSERT_TRUE(relay.ok()) << "127.0.0.2:" << port << " is taken";
 
-  Daemon dns;
+  DnsServer dns;
   ClientOptions options = Files();
   options.keepalive_time = absl::Seconds(10);  // The least ClientOptions allows.
   options.keepalive_timeout = absl::Seconds(1);

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -188,6 +190,21 @@ bool Daemon::Start(const std::vector<std::string>& argv,
                    const std::vector<std::string>& ready_files, std::string* why,
                    absl::Duration timeout) {
   for (const std::string& f : ready_files) unlink(f.c_str());
+  return StartUntil(
+      argv, env, log,
+      [&ready_files] {
+        for (const std::string& f : ready_files) {
+          if (ReadFileOrEmpty(f).empty()) return false;
+        }
+        return true;
+      },
+      why, timeout);
+}
+
+bool Daemon::StartUntil(const std::vector<std::string>& argv,
+                        const std::vector<std::string>& env, const std::string& log,
+                        const std::function<bool()>& ready, std::string* why,
+                        absl::Duration timeout) {
   const std::vector<std::string> environment = Environment(argv.at(0), env);
   pid_ = fork();
   if (pid_ == 0) {
@@ -200,9 +217,7 @@ bool Daemon::Start(const std::vector<std::string>& argv,
   }
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    bool ready = true;
-    for (const std::string& f : ready_files) ready = ready && !ReadFileOrEmpty(f).empty();
-    if (ready) return true;
+    if (ready()) return true;
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_ || absl::Now() > deadline) {
       *why = "not ready; log:\n" + ReadFileOrEmpty(log);
@@ -237,6 +252,25 @@ std::string ReadFileOrEmpty(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+int UnusedPort(int socket_type) {
+  std::mt19937 random(static_cast<unsigned>(getpid()) ^
+                      static_cast<unsigned>(absl::ToUnixNanos(absl::Now())));
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int port = 20000 + static_cast<int>(random() % 12000);
+    const int fd = socket(AF_INET, socket_type, 0);
+    if (fd < 0) return -1;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free =
+        bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
+    close(fd);
+    if (free) return port;
+  }
+  return -1;
 }
 
 }  // namespace offkey::tests

@@ -3,8 +3,10 @@
 #ifndef OFFKEY_TESTS_PROCESS_H_
 #define OFFKEY_TESTS_PROCESS_H_
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,12 @@ class Daemon {
   bool Start(const std::vector<std::string>& argv, const std::vector<std::string>& env,
              const std::string& log, const std::vector<std::string>& ready_files,
              std::string* why, absl::Duration timeout = absl::Seconds(60));
+  // The same, for a daemon that is ready when asking it gets an answer (a DNS query):
+  // waits until `ready` (called every 20 ms while the process runs) returns true.
+  bool StartUntil(const std::vector<std::string>& argv,
+                  const std::vector<std::string>& env, const std::string& log,
+                  const std::function<bool()>& ready, std::string* why,
+                  absl::Duration timeout = absl::Seconds(60));
   // SIGTERM, then waits; returns the exit status (-1 if it did not exit in time).
   int Stop(absl::Duration timeout = absl::Seconds(30));
   // Waits for it to exit by itself (SIGKILL after `timeout`); returns the exit status.
@@ -56,6 +64,11 @@ class Daemon {
 };
 
 std::string ReadFileOrEmpty(const std::string& path);
+
+// A port of 127.0.0.1 below the ephemeral range that nothing is bound to now, for
+// `socket_type` (SOCK_STREAM or SOCK_DGRAM), for a server the test starts with it (which
+// may still lose a race for it: its start then fails and says so); -1 if none is found.
+int UnusedPort(int socket_type = SOCK_STREAM);
 
 }  // namespace offkey::tests
 

@@ -1,10 +1,14 @@
-// Scale-out and drain with real offkeyd processes behind one address. Replicas share
-// the development token and listen on the same 127.0.0.1 port (gRPC sets SO_REUSEPORT,
-// so the kernel spreads new connections over them, as a Service address or a DNS name
-// with several replicas does); liboffkey clients keep their connections until
-// offkeyd's maximum connection age sends them away. So a replica added later gets
-// calls only because connections age out, and a replica drained by SIGTERM loses no
-// call because its clients move to the one that stays.
+// Scale-out and drain with real offkeyd processes behind one DNS name. A real DNS
+// server (dnsmasq) serves offkeyd.test, and liboffkey clients are given only that name
+// (dns://DNS_SERVER/offkeyd.test:PORT), as a terminator is given a headless Service
+// name. Replicas share the development token and listen on the same 127.0.0.1 port
+// (gRPC sets SO_REUSEPORT, so the kernel spreads new connections over them): the test
+// serves on 127.0.0.1 only, so the name has that one address, where in a cluster each
+// replica adds its own. Clients keep their connections until offkeyd's maximum
+// connection age sends them away; they then resolve the name again and reconnect. So a
+// replica added later gets calls only because connections age out, the DNS server sees
+// every client resolve again, and a replica drained by SIGTERM loses no call because
+// its clients move to the one that stays.
 #include <atomic>
 #include <fstream>
 #include <memory>
@@ -22,6 +26,7 @@
 #include "client/offkey_client.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "tests/dns_server.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
@@ -37,6 +42,13 @@ using ::offkey::testing::RecordSecret;
 constexpr int kMaxAgeMs = 2000;
 constexpr int kGraceMs = 2000;
 constexpr int kClients = 16;  // Each its own connection (see MakeClients).
+// liboffkey resolves a name again at most this often (GRPC_ARG_DNS_MIN_TIME_BETWEEN_
+// RESOLUTIONS_MS in client/offkey_client.cc): a client whose connection ages out sooner
+// after its last resolution waits for it.
+constexpr int kMinResolutionIntervalMs = 5000;
+// The name clients resolve, and the name in the development server certificate.
+constexpr char kName[] = "offkeyd.test";
+constexpr char kCertificateName[] = "localhost";
 
 int ReadPort(const std::string& path) {
   int port = 0;
@@ -115,6 +127,8 @@ class ScaleOutTest : public ::testing::Test {
     first_->Start(state_, config_, 0);
     ASSERT_FALSE(HasFatalFailure());
     ASSERT_GT(first_->port(), 0);
+    std::string why;
+    ASSERT_TRUE(dns_.Start(kName, {"127.0.0.1"}, &why)) << why;
     for (const char* pin : {"user.pin", "so.pin"}) {
       RecordSecret(pin, absl::StripAsciiWhitespace(ReadFileOrEmpty(state_ + "/" + pin)));
     }
@@ -123,7 +137,7 @@ class ScaleOutTest : public ::testing::Test {
     }
   }
 
-  // kClients liboffkey clients of the shared address, half of them on Pipeline streams.
+  // kClients liboffkey clients of the name, half of them on Pipeline streams.
   // gRPC shares a connection between channels with equal arguments, and a terminator
   // fleet has one client per process: a keepalive differing by a millisecond gives each
   // client a connection of its own, as separate processes would have.
@@ -131,7 +145,8 @@ class ScaleOutTest : public ::testing::Test {
     std::vector<std::unique_ptr<client::Client>> clients;
     for (int i = 0; i < kClients; ++i) {
       client::ClientOptions options;
-      options.target = absl::StrCat("127.0.0.1:", first_->port());
+      options.target = dns_.Target(first_->port());
+      options.server_name = kCertificateName;
       options.ca_file = state_ + "/ca.pem";
       options.cert_file = state_ + "/terminator.pem";
       options.key_file = state_ + "/terminator.key";
@@ -184,6 +199,7 @@ class ScaleOutTest : public ::testing::Test {
 
   std::string dir_, state_, config_;
   std::unique_ptr<Replica> first_;
+  DnsServer dns_;
 };
 
 TEST_F(ScaleOutTest, AReplicaAddedLaterGetsCallsWithinTheMaximumConnectionAge) {
@@ -191,17 +207,20 @@ TEST_F(ScaleOutTest, AReplicaAddedLaterGetsCallsWithinTheMaximumConnectionAge) {
   ASSERT_EQ(clients.size(), static_cast<size_t>(kClients));
   Load load;
   load.Start(clients);
-  // Every client connected to the only replica.
+  // Every client resolved the name and connected to the only replica.
   const absl::Time connected_by = absl::Now() + absl::Seconds(30);
   while (load.calls.load() < 10 * kClients && absl::Now() < connected_by) {
     absl::SleepFor(absl::Milliseconds(20));
   }
+  const int queries_connected = dns_.Queries();
+  EXPECT_GE(queries_connected, kClients) << "clients did not resolve " << kName;
 
   Replica second("second", dir_);
   second.Start(state_, config_, first_->port());
   ASSERT_FALSE(HasFatalFailure());
   ASSERT_EQ(second.port(), first_->port());
   const absl::Time added = absl::Now();
+  const int queries_added = dns_.Queries();
 
   // Every connection made before `added` ends within max age (+10 % jitter) + grace;
   // each reconnect lands on either replica.
@@ -214,18 +233,35 @@ TEST_F(ScaleOutTest, AReplicaAddedLaterGetsCallsWithinTheMaximumConnectionAge) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   const absl::Duration reached_after = absl::Now() - added;
-  // Keep going a little, so both replicas serve side by side.
-  absl::SleepFor(absl::Milliseconds(kMaxAgeMs));
+  // Each client whose connection aged out asks the DNS server again, at most
+  // kMinResolutionIntervalMs after its previous resolution; keep the load on until
+  // every one has (both replicas serve side by side meanwhile).
+  const absl::Duration resolve_bound =
+      bound + absl::Milliseconds(kMinResolutionIntervalMs);
+  while (dns_.Queries() - queries_added < kClients &&
+         absl::Now() - added < resolve_bound + absl::Seconds(5)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const absl::Duration resolved_after = absl::Now() - added;
+  const int queries_after = dns_.Queries();
   load.Finish();
 
   std::cerr << "new replica: first call after " << absl::FormatDuration(reached_after)
-            << " (max age " << kMaxAgeMs << " ms, grace " << kGraceMs << " ms); calls "
-            << load.calls.load() << ", first replica " << first_->Signs()
-            << ", second replica " << second.Signs() << "\n";
+            << " (max age " << kMaxAgeMs << " ms, grace " << kGraceMs
+            << " ms); DNS queries " << queries_connected << " once connected, "
+            << queries_added << " when the replica was added, " << queries_after << " "
+            << absl::FormatDuration(resolved_after) << " later; calls "
+            << load.calls.load() << ", failed " << load.failures.load()
+            << ", first replica " << first_->Signs() << ", second replica "
+            << second.Signs() << "\n";
   EXPECT_GT(on_second, 0) << "the new replica got no call";
   EXPECT_LE(reached_after, bound);
+  EXPECT_GE(queries_after - queries_added, kClients)
+      << "clients did not resolve " << kName << " again after their connections aged out";
+  EXPECT_LE(resolved_after, resolve_bound);
   EXPECT_EQ(load.failures.load(), 0) << load.first_failure;
   EXPECT_EQ(second.daemon().Stop(), 0);
+  EXPECT_EQ(dns_.Stop(), 0) << "dnsmasq, log " << dns_.log();
 }
 
 TEST_F(ScaleOutTest, SigtermDrainsAReplicaWithoutAFailedCall) {
@@ -245,6 +281,7 @@ TEST_F(ScaleOutTest, SigtermDrainsAReplicaWithoutAFailedCall) {
   ASSERT_GT(second.Signs(), 0);
 
   const int calls_before = load.calls.load();
+  const int queries_before = dns_.Queries();
   EXPECT_EQ(first_->daemon().Stop(), 0) << "the drained replica did not exit cleanly";
   const int calls_at_exit = load.calls.load();
   // The survivor carries the whole load for a while.
@@ -252,13 +289,17 @@ TEST_F(ScaleOutTest, SigtermDrainsAReplicaWithoutAFailedCall) {
   absl::SleepFor(absl::Seconds(2));
   load.Finish();
   const int second_after = second.Signs();
+  const int queries_after = dns_.Queries();
 
   std::cerr << "drain: " << calls_at_exit - calls_before << " calls while draining, "
             << load.calls.load() << " in all, " << load.failures.load() << " failed; "
-            << second_after - second_at_exit << " on the survivor after the exit\n";
+            << second_after - second_at_exit
+            << " on the survivor after the exit; DNS queries " << queries_before
+            << " before the drain, " << queries_after << " after\n";
   EXPECT_EQ(load.failures.load(), 0) << load.first_failure;
   EXPECT_GT(second_after - second_at_exit, 0);
   EXPECT_EQ(second.daemon().Stop(), 0);
+  EXPECT_EQ(dns_.Stop(), 0) << "dnsmasq, log " << dns_.log();
 }
 
 }  // namespace
