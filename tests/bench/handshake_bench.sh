@@ -37,6 +37,7 @@
 # (see measure below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+PATH="$PATH:/usr/sbin:/sbin"  # nginx and haproxy, also under Bazel's strict PATH.
 seconds=5 clients=4 rounds=3 bound=1 binaries=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -59,8 +60,8 @@ fi
 binaries=$(cd "$binaries" && pwd)
 thread_cpu=(/usr/bin/python3 "$PWD/tests/bench/thread_cpu.py")
 softhsm_module=/usr/lib/softhsm/libsofthsm2.so
-engine_so=$(ls /usr/lib/*/engines-3/pkcs11.so 2>/dev/null | head -1 || true)
-p11kit_client=$(ls /usr/lib/*/pkcs11/p11-kit-client.so 2>/dev/null | head -1 || true)
+engine_so=$(compgen -G '/usr/lib/*/engines-3/pkcs11.so' | head -1 || true)
+p11kit_client=$(compgen -G '/usr/lib/*/pkcs11/p11-kit-client.so' | head -1 || true)
 work=$(mktemp -d /tmp/offkey-handshake-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -248,12 +249,22 @@ done
 OPENSSL_CONF="$work/openssl.cnf" haproxy -W -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 terminator[haproxy-local]=$! terminator[haproxy-keyless]=$!
+alive() {  # alive: are all the terminators still running?
+  local pid
+  for pid in "${terminator[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+}
 for p in "${port[@]}"; do
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+    alive || break
     sleep 0.1
   done
 done
+if ! alive; then
+  echo "handshake_bench: a server did not start; its logs:" >&2
+  tail -n 5 "$work"/*error.log "$work/haproxy.log" >&2 2>/dev/null || true
+  exit 1
+fi
 
 # thread_cpu.py groups for a server and mode: the terminator, and the key's process.
 cpu_groups() {  # cpu_groups SERVER MODE
@@ -345,7 +356,7 @@ operations() {  # offkeyd's finished operations so far
 modes_of() {  # modes_of SERVER ROUND: the wanted modes, alternating their order by round
   local order=(local keyless)
   [[ $1 == nginx ]] && order+=("${engines[@]}")
-  (($2 % 2 == 0)) && order=($(printf '%s\n' "${order[@]}" | tac))
+  (($2 % 2 == 0)) && mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
   for mode in "${order[@]}"; do wanted "$mode" && echo "$mode"; done
 }
 

@@ -752,11 +752,15 @@ int Main(int argc, char** argv) {
   std::unique_ptr<hsm::pkcs11::Pkcs11KeyStore> p11kit_store;
   std::vector<BareSession> p11kit_sessions;
   Op p11kit_direct;
+  std::string p11kit_dir;
   if (!p11kit_client.empty()) {
-    const std::string run_dir = work + "/p11kit";
+    // A socket's path must fit sockaddr_un (108 bytes): $TEST_TMPDIR is too deep.
+    std::string pattern = "/tmp/offkey-p11kit.XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) return Fail("cannot make a socket directory");
+    p11kit_dir = pattern;
+    const std::string& run_dir = p11kit_dir;
     const std::string socket = run_dir + "/pkcs11.sock";
     const std::string log = run_dir + "/server.log";
-    std::filesystem::create_directories(run_dir);
     std::string why;
     // Ready once it prints P11_KIT_SERVER_ADDRESS (into the log) and the socket exists.
     if (!p11kit_server.Start(
@@ -904,8 +908,10 @@ int Main(int argc, char** argv) {
   p11kit_server.Stop();
   std::error_code ignored;
   std::filesystem::remove_all(work, ignored);
-  if (!dir.empty())
+  if (!p11kit_dir.empty()) std::filesystem::remove_all(p11kit_dir, ignored);
+  if (!dir.empty()) {
     std::filesystem::remove_all(std::filesystem::path(dir).parent_path(), ignored);
+  }
   const long failures = bare_sat.failures + p11kit_sat.failures +  // NOLINT(runtime/int)
                         rpc_sat.failures + floor_sat.failures + grpc_sat.failures +
                         stream_sat.failures + bare_half.failures + rpc_half.failures;

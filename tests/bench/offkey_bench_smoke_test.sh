@@ -21,7 +21,7 @@ done
 
 # offkeyd as its own process and the p11-kit peer: both sides' CPU per operation, the
 # p11-kit row and the peers summary.
-p11kit_client=$(ls /usr/lib/*/pkcs11/p11-kit-client.so | head -1)
+p11kit_client=$(compgen -G '/usr/lib/*/pkcs11/p11-kit-client.so' | head -1)
 status=0
 out=$("$bench" --op=sign --key=p256 --duration=0.3 --concurrency=2 --half_load=false \
   --offkeyd="$TEST_SRCDIR/offkey/service/offkeyd" --p11kit_client="$p11kit_client") ||

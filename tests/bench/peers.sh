@@ -26,7 +26,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-p11kit_client=$(ls /usr/lib/*/pkcs11/p11-kit-client.so 2>/dev/null | head -1 || true)
+p11kit_client=$(compgen -G '/usr/lib/*/pkcs11/p11-kit-client.so' | head -1 || true)
 if [[ -z "$p11kit_client" || ! -x /usr/bin/p11-kit ]]; then
   echo "peers: p11-kit-client.so or p11-kit missing (tools/setup.sh installs them)" >&2
   exit 1
