@@ -1,6 +1,7 @@
 #include "service/key_catalog.h"
 
 #include <openssl/sha.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <utility>
@@ -47,7 +48,10 @@ KeyCatalog::KeyCatalog(hsm::KeyStore* store, absl::Duration ttl,
       ttl_(ttl),
       min_miss_reload_(min_miss_reload),
       on_load_(std::move(on_load)) {
-  refresher_ = std::thread([this] { RefreshLoop(); });
+  refresher_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "offkey-catalog");  // For top, perf, thread_cpu.
+    RefreshLoop();
+  });
 }
 
 KeyCatalog::~KeyCatalog() {

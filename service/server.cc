@@ -1,6 +1,7 @@
 #include "service/server.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -292,8 +293,15 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
       metrics::HttpServer::Start(
           config.metrics_address(), server->metrics_.get(),
           [] { return absl::OkStatus(); }, [self] { return self->Ready(); }));
-  server->background_ = std::thread([self] { self->Background(); });
-  server->hsm_work_ = std::thread([self] { self->HsmWork(); });
+  // Named for top, perf and tests/bench/thread_cpu.py.
+  server->background_ = std::thread([self] {
+    pthread_setname_np(pthread_self(), "offkey-reload");
+    self->Background();
+  });
+  server->hsm_work_ = std::thread([self] {
+    pthread_setname_np(pthread_self(), "offkey-hsm-care");
+    self->HsmWork();
+  });
   return server;
 }
 

@@ -41,6 +41,10 @@ test_packages=(
   dnsmasq-base curl gnutls-bin
   # Unmodified TLS servers for the provider's end-to-end tests and benchmark.
   nginx haproxy
+  # The benchmarks' peers (tests/bench): `p11-kit server` with p11-kit-client.so puts
+  # bare PKCS#11 on the other side of a Unix socket (offkey-bench --p11kit_client), and
+  # OpenSC's PKCS#11 engine gives nginx the HSM without offkey (handshake_bench.sh).
+  p11-kit p11-kit-modules libengine-pkcs11-openssl
   # libFuzzer with ASan and UBSan: `--config=fuzz` and tools/fuzz.sh (the corpus
   # replay tests build with g++ and need neither).
   clang-14 libclang-rt-14-dev

@@ -1,5 +1,7 @@
 #include "service/metrics/http_server.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -86,7 +88,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", address, " for metrics (in use, or not a local address?)"));
   }
-  server->thread_ = std::thread([&http] { http.listen_after_bind(); });
+  server->thread_ = std::thread([&http] {
+    // httplib's request threads start from this one and inherit its name.
+    pthread_setname_np(pthread_self(), "offkey-metrics");
+    http.listen_after_bind();
+  });
   return server;
 }
 

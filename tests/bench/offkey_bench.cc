@@ -15,9 +15,24 @@
 // rate open-loop (latency counted from each request's scheduled time, so queueing shows)
 // and compares the p99s.
 //
+// With --offkeyd=PATH the server is that offkeyd binary in its own process (development
+// mode on 127.0.0.1), on its development token, and every measurement also reports the
+// CPU it cost per operation on each side: the server process's (and its children's)
+// from /proc, and this process's (the client, or the bare path's caller) from
+// getrusage. With --p11kit_client=PATH it also measures the do-it-yourself peer: the
+// bare PKCS#11 path through `p11-kit server` serving the same token over a Unix socket
+// (p11-kit-client.so in this process), and prints a peers summary (bare, p11kit,
+// offkeyd unary and stream) with the ratios offkeyd/p11kit. tests/bench/peers.sh runs
+// that for several keys and thread counts.
+//
 //   bazel run -c opt //tests/bench:offkey-bench -- --op=sign --key=rsa2048 --duration=5
+//   offkey-bench --offkeyd=bazel-bin/service/offkeyd \
+//       --p11kit_client=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -36,7 +51,10 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -51,6 +69,7 @@
 #include "service/config/config_loader.h"
 #include "service/dev/dev_pki.h"
 #include "service/server.h"
+#include "tests/process.h"
 
 ABSL_FLAG(std::string, op, "sign", "Operation: sign or decrypt (TLS 1.2 premaster).");
 ABSL_FLAG(std::string, key, "rsa2048", "Key type: rsa2048, p256, p384 or ed25519.");
@@ -64,6 +83,17 @@ ABSL_FLAG(int, streams, 2,
           "Pipeline streams for the stream measurement (0: skip it); each keeps "
           "--window items in flight.");
 ABSL_FLAG(int, window, 16, "Items in flight per Pipeline stream.");
+ABSL_FLAG(std::string, offkeyd, "",
+          "Path of the offkeyd binary: measure it as a separate process (--dev on "
+          "127.0.0.1, its development token) instead of the server library in this "
+          "process, and report server and client CPU per operation.");
+ABSL_FLAG(std::string, p11kit_client, "",
+          "Path of p11-kit-client.so: also measure bare PKCS#11 through `p11-kit "
+          "server` serving the same token over a Unix socket.");
+ABSL_FLAG(std::string, p11kit, "/usr/bin/p11-kit",
+          "The p11-kit program (runs `p11-kit server` for --p11kit_client).");
+ABSL_FLAG(bool, half_load, true,
+          "Run phase 2 (open loop at half of the saturated rate).");
 
 namespace offkey::tests::bench {
 namespace {
@@ -74,6 +104,10 @@ struct Result {
   double ops_per_second = 0;
   std::vector<double> latencies_us;  // Sorted.
   long failures = 0;                 // NOLINT(runtime/int)
+  // CPU microseconds per operation of the server process (with its children) and of
+  // this process; negative when not measured (no separate server process).
+  double server_cpu_us = -1;
+  double client_cpu_us = -1;
   double Percentile(double p) const {
     if (latencies_us.empty()) return 0;
     size_t i = static_cast<size_t>(std::lround(p / 100 * (latencies_us.size() - 1)));
@@ -83,6 +117,63 @@ struct Result {
 
 // Names the calling thread (for top and perf).
 void NameThread(const char* name) { pthread_setname_np(pthread_self(), name); }
+
+// CPU seconds this process has used (every thread, user and system).
+double SelfCpuSeconds() {
+  rusage usage = {};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+// CPU seconds used by `pid` and its live descendants (p11-kit server serves each
+// connection in a child process), from /proc/PID/stat.
+double TreeCpuSeconds(pid_t pid) {
+  std::map<pid_t, pid_t> parent;
+  std::map<pid_t, double> cpu;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::string stat = tests::ReadFileOrEmpty(entry.path().string() + "/stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;  // Gone meanwhile.
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+    if (fields.size() < 13) continue;
+    // After the command: state, ppid, ..., utime (11th), stime (12th), 0-based.
+    const pid_t self = std::stoi(name);
+    parent[self] = std::stoi(fields[1]);
+    cpu[self] = (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
+  }
+  double total = 0;
+  for (const auto& [p, seconds] : cpu) {
+    for (pid_t a = p; a > 1; a = parent.count(a) ? parent[a] : 0) {
+      if (a == pid) {
+        total += seconds;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+// Runs a measurement and adds the CPU it cost per operation on both sides: this
+// process's, and the server process tree's when `server` is a process id (> 0).
+Result WithCpu(pid_t server, const std::function<Result()>& run) {
+  const double client_before = SelfCpuSeconds();
+  const double server_before = server > 0 ? TreeCpuSeconds(server) : 0;
+  Result result = run();
+  const double ops = static_cast<double>(result.latencies_us.size());
+  if (ops > 0) {
+    result.client_cpu_us = (SelfCpuSeconds() - client_before) * 1e6 / ops;
+    if (server > 0) {
+      result.server_cpu_us = (TreeCpuSeconds(server) - server_before) * 1e6 / ops;
+    }
+  }
+  return result;
+}
 
 // Closed loop: `threads` threads call `op` back to back for `seconds`.
 Result Saturate(const Op& op, int threads, double seconds) {
@@ -300,15 +391,69 @@ Result StreamSaturate(const std::vector<offkey::v1::KeyService::Stub*>& stubs, i
   return result;
 }
 
+std::string CpuColumn(double us) {
+  return us < 0 ? std::string("-") : absl::StrFormat("%.1f", us);
+}
+
 void Print(const char* name, const Result& r) {
-  printf("  %-22s %10.0f %9.0f %9.0f %9.0f %9.0f %9ld\n", name, r.ops_per_second,
-         r.Percentile(50), r.Percentile(90), r.Percentile(99), r.Percentile(99.9),
-         r.failures);
+  printf("  %-26s %10.0f %9.0f %9.0f %9.0f %9.0f %9ld %17s %17s\n", name,
+         r.ops_per_second, r.Percentile(50), r.Percentile(90), r.Percentile(99),
+         r.Percentile(99.9), r.failures, CpuColumn(r.server_cpu_us).c_str(),
+         CpuColumn(r.client_cpu_us).c_str());
 }
 
 void Header() {
-  printf("  %-22s %10s %9s %9s %9s %9s %9s\n", "path", "ops/s", "p50 us", "p90 us",
-         "p99 us", "p99.9 us", "failures");
+  printf("  %-26s %10s %9s %9s %9s %9s %9s %17s %17s\n", "path", "ops/s", "p50 us",
+         "p90 us", "p99 us", "p99.9 us", "failures", "server CPU us/op",
+         "client CPU us/op");
+}
+
+// A PKCS#11 session of the bare paths' own, with the key's handle in it.
+struct BareSession {
+  CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+};
+
+// Opens `count` sessions on `slot` and finds the private key `key_id` in each (the
+// token must be logged in already: login covers every session of the application).
+absl::StatusOr<std::vector<BareSession>> OpenBareSessions(const CK_FUNCTION_LIST* fn,
+                                                          CK_SLOT_ID slot,
+                                                          const std::string& key_id,
+                                                          int count) {
+  std::vector<BareSession> sessions(count);
+  for (BareSession& b : sessions) {
+    CK_RV rv = fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
+                                 nullptr, &b.session);
+    if (rv != CKR_OK) return absl::InternalError(absl::StrCat("C_OpenSession: ", rv));
+    hsm::pkcs11::Template find;
+    find.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, key_id);
+    std::vector<CK_OBJECT_HANDLE> found;
+    rv = hsm::pkcs11::FindObjects(fn, b.session, find, &found, 1);
+    if (rv != CKR_OK || found.empty()) {
+      return absl::NotFoundError(absl::StrCat("bare key lookup: ", rv));
+    }
+    b.key = found[0];
+  }
+  return sessions;
+}
+
+// Makes a fresh directory for this run's files (under $TEST_TMPDIR when set).
+std::string MakeWorkDirectory() {
+  const char* tmp = getenv("TEST_TMPDIR");
+  std::string pattern =
+      std::string(tmp != nullptr ? tmp : "/tmp") + "/offkey-bench.XXXXXX";
+  return mkdtemp(pattern.data()) != nullptr ? pattern : std::string();
+}
+
+// Waits until `path` is a listening Unix socket's file, or `timeout` passes.
+bool WaitForSocket(const std::string& path, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::error_code ignored;
+  while (!std::filesystem::is_socket(path, ignored)) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 int Fail(const std::string& what) {
@@ -378,10 +523,44 @@ int Main(int argc, char** argv) {
   const int sessions =
       absl::GetFlag(FLAGS_sessions) > 0 ? absl::GetFlag(FLAGS_sessions) : concurrency;
 
-  // The token, the key and a server over it.
-  auto token = hsm::pkcs11::testing::SoftHsmToken::Create("bench");
-  if (!token.ok()) return Fail(token.status().ToString());
-  auto store = hsm::pkcs11::Pkcs11KeyStore::Create(token->Options(sessions));
+  const std::string offkeyd_path = absl::GetFlag(FLAGS_offkeyd);
+  const std::string p11kit_client = absl::GetFlag(FLAGS_p11kit_client);
+  const std::string work = MakeWorkDirectory();
+  if (work.empty()) return Fail("cannot make a work directory");
+
+  // The token: offkeyd's development token when offkeyd runs as a process (it makes the
+  // token on first start), else a fresh one of this run's.
+  tests::Daemon offkeyd;
+  hsm::pkcs11::TokenOptions token_options;
+  std::string softhsm_conf;
+  std::string dir;  // Files of the in-process server.
+  if (!offkeyd_path.empty()) {
+    const std::string dev = work + "/dev";
+    const std::string port_file = work + "/offkeyd.port";
+    std::string why;
+    if (!offkeyd.Start(
+            {offkeyd_path, "--dev", "--dev_state_dir=" + dev, "--listen=127.0.0.1:0",
+             "--port_file=" + port_file, absl::StrCat("--max_sessions=", sessions)},
+            {}, work + "/offkeyd.log", {port_file}, &why, absl::Seconds(120))) {
+      return Fail("offkeyd did not start: " + why);
+    }
+    softhsm_conf = dev + "/softhsm2.conf";
+    // Before the module loads in this process: SoftHSM2 reads it once.
+    setenv("SOFTHSM2_CONF", softhsm_conf.c_str(), 1);
+    token_options.module_path = hsm::pkcs11::testing::SoftHsmModulePath();
+    token_options.uri = "pkcs11:token=offkey-dev";  // What --dev names its token.
+    token_options.pin.file = dev + "/user.pin";
+  } else {
+    auto token = hsm::pkcs11::testing::SoftHsmToken::Create("bench");
+    if (!token.ok()) return Fail(token.status().ToString());
+    token_options = token->Options();
+    const char* conf = getenv("SOFTHSM2_CONF");
+    softhsm_conf = conf != nullptr ? conf : "";
+    dir = token->directory + "/" + token->label;
+    std::filesystem::create_directories(dir);
+  }
+  token_options.max_sessions = sessions;
+  auto store = hsm::pkcs11::Pkcs11KeyStore::Create(token_options);
   if (!store.ok()) return Fail(store.status().ToString());
   auto key = (*store)->GenerateKey("bench", type->algorithm);
   if (!key.ok()) return Fail(key.status().ToString());
@@ -391,54 +570,67 @@ int Main(int argc, char** argv) {
   metadata.set_state(offkey::v1::ENABLED);
   (*store)->PutMetadata(key->key_id, metadata.SerializeAsString()).IgnoreError();
 
-  const std::string dir = token->directory + "/" + token->label;
-  std::filesystem::create_directories(dir);
-  auto ca = service::dev::MakeCa("bench CA");
-  service::dev::CertSpec server_spec;
-  server_spec.common_name = "offkeyd";
-  server_spec.ip_addresses = {"127.0.0.1"};
-  server_spec.server_auth = true;
-  auto server_cert = service::dev::Issue(*ca, server_spec);
-  service::dev::CertSpec client_spec;
-  client_spec.common_name = "bench";
-  client_spec.uris = {"spiffe://bench/terminator"};
-  client_spec.client_auth = true;
-  auto client_cert = service::dev::Issue(*ca, client_spec);
-  for (const absl::Status& made :
-       {ca.status(), server_cert.status(), client_cert.status()}) {
-    if (!made.ok()) return Fail("making the test PKI: " + made.ToString());
-  }
-  std::ofstream(dir + "/ca.pem") << ca->cert_pem;
-  std::ofstream(dir + "/server.pem") << server_cert->cert_pem;
-  std::ofstream(dir + "/server.key") << server_cert->key_pem.view();
-
-  offkey::v1::ServerConfig config;
-  config.set_listen_address("127.0.0.1:0");
-  config.set_metrics_address("127.0.0.1:0");
-  config.mutable_tls()->set_cert_file(dir + "/server.pem");
-  config.mutable_tls()->set_key_file(dir + "/server.key");
-  config.mutable_tls()->set_client_ca_file(dir + "/ca.pem");
-  config.mutable_hsm()->set_module_path(token->Options().module_path);
-  config.mutable_hsm()->set_token_uri(token->Uri());
-  config.mutable_hsm()->set_pin_file(token->pin_file);
-  config.mutable_hsm()->set_max_sessions(sessions);
-  offkey::v1::Grant* grant = config.mutable_policy()->add_grants();
-  grant->add_identities("spiffe://bench/terminator");
-  grant->add_operations(offkey::v1::SIGN);
-  grant->add_operations(offkey::v1::DECRYPT_PREMASTER);
-  grant->add_operations(offkey::v1::GET_CERTIFICATE);
-  grant->mutable_keys()->set_all_keys(true);
-  // Audit lines go to a file, as in production (and not into the report on stdout).
-  config.mutable_audit()->set_path(dir + "/audit.log");
-  service::config::ApplyDefaults(&config);
-  auto server = service::OffkeyServer::Start(config, store->get());
-  if (!server.ok()) return Fail(server.status().ToString());
-
   grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = ca->cert_pem;
-  tls.pem_cert_chain = client_cert->cert_pem;
-  tls.pem_private_key = std::string(client_cert->key_pem.view());
-  const std::string target = absl::StrCat("127.0.0.1:", (*server)->port());
+  std::unique_ptr<service::OffkeyServer> in_process;
+  int port = 0;
+  if (!offkeyd_path.empty()) {
+    const std::string dev = work + "/dev";
+    tls.pem_root_certs = tests::ReadFileOrEmpty(dev + "/ca.pem");
+    tls.pem_cert_chain = tests::ReadFileOrEmpty(dev + "/terminator.pem");
+    tls.pem_private_key = tests::ReadFileOrEmpty(dev + "/terminator.key");
+    if (!absl::SimpleAtoi(tests::ReadFileOrEmpty(work + "/offkeyd.port"), &port)) {
+      return Fail("offkeyd's port file holds no port");
+    }
+  } else {
+    auto ca = service::dev::MakeCa("bench CA");
+    service::dev::CertSpec server_spec;
+    server_spec.common_name = "offkeyd";
+    server_spec.ip_addresses = {"127.0.0.1"};
+    server_spec.server_auth = true;
+    auto server_cert = service::dev::Issue(*ca, server_spec);
+    service::dev::CertSpec client_spec;
+    client_spec.common_name = "bench";
+    client_spec.uris = {"spiffe://bench/terminator"};
+    client_spec.client_auth = true;
+    auto client_cert = service::dev::Issue(*ca, client_spec);
+    for (const absl::Status& made :
+         {ca.status(), server_cert.status(), client_cert.status()}) {
+      if (!made.ok()) return Fail("making the test PKI: " + made.ToString());
+    }
+    std::ofstream(dir + "/ca.pem") << ca->cert_pem;
+    std::ofstream(dir + "/server.pem") << server_cert->cert_pem;
+    std::ofstream(dir + "/server.key") << server_cert->key_pem.view();
+
+    offkey::v1::ServerConfig config;
+    config.set_listen_address("127.0.0.1:0");
+    config.set_metrics_address("127.0.0.1:0");
+    config.mutable_tls()->set_cert_file(dir + "/server.pem");
+    config.mutable_tls()->set_key_file(dir + "/server.key");
+    config.mutable_tls()->set_client_ca_file(dir + "/ca.pem");
+    config.mutable_hsm()->set_module_path(token_options.module_path);
+    config.mutable_hsm()->set_token_uri(token_options.uri);
+    config.mutable_hsm()->set_pin_file(token_options.pin.file);
+    config.mutable_hsm()->set_max_sessions(sessions);
+    offkey::v1::Grant* grant = config.mutable_policy()->add_grants();
+    grant->add_identities("spiffe://bench/terminator");
+    grant->add_operations(offkey::v1::SIGN);
+    grant->add_operations(offkey::v1::DECRYPT_PREMASTER);
+    grant->add_operations(offkey::v1::GET_CERTIFICATE);
+    grant->mutable_keys()->set_all_keys(true);
+    // Audit lines go to a file, as in production (and not into the report on stdout).
+    config.mutable_audit()->set_path(dir + "/audit.log");
+    service::config::ApplyDefaults(&config);
+    auto server = service::OffkeyServer::Start(config, store->get());
+    if (!server.ok()) return Fail(server.status().ToString());
+    in_process = std::move(*server);
+    port = in_process->port();
+    tls.pem_root_certs = ca->cert_pem;
+    tls.pem_cert_chain = client_cert->cert_pem;
+    tls.pem_private_key = std::string(client_cert->key_pem.view());
+  }
+  // The server process whose CPU is measured (none when it runs in this process).
+  const pid_t server_pid = offkeyd.pid();
+  const std::string target = absl::StrCat("127.0.0.1:", port);
   // One channel per client thread: each its own HTTP/2 connection, as separate
   // terminator workers would have.
   std::vector<std::unique_ptr<offkey::v1::KeyService::Stub>> stubs;
@@ -508,78 +700,128 @@ int Main(int argc, char** argv) {
     return health_stubs[t]->Check(&context, request, &response).ok();
   };
 
-  // Bare PKCS#11: own sessions on the same token (the store's login covers them).
-  const CK_FUNCTION_LIST* fn = (*store)->TokenForTest().fn();
-  const CK_SLOT_ID slot = (*store)->TokenForTest().slot();
-  struct Bare {
-    CK_SESSION_HANDLE session;
-    CK_OBJECT_HANDLE key;
-  };
-  std::vector<Bare> bare(max_threads);
-  for (Bare& b : bare) {
-    if (fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,
-                          &b.session) != CKR_OK) {
-      return Fail("C_OpenSession");
+  // offkeyd learns of the key made above when a call names it: wait until it signs.
+  if (!offkeyd_path.empty()) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!rpc(0)) {
+      if (absl::Now() > deadline) return Fail("offkeyd does not serve the new key");
+      absl::SleepFor(absl::Milliseconds(50));
     }
-    hsm::pkcs11::Template find;
-    find.Ulong(CKA_CLASS, CKO_PRIVATE_KEY).Bytes(CKA_ID, key->key_id);
-    std::vector<CK_OBJECT_HANDLE> found;
-    if (hsm::pkcs11::FindObjects(fn, b.session, find, &found, 1) != CKR_OK ||
-        found.empty()) {
-      return Fail("bare key lookup");
-    }
-    b.key = found[0];
   }
-  Op direct = [&](int t) {
-    if (op_name == "decrypt") {
-      CK_MECHANISM mech = {CKM_RSA_X_509, nullptr, 0};
-      unsigned char out[512];
-      CK_ULONG len = sizeof(out);
-      return fn->C_DecryptInit(bare[t].session, &mech, bare[t].key) == CKR_OK &&
-             fn->C_Decrypt(
-                 bare[t].session,
-                 reinterpret_cast<CK_BYTE*>(const_cast<char*>(ciphertext.data())),
-                 ciphertext.size(), out, &len) == CKR_OK;
-    }
-    std::string input = message;
-    CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
-    CK_MECHANISM mech = {CKM_EDDSA, nullptr, 0};
-    if (type->sign.kind != hsm::SignatureKind::kEdDsa) {
-      input = *hsm::pkcs11::Digest(type->sign.hash, message);
-      mech = type->sign.kind == hsm::SignatureKind::kRsaPss
-                 ? CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof(pss)}
-                 : CK_MECHANISM{CKM_ECDSA, nullptr, 0};
-    }
-    unsigned char sig[512];
-    CK_ULONG len = sizeof(sig);
-    return fn->C_SignInit(bare[t].session, &mech, bare[t].key) == CKR_OK &&
-           fn->C_Sign(bare[t].session, reinterpret_cast<CK_BYTE*>(input.data()),
-                      input.size(), sig, &len) == CKR_OK;
+
+  // Bare PKCS#11: own sessions on the same token (the store's login covers them).
+  auto bare = OpenBareSessions((*store)->TokenForTest().fn(),
+                               (*store)->TokenForTest().slot(), key->key_id, max_threads);
+  if (!bare.ok()) return Fail(bare.status().ToString());
+  // The private-key operation offkeyd performs, with the same local work, on one of
+  // `sessions` through `fn`.
+  auto direct_on = [&](const CK_FUNCTION_LIST* fn, const std::vector<BareSession>& on) {
+    return [&, fn, sessions = &on](int t) {
+      const BareSession& b = (*sessions)[t];
+      if (op_name == "decrypt") {
+        CK_MECHANISM mech = {CKM_RSA_X_509, nullptr, 0};
+        unsigned char out[512];
+        CK_ULONG len = sizeof(out);
+        return fn->C_DecryptInit(b.session, &mech, b.key) == CKR_OK &&
+               fn->C_Decrypt(
+                   b.session,
+                   reinterpret_cast<CK_BYTE*>(const_cast<char*>(ciphertext.data())),
+                   ciphertext.size(), out, &len) == CKR_OK;
+      }
+      std::string input = message;
+      CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+      CK_MECHANISM mech = {CKM_EDDSA, nullptr, 0};
+      if (type->sign.kind != hsm::SignatureKind::kEdDsa) {
+        input = *hsm::pkcs11::Digest(type->sign.hash, message);
+        mech = type->sign.kind == hsm::SignatureKind::kRsaPss
+                   ? CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof(pss)}
+                   : CK_MECHANISM{CKM_ECDSA, nullptr, 0};
+      }
+      unsigned char sig[512];
+      CK_ULONG len = sizeof(sig);
+      return fn->C_SignInit(b.session, &mech, b.key) == CKR_OK &&
+             fn->C_Sign(b.session, reinterpret_cast<CK_BYTE*>(input.data()), input.size(),
+                        sig, &len) == CKR_OK;
+    };
   };
+  Op direct = direct_on((*store)->TokenForTest().fn(), *bare);
+
+  // The do-it-yourself peer: the same token served by `p11-kit server` over a Unix
+  // socket, reached through p11-kit-client.so in this process.
+  tests::Daemon p11kit_server;
+  std::unique_ptr<hsm::pkcs11::Pkcs11KeyStore> p11kit_store;
+  std::vector<BareSession> p11kit_sessions;
+  Op p11kit_direct;
+  std::string p11kit_dir;
+  if (!p11kit_client.empty()) {
+    // A socket's path must fit sockaddr_un (108 bytes): $TEST_TMPDIR is too deep.
+    std::string pattern = "/tmp/offkey-p11kit.XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) return Fail("cannot make a socket directory");
+    p11kit_dir = pattern;
+    const std::string& run_dir = p11kit_dir;
+    const std::string socket = run_dir + "/pkcs11.sock";
+    const std::string log = run_dir + "/server.log";
+    std::string why;
+    // Ready once it prints P11_KIT_SERVER_ADDRESS (into the log) and the socket exists.
+    if (!p11kit_server.Start(
+            {absl::GetFlag(FLAGS_p11kit), "server", "--foreground", "--provider",
+             token_options.module_path, "--name", socket, token_options.uri},
+            {"SOFTHSM2_CONF=" + softhsm_conf, "XDG_RUNTIME_DIR=" + run_dir}, log, {log},
+            &why) ||
+        !WaitForSocket(socket, absl::Seconds(30))) {
+      return Fail("p11-kit server did not start: " + why + tests::ReadFileOrEmpty(log));
+    }
+    setenv("P11_KIT_SERVER_ADDRESS", ("unix:path=" + socket).c_str(), 1);
+    hsm::pkcs11::TokenOptions remote = token_options;
+    remote.module_path = p11kit_client;
+    auto opened = hsm::pkcs11::Pkcs11KeyStore::Create(remote);
+    if (!opened.ok()) return Fail("through p11-kit: " + opened.status().ToString());
+    p11kit_store = std::move(*opened);
+    auto remote_sessions =
+        OpenBareSessions(p11kit_store->TokenForTest().fn(),
+                         p11kit_store->TokenForTest().slot(), key->key_id, max_threads);
+    if (!remote_sessions.ok()) {
+      return Fail("through p11-kit: " + remote_sessions.status().ToString());
+    }
+    p11kit_sessions = std::move(*remote_sessions);
+    p11kit_direct = direct_on(p11kit_store->TokenForTest().fn(), p11kit_sessions);
+  }
 
   // Warm up both paths on every thread's channel and session (TLS handshakes, caches),
   // or the first open-loop requests queue behind connection setup.
   Saturate(rpc, max_threads, 0.5);
   Saturate(grpc_floor, max_threads, 0.3);
   Saturate(direct, max_threads, 0.2);
+  if (p11kit_direct) Saturate(p11kit_direct, max_threads, 0.2);
 
-  printf("offkey-bench: op=%s key=%s concurrency=%d duration=%.1fs sessions=%d\n",
-         op_name.c_str(), key_name.c_str(), concurrency, seconds, sessions);
+  printf("offkey-bench: op=%s key=%s concurrency=%d duration=%.1fs sessions=%d %s\n",
+         op_name.c_str(), key_name.c_str(), concurrency, seconds, sessions,
+         offkeyd_path.empty() ? "offkeyd in this process (its CPU counts as client's)"
+                              : "offkeyd as a separate process");
   printf("saturation (closed loop, %d threads):\n", concurrency);
   Header();
-  Result bare_sat = Saturate(direct, concurrency, seconds);
+  // A closed-loop measurement with the CPU it cost on both sides.
+  auto saturate = [&](const Op& op, pid_t server) {
+    return WithCpu(server, [&] { return Saturate(op, concurrency, seconds); });
+  };
+  Result bare_sat = saturate(direct, -1);
   Print("bare PKCS#11", bare_sat);
-  Result rpc_sat = Saturate(rpc, concurrency, seconds);
+  Result p11kit_sat;
+  if (p11kit_direct) {
+    p11kit_sat = saturate(p11kit_direct, p11kit_server.pid());
+    Print("PKCS#11 via p11-kit server", p11kit_sat);
+  }
+  Result rpc_sat = saturate(rpc, server_pid);
   Print("offkeyd (gRPC, mTLS)", rpc_sat);
   printf("  throughput ratio offkeyd/bare: %.3f\n",
          rpc_sat.ops_per_second / bare_sat.ops_per_second);
   // When both saturate the same cores, an operation through offkeyd costs the bare
   // operation plus one RPC, so offkeyd/bare cannot exceed floor / (floor + bare).
-  Result floor_sat = Saturate(rpc_floor, concurrency, seconds);
+  Result floor_sat = saturate(rpc_floor, server_pid);
   Print("RPC alone (GetCertificate)", floor_sat);
   printf("  ceiling on offkeyd/bare from the RPC cost: %.3f\n",
          floor_sat.ops_per_second / (floor_sat.ops_per_second + bare_sat.ops_per_second));
-  Result grpc_sat = Saturate(grpc_floor, concurrency, seconds);
+  Result grpc_sat = saturate(grpc_floor, server_pid);
   Print("gRPC alone (health Check)", grpc_sat);
   printf("  ceiling from gRPC and mTLS alone: %.3f\n",
          grpc_sat.ops_per_second / (grpc_sat.ops_per_second + bare_sat.ops_per_second));
@@ -615,33 +857,65 @@ int Main(int argc, char** argv) {
     };
     const int window = absl::GetFlag(FLAGS_window);
     StreamSaturate(stream_stubs, window, 0.3, make, check);  // Warm-up.
-    stream_sat = StreamSaturate(stream_stubs, window, seconds, make, check);
+    stream_sat = WithCpu(server_pid, [&] {
+      return StreamSaturate(stream_stubs, window, seconds, make, check);
+    });
     Print(absl::StrCat("offkeyd stream ", stream_count, "x", window).c_str(), stream_sat);
     printf("  throughput ratio stream/bare: %.3f\n",
            stream_sat.ops_per_second / bare_sat.ops_per_second);
   }
 
-  // Half load: half of what offkeyd itself sustains, offered to both paths.
-  const double rate = std::min(rpc_sat.ops_per_second, bare_sat.ops_per_second) / 2;
-  printf("half load (open loop, %.0f ops/s offered):\n", rate);
-  Header();
-  Result bare_half = OpenLoop(direct, max_threads, rate, seconds);
-  Print("bare PKCS#11", bare_half);
-  Result rpc_half = OpenLoop(rpc, max_threads, rate, seconds);
-  Print("offkeyd (gRPC, mTLS)", rpc_half);
-  printf("  p99 offkeyd - bare: %+.0f us\n",
-         rpc_half.Percentile(99) - bare_half.Percentile(99));
+  if (p11kit_direct) {
+    printf(
+        "peers (closed loop, %d threads, ops/s): bare %.0f p11kit %.0f offkeyd-unary "
+        "%.0f "
+        "offkeyd-stream %.0f\n",
+        concurrency, bare_sat.ops_per_second, p11kit_sat.ops_per_second,
+        rpc_sat.ops_per_second, stream_sat.ops_per_second);
+    printf("  ratio offkeyd/p11kit: unary %.3f stream %.3f\n",
+           rpc_sat.ops_per_second / p11kit_sat.ops_per_second,
+           stream_sat.ops_per_second / p11kit_sat.ops_per_second);
+  }
 
-  for (Bare& b : bare) fn->C_CloseSession(b.session);
-  (*server)->Shutdown(absl::Seconds(1));
-  server->reset();
+  // Half load: half of what offkeyd itself sustains, offered to both paths.
+  Result bare_half, rpc_half;
+  if (absl::GetFlag(FLAGS_half_load)) {
+    const double rate = std::min(rpc_sat.ops_per_second, bare_sat.ops_per_second) / 2;
+    printf("half load (open loop, %.0f ops/s offered):\n", rate);
+    Header();
+    bare_half = WithCpu(-1, [&] { return OpenLoop(direct, max_threads, rate, seconds); });
+    Print("bare PKCS#11", bare_half);
+    rpc_half =
+        WithCpu(server_pid, [&] { return OpenLoop(rpc, max_threads, rate, seconds); });
+    Print("offkeyd (gRPC, mTLS)", rpc_half);
+    printf("  p99 offkeyd - bare: %+.0f us\n",
+           rpc_half.Percentile(99) - bare_half.Percentile(99));
+  }
+
+  for (const BareSession& b : *bare) {
+    (*store)->TokenForTest().fn()->C_CloseSession(b.session);
+  }
+  for (const BareSession& b : p11kit_sessions) {
+    p11kit_store->TokenForTest().fn()->C_CloseSession(b.session);
+  }
+  if (in_process != nullptr) in_process->Shutdown(absl::Seconds(1));
+  in_process.reset();
+  const int offkeyd_status = offkeyd.pid() > 0 ? offkeyd.Stop() : 0;
+  if (offkeyd_status != 0) {
+    fprintf(stderr, "offkey-bench: offkeyd exited with status %d; its log:\n%s\n",
+            offkeyd_status, tests::ReadFileOrEmpty(work + "/offkeyd.log").c_str());
+  }
+  p11kit_server.Stop();
   std::error_code ignored;
-  std::filesystem::remove_all(token->directory, ignored);
-  return bare_sat.failures + rpc_sat.failures + floor_sat.failures + grpc_sat.failures +
-                     stream_sat.failures + bare_half.failures + rpc_half.failures >
-                 0
-             ? 1
-             : 0;
+  std::filesystem::remove_all(work, ignored);
+  if (!p11kit_dir.empty()) std::filesystem::remove_all(p11kit_dir, ignored);
+  if (!dir.empty()) {
+    std::filesystem::remove_all(std::filesystem::path(dir).parent_path(), ignored);
+  }
+  const long failures = bare_sat.failures + p11kit_sat.failures +  // NOLINT(runtime/int)
+                        rpc_sat.failures + floor_sat.failures + grpc_sat.failures +
+                        stream_sat.failures + bare_half.failures + rpc_half.failures;
+  return failures > 0 || offkeyd_status != 0 ? 1 : 0;
 }
 
 }  // namespace
