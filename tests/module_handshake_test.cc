@@ -109,9 +109,12 @@ class ModuleHandshakeTest : public OffkeydTest,
     WriteKeylessServerFiles(dir_, name, AddKey(name, algorithm), ca_);
   }
 
+  // A deadline well above the provider's default 2 s: tpm2-pkcs11 on swtpm takes over
+  // a second per RSA operation, and over two under AddressSanitizer on a busy machine.
   void WriteProviderConfig() {
     Write(dir_ + "/openssl.cnf",
-          ProviderConfig(EndpointLines(server_->port(), ClientFiles(kTerminator))));
+          ProviderConfig(EndpointLines(server_->port(), ClientFiles(kTerminator)) +
+                         "deadline_ms = 20000\n"));
   }
 
   // Starts `openssl s_server -www` with the reference for `key`; returns its port.
