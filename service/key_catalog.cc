@@ -104,6 +104,14 @@ void KeyCatalog::RefreshLoop() {
   }
 }
 
+void KeyCatalog::PublishLocked(std::shared_ptr<const Snapshot> snapshot) {
+  const bool first = snapshot_ == nullptr;
+  snapshot_ = std::move(snapshot);
+  // The refresher sleeps without a deadline while there is no snapshot: the first one
+  // (or the first after Invalidate) starts its ttl schedule.
+  if (first) WakeRefresher();
+}
+
 void KeyCatalog::LoadEndedLocked(const absl::Status& status) {
   last_load_end_ = absl::Now();
   if (!status.ok()) {
@@ -127,7 +135,7 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
   offkey::MutexLock lock(&mu_);
   LoadEndedLocked(fresh.status());
   if (!fresh.ok()) return fresh.status();
-  snapshot_ = *fresh;
+  PublishLocked(*fresh);
   return fresh;
 }
 
@@ -151,7 +159,7 @@ absl::Status KeyCatalog::Refresh() {
   offkey::MutexLock lock(&mu_);
   LoadEndedLocked(fresh.status());
   if (!fresh.ok()) return fresh.status();
-  snapshot_ = *std::move(fresh);
+  PublishLocked(*std::move(fresh));
   return absl::OkStatus();
 }
 

@@ -104,6 +104,10 @@ class KeyCatalog {
   // Reloads into snapshot_ unless someone else did since `seen` was current.
   absl::StatusOr<std::shared_ptr<const Snapshot>> Reload(
       const std::shared_ptr<const Snapshot>& seen);
+  // Makes `snapshot` the one lookups answer from. Requires mu_ (taken before wake_mu_,
+  // never after).
+  void PublishLocked(std::shared_ptr<const Snapshot> snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the end of a load attempt. Requires mu_.
   void LoadEndedLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Asks the background thread for a reload after a miss.
