@@ -59,34 +59,61 @@ KeyCatalog::~KeyCatalog() {
     offkey::MutexLock lock(&mu_);
     stopping_ = true;
   }
+  WakeRefresher();
   refresher_.join();
 }
 
-bool KeyCatalog::RefresherMustWake() const {
-  return stopping_ || miss_reload_requested_ != requested_when_asleep_;
+bool KeyCatalog::RefresherMustWake() const { return wakes_ != wakes_seen_; }
+
+void KeyCatalog::WakeRefresher() {
+  offkey::MutexLock lock(&wake_mu_);
+  ++wakes_;
 }
 
 void KeyCatalog::RefreshLoop() {
-  offkey::MutexLock lock(&mu_);
-  while (!stopping_) {
-    // Nothing loaded yet means nobody asked: the first lookup loads. After that, a
-    // reload every ttl, and one a miss asked for once min_miss_reload has passed since
-    // the last load ended (however that load went).
-    absl::Time due =
-        snapshot_ == nullptr ? absl::InfiniteFuture() : last_load_end_ + ttl_;
-    if (miss_reload_requested_) due = std::min(due, last_load_end_ + min_miss_reload_);
-    if (absl::Now() < due) {
-      // Wakes early to stop, or to recompute `due` when a miss asks for a reload.
-      requested_when_asleep_ = miss_reload_requested_;
-      mu_.AwaitWithDeadline(absl::Condition(this, &KeyCatalog::RefresherMustWake), due);
+  while (true) {
+    // Read before the state it decides on, so a change made after it also moves wakes_
+    // and the wait below returns at once rather than missing it.
+    {
+      offkey::MutexLock lock(&wake_mu_);
+      wakes_seen_ = wakes_;
+    }
+    absl::Time due;
+    bool reload;
+    std::shared_ptr<const Snapshot> seen;
+    {
+      offkey::MutexLock lock(&mu_);
+      if (stopping_) return;
+      // Nothing loaded yet means nobody asked: the first lookup loads. After that, a
+      // reload every ttl, and one a miss asked for once min_miss_reload has passed
+      // since the last load ended (however that load went).
+      due = snapshot_ == nullptr ? absl::InfiniteFuture() : last_load_end_ + ttl_;
+      if (miss_reload_requested_) {
+        due = std::min(due, last_load_end_ + min_miss_reload_);
+      }
+      reload = absl::Now() >= due;
+      if (reload) {
+        miss_reload_requested_ = false;
+        seen = snapshot_;
+      }
+    }
+    if (reload) {
+      Reload(seen).IgnoreError();  // Lookups keep the old snapshot; the failure is kept.
       continue;
     }
-    miss_reload_requested_ = false;
-    const std::shared_ptr<const Snapshot> seen = snapshot_;
-    mu_.Unlock();
-    Reload(seen).IgnoreError();  // Lookups keep the old snapshot; the failure is kept.
-    mu_.Lock();
+    // Wakes early to stop, or to recompute `due` when a miss asks for a reload.
+    offkey::MutexLock lock(&wake_mu_);
+    wake_mu_.AwaitWithDeadline(absl::Condition(this, &KeyCatalog::RefresherMustWake),
+                               due);
   }
+}
+
+void KeyCatalog::PublishLocked(std::shared_ptr<const Snapshot> snapshot) {
+  const bool first = snapshot_ == nullptr;
+  snapshot_ = std::move(snapshot);
+  // The refresher sleeps without a deadline while there is no snapshot: the first one
+  // (or the first after Invalidate) starts its ttl schedule.
+  if (first) WakeRefresher();
 }
 
 void KeyCatalog::LoadEndedLocked(const absl::Status& status) {
@@ -112,13 +139,17 @@ absl::StatusOr<std::shared_ptr<const KeyCatalog::Snapshot>> KeyCatalog::Reload(
   offkey::MutexLock lock(&mu_);
   LoadEndedLocked(fresh.status());
   if (!fresh.ok()) return fresh.status();
-  snapshot_ = *fresh;
+  PublishLocked(*fresh);
   return fresh;
 }
 
 void KeyCatalog::RequestMissReload() {
-  offkey::MutexLock lock(&mu_);
-  miss_reload_requested_ = true;
+  {
+    offkey::MutexLock lock(&mu_);
+    if (miss_reload_requested_) return;  // The refresher was told already.
+    miss_reload_requested_ = true;
+  }
+  WakeRefresher();
 }
 
 void KeyCatalog::Invalidate() {
@@ -132,7 +163,7 @@ absl::Status KeyCatalog::Refresh() {
   offkey::MutexLock lock(&mu_);
   LoadEndedLocked(fresh.status());
   if (!fresh.ok()) return fresh.status();
-  snapshot_ = *std::move(fresh);
+  PublishLocked(*std::move(fresh));
   return absl::OkStatus();
 }
 

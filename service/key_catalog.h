@@ -3,6 +3,7 @@
 #define OFFKEY_SERVICE_KEY_CATALOG_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -103,12 +104,18 @@ class KeyCatalog {
   // Reloads into snapshot_ unless someone else did since `seen` was current.
   absl::StatusOr<std::shared_ptr<const Snapshot>> Reload(
       const std::shared_ptr<const Snapshot>& seen);
+  // Makes `snapshot` the one lookups answer from. Requires mu_ (taken before wake_mu_,
+  // never after).
+  void PublishLocked(std::shared_ptr<const Snapshot> snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records the end of a load attempt. Requires mu_.
   void LoadEndedLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Asks the background thread for a reload after a miss.
   void RequestMissReload();
-  // When the background thread must wake; requires mu_.
-  bool RefresherMustWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the background thread to look at the state again (a miss, or stopping).
+  void WakeRefresher();
+  // When the background thread must wake; requires wake_mu_.
+  bool RefresherMustWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_);
   void RefreshLoop();
 
   hsm::KeyStore* const store_;
@@ -124,9 +131,14 @@ class KeyCatalog {
   absl::Status last_failure_ ABSL_GUARDED_BY(mu_);
   // A miss asked for a reload the background thread has not started yet.
   bool miss_reload_requested_ ABSL_GUARDED_BY(mu_) = false;
-  // What miss_reload_requested_ was when the background thread went to sleep.
-  bool requested_when_asleep_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The background thread sleeps on wake_mu_, not mu_: an offkey::Mutex wakes every
+  // thread waiting on it at each release, and mu_ is taken by every lookup, so sleeping
+  // on mu_ cost each operation a wake-up of that thread (a futex call and two context
+  // switches). wakes_ moves after each change it must see.
+  offkey::Mutex wake_mu_;
+  uint64_t wakes_ ABSL_GUARDED_BY(wake_mu_) = 0;
+  uint64_t wakes_seen_ ABSL_GUARDED_BY(wake_mu_) = 0;  // When it last looked.
   std::thread refresher_;
 };
 

@@ -136,18 +136,22 @@ absl::StatusOr<std::shared_ptr<const KeyRecord>> Operations::Authorize(
   // from memory, as a hit, so neither timing nor an HSM outage tells them apart. What a
   // caller can learn is only about keys its grants select: those get their state
   // (FAILED_PRECONDITION) and the store's errors, since the grant already names them.
-  const absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
-      "caller '", caller.identity, "' has no grant for ", OperationName(op), " on key ",
-      KeyRefText(ref), ", or no such key exists; ask the operator for a grant"));
+  // Built only when refused: an allowed call (every handshake) does not pay for the
+  // message and its hex key reference.
+  const auto denied = [&] {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "caller '", caller.identity, "' has no grant for ", OperationName(op), " on key ",
+        KeyRefText(ref), ", or no such key exists; ask the operator for a grant"));
+  };
   // A caller with no grant for `op` on any key is turned away before the lookup, so its
   // answer never depends on the store (an outage must not tell it which keys exist) and
   // it cannot make the catalog reload.
   const std::shared_ptr<const config::Policy> current = policy();
-  if (!current->AllowsKeyless(caller.identity, op)) return denied;
+  if (!current->AllowsKeyless(caller.identity, op)) return denied();
   absl::StatusOr<std::shared_ptr<const KeyRecord>> key = catalog_->Find(ref);
-  if (absl::IsNotFound(key.status())) return denied;
+  if (absl::IsNotFound(key.status())) return denied();
   if (!key.ok()) return key.status();
-  if (!current->Allows(caller.identity, op, FactsOf(**key))) return denied;
+  if (!current->Allows(caller.identity, op, FactsOf(**key))) return denied();
   switch ((*key)->metadata.state()) {
     case offkey::v1::ENABLED:
       return key;
