@@ -8,6 +8,11 @@ demo="$TEST_SRCDIR/offkey/tools/demo/offkey_demo"
 state="$TEST_TMPDIR/dev"
 logs="${TEST_UNDECLARED_OUTPUTS_DIR:-$TEST_TMPDIR}"  # kept for the suite's log scan
 
+# Under --config=asan: ASan's slow unwinder, so that SoftHSM2's leaks through libcrypto
+# show its frames and are suppressed (hsm/pkcs11/testing/module_leaks.cc); too slow for
+# tests under load, right for this one. Other builds ignore ASAN_OPTIONS.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+
 # shellcheck source=base/testing/secret_ledger.sh
 source "$TEST_SRCDIR/offkey/base/testing/secret_ledger.sh"
 

@@ -273,4 +273,12 @@ int UnusedPort(int socket_type) {
   return -1;
 }
 
+int SanitizerSlowdown() {
+#if defined(__SANITIZE_ADDRESS__)
+  return 5;
+#else
+  return 1;
+#endif
+}
+
 }  // namespace offkey::tests

@@ -65,6 +65,11 @@ class Daemon {
 
 std::string ReadFileOrEmpty(const std::string& path);
 
+// How many times longer the deadlines of tests that load offkeyd with calls should be
+// in this build: 1, or 5 under AddressSanitizer, whose instrumentation and allocator
+// make offkeyd several times slower on a machine the other tests keep busy.
+int SanitizerSlowdown();
+
 // A port of 127.0.0.1 below the ephemeral range that nothing is bound to now, for
 // `socket_type` (SOCK_STREAM or SOCK_DGRAM), for a server the test starts with it (which
 // may still lose a race for it: its start then fails and says so); -1 if none is found.

@@ -153,6 +153,7 @@ class ScaleOutTest : public ::testing::Test {
       options.keepalive_time = absl::Seconds(20) + absl::Milliseconds(i);
       options.pipeline = i % 2 == 1;
       options.stream_max_age = absl::Seconds(1);
+      options.deadline *= SanitizerSlowdown();
       absl::StatusOr<std::unique_ptr<client::Client>> made =
           client::Client::Create(options);
       EXPECT_TRUE(made.ok()) << made.status();
