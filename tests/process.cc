@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace offkey::tests {
@@ -33,9 +34,23 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
 // preloaded, with leak checking off: their own leaks at exit are not ours to fix. No
 // other program gets it: they never load offkey code, and some cannot start with it
 // (Debian 12's curl deadlocks in setlocale at start-up). Empty when not built with ASan.
-std::vector<std::string> SanitizerEnvironment(const std::string& program) {
+//
+// offkeyd (built here, with the module leak suppressions) gets ASan's slow unwinder, so
+// that SoftHSM2's leaks through libcrypto show its frames and are suppressed
+// (hsm/pkcs11/testing/module_leaks.cc), unless the test set ASAN_OPTIONS for it itself.
+std::vector<std::string> SanitizerEnvironment(const std::string& program,
+                                              const std::vector<std::string>& extra) {
 #if defined(__SANITIZE_ADDRESS__)
   const std::string name = program.substr(program.rfind('/') + 1);
+  if (name == "offkeyd") {
+    for (const std::string& e : extra) {
+      if (absl::StartsWith(e, "ASAN_OPTIONS=")) return {};
+    }
+    const char* options = getenv("ASAN_OPTIONS");
+    return {absl::StrCat("ASAN_OPTIONS=", options == nullptr ? "" : options,
+                         options == nullptr || *options == '\0' ? "" : ":",
+                         "fast_unwind_on_malloc=0")};
+  }
   if (name != "openssl" && name != "nginx" && name != "haproxy") return {};
   Dl_info info;
   void* asan_init = dlsym(RTLD_DEFAULT, "__asan_init");
@@ -47,13 +62,14 @@ std::vector<std::string> SanitizerEnvironment(const std::string& program) {
           "ASAN_OPTIONS=detect_leaks=0:halt_on_error=1"};
 #else
   (void)program;
+  (void)extra;
   return {};
 #endif
 }
 
 std::vector<std::string> Environment(const std::string& program,
                                      const std::vector<std::string>& extra) {
-  const std::vector<std::string> sanitizer = SanitizerEnvironment(program);
+  const std::vector<std::string> sanitizer = SanitizerEnvironment(program, extra);
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     if (!sanitizer.empty() &&
@@ -271,6 +287,15 @@ int UnusedPort(int socket_type) {
     if (free) return port;
   }
   return -1;
+}
+
+std::vector<std::string> FastUnwindEnvironment() {
+#if defined(__SANITIZE_ADDRESS__)
+  const char* options = getenv("ASAN_OPTIONS");
+  return {absl::StrCat("ASAN_OPTIONS=", options == nullptr ? "" : options)};
+#else
+  return {};
+#endif
 }
 
 int SanitizerSlowdown() {

@@ -65,6 +65,11 @@ class Daemon {
 
 std::string ReadFileOrEmpty(const std::string& path);
 
+// Environment entries for an offkeyd that a test loads with calls: they keep ASan's fast
+// unwinder, where offkeyd would otherwise get the slow one (tests/process.cc), which
+// makes it tens of times slower. Empty when not built with ASan.
+std::vector<std::string> FastUnwindEnvironment();
+
 // How many times longer the deadlines of tests that load offkeyd with calls should be
 // in this build: 1, or 5 under AddressSanitizer, whose instrumentation and allocator
 // make offkeyd several times slower on a machine the other tests keep busy.

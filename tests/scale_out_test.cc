@@ -73,7 +73,8 @@ class Replica {
                        absl::StrCat("--listen=127.0.0.1:", port),
                        "--metrics_address=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
                        "--port_file=" + port_file, "--metrics_port_file=" + metrics_file},
-                      {}, OutputPath(name_ + ".log"), {port_file, metrics_file}, &why))
+                      FastUnwindEnvironment(), OutputPath(name_ + ".log"),
+                      {port_file, metrics_file}, &why))
         << why;
     port_ = ReadPort(port_file);
     metrics_port_ = ReadPort(metrics_file);
