@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -24,6 +25,14 @@ struct KeyInfo {
   std::string ski;     // SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2).
   KeyAlgorithm algorithm = KeyAlgorithm::kUnknown;
   std::string public_key_spki;  // DER SubjectPublicKeyInfo.
+};
+
+// A ticket-key set: a root secret on the token (sensitive, never extractable) from
+// which each rotation epoch's ticket key is derived. Holds no secret material.
+struct TicketKeySetInfo {
+  std::string name;  // Unique among sets; sets and keys have separate names.
+  absl::Duration rotation_period;
+  absl::Time create_time;
 };
 
 // How to find a key: exactly one field set. `cert_sha256` lookups belong to the caller
@@ -112,6 +121,32 @@ class KeyStore {
   virtual absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view data,
                                                           const CallOptions& options) = 0;
 
+  // Ticket-key sets. The defaults answer UNIMPLEMENTED for stores without them.
+  // Creates the set's root secret in the store (generated there: sensitive, never
+  // extractable) and records its rotation period and creation time beside it.
+  virtual absl::StatusOr<TicketKeySetInfo> CreateTicketKeySet(
+      absl::string_view name, absl::Duration rotation_period) {
+    return Unimplemented("ticket-key sets");
+  }
+  virtual absl::StatusOr<std::vector<TicketKeySetInfo>> ListTicketKeySets() {
+    return Unimplemented("ticket-key sets");
+  }
+  // NOT_FOUND when there is no set of that name.
+  virtual absl::StatusOr<TicketKeySetInfo> FindTicketKeySet(absl::string_view name) {
+    return Unimplemented("ticket-key sets");
+  }
+  // Destroys the root secret and everything stored beside it. NOT_FOUND if absent.
+  virtual absl::Status DestroyTicketKeySet(absl::string_view name) {
+    return Unimplemented("ticket-key sets");
+  }
+  // The 32-byte secret of one epoch of a set, computed inside the store from the set's
+  // root secret, the set name and the epoch, so every process on one token gets the
+  // same bytes. NOT_FOUND when there is no set of that name.
+  virtual absl::StatusOr<SecretBytes> DeriveTicketEpochSecret(
+      absl::string_view name, int64_t epoch, const CallOptions& options) {
+    return Unimplemented("ticket-key sets");
+  }
+
   // OK while the store can serve operations; UNAVAILABLE with the reason otherwise.
   // Cheap enough for a readiness probe.
   virtual absl::Status CheckHealth() = 0;
@@ -123,6 +158,11 @@ class KeyStore {
     int max = 0;
   };
   virtual SessionUse Sessions() const { return {}; }
+
+ private:
+  static absl::Status Unimplemented(absl::string_view what) {
+    return absl::UnimplementedError(absl::StrCat("this key store has no ", what));
+  }
 };
 
 }  // namespace offkey::hsm
