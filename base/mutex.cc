@@ -5,48 +5,72 @@
 
 namespace offkey {
 
+void Mutex::WakeReadyWaiters() {
+  for (Waiter* w = waiters_; w != nullptr; w = w->next) {
+    if (!w->woken && w->condition->Eval()) {
+      w->woken = true;
+      w->wake.notify_one();
+    }
+  }
+}
+
+void Mutex::Unlink(const Waiter* waiter) {
+  for (Waiter** link = &waiters_; *link != nullptr; link = &(*link)->next) {
+    if (*link == waiter) {
+      *link = waiter->next;
+      return;
+    }
+  }
+}
+
 void Mutex::Unlock() {
-  // Notified before the unlock, not after: a thread may take the lock the moment it is
-  // free, see its condition true, and destroy this Mutex (a destructor awaiting "no
-  // calls in flight"); the condition variable must not be touched after that.
-  if (waiters_ > 0) changed_.notify_all();
+  // Notified before the unlock, not after: a woken thread may take the lock the moment
+  // it is free, see its condition true, and destroy this Mutex (a destructor awaiting
+  // "no calls in flight"); nothing of it may be touched after that.
+  if (waiters_ != nullptr) WakeReadyWaiters();
   mu_.unlock();
 }
 
-// Waking others on the way in: the caller may have changed what their conditions read
-// (as a release of absl::Mutex inside Await would tell them). Only on the way in, so two
-// waiters whose conditions stay false do not wake each other forever.
-void Mutex::Await(const absl::Condition& condition) {
-  std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
-  if (!condition.Eval()) {
-    if (waiters_ > 0) changed_.notify_all();
-    ++waiters_;
-    do {
-      changed_.wait(lock);
-    } while (!condition.Eval());
-    --waiters_;
+bool Mutex::Wait(std::unique_lock<std::mutex>& lock, Waiter& waiter,
+                 absl::Time deadline) {
+  // On the way in the caller may have changed what other conditions read (as a release
+  // of absl::Mutex inside Await would tell them).
+  WakeReadyWaiters();
+  waiter.next = waiters_;
+  waiters_ = &waiter;
+  bool holds = false;
+  while (true) {
+    if (waiter.woken) {
+      // Woken because the condition held at the release; another thread may have
+      // taken the lock first and made it false again.
+      if ((holds = waiter.condition->Eval())) break;
+      waiter.woken = false;
+    }
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      holds = waiter.condition->Eval();
+      break;
+    }
+    // On the steady clock, in slices, so an infinite deadline or a wall-clock step
+    // cannot overflow or stretch a wait. A spurious wake-up leaves `woken` false.
+    waiter.wake.wait_for(lock, absl::ToChronoNanoseconds(std::min(left, absl::Hours(1))));
   }
-  lock.release();  // The caller still holds mu_.
+  Unlink(&waiter);
+  return holds;
+}
+
+void Mutex::Await(const absl::Condition& condition) {
+  AwaitWithDeadline(condition, absl::InfiniteFuture());
 }
 
 bool Mutex::AwaitWithDeadline(const absl::Condition& condition, absl::Time deadline) {
   std::unique_lock<std::mutex> lock(mu_, std::adopt_lock);
   bool holds = condition.Eval();
-  if (holds) {
-    lock.release();
-    return true;
+  if (!holds) {
+    Waiter waiter{&condition};
+    holds = Wait(lock, waiter, deadline);
   }
-  if (waiters_ > 0) changed_.notify_all();  // As in Await.
-  ++waiters_;
-  while (!(holds = condition.Eval())) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) break;
-    // On the steady clock, in slices, so an infinite deadline or a wall-clock step
-    // cannot overflow or stretch a wait.
-    changed_.wait_for(lock, absl::ToChronoNanoseconds(std::min(left, absl::Hours(1))));
-  }
-  --waiters_;
-  lock.release();
+  lock.release();  // The caller still holds mu_.
   return holds;
 }
 

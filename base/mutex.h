@@ -29,12 +29,15 @@ class ABSL_LOCKABLE Mutex {
   Mutex& operator=(const Mutex&) = delete;
 
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
-  // Wakes the threads in Await, which then re-evaluate their conditions (as absl::Mutex
-  // does on every release).
+  // Evaluates the conditions of the threads in Await (as absl::Mutex does on every
+  // release) and wakes only those whose condition now holds: a waiter whose condition
+  // stays false costs the releasing thread one evaluation, not a wake-up.
   void Unlock() ABSL_UNLOCK_FUNCTION();
 
   // With the lock held: releases it until `condition` holds, then returns holding it.
-  // `condition` is evaluated with the lock held, after each Unlock by another thread.
+  // `condition` is evaluated with the lock held, by whichever thread releases the lock
+  // (in Unlock or on its way into Await), so it must only read state this Mutex guards
+  // and must not block.
   void Await(const absl::Condition& condition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this);
   // The same, giving up at `deadline`; returns whether `condition` holds.
   bool AwaitWithDeadline(const absl::Condition& condition, absl::Time deadline)
@@ -45,9 +48,23 @@ class ABSL_LOCKABLE Mutex {
   }
 
  private:
+  // A thread in Await, on its own stack, linked while it waits. Guarded by mu_.
+  struct Waiter {
+    const absl::Condition* condition;
+    std::condition_variable wake;
+    bool woken = false;  // Its condition held when a releasing thread evaluated it.
+    Waiter* next = nullptr;
+  };
+
+  // With mu_ held: wakes every waiter whose condition holds and that is not woken yet.
+  void WakeReadyWaiters();
+  // With mu_ held: releases it until `waiter` is woken or `deadline` (steady clock
+  // slices) passes, then re-evaluates the condition; returns whether it holds.
+  bool Wait(std::unique_lock<std::mutex>& lock, Waiter& waiter, absl::Time deadline);
+  void Unlink(const Waiter* waiter);
+
   std::mutex mu_;
-  std::condition_variable changed_;
-  int waiters_ = 0;  // Threads in Await; guarded by mu_.
+  Waiter* waiters_ = nullptr;  // Guarded by mu_.
 };
 
 // Holds a Mutex for its scope.

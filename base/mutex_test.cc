@@ -110,6 +110,48 @@ TEST(MutexTest, MayBeDestroyedOnceAwaitSeesTheLastUnlock) {
   }
 }
 
+// Releases that leave a waiter's condition false must not wake it: the releasing thread
+// evaluates the condition, and the waiter's own thread evaluates it only on the way in
+// and once when woken.
+TEST(MutexTest, ReleasesThatLeaveTheConditionFalseDoNotWakeTheWaiter) {
+  Mutex mu;
+  bool ready = false;
+  bool waiting = false;
+  int own_thread_evaluations = 0;
+  std::thread::id waiter_id;
+  struct Arg {
+    bool* ready;
+    bool* waiting;
+    int* own;
+    std::thread::id* id;
+  } arg{&ready, &waiting, &own_thread_evaluations, &waiter_id};
+  std::thread waiter([&] {
+    MutexLock lock(&mu);
+    waiter_id = std::this_thread::get_id();
+    waiting = true;
+    mu.Await(absl::Condition(
+        +[](Arg* a) {
+          if (std::this_thread::get_id() == *a->id) ++*a->own;
+          return *a->ready;
+        },
+        &arg));
+  });
+  {
+    MutexLock lock(&mu);
+    mu.Await(absl::Condition(&waiting));
+  }
+  for (int i = 0; i < 200; ++i) {
+    { MutexLock lock(&mu); }                  // Changes nothing the waiter reads.
+    absl::SleepFor(absl::Microseconds(200));  // Time for a woken waiter to run.
+  }
+  {
+    MutexLock lock(&mu);
+    ready = true;
+  }
+  waiter.join();
+  EXPECT_EQ(own_thread_evaluations, 2);
+}
+
 TEST(MutexTest, AwaitWithDeadlineGivesUpAtTheDeadline) {
   Mutex mu;
   bool never = false;

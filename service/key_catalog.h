@@ -132,10 +132,10 @@ class KeyCatalog {
   // A miss asked for a reload the background thread has not started yet.
   bool miss_reload_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // The background thread sleeps on wake_mu_, not mu_: an offkey::Mutex wakes every
-  // thread waiting on it at each release, and mu_ is taken by every lookup, so sleeping
-  // on mu_ cost each operation a wake-up of that thread (a futex call and two context
-  // switches). wakes_ moves after each change it must see.
+  // The background thread sleeps on wake_mu_, not mu_: mu_ is taken by every lookup,
+  // and each release of an offkey::Mutex evaluates its waiters' conditions, so a
+  // refresher waiting on mu_ would put its condition on every operation's path.
+  // wakes_ moves after each change it must see.
   offkey::Mutex wake_mu_;
   uint64_t wakes_ ABSL_GUARDED_BY(wake_mu_) = 0;
   uint64_t wakes_seen_ ABSL_GUARDED_BY(wake_mu_) = 0;  // When it last looked.
