@@ -127,8 +127,7 @@ grpc::ChannelArguments Arguments(const ClientOptions& o) {
   // and drive it (Client::AwaitConnection); the backup poller alone may still not
   // finish it in time (seen with nginx workers).
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20000);
-  // Notice new replicas behind a DNS name without waiting long.
-  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, kMinDnsResolutionIntervalMs);
   if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
   return args;
 }

@@ -60,6 +60,10 @@
 
 namespace offkey::client {
 
+// A client resolves a DNS target again at most this often, so new replicas behind a
+// name are noticed within it (and a connection that ages out sooner waits for it).
+constexpr int kMinDnsResolutionIntervalMs = 5000;
+
 struct ClientOptions {
   // gRPC target: "host:port", "dns:///name:port" (every address of the name), or
   // "ipv4:127.0.0.1:8443,127.0.0.2:8443". Required.

@@ -42,10 +42,6 @@ using ::offkey::testing::RecordSecret;
 constexpr int kMaxAgeMs = 2000;
 constexpr int kGraceMs = 2000;
 constexpr int kClients = 16;  // Each its own connection (see MakeClients).
-// liboffkey resolves a name again at most this often (GRPC_ARG_DNS_MIN_TIME_BETWEEN_
-// RESOLUTIONS_MS in client/offkey_client.cc): a client whose connection ages out sooner
-// after its last resolution waits for it.
-constexpr int kMinResolutionIntervalMs = 5000;
 // The name clients resolve, and the name in the development server certificate.
 constexpr char kName[] = "offkeyd.test";
 constexpr char kCertificateName[] = "localhost";
@@ -236,10 +232,10 @@ TEST_F(ScaleOutTest, AReplicaAddedLaterGetsCallsWithinTheMaximumConnectionAge) {
   }
   const absl::Duration reached_after = absl::Now() - added;
   // Each client whose connection aged out asks the DNS server again, at most
-  // kMinResolutionIntervalMs after its previous resolution; keep the load on until
-  // every one has (both replicas serve side by side meanwhile).
+  // client::kMinDnsResolutionIntervalMs after its previous resolution; keep the load on
+  // until every one has (both replicas serve side by side meanwhile).
   const absl::Duration resolve_bound =
-      bound + absl::Milliseconds(kMinResolutionIntervalMs);
+      bound + absl::Milliseconds(client::kMinDnsResolutionIntervalMs);
   while (dns_.Queries() - queries_added < kClients &&
          absl::Now() - added < resolve_bound + absl::Seconds(5)) {
     absl::SleepFor(absl::Milliseconds(50));
