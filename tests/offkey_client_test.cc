@@ -26,7 +26,6 @@
 #include "hsm/testing/forwarding_store.h"
 #include "hsm/testing/verify.h"
 #include "service/config/config_loader.h"
-#include "tests/dns_server.h"
 #include "tests/handshake_inputs.h"
 #include "tests/offkeyd_fixture.h"
 
@@ -74,16 +73,18 @@ void Write(const std::string& path, absl::string_view text) {
 // test traffic only.
 class FreezableRelay {
  public:
-  FreezableRelay(const std::string& listen_ip, int port, const std::string& target_ip,
-                 int target_port)
-      : target_ip_(target_ip), target_port_(target_port) {
+  // Listens on 127.0.0.1 on a port of its own (port()) and relays to target_port there.
+  explicit FreezableRelay(int target_port) : target_port_(target_port) {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    const int on = 1;
-    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    const sockaddr_in addr = Address(listen_ip, port);
+    sockaddr_in addr = Address(0);
+    socklen_t len = sizeof(addr);
     ok_ = bind(listener_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 &&
-          listen(listener_, 16) == 0;
-    if (ok_) thread_ = std::thread([this] { Run(); });
+          listen(listener_, 16) == 0 &&
+          getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+    if (ok_) {
+      port_ = ntohs(addr.sin_port);
+      thread_ = std::thread([this] { Run(); });
+    }
   }
   ~FreezableRelay() {
     stop_ = true;
@@ -98,6 +99,7 @@ class FreezableRelay {
   FreezableRelay& operator=(const FreezableRelay&) = delete;
 
   bool ok() const { return ok_; }
+  int port() const { return port_; }
   void Freeze() { frozen_ = true; }
   int closed_while_frozen() const { return closed_while_frozen_.load(); }
 
@@ -108,11 +110,11 @@ class FreezableRelay {
     bool closed = false;
   };
 
-  static sockaddr_in Address(const std::string& ip, int port) {
+  static sockaddr_in Address(int port) {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
-    inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return addr;
   }
 
@@ -165,7 +167,7 @@ class FreezableRelay {
     int upstream = -1;
     if (!frozen) {
       upstream = socket(AF_INET, SOCK_STREAM, 0);
-      const sockaddr_in addr = Address(target_ip_, target_port_);
+      const sockaddr_in addr = Address(target_port_);
       if (connect(upstream, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) !=
           0) {
         close(upstream);
@@ -176,8 +178,8 @@ class FreezableRelay {
     pairs_.push_back({client, upstream});
   }
 
-  const std::string target_ip_;
   const int target_port_;
+  int port_ = 0;
   int listener_ = -1;
   bool ok_ = false;
   std::atomic<bool> stop_{false};
@@ -246,12 +248,12 @@ class ClientTest : public OffkeydTest {
     return base;
   }
 
-  // Serves the name offkeyd.test (127.0.0.2 and 127.0.0.3) from a real DNS server, and
-  // points `options` at it.
-  void ServeName(DnsServer* dns, int port, ClientOptions* options) {
-    std::string why;
-    ASSERT_TRUE(dns->Start("offkeyd.test", {"127.0.0.2", "127.0.0.3"}, &why)) << why;
-    options->target = dns->Target(port);
+  // Points `options` at both replicas through one target, as a name with two addresses
+  // would (round_robin over every address; the replicas' certificates name
+  // offkeyd.test). Both listen on 127.0.0.1, on their own ports.
+  static void TargetBoth(int port_a, int port_b, ClientOptions* options) {
+    options->target = absl::StrCat("ipv4:127.0.0.1:", port_a, ",127.0.0.1:", port_b);
+    options->server_name = "offkeyd.test";
   }
 
   // round_robin waits for no replica: the first calls go to whichever connected first.
@@ -484,23 +486,22 @@ TEST_P(TransportTest, RetriesStopAtTheDeadline) {
   flaky_->failures = 0;
 }
 
-TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
-  // Two more replicas on 127.0.0.2 and 127.0.0.3, same port, same token; a real DNS
-  // server (dnsmasq) gives one name both addresses.
+// Resolving a DNS name to several addresses is scale_out_test's (a real DNS server); here
+// the target lists the addresses itself, which reaches the same round_robin policy.
+TEST_F(ClientTest, RoundRobinOverEveryAddressOfTheTarget) {
+  // Two more replicas on the same token.
   const std::string cert_base = ReplicaCert();
   FlakyStore a(store_.get());
   FlakyStore b(store_.get());
   std::unique_ptr<service::OffkeyServer> replica_a =
-      StartServer("127.0.0.2:0", &a, cert_base);
+      StartServer("127.0.0.1:0", &a, cert_base);
   ASSERT_NE(replica_a, nullptr);
-  const int port = replica_a->port();
   std::unique_ptr<service::OffkeyServer> replica_b =
-      StartServer(absl::StrCat("127.0.0.3:", port), &b, cert_base);
+      StartServer("127.0.0.1:0", &b, cert_base);
   ASSERT_NE(replica_b, nullptr);
 
-  DnsServer dns;
   ClientOptions options = Files();
-  ASSERT_NO_FATAL_FAILURE(ServeName(&dns, port, &options));
+  TargetBoth(replica_a->port(), replica_b->port(), &options);
   std::unique_ptr<Client> client = Make(options);
   ASSERT_NE(client, nullptr);
   ASSERT_NO_FATAL_FAILURE(UseBoth(*client, a, b));
@@ -510,10 +511,10 @@ TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
     absl::StatusOr<v1::SignResponse> signature = client->Sign(SignEc());
     ASSERT_TRUE(signature.ok()) << signature.status();
   }
-  EXPECT_GE(a.signs.load() - a_before, 8) << "replica on 127.0.0.2";
-  EXPECT_GE(b.signs.load() - b_before, 8) << "replica on 127.0.0.3";
+  EXPECT_GE(a.signs.load() - a_before, 8) << "replica a";
+  EXPECT_GE(b.signs.load() - b_before, 8) << "replica b";
   EXPECT_EQ(a.signs.load() - a_before + b.signs.load() - b_before, 20);
-  EXPECT_EQ(flaky_->signs.load(), 0);  // The fixture's server is not behind the name.
+  EXPECT_EQ(flaky_->signs.load(), 0);  // The fixture's server is not in the target.
 
   // One replica down: every call still succeeds on the other.
   replica_a->Shutdown(absl::Seconds(1));
@@ -524,7 +525,6 @@ TEST_F(ClientTest, RoundRobinOverEveryAddressOfADnsName) {
     ASSERT_TRUE(signature.ok()) << i << ": " << signature.status();
   }
   EXPECT_EQ(b.signs.load() - b_alone, 10);
-  EXPECT_EQ(dns.Stop(), 0);
 }
 
 // Keepalive pings find a replica that hangs without closing its connections: the client
@@ -535,21 +535,19 @@ TEST_F(ClientTest, KeepaliveNoticesAHungReplica) {
   FlakyStore a(store_.get());
   FlakyStore b(store_.get());
   std::unique_ptr<service::OffkeyServer> replica_b =
-      StartServer("127.0.0.3:0", &b, cert_base);
+      StartServer("127.0.0.1:0", &b, cert_base);
   ASSERT_NE(replica_b, nullptr);
-  const int port = replica_b->port();
-  // Replica a sits on another port behind the relay, which takes the name's port.
+  // Replica a is reached through the relay, which the target names instead.
   std::unique_ptr<service::OffkeyServer> replica_a =
-      StartServer("127.0.0.2:0", &a, cert_base);
+      StartServer("127.0.0.1:0", &a, cert_base);
   ASSERT_NE(replica_a, nullptr);
-  FreezableRelay relay("127.0.0.2", port, "127.0.0.2", replica_a->port());
-  ASSERT_TRUE(relay.ok()) << "127.0.0.2:" << port << " is taken";
+  FreezableRelay relay(replica_a->port());
+  ASSERT_TRUE(relay.ok());
 
-  DnsServer dns;
   ClientOptions options = Files();
   options.keepalive_time = absl::Seconds(10);  // The least ClientOptions allows.
   options.keepalive_timeout = absl::Seconds(1);
-  ASSERT_NO_FATAL_FAILURE(ServeName(&dns, port, &options));
+  TargetBoth(relay.port(), replica_b->port(), &options);
   std::unique_ptr<Client> client = Make(options);
   ASSERT_NE(client, nullptr);
   ASSERT_NO_FATAL_FAILURE(UseBoth(*client, a, b));
@@ -573,7 +571,6 @@ TEST_F(ClientTest, KeepaliveNoticesAHungReplica) {
   }
   EXPECT_EQ(b.signs.load() - b_before, 10);
   EXPECT_EQ(a.signs.load(), a_before);
-  EXPECT_EQ(dns.Stop(), 0);
 }
 
 // An answer later than the deadline is DEADLINE_EXCEEDED, not retried, and the next
