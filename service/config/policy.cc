@@ -37,6 +37,36 @@ bool IsKnownOperation(int op) {
   return op != offkey::v1::OPERATION_UNSPECIFIED && offkey::v1::Operation_IsValid(op);
 }
 
+// Operations that use no key: a grant of only these needs no key selector.
+bool IsKeyless(int op) {
+  return op == offkey::v1::VERIFY_CLIENT || IsTicketOperation(op);
+}
+
+// The ticket-key set names of a grant: required with a ticket operation, refused without
+// one (Grant.ticket_key_sets), each a valid set name.
+void CheckTicketKeySets(const offkey::v1::Grant& grant, const MessageCursor& where) {
+  const bool has_ticket_op = std::any_of(grant.operations().begin(),
+                                         grant.operations().end(), IsTicketOperation);
+  if (has_ticket_op && grant.ticket_key_sets().empty()) {
+    where.Error("ticket_key_sets", -1,
+                "empty; a grant of GET_TICKET_KEYS, SEAL_TICKET or UNSEAL_TICKET names "
+                "the ticket-key sets it covers");
+  }
+  if (!has_ticket_op && !grant.ticket_key_sets().empty()) {
+    where.Error("ticket_key_sets", -1,
+                "set in a grant without GET_TICKET_KEYS, SEAL_TICKET or UNSEAL_TICKET; "
+                "add the ticket operations or move the sets to a grant of their own");
+  }
+  for (int i = 0; i < grant.ticket_key_sets().size(); ++i) {
+    if (!IsValidTicketKeySetName(grant.ticket_key_sets(i))) {
+      where.Error("ticket_key_sets", i,
+                  absl::StrCat(Quoted(grant.ticket_key_sets(i)),
+                               " is not a ticket-key set name (1..64 characters of "
+                               "A-Z a-z 0-9 . _ -)"));
+    }
+  }
+}
+
 void CheckPatterns(const google::protobuf::RepeatedPtrField<std::string>& patterns,
                    const MessageCursor& where, absl::string_view field,
                    absl::string_view empty_message) {
@@ -117,6 +147,18 @@ absl::Status CheckSource(absl::string_view pattern, absl::string_view body,
 
 }  // namespace
 
+bool IsTicketOperation(int op) {
+  return op == offkey::v1::GET_TICKET_KEYS || op == offkey::v1::SEAL_TICKET ||
+         op == offkey::v1::UNSEAL_TICKET;
+}
+
+bool IsValidTicketKeySetName(absl::string_view name) {
+  return !name.empty() && name.size() <= kMaxTicketKeySetNameBytes &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+         });
+}
+
 absl::StatusOr<IdentityPattern> IdentityPattern::Parse(absl::string_view pattern) {
   if (pattern.empty()) {
     return absl::InvalidArgumentError("empty; name a caller identity");
@@ -169,7 +211,8 @@ void CheckPolicy(const offkey::v1::PolicyConfig& policy,
     if (grant.operations().empty()) {
       where.Error("operations", -1,
                   "empty; list at least one of SIGN, DECRYPT_PREMASTER, "
-                  "DERIVE_MASTER_SECRET, VERIFY_CLIENT, GET_CERTIFICATE, LIST_KEYS");
+                  "DERIVE_MASTER_SECRET, VERIFY_CLIENT, GET_CERTIFICATE, LIST_KEYS, "
+                  "GET_TICKET_KEYS, SEAL_TICKET, UNSEAL_TICKET");
     }
     for (int i = 0; i < grant.operations().size(); ++i) {
       if (!IsKnownOperation(grant.operations(i))) {
@@ -177,12 +220,13 @@ void CheckPolicy(const offkey::v1::PolicyConfig& policy,
                     absl::StrCat("unknown operation ", grant.operations(i)));
       }
     }
-    // VerifyClient uses no key, so a grant of VERIFY_CLIENT alone needs no selector.
-    const bool verify_only =
+    // VerifyClient and the ticket operations use no key, so a grant of only those
+    // needs no selector.
+    const bool keyless_only =
         !grant.operations().empty() &&
-        std::all_of(grant.operations().begin(), grant.operations().end(),
-                    [](int op) { return op == offkey::v1::VERIFY_CLIENT; });
-    if (!verify_only || grant.has_keys()) CheckSelector(grant.keys(), where);
+        std::all_of(grant.operations().begin(), grant.operations().end(), IsKeyless);
+    if (!keyless_only || grant.has_keys()) CheckSelector(grant.keys(), where);
+    CheckTicketKeySets(grant, where);
   }
   CheckPatterns(admin_identities, server_config, "admin_identities", "");
 }
@@ -205,6 +249,8 @@ absl::StatusOr<Policy> Policy::Create(
     grant.all_keys = in.keys().all_keys();
     grant.names.insert(in.keys().names().begin(), in.keys().names().end());
     grant.labels.insert(in.keys().labels().begin(), in.keys().labels().end());
+    grant.ticket_key_sets.insert(in.ticket_key_sets().begin(),
+                                 in.ticket_key_sets().end());
     compiled.grants_.push_back(std::move(grant));
   }
   for (const std::string& pattern : admin_identities) {
@@ -248,6 +294,19 @@ bool Policy::AllowsKeyless(absl::string_view identity, Operation op) const {
   const uint32_t bit = uint32_t{1} << op;
   for (const Grant& grant : grants_) {
     if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity)) return true;
+  }
+  return false;
+}
+
+bool Policy::AllowsTicketKeySet(absl::string_view identity, Operation op,
+                                absl::string_view set) const {
+  if (identity.empty() || !IsTicketOperation(op)) return false;
+  const uint32_t bit = uint32_t{1} << op;
+  for (const Grant& grant : grants_) {
+    if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity) &&
+        grant.ticket_key_sets.count(set) > 0) {
+      return true;
+    }
   }
   return false;
 }
