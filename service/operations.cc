@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "hsm/ticket_keys.h"
 #include "service/crypto/premaster.h"
 #include "service/crypto/substitute.h"
 #include "service/crypto/tls_prf.h"
@@ -412,9 +413,8 @@ absl::StatusOr<hsm::TicketKeySetInfo> Operations::AuthorizeTicketKeySet(
   if (name.empty()) {
     return absl::InvalidArgumentError("ticket_key_set: required; name a ticket-key set");
   }
-  if (!config::IsValidTicketKeySetName(name)) {
-    return absl::InvalidArgumentError(
-        "ticket_key_set: a ticket-key set name is 1..64 characters of A-Z a-z 0-9 . _ -");
+  if (absl::Status valid = hsm::ValidateTicketKeySetName(name); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ticket_key_set: ", valid.message()));
   }
   // As for keys: one message for "no such set" and "not yours", and a caller without
   // the grant is turned away before the store is asked.

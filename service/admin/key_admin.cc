@@ -13,6 +13,7 @@
 #include "base/openssl_util.h"
 #include "base/pem.h"
 #include "base/status_macros.h"
+#include "hsm/ticket_keys.h"
 #include "service/admin/csr.h"
 #include "service/admin/private_key_import.h"
 #include "service/proto_convert.h"
@@ -533,7 +534,9 @@ v1::TicketKeySetInfo KeyAdmin::ToProto(const hsm::TicketKeySetInfo& info) const 
 
 absl::StatusOr<v1::CreateTicketKeySetResponse> KeyAdmin::CreateTicketKeySet(
     const v1::CreateTicketKeySetRequest& request) {
-  OFFKEY_RETURN_IF_ERROR(CheckKeyName(request.name()));
+  if (absl::Status valid = hsm::ValidateTicketKeySetName(request.name()); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("name: ", valid.message()));
+  }
   int64_t period = request.rotation_period_seconds();
   if (period == 0) period = kDefaultRotationSeconds;
   if (period < kMinRotationSeconds || period > kMaxRotationSeconds) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/identity.h"
 #include "base/status_macros.h"
+#include "hsm/ticket_keys.h"
 
 namespace offkey::service::config {
 namespace {
@@ -58,11 +59,12 @@ void CheckTicketKeySets(const offkey::v1::Grant& grant, const MessageCursor& whe
                 "add the ticket operations or move the sets to a grant of their own");
   }
   for (int i = 0; i < grant.ticket_key_sets().size(); ++i) {
-    if (!IsValidTicketKeySetName(grant.ticket_key_sets(i))) {
+    const std::string& name = grant.ticket_key_sets(i);
+    if (!hsm::ValidateTicketKeySetName(name).ok()) {
       where.Error("ticket_key_sets", i,
-                  absl::StrCat(Quoted(grant.ticket_key_sets(i)),
+                  absl::StrCat(Quoted(name),
                                " is not a ticket-key set name (1..64 characters of "
-                               "A-Z a-z 0-9 . _ -)"));
+                               "A-Z a-z 0-9 . _ -, starting with a letter or digit)"));
     }
   }
 }
@@ -150,13 +152,6 @@ absl::Status CheckSource(absl::string_view pattern, absl::string_view body,
 bool IsTicketOperation(int op) {
   return op == offkey::v1::GET_TICKET_KEYS || op == offkey::v1::SEAL_TICKET ||
          op == offkey::v1::UNSEAL_TICKET;
-}
-
-bool IsValidTicketKeySetName(absl::string_view name) {
-  return !name.empty() && name.size() <= kMaxTicketKeySetNameBytes &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
-         });
 }
 
 absl::StatusOr<IdentityPattern> IdentityPattern::Parse(absl::string_view pattern) {

@@ -56,10 +56,6 @@ inline constexpr size_t kMaxIdentityBytes = 1024;
 // grants name in ticket_key_sets rather than selecting keys.
 bool IsTicketOperation(int op);
 
-// Ticket-key set names follow the key name limits: 1..64 bytes of [A-Za-z0-9._-].
-inline constexpr size_t kMaxTicketKeySetNameBytes = 64;
-bool IsValidTicketKeySetName(absl::string_view name);
-
 // Deny by default: a call is allowed only when a grant names the caller (exact or by
 // prefix), lists the operation and selects the key. Immutable once created, hence
 // thread-safe; to change the policy make a new one and swap a shared_ptr to it.

@@ -157,7 +157,7 @@ TEST(PolicyTest, TicketGrantsAreChecked) {
       << stray;
   // Names outside the set name limits, and no wildcard.
   for (const char* bad :
-       {"", "*", "a/b", "tickets!",
+       {"", "*", "a/b", "tickets!", "-edge",
         "12345678901234567890123456789012345678901234567890123456789012345"}) {
     offkey::v1::PolicyConfig config;
     offkey::v1::Grant* grant = config.add_grants();

@@ -1,5 +1,6 @@
 #include "service/tickets/ticket_key_sets.h"
 
+#include <optional>
 #include <utility>
 
 #include "base/status_macros.h"
@@ -35,19 +36,46 @@ TicketKeySets::TicketKeySets(hsm::KeyStore* store, Options options)
 absl::StatusOr<hsm::TicketKeySetInfo> TicketKeySets::Find(absl::string_view name,
                                                           absl::Duration* store_time) {
   const absl::Time now = Now();
+  // When the entry is stale: one epoch it holds, to check against the store below.
+  std::optional<hsm::TicketKeySetInfo> cached_info;
+  std::shared_ptr<const EpochMaterial> probe;
   {
     offkey::MutexLock lock(&mu_);
     auto it = sets_.find(name);
-    // A clock that went back counts as stale too.
-    if (it != sets_.end() && now >= it->second.checked &&
-        now - it->second.checked <= options_.recheck) {
-      return it->second.info;
+    if (it != sets_.end()) {
+      // A clock that went back counts as stale too.
+      if (now >= it->second.checked && now - it->second.checked <= options_.recheck) {
+        return it->second.info;
+      }
+      cached_info = it->second.info;
+      if (!it->second.epochs.empty()) probe = it->second.epochs.rbegin()->second;
     }
   }
   absl::StatusOr<hsm::TicketKeySetInfo> found;
   {
     StoreTimer timer(store_time);
     found = store_->FindTicketKeySet(name);
+  }
+  // The facts alone cannot tell a set destroyed and made again within the same second
+  // (creation times are whole seconds) from the set as it was, so one cached epoch is
+  // derived again: if its key changed, every cached epoch goes.
+  bool same_root = true;
+  if (found.ok() && probe != nullptr && cached_info.has_value() &&
+      SameSet(*cached_info, *found)) {
+    absl::StatusOr<SecretBytes> secret;
+    {
+      StoreTimer timer(store_time);
+      secret = store_->DeriveTicketEpochSecret(name, probe->epoch(), {});
+    }
+    if (absl::IsNotFound(secret.status())) {
+      found = secret.status();
+    } else if (!secret.ok()) {
+      return secret.status();
+    } else {
+      OFFKEY_ASSIGN_OR_RETURN(std::shared_ptr<const EpochMaterial> again,
+                              EpochMaterial::FromSecret(probe->epoch(), *secret));
+      same_root = again->seal_key().view() == probe->seal_key().view();
+    }
   }
   offkey::MutexLock lock(&mu_);
   if (absl::IsNotFound(found.status())) {
@@ -69,7 +97,7 @@ absl::StatusOr<hsm::TicketKeySetInfo> TicketKeySets::Find(absl::string_view name
   }
   Entry& entry = it->second;
   // A set destroyed and made again under the same name is another set.
-  if (!SameSet(entry.info, *found)) entry.epochs.clear();
+  if (!same_root || !SameSet(entry.info, *found)) entry.epochs.clear();
   entry.info = *found;
   entry.checked = now;
   Prune(entry, now);

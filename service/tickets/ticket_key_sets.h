@@ -22,9 +22,10 @@ namespace offkey::service::tickets {
 
 // What is cached, and for how long:
 //   - a set's facts (period, creation time) are re-read from the store when more than
-//     `recheck` old; a set the store no longer has is dropped then. So a set destroyed
-//     through another replica stops working here within `recheck` (5 s by default);
-//     through this replica (Forget) at once.
+//     `recheck` old, and one cached epoch derived again; a set the store no longer has,
+//     or whose root changed (destroyed and made again), is dropped then. So a set
+//     destroyed through another replica stops working here within `recheck` (5 s by
+//     default); through this replica (Forget) at once.
 //   - the material of epochs current - 1 .. current + 1 of each set; older and newer
 //     epochs are dropped as the clock moves on, and with their set.
 //   - at most `max_sets` sets; beyond that the least recently checked one goes.
