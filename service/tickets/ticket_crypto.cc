@@ -1,8 +1,6 @@
 #include "service/tickets/ticket_crypto.h"
 
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
 #include <memory>
@@ -11,16 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
+#include "service/crypto/hkdf.h"
 
 namespace offkey::service::tickets {
 namespace {
 
-struct KdfDeleter {
-  void operator()(EVP_KDF* kdf) const { EVP_KDF_free(kdf); }
-};
-struct KdfCtxDeleter {
-  void operator()(EVP_KDF_CTX* ctx) const { EVP_KDF_CTX_free(ctx); }
-};
 struct CipherCtxDeleter {
   void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
 };
@@ -92,30 +85,6 @@ absl::Time EpochStart(int64_t epoch, absl::Duration period) {
   return absl::FromUnixSeconds(epoch * PeriodSeconds(period));
 }
 
-absl::StatusOr<SecretBytes> HkdfSha256Expand(const SecretBytes& prk,
-                                             absl::string_view info, size_t length) {
-  std::unique_ptr<EVP_KDF, KdfDeleter> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
-  if (kdf == nullptr) return OpenSslError(absl::StatusCode::kInternal, "HKDF");
-  std::unique_ptr<EVP_KDF_CTX, KdfCtxDeleter> ctx(EVP_KDF_CTX_new(kdf.get()));
-  if (ctx == nullptr) return OpenSslError(absl::StatusCode::kInternal, "HKDF context");
-  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
-                                        const_cast<uint8_t*>(prk.data()), prk.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
-                                        const_cast<char*>(info.data()), info.size()),
-      OSSL_PARAM_construct_end(),
-  };
-  SecretBytes out(length);
-  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) {
-    return OpenSslError(absl::StatusCode::kInternal, "HKDF-Expand");
-  }
-  return out;
-}
-
 absl::StatusOr<std::shared_ptr<const EpochMaterial>> EpochMaterial::FromSecret(
     int64_t epoch, const SecretBytes& secret) {
   if (secret.size() != kEpochSecretBytes) {
@@ -123,9 +92,11 @@ absl::StatusOr<std::shared_ptr<const EpochMaterial>> EpochMaterial::FromSecret(
         "a ticket epoch secret has ", kEpochSecretBytes, " bytes; got ", secret.size()));
   }
   OFFKEY_ASSIGN_OR_RETURN(SecretBytes ticket_key,
-                          HkdfSha256Expand(secret, kTicketKeyInfo, kTicketKeyBytes));
-  OFFKEY_ASSIGN_OR_RETURN(SecretBytes seal_key,
-                          HkdfSha256Expand(secret, kSealKeyInfo, kSealKeyBytes));
+                          crypto::HkdfSha256Expand(secret, kTicketKeyInfo,
+                                                   kTicketKeyBytes, "the ticket key"));
+  OFFKEY_ASSIGN_OR_RETURN(
+      SecretBytes seal_key,
+      crypto::HkdfSha256Expand(secret, kSealKeyInfo, kSealKeyBytes, "the sealing key"));
   return std::shared_ptr<const EpochMaterial>(
       new EpochMaterial(epoch, std::move(ticket_key), std::move(seal_key)));
 }

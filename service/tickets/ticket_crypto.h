@@ -27,11 +27,6 @@ inline absl::Time EpochEnd(int64_t epoch, absl::Duration period) {
   return EpochStart(epoch + 1, period);
 }
 
-// HKDF-Expand (RFC 5869 section 2.3) with SHA-256: `length` bytes from the
-// pseudorandom key `prk` and `info`. INTERNAL if OpenSSL fails.
-absl::StatusOr<SecretBytes> HkdfSha256Expand(const SecretBytes& prk,
-                                             absl::string_view info, size_t length);
-
 // The store's per-epoch secret, and what it expands to.
 inline constexpr size_t kEpochSecretBytes = 32;
 inline constexpr absl::string_view kTicketKeyInfo = "offkey ticket key v1";
@@ -48,8 +43,9 @@ inline constexpr size_t kSealKeyBytes = 32;  // AES-256-GCM.
 // One epoch's key material. Immutable once made; wiped when destroyed.
 class EpochMaterial {
  public:
-  // Expands `secret` (kEpochSecretBytes) into the ticket key (info kTicketKeyInfo) and
-  // the sealing key (info kSealKeyInfo). INVALID_ARGUMENT for a secret of another size.
+  // Expands `secret` (kEpochSecretBytes) with HKDF-SHA256-Expand into the ticket key
+  // (info kTicketKeyInfo) and the sealing key (info kSealKeyInfo). INVALID_ARGUMENT for a
+  // secret of another size.
   static absl::StatusOr<std::shared_ptr<const EpochMaterial>> FromSecret(
       int64_t epoch, const SecretBytes& secret);
 
