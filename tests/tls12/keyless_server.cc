@@ -6,18 +6,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <iterator>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "tests/tls12/tls12.h"
 
 namespace offkey::tests::tls12 {
 namespace {
-
-constexpr uint8_t kHandshakeFailure = 40;
-constexpr uint8_t kDecryptError = 51;
 
 // A cursor over a message body; every read checks the length.
 class Reader {
@@ -86,6 +88,95 @@ absl::StatusOr<ClientHello> ParseClientHello(absl::string_view message) {
   return hello;
 }
 
+// The client's certificates (DER, leaf first) from its Certificate message.
+absl::StatusOr<std::vector<std::string>> ParseCertificate(const std::string& message) {
+  if (message.empty() || static_cast<uint8_t>(message[0]) != kCertificate) {
+    return absl::InvalidArgumentError("expected the client's Certificate");
+  }
+  Reader r(message.substr(4));
+  absl::string_view list;
+  if (!r.Vector(3, &list) || !r.empty()) {
+    return absl::InvalidArgumentError("malformed Certificate");
+  }
+  std::vector<std::string> chain;
+  Reader l(list);
+  absl::string_view der;
+  while (!l.empty()) {
+    if (!l.Vector(3, &der)) return absl::InvalidArgumentError("malformed Certificate");
+    chain.emplace_back(der);
+  }
+  return chain;
+}
+
+// The scheme and signature of a CertificateVerify message.
+absl::Status ParseCertificateVerify(absl::string_view message, size_t* scheme,
+                                    absl::string_view* signature) {
+  Reader r(message.substr(std::min<size_t>(4, message.size())));
+  if (message.empty() || static_cast<uint8_t>(message[0]) != kCertificateVerify ||
+      !r.Number(2, scheme) || !r.Vector(2, signature) || !r.empty()) {
+    return absl::InvalidArgumentError("expected a well-formed CertificateVerify");
+  }
+  return absl::OkStatus();
+}
+
+// The alert a stock OpenSSL server sends for the X.509 error behind each refusal
+// (ssl_x509err2alert), or for a bad CertificateVerify; an unknown result gets
+// certificate_unknown, OpenSSL's answer to verification errors it has no entry for.
+uint8_t AlertFor(v1::VerifyResult result) {
+  switch (result) {
+    case v1::EXPIRED:
+      return kCertificateExpired;
+    case v1::NOT_YET_VALID:
+      return kBadCertificate;
+    case v1::UNTRUSTED_ISSUER:
+      return kUnknownCa;
+    case v1::WRONG_PURPOSE:
+      return kUnsupportedCertificate;
+    case v1::REVOKED:
+      return kCertificateRevoked;
+    case v1::BAD_SIGNATURE:
+      return kDecryptError;
+    case v1::SCHEME_NOT_ALLOWED:
+      return kIllegalParameter;
+    case v1::MALFORMED_CHAIN:
+      return kDecodeError;
+    default:
+      return kCertificateUnknown;
+  }
+}
+
+// A CertificateRequest for `auth` (RFC 5246 section 7.4.4).
+std::string CertificateRequest(const ClientAuth& auth) {
+  std::string schemes;
+  for (uint16_t scheme : kClientSignatureSchemes) schemes += Uint(scheme, 2);
+  std::string names;
+  for (const std::string& name : auth.certificate_authorities) {
+    absl::StrAppend(&names, Uint(name.size(), 2), name);
+  }
+  constexpr uint8_t kRsaSign = 1;
+  constexpr uint8_t kEcdsaSign = 64;
+  return HandshakeMessage(
+      kCertificateRequest,
+      absl::StrCat(Uint(2, 1), Uint(kRsaSign, 1), Uint(kEcdsaSign, 1),
+                   Uint(schemes.size(), 2), schemes, Uint(names.size(), 2), names));
+}
+
+// Ends the connection after an alert without resetting it: the client may still be
+// sending its flight, and closing with unread data would send a TCP reset that can
+// destroy the alert before the client reads it. Reads (discarding) until the client
+// closes, for at most 2 s.
+void LingeringClose(int fd) {
+  shutdown(fd, SHUT_WR);
+  const absl::Time until = absl::Now() + absl::Seconds(2);
+  char buffer[4096];
+  while (absl::Now() < until) {
+    pollfd p = {fd, POLLIN, 0};
+    const int wait = static_cast<int>(absl::ToInt64Milliseconds(until - absl::Now()));
+    if (poll(&p, 1, std::max(wait, 1)) <= 0) return;
+    if (recv(fd, buffer, sizeof(buffer), 0) <= 0) return;
+  }
+}
+
 std::string Random32() {
   std::string out(32, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), 32);
@@ -95,11 +186,13 @@ std::string Random32() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KeylessServer>> KeylessServer::Start(
-    client::Client* client, std::string key_name, std::vector<std::string> chain) {
+    client::Client* client, std::string key_name, std::vector<std::string> chain,
+    ServerOptions options) {
   std::unique_ptr<KeylessServer> server(new KeylessServer());
   server->client_ = client;
   server->key_name_ = std::move(key_name);
   server->chain_ = std::move(chain);
+  server->options_ = std::move(options);
   server->listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -131,6 +224,11 @@ std::vector<std::string> KeylessServer::master_secrets_hex() const {
   return masters_;
 }
 
+std::vector<v1::ClientIdentity> KeylessServer::client_identities() const {
+  offkey::MutexLock lock(&mu_);
+  return identities_;
+}
+
 void KeylessServer::Serve() {
   while (!stop_) {
     pollfd p = {listen_fd_, POLLIN, 0};
@@ -146,7 +244,9 @@ void KeylessServer::Serve() {
 absl::Status KeylessServer::Handle(int fd) {
   Connection c(fd);
   auto fail = [&c](uint8_t alert, absl::Status why) {
-    c.Send(kAlert, absl::StrCat(Uint(2, 1), Uint(alert, 1))).IgnoreError();
+    if (c.Send(kAlert, absl::StrCat(Uint(2, 1), Uint(alert, 1))).ok()) {
+      LingeringClose(c.fd());
+    }
     return why;
   };
 
@@ -170,6 +270,7 @@ absl::Status KeylessServer::Handle(int fd) {
   for (const std::string& der : chain_) {
     absl::StrAppend(&certificates, Uint(der.size(), 3), der);
   }
+  const std::optional<ClientAuth>& auth = options_.client_auth;
   const std::string flight = absl::StrCat(
       HandshakeMessage(kServerHello,
                        absl::StrCat(Uint(kVersion, 2), server_random, Uint(0, 1),
@@ -177,9 +278,26 @@ absl::Status KeylessServer::Handle(int fd) {
                                     Uint(extensions.size(), 2), extensions)),
       HandshakeMessage(kCertificate,
                        absl::StrCat(Uint(certificates.size(), 3), certificates)),
+      auth.has_value() ? CertificateRequest(*auth) : "",
       HandshakeMessage(kServerHelloDone, ""));
   transcript += flight;
   OFFKEY_RETURN_IF_ERROR(c.Send(kHandshake, flight));
+
+  std::vector<std::string> client_chain;
+  if (auth.has_value()) {
+    OFFKEY_ASSIGN_OR_RETURN(std::string certificate, c.ReceiveHandshake());
+    absl::StatusOr<std::vector<std::string>> parsed = ParseCertificate(certificate);
+    if (!parsed.ok()) return fail(kDecodeError, parsed.status());
+    // As OpenSSL does for TLS 1.2 when a certificate is required (certificate_required
+    // exists only from TLS 1.3 on).
+    if (parsed->empty()) {
+      return fail(kHandshakeFailure,
+                  absl::PermissionDeniedError(
+                      "the client sent no certificate; this server requires one"));
+    }
+    client_chain = *std::move(parsed);
+    transcript += certificate;
+  }
 
   OFFKEY_ASSIGN_OR_RETURN(std::string key_exchange, c.ReceiveHandshake());
   absl::string_view ciphertext;
@@ -189,6 +307,45 @@ absl::Status KeylessServer::Handle(int fd) {
     return fail(kHandshakeFailure, absl::InvalidArgumentError("bad ClientKeyExchange"));
   }
   transcript += key_exchange;
+  // The extended master secret covers the handshake up to ClientKeyExchange.
+  const std::string session_hash = Sha256(transcript);
+
+  if (auth.has_value()) {
+    // The client signed every handshake message before its CertificateVerify.
+    OFFKEY_ASSIGN_OR_RETURN(std::string certificate_verify, c.ReceiveHandshake());
+    size_t scheme = 0;
+    absl::string_view signature;
+    absl::Status parsed = ParseCertificateVerify(certificate_verify, &scheme, &signature);
+    if (!parsed.ok()) return fail(kDecodeError, parsed);
+    if (std::find(std::begin(kClientSignatureSchemes), std::end(kClientSignatureSchemes),
+                  scheme) == std::end(kClientSignatureSchemes)) {
+      return fail(
+          kIllegalParameter,
+          absl::InvalidArgumentError(absl::StrCat(
+              "the client signed with scheme 0x", absl::Hex(scheme, absl::kZeroPad4),
+              ", which the CertificateRequest did not offer")));
+    }
+    v1::VerifyClientRequest verify;
+    verify.mutable_context()->set_version(v1::TLS_1_2);
+    for (std::string& der : client_chain) verify.add_certificate_chain(std::move(der));
+    verify.set_trust_bundle(auth->trust_bundle);
+    verify.set_scheme(static_cast<v1::SignatureScheme>(scheme));
+    verify.set_signed_content(transcript);
+    verify.set_signature(std::string(signature));
+    absl::StatusOr<v1::VerifyClientResponse> verified = client_->VerifyClient(verify);
+    if (!verified.ok()) return fail(kInternalError, verified.status());
+    if (verified->result() != v1::VERIFIED) {
+      return fail(AlertFor(verified->result()),
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "client refused: ", v1::VerifyResult_Name(verified->result()), ": ",
+                      verified->detail())));
+    }
+    {
+      offkey::MutexLock lock(&mu_);
+      identities_.push_back(verified->identity());
+    }
+    transcript += certificate_verify;
+  }
 
   // The only secret this server learns is the master secret.
   v1::DeriveMasterSecretRequest derive;
@@ -197,7 +354,7 @@ absl::Status KeylessServer::Handle(int fd) {
   derive.set_ciphertext(std::string(ciphertext));
   derive.set_client_version(hello->version);
   derive.set_prf_hash(v1::PRF_SHA256);
-  derive.set_session_hash(Sha256(transcript));
+  derive.set_session_hash(session_hash);
   absl::StatusOr<v1::DeriveMasterSecretResponse> derived =
       client_->DeriveMasterSecret(derive);
   if (!derived.ok()) return fail(kHandshakeFailure, derived.status());

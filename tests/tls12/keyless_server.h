@@ -2,12 +2,17 @@
 // key exchange it sends the ClientKeyExchange to offkeyd's DeriveMasterSecret and gets
 // back only the (extended) master secret. One suite (TLS_RSA_WITH_AES_128_GCM_SHA256),
 // extended master secret required, one connection at a time, each answered with one
-// line: "offkey keyless server: <what the client sent>". For tests.
+// line: "offkey keyless server: <what the client sent>". Optionally it requires a client
+// certificate and leaves its verification, chain and CertificateVerify signature, to
+// offkeyd's VerifyClient, refusing with the alert a stock OpenSSL server would send.
+// For tests.
 #ifndef OFFKEY_TESTS_TLS12_KEYLESS_SERVER_H_
 #define OFFKEY_TESTS_TLS12_KEYLESS_SERVER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,13 +23,42 @@
 
 namespace offkey::tests::tls12 {
 
+// Client authentication: the server sends a CertificateRequest (rsa_sign and
+// ecdsa_sign, the schemes in kClientSignatureSchemes, `certificate_authorities`),
+// requires a certificate, and accepts the client only when VerifyClient answers VERIFIED.
+struct ClientAuth {
+  // The offkeyd trust bundle VerifyClient checks the chain against.
+  std::string trust_bundle;
+  // DER distinguished names for the CertificateRequest; may be empty.
+  std::vector<std::string> certificate_authorities;
+};
+
+struct ServerOptions {
+  std::optional<ClientAuth> client_auth;
+};
+
+// The CertificateVerify schemes the server offers clients (wire values), in order: those
+// VerifyClient takes in TLS 1.2 for RSA and ECDSA keys.
+inline constexpr uint16_t kClientSignatureSchemes[] = {
+    0x0403,  // ecdsa_secp256r1_sha256
+    0x0503,  // ecdsa_secp384r1_sha384
+    0x0603,  // ecdsa_secp521r1_sha512
+    0x0804,  // rsa_pss_rsae_sha256
+    0x0805,  // rsa_pss_rsae_sha384
+    0x0806,  // rsa_pss_rsae_sha512
+    0x0401,  // rsa_pkcs1_sha256
+    0x0501,  // rsa_pkcs1_sha384
+    0x0601,  // rsa_pkcs1_sha512
+};
+
 class KeylessServer {
  public:
   // Listens on 127.0.0.1 (port 0: any) and serves until destroyed. `key_name` names the
   // offkeyd key; `chain` is its certificate chain (DER, leaf first). `client` must
-  // outlive the server.
+  // outlive the server; with client authentication it needs the VERIFY_CLIENT grant.
   static absl::StatusOr<std::unique_ptr<KeylessServer>> Start(
-      client::Client* client, std::string key_name, std::vector<std::string> chain);
+      client::Client* client, std::string key_name, std::vector<std::string> chain,
+      ServerOptions options = {});
   ~KeylessServer();
 
   int port() const { return port_; }
@@ -32,6 +66,8 @@ class KeylessServer {
   std::vector<std::string> outcomes() const;
   // Master secrets derived (hex), for comparison with what the client reports.
   std::vector<std::string> master_secrets_hex() const;
+  // The clients VerifyClient accepted, in order (client authentication only).
+  std::vector<v1::ClientIdentity> client_identities() const;
 
  private:
   KeylessServer() = default;
@@ -41,6 +77,7 @@ class KeylessServer {
   client::Client* client_ = nullptr;
   std::string key_name_;
   std::vector<std::string> chain_;
+  ServerOptions options_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -48,6 +85,7 @@ class KeylessServer {
   mutable offkey::Mutex mu_;
   std::vector<std::string> outcomes_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> masters_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::ClientIdentity> identities_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace offkey::tests::tls12

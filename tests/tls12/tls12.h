@@ -1,8 +1,9 @@
 // Just enough TLS 1.2 for tests that must control the wire: RSA key exchange with
 // TLS_RSA_WITH_AES_128_GCM_SHA256 (RFC 5246, RFC 5288), with or without the extended
-// master secret (RFC 7627). Used by a raw client that sends crafted ClientKeyExchange
-// messages and by a minimal server that never sees the premaster. Not a TLS library:
-// one suite, no renegotiation, no resumption, blocking sockets.
+// master secret (RFC 7627), and client certificates. Used by a raw client that sends
+// crafted ClientKeyExchange messages and by a minimal server that never sees the
+// premaster. Not a TLS library: one suite, no renegotiation, no resumption, blocking
+// sockets.
 #ifndef OFFKEY_TESTS_TLS12_TLS12_H_
 #define OFFKEY_TESTS_TLS12_TLS12_H_
 
@@ -30,9 +31,26 @@ enum HandshakeType : uint8_t {
   kClientHello = 1,
   kServerHello = 2,
   kCertificate = 11,
+  kCertificateRequest = 13,
   kServerHelloDone = 14,
+  kCertificateVerify = 15,
   kClientKeyExchange = 16,
   kFinished = 20,
+};
+
+// Alert descriptions (RFC 5246 section 7.2; certificate_required from RFC 8446).
+enum AlertDescription : uint8_t {
+  kHandshakeFailure = 40,
+  kBadCertificate = 42,
+  kUnsupportedCertificate = 43,
+  kCertificateRevoked = 44,
+  kCertificateExpired = 45,
+  kCertificateUnknown = 46,
+  kIllegalParameter = 47,
+  kUnknownCa = 48,
+  kDecodeError = 50,
+  kDecryptError = 51,
+  kInternalError = 80,
 };
 
 // Big-endian integer of `bytes` bytes.
