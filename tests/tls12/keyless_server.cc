@@ -60,7 +60,7 @@ absl::StatusOr<ClientHello> ParseClientHello(absl::string_view message) {
   if (message.empty() || static_cast<uint8_t>(message[0]) != kClientHello) {
     return absl::InvalidArgumentError("expected a ClientHello");
   }
-  Reader r(message.substr(4));
+  Reader r(absl::string_view(message).substr(4));
   ClientHello hello;
   size_t version = 0;
   absl::string_view random, session, suites, compression, extensions;
@@ -93,7 +93,7 @@ absl::StatusOr<std::vector<std::string>> ParseCertificate(const std::string& mes
   if (message.empty() || static_cast<uint8_t>(message[0]) != kCertificate) {
     return absl::InvalidArgumentError("expected the client's Certificate");
   }
-  Reader r(message.substr(4));
+  Reader r(absl::string_view(message).substr(4));
   absl::string_view list;
   if (!r.Vector(3, &list) || !r.empty()) {
     return absl::InvalidArgumentError("malformed Certificate");
