@@ -246,7 +246,8 @@ class KeylessClientAuthTest : public OffkeydTest {
   }
 
   // A client certificate from `ca` (default: the clients' CA) written to
-  // dir_/<name>.pem and .key; returns the certificate and key.
+  // dir_/<name>.pem and, unless `spec` names a public key, its key to .key; returns the
+  // certificate and key.
   IssuedCert ClientCert(const std::string& name, CertSpec spec = {},
                         const IssuedCert* ca = nullptr) {
     spec.common_name = name;
@@ -255,10 +256,28 @@ class KeylessClientAuthTest : public OffkeydTest {
     absl::StatusOr<IssuedCert> cert = service::dev::Issue(ca ? *ca : clients_, spec);
     EXPECT_TRUE(cert.ok()) << cert.status();
     if (!cert.ok()) return {};
-    RecordSecret("client key " + name, cert->key_pem.view());
     Write(dir_ + "/" + name + ".pem", cert->cert_pem);
-    Write(dir_ + "/" + name + ".key", cert->key_pem.view());
+    if (spec.public_key_spki.empty()) {  // Else the key is already in its file.
+      RecordSecret("client key " + name, cert->key_pem.view());
+      Write(dir_ + "/" + name + ".key", cert->key_pem.view());
+    }
     return *std::move(cert);
+  }
+
+  // A CertSpec over a fresh RSA-2048 key made by openssl in dir_/<name>.key.
+  CertSpec RsaKey(const std::string& name) {
+    const std::string key = dir_ + "/" + name + ".key";
+    ProcessResult made = RunProcess({"/usr/bin/openssl", "genpkey", "-algorithm", "RSA",
+                                     "-pkeyopt", "rsa_keygen_bits:2048", "-out", key},
+                                    "", {"OPENSSL_CONF=/dev/null"});
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    ProcessResult spki =
+        RunProcess({"/usr/bin/openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"},
+                   "", {"OPENSSL_CONF=/dev/null"});
+    EXPECT_EQ(spki.exit_code, 0) << spki.err;
+    CertSpec spec;
+    spec.public_key_spki = spki.out;
+    return spec;
   }
 
   // openssl s_client to `port`, with `name`'s certificate and key unless `name` is
@@ -323,36 +342,43 @@ class KeylessClientAuthTest : public OffkeydTest {
   int stock_port_ = 0;
 };
 
-TEST_F(KeylessClientAuthTest, AGoodCertificateIsAcceptedAndNamed) {
+// ECDSA P-256 and RSA client certificates (CertificateVerify with ECDSA, and RSA with
+// whichever offered scheme each client picks).
+TEST_F(KeylessClientAuthTest, GoodCertificatesAreAcceptedAndNamed) {
   ClientCert("browser");
-  ProcessResult openssl = SClient(keyless_->port(), "browser");
-  EXPECT_NE(openssl.out.find("offkey keyless server: GET / HTTP/1.0"), std::string::npos)
-      << openssl.out << openssl.err;
-  EXPECT_EQ(ReceivedAlert(openssl), "none") << openssl.err;
-  ProcessResult gnutls = Gnutls(keyless_->port(), "browser");
-  EXPECT_NE(gnutls.out.find("Handshake was completed"), std::string::npos)
-      << gnutls.out << gnutls.err;
-  EXPECT_NE(gnutls.out.find("offkey keyless server: GET / HTTP/1.0"), std::string::npos)
-      << gnutls.out << gnutls.err;
+  ClientCert("browser-rsa", RsaKey("browser-rsa"));
+  for (const std::string name : {"browser", "browser-rsa"}) {
+    ProcessResult openssl = SClient(keyless_->port(), name);
+    EXPECT_NE(openssl.out.find("offkey keyless server: GET / HTTP/1.0"),
+              std::string::npos)
+        << name << ": " << openssl.out << openssl.err;
+    EXPECT_EQ(ReceivedAlert(openssl), "none") << name << ": " << openssl.err;
+    ProcessResult gnutls = Gnutls(keyless_->port(), name);
+    EXPECT_NE(gnutls.out.find("Handshake was completed"), std::string::npos)
+        << name << ": " << gnutls.out << gnutls.err;
+    EXPECT_NE(gnutls.out.find("offkey keyless server: GET / HTTP/1.0"), std::string::npos)
+        << name << ": " << gnutls.out << gnutls.err;
 
-  // The stock server accepts the same clients.
-  ProcessResult stock_openssl = SClient(stock_port_, "browser");
-  EXPECT_NE(stock_openssl.out.find("HTTP/1.0 200 ok"), std::string::npos)
-      << stock_openssl.out << stock_openssl.err;
-  ProcessResult stock_gnutls = Gnutls(stock_port_, "browser");
-  EXPECT_NE(stock_gnutls.out.find("HTTP/1.0 200 ok"), std::string::npos)
-      << stock_gnutls.out << stock_gnutls.err;
+    // The stock server accepts the same clients.
+    ProcessResult stock_openssl = SClient(stock_port_, name);
+    EXPECT_NE(stock_openssl.out.find("HTTP/1.0 200 ok"), std::string::npos)
+        << name << ": " << stock_openssl.out << stock_openssl.err;
+    ProcessResult stock_gnutls = Gnutls(stock_port_, name);
+    EXPECT_NE(stock_gnutls.out.find("HTTP/1.0 200 ok"), std::string::npos)
+        << name << ": " << stock_gnutls.out << stock_gnutls.err;
+  }
 
   // The keyless server knows who connected, from VerifyClient.
+  EXPECT_EQ(Outcomes(4), std::vector<std::string>({"ok", "ok", "ok", "ok"}));
   const std::vector<v1::ClientIdentity> identities = keyless_->client_identities();
-  ASSERT_EQ(identities.size(), 2u);
-  for (const v1::ClientIdentity& identity : identities) {
-    EXPECT_EQ(identity.identity(), "spiffe://clients.test/browser");
-    EXPECT_EQ(identity.subject(), "CN=browser,O=offkey development");
+  ASSERT_EQ(identities.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    const std::string name = i < 2 ? "browser" : "browser-rsa";
+    EXPECT_EQ(identities[i].identity(), "spiffe://clients.test/" + name);
+    EXPECT_EQ(identities[i].subject(), "CN=" + name + ",O=offkey development");
   }
-  EXPECT_EQ(Outcomes(2), std::vector<std::string>({"ok", "ok"}));
-  EXPECT_EQ(OperationCount("verify-client"), 2);
-  EXPECT_EQ(OperationCount("derive-master-secret"), 2);
+  EXPECT_EQ(OperationCount("verify-client"), 4);
+  EXPECT_EQ(OperationCount("derive-master-secret"), 4);
 }
 
 TEST_F(KeylessClientAuthTest, RefusalsCarryTheAlertsOfAStockOpensslServer) {
