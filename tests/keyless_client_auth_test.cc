@@ -281,21 +281,16 @@ class KeylessClientAuthTest : public OffkeydTest {
   }
 
   // openssl s_client to `port`, with `name`'s certificate and key unless `name` is
-  // empty.
-  ProcessResult SClient(int port, const std::string& name) {
-    std::vector<std::string> argv = {"/usr/bin/openssl",
-                                     "s_client",
-                                     "-connect",
-                                     absl::StrCat("127.0.0.1:", port),
-                                     "-tls1_2",
-                                     "-cipher",
-                                     "AES128-GCM-SHA256",
-                                     "-CAfile",
-                                     dir_ + "/servers.pem",
-                                     "-verify_hostname",
-                                     "web-rsa.test",
-                                     "-verify_return_error",
-                                     "-ign_eof"};
+  // empty, and `extra` arguments.
+  ProcessResult SClient(int port, const std::string& name,
+                        const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {
+        "/usr/bin/openssl", "s_client", "-connect", absl::StrCat("127.0.0.1:", port),
+        "-tls1_2", "-cipher", "AES128-GCM-SHA256", "-CAfile", dir_ + "/servers.pem",
+        "-verify_hostname", "web-rsa.test", "-verify_return_error", "-ign_eof",
+        // No session dump: its master key must not reach failure messages.
+        "-brief"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
     if (!name.empty()) {
       for (const char* kind : {"-cert", "-key"}) {
         argv.push_back(kind);
