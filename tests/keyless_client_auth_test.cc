@@ -146,34 +146,13 @@ std::string RawClientWithCertificate(int port, const std::string& certificate,
       t::kCertificateVerify,
       absl::StrCat(t::Uint(0x0403, 2), t::Uint(signature.size(), 2), signature));
   transcript += certificate_verify;
-  absl::StatusOr<t::KeyBlock> keys = t::ExpandKeys(*master, client_random, server_random);
-  absl::StatusOr<std::string> verify =
-      t::VerifyData(*master, "client finished", transcript);
-  if (!keys.ok() || !verify.ok()) return "key schedule failed";
-  const std::string finished = t::HandshakeMessage(t::kFinished, *verify);
-  transcript += finished;
   if (!c.Send(t::kHandshake,
               absl::StrCat(client_certificate, key_exchange, certificate_verify))
-           .ok() ||
-      !c.Send(t::kChangeCipherSpec, std::string(1, '\x01')).ok()) {
+           .ok()) {
     return "send failed";
   }
-  c.ProtectWrites(std::move(keys->client));
-  if (!c.Send(t::kHandshake, finished).ok()) return "send failed";
-
-  absl::StatusOr<t::Record> answer = c.Receive();
-  if (!answer.ok()) return "closed";
-  if (answer->type == t::kAlert && answer->body.size() == 2) {
-    return absl::StrCat("alert ",
-                        static_cast<int>(static_cast<uint8_t>(answer->body[1])));
-  }
-  if (answer->type != t::kChangeCipherSpec) return "unexpected record";
-  c.ProtectReads(std::move(keys->server));
-  absl::StatusOr<std::string> server_finished = c.ReceiveHandshake();
-  absl::StatusOr<std::string> expected =
-      t::VerifyData(*master, "server finished", transcript);
-  if (!server_finished.ok() || !expected.ok()) return "no server Finished";
-  return server_finished->substr(4) == *expected ? "finished" : "wrong server Finished";
+  return t::FinishClientHandshake(c, *master, client_random, server_random,
+                                  std::move(transcript));
 }
 
 class KeylessClientAuthTest : public OffkeydTest {
@@ -188,6 +167,11 @@ class KeylessClientAuthTest : public OffkeydTest {
     offkey::v1::Grant* grant = config->mutable_policy()->add_grants();
     grant->add_identities(kTerminator);
     grant->add_operations(offkey::v1::VERIFY_CLIENT);
+    offkey::v1::Grant* tickets = config->mutable_policy()->add_grants();
+    tickets->add_identities(kTerminator);
+    tickets->add_operations(offkey::v1::SEAL_TICKET);
+    tickets->add_operations(offkey::v1::UNSEAL_TICKET);
+    tickets->add_ticket_key_sets("web-tickets");
   }
 
   void SetUp() override {
@@ -196,17 +180,15 @@ class KeylessClientAuthTest : public OffkeydTest {
     auto client = client::Client::Create(ClientFiles(kTerminator));
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
-    v1::GetCertificateRequest get;
-    get.mutable_key()->set_name("web-rsa");
-    absl::StatusOr<v1::GetCertificateResponse> chain = client_->GetCertificate(get);
+    absl::StatusOr<std::vector<std::string>> chain =
+        tls12::CertificateChain(client_.get(), "web-rsa");
     ASSERT_TRUE(chain.ok()) << chain.status();
+    chain_ = *std::move(chain);
     tls12::ServerOptions options;
     options.client_auth = tls12::ClientAuth{"clients", {SubjectDer(clients_.cert_pem)}};
     ASSERT_FALSE(options.client_auth->certificate_authorities[0].empty());
-    auto server = tls12::KeylessServer::Start(
-        client_.get(), "web-rsa",
-        {chain->certificate_chain().begin(), chain->certificate_chain().end()},
-        std::move(options));
+    auto server =
+        tls12::KeylessServer::Start(client_.get(), "web-rsa", chain_, std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
     keyless_ = *std::move(server);
 
@@ -320,18 +302,9 @@ class KeylessClientAuthTest : public OffkeydTest {
     return RunProcess(argv, "GET / HTTP/1.0\r\n\r\n", {});
   }
 
-  // The keyless server's outcomes once there are `n` (it records one after its last
-  // word to the client, so the client may finish first); fewer after 10 s.
-  std::vector<std::string> Outcomes(size_t n) {
-    const absl::Time until = absl::Now() + absl::Seconds(10);
-    while (keyless_->outcomes().size() < n && absl::Now() < until) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return keyless_->outcomes();
-  }
-
   IssuedCert clients_, other_;
   std::unique_ptr<client::Client> client_;
+  std::vector<std::string> chain_;  // The keyless server's.
   std::unique_ptr<tls12::KeylessServer> keyless_;
   Daemon stock_;
   int stock_port_ = 0;
@@ -364,7 +337,8 @@ TEST_F(KeylessClientAuthTest, GoodCertificatesAreAcceptedAndNamed) {
   }
 
   // The keyless server knows who connected, from VerifyClient.
-  EXPECT_EQ(Outcomes(4), std::vector<std::string>({"ok", "ok", "ok", "ok"}));
+  EXPECT_EQ(keyless_->WaitForOutcomes(4),
+            std::vector<std::string>({"ok", "ok", "ok", "ok"}));
   const std::vector<v1::ClientIdentity> identities = keyless_->client_identities();
   ASSERT_EQ(identities.size(), 4u);
   for (int i = 0; i < 4; ++i) {
@@ -423,7 +397,7 @@ TEST_F(KeylessClientAuthTest, RefusalsCarryTheAlertsOfAStockOpensslServer) {
     EXPECT_EQ(keyless.out.find("offkey keyless server"), std::string::npos) << label;
     refusals += 2;
   }
-  const std::vector<std::string> outcomes = Outcomes(refusals);
+  const std::vector<std::string> outcomes = keyless_->WaitForOutcomes(refusals);
   ASSERT_EQ(outcomes.size(), static_cast<size_t>(refusals));
   EXPECT_TRUE(absl::StrContains(outcomes[0], "UNTRUSTED_ISSUER")) << outcomes[0];
   EXPECT_TRUE(absl::StrContains(outcomes[2], "EXPIRED")) << outcomes[2];
@@ -451,10 +425,38 @@ TEST_F(KeylessClientAuthTest, AWrongCertificateVerifySignatureIsADecryptError) {
   EXPECT_EQ(
       RawClientWithCertificate(keyless_->port(), browser.cert_pem, other.key_pem.view()),
       stock);
-  const std::vector<std::string> outcomes = Outcomes(2);
+  const std::vector<std::string> outcomes = keyless_->WaitForOutcomes(2);
   ASSERT_EQ(outcomes.size(), 2u);
   EXPECT_TRUE(absl::StrContains(outcomes[1], "BAD_SIGNATURE")) << outcomes[1];
   EXPECT_EQ(keyless_->client_identities().size(), 1u);
+  EXPECT_EQ(OperationCount("derive-master-secret"), 1);
+}
+
+// With session tickets as well: the ticket carries the identity VerifyClient gave, so a
+// resumed session is the same client without another VerifyClient (or master secret).
+TEST_F(KeylessClientAuthTest, AResumedSessionKeepsTheClientIdentity) {
+  ASSERT_TRUE(store_->CreateTicketKeySet("web-tickets", absl::Hours(1)).ok());
+  ClientCert("browser");
+  auto stub = Stub(kTerminator);
+  tls12::ServerOptions options;
+  options.client_auth = tls12::ClientAuth{"clients", {}};
+  options.tickets = tls12::Tickets{"web-tickets", stub.get()};
+  auto server = tls12::KeylessServer::Start(client_.get(), "web-rsa", chain_, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string session = dir_ + "/session.pem";
+  ProcessResult first = SClient((*server)->port(), "browser", {"-sess_out", session});
+  EXPECT_NE(first.out.find("offkey keyless server: GET / HTTP/1.0"), std::string::npos)
+      << first.out << first.err;
+  ProcessResult second = SClient((*server)->port(), "browser", {"-sess_in", session});
+  EXPECT_NE(second.out.find("offkey keyless server: GET / HTTP/1.0"), std::string::npos)
+      << second.out << second.err;
+  EXPECT_EQ((*server)->WaitForOutcomes(2),
+            std::vector<std::string>({"ok", "ok resumed"}));
+  const std::vector<v1::ClientIdentity> identities = (*server)->client_identities();
+  ASSERT_EQ(identities.size(), 2u);
+  EXPECT_EQ(identities[0].identity(), "spiffe://clients.test/browser");
+  EXPECT_EQ(identities[1].identity(), "spiffe://clients.test/browser");
+  EXPECT_EQ(OperationCount("verify-client"), 1);
   EXPECT_EQ(OperationCount("derive-master-secret"), 1);
 }
 

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>  // NOLINT(build/c++11): gRPC deadlines.
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -51,6 +53,9 @@ class Reader {
 struct ClientHello {
   uint16_t version = 0;
   std::string random;
+  std::string session_id;
+  bool session_ticket = false;  // The extension, empty or not.
+  std::string ticket;
   bool offers_suite = false;
   bool extended_master_secret = false;
   bool secure_renegotiation = false;
@@ -70,6 +75,7 @@ absl::StatusOr<ClientHello> ParseClientHello(absl::string_view message) {
   }
   hello.version = static_cast<uint16_t>(version);
   hello.random = std::string(random);
+  hello.session_id = std::string(session);
   Reader s(suites);
   size_t suite = 0;
   while (s.Number(2, &suite)) {
@@ -83,6 +89,10 @@ absl::StatusOr<ClientHello> ParseClientHello(absl::string_view message) {
     while (e.Number(2, &type) && e.Vector(2, &body)) {
       if (type == kExtendedMasterSecret) hello.extended_master_secret = true;
       if (type == kRenegotiationInfo) hello.secure_renegotiation = true;
+      if (type == kSessionTicket) {
+        hello.session_ticket = true;
+        hello.ticket = std::string(body);
+      }
     }
   }
   return hello;
@@ -177,6 +187,154 @@ void LingeringClose(int fd) {
   }
 }
 
+// Sends a fatal alert and ends the connection; returns `why`.
+absl::Status Refuse(Connection& c, uint8_t alert, absl::Status why) {
+  if (c.Send(kAlert, absl::StrCat(Uint(2, 1), Uint(alert, 1))).ok()) {
+    LingeringClose(c.fd());
+  }
+  return why;
+}
+
+// The session state a ticket carries, in a fixed layout (integers big-endian):
+//   format 1 (1 byte) | cipher suite (2) | extended master secret (1: 0 or 1) |
+//   master secret (48) | client identity length (2) | client identity (what
+//   VerifyClient named the client, ClientIdentity.identity; empty without client
+//   authentication).
+struct SessionState {
+  uint16_t suite = 0;
+  bool extended_master_secret = false;
+  SecretBytes master;
+  std::string identity;
+};
+constexpr uint8_t kSessionStateFormat = 1;
+constexpr size_t kMasterSecretSize = 48;
+constexpr size_t kSessionStateFixedSize = 1 + 2 + 1 + kMasterSecretSize + 2;
+
+SecretBytes EncodeSessionState(const SessionState& state) {
+  const std::string head =
+      absl::StrCat(Uint(kSessionStateFormat, 1), Uint(state.suite, 2),
+                   Uint(state.extended_master_secret ? 1 : 0, 1));
+  const std::string tail = absl::StrCat(Uint(state.identity.size(), 2), state.identity);
+  SecretBytes out(head.size() + state.master.size() + tail.size());
+  std::copy(head.begin(), head.end(), out.data());
+  std::copy(state.master.data(), state.master.data() + state.master.size(),
+            out.data() + head.size());
+  std::copy(tail.begin(), tail.end(), out.data() + head.size() + state.master.size());
+  return out;
+}
+
+absl::StatusOr<SessionState> DecodeSessionState(const SecretBytes& plain) {
+  if (plain.size() < kSessionStateFixedSize || plain[0] != kSessionStateFormat ||
+      plain[3] > 1) {
+    return absl::InvalidArgumentError("not a session state of this server");
+  }
+  const size_t identity_size = (static_cast<size_t>(plain[4 + kMasterSecretSize]) << 8) |
+                               plain[5 + kMasterSecretSize];
+  if (plain.size() != kSessionStateFixedSize + identity_size) {
+    return absl::InvalidArgumentError("session state of the wrong length");
+  }
+  SessionState state;
+  state.suite = static_cast<uint16_t>((plain[1] << 8) | plain[2]);
+  state.extended_master_secret = plain[3] == 1;
+  state.master = SecretBytes(plain.data() + 4, kMasterSecretSize);
+  state.identity = std::string(plain.view().substr(kSessionStateFixedSize));
+  return state;
+}
+
+std::unique_ptr<grpc::ClientContext> TicketCallContext() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return context;
+}
+
+// A NewSessionTicket message whose ticket is SealTicket of `state`; when sealing fails,
+// a zero-length ticket (RFC 5077 section 3.3: the server changed its mind), and the
+// client simply has nothing to resume with.
+std::string NewSessionTicket(const Tickets& tickets, const SessionState& state) {
+  // Advisory (RFC 5077 section 3.3); offkeyd's set decides how long tickets open.
+  constexpr uint32_t kLifetimeHintSeconds = 300;
+  v1::SealTicketRequest request;
+  request.set_ticket_key_set(tickets.ticket_key_set);
+  request.mutable_context()->set_version(v1::TLS_1_2);
+  SecretBytes plain = EncodeSessionState(state);
+  request.set_plaintext(std::string(plain.view()));
+  v1::SealTicketResponse response;
+  const grpc::Status sealed =
+      tickets.stub->SealTicket(TicketCallContext().get(), request, &response);
+  WipeString(request.mutable_plaintext());
+  const std::string ticket = sealed.ok() ? response.sealed() : "";
+  return HandshakeMessage(
+      kNewSessionTicket,
+      absl::StrCat(Uint(kLifetimeHintSeconds, 4), Uint(ticket.size(), 2), ticket));
+}
+
+// The answer to a ClientHello's ServerHello extensions: the extended master secret,
+// secure renegotiation when the client signalled it, and the session_ticket extension
+// when a NewSessionTicket follows.
+std::string ServerHelloExtensions(const ClientHello& hello, bool ticket_follows) {
+  std::string extensions = absl::StrCat(Uint(kExtendedMasterSecret, 2), Uint(0, 2));
+  if (hello.secure_renegotiation) {
+    absl::StrAppend(&extensions, Uint(kRenegotiationInfo, 2), Uint(1, 2), Uint(0, 1));
+  }
+  if (ticket_follows) absl::StrAppend(&extensions, Uint(kSessionTicket, 2), Uint(0, 2));
+  return extensions;
+}
+
+// The abbreviated handshake (RFC 5077 section 3.1, RFC 5246 section 7.3) from a session
+// `state` a ticket carried: ServerHello echoing the client's session id, a fresh
+// ticket when `renew` is set, ChangeCipherSpec and Finished, then the client's.
+absl::Status Resume(Connection& c, const ClientHello& hello, std::string transcript,
+                    const SessionState& state, const Tickets* renew,
+                    absl::string_view server_random) {
+  const std::string extensions = ServerHelloExtensions(hello, renew != nullptr);
+  std::string flight = HandshakeMessage(
+      kServerHello,
+      absl::StrCat(Uint(kVersion, 2), server_random, Uint(hello.session_id.size(), 1),
+                   hello.session_id, Uint(kRsaAes128GcmSha256, 2), Uint(0, 1),
+                   Uint(extensions.size(), 2), extensions));
+  if (renew != nullptr) flight += NewSessionTicket(*renew, state);
+  transcript += flight;
+  OFFKEY_RETURN_IF_ERROR(c.Send(kHandshake, flight));
+  OFFKEY_ASSIGN_OR_RETURN(KeyBlock keys,
+                          ExpandKeys(state.master, hello.random, server_random));
+  OFFKEY_RETURN_IF_ERROR(c.Send(kChangeCipherSpec, std::string(1, '\x01')));
+  c.ProtectWrites(std::move(keys.server));
+  OFFKEY_ASSIGN_OR_RETURN(std::string verify,
+                          VerifyData(state.master, "server finished", transcript));
+  const std::string finished = HandshakeMessage(kFinished, verify);
+  OFFKEY_RETURN_IF_ERROR(c.Send(kHandshake, finished));
+  transcript += finished;
+
+  OFFKEY_ASSIGN_OR_RETURN(Record change, c.Receive());
+  if (change.type != kChangeCipherSpec) {
+    return Refuse(c, kHandshakeFailure,
+                  absl::InvalidArgumentError("expected ChangeCipherSpec"));
+  }
+  c.ProtectReads(std::move(keys.client));
+  absl::StatusOr<std::string> client_finished = c.ReceiveHandshake();
+  OFFKEY_ASSIGN_OR_RETURN(std::string expected,
+                          VerifyData(state.master, "client finished", transcript));
+  if (!client_finished.ok() || client_finished->substr(4) != expected) {
+    return Refuse(c, kDecryptError,
+                  absl::PermissionDeniedError("client Finished is wrong (resumption)"));
+  }
+  return absl::OkStatus();
+}
+
+// Application data: one line in, one line out, then close_notify.
+absl::Status Exchange(Connection& c) {
+  std::string line;
+  while (line.find('\n') == std::string::npos) {
+    OFFKEY_ASSIGN_OR_RETURN(Record data, c.Receive());
+    if (data.type == kAlert) return absl::AbortedError("client closed before sending");
+    if (data.type == kApplicationData) line += data.body;
+  }
+  OFFKEY_RETURN_IF_ERROR(c.Send(
+      kApplicationData,
+      absl::StrCat("offkey keyless server: ", line.substr(0, line.find('\n') + 1))));
+  return c.Send(kAlert, absl::StrCat(Uint(1, 1), Uint(0, 1)));  // close_notify.
+}
+
 std::string Random32() {
   std::string out(32, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), 32);
@@ -184,6 +342,15 @@ std::string Random32() {
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> CertificateChain(client::Client* client,
+                                                          const std::string& key_name) {
+  v1::GetCertificateRequest get;
+  get.mutable_key()->set_name(key_name);
+  OFFKEY_ASSIGN_OR_RETURN(v1::GetCertificateResponse chain, client->GetCertificate(get));
+  return std::vector<std::string>(chain.certificate_chain().begin(),
+                                  chain.certificate_chain().end());
+}
 
 absl::StatusOr<std::unique_ptr<KeylessServer>> KeylessServer::Start(
     client::Client* client, std::string key_name, std::vector<std::string> chain,
@@ -219,6 +386,15 @@ std::vector<std::string> KeylessServer::outcomes() const {
   return outcomes_;
 }
 
+std::vector<std::string> KeylessServer::WaitForOutcomes(size_t n,
+                                                        absl::Duration timeout) const {
+  offkey::MutexLock lock(&mu_);
+  auto enough = [this, n]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return outcomes_.size() >= n; };
+  mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  return outcomes_;
+}
+
 std::vector<std::string> KeylessServer::master_secrets_hex() const {
   offkey::MutexLock lock(&mu_);
   return masters_;
@@ -229,25 +405,29 @@ std::vector<v1::ClientIdentity> KeylessServer::client_identities() const {
   return identities_;
 }
 
+std::vector<std::string> KeylessServer::ticket_results() const {
+  offkey::MutexLock lock(&mu_);
+  return ticket_results_;
+}
+
 void KeylessServer::Serve() {
   while (!stop_) {
     pollfd p = {listen_fd_, POLLIN, 0};
     if (poll(&p, 1, 50) <= 0) continue;
     const int fd = accept(listen_fd_, nullptr, nullptr);
     if (fd < 0) continue;
-    absl::Status handled = Handle(fd);
+    bool resumed = false;
+    absl::Status handled = Handle(fd, &resumed);
     offkey::MutexLock lock(&mu_);
-    outcomes_.push_back(handled.ok() ? "ok" : handled.ToString());
+    outcomes_.push_back(handled.ok() ? (resumed ? "ok resumed" : "ok")
+                                     : handled.ToString());
   }
 }
 
-absl::Status KeylessServer::Handle(int fd) {
+absl::Status KeylessServer::Handle(int fd, bool* resumed) {
   Connection c(fd);
   auto fail = [&c](uint8_t alert, absl::Status why) {
-    if (c.Send(kAlert, absl::StrCat(Uint(2, 1), Uint(alert, 1))).ok()) {
-      LingeringClose(c.fd());
-    }
-    return why;
+    return Refuse(c, alert, std::move(why));
   };
 
   OFFKEY_ASSIGN_OR_RETURN(std::string hello_message, c.ReceiveHandshake());
@@ -260,12 +440,63 @@ absl::Status KeylessServer::Handle(int fd) {
                     "extended master secret"));
   }
   std::string transcript = hello_message;
-
   const std::string server_random = Random32();
-  std::string extensions = absl::StrCat(Uint(kExtendedMasterSecret, 2), Uint(0, 2));
-  if (hello->secure_renegotiation) {
-    absl::StrAppend(&extensions, Uint(kRenegotiationInfo, 2), Uint(1, 2), Uint(0, 1));
+
+  const std::optional<Tickets>& tickets = options_.tickets;
+  const bool issue_ticket = tickets.has_value() && hello->session_ticket;
+  if (issue_ticket && !hello->ticket.empty()) {
+    std::optional<SessionState> state;
+    bool renew = false;
+    std::string result;
+    v1::UnsealTicketRequest request;
+    request.set_ticket_key_set(tickets->ticket_key_set);
+    request.set_sealed(hello->ticket);
+    request.mutable_context()->set_version(v1::TLS_1_2);
+    v1::UnsealTicketResponse opened;
+    const grpc::Status unsealed =
+        tickets->stub->UnsealTicket(TicketCallContext().get(), request, &opened);
+    if (!unsealed.ok()) {
+      result = absl::StrCat("UnsealTicket failed: ", unsealed.error_message());
+    } else {
+      result = v1::UnsealTicketResponse::Result_Name(opened.result());
+      renew = opened.renew();
+      if (renew) result += " renew";
+      SecretBytes plain(opened.plaintext());
+      WipeString(opened.mutable_plaintext());
+      if (opened.result() == v1::UnsealTicketResponse::OPENED) {
+        absl::StatusOr<SessionState> decoded = DecodeSessionState(plain);
+        if (!decoded.ok()) {
+          absl::StrAppend(&result, ", not used: ", decoded.status().message());
+        } else if (decoded->suite != kRsaAes128GcmSha256 ||
+                   !decoded->extended_master_secret) {
+          result += ", not used: another suite or no extended master secret";
+        } else if (options_.client_auth.has_value() && decoded->identity.empty()) {
+          result += ", not used: no client identity and this server requires one";
+        } else {
+          state = *std::move(decoded);
+        }
+      }
+    }
+    {
+      offkey::MutexLock lock(&mu_);
+      ticket_results_.push_back(result);
+    }
+    if (state.has_value()) {
+      OFFKEY_RETURN_IF_ERROR(Resume(c, *hello, transcript, *state,
+                                    renew ? &*tickets : nullptr, server_random));
+      if (!state->identity.empty()) {
+        v1::ClientIdentity identity;
+        identity.set_identity(state->identity);
+        offkey::MutexLock lock(&mu_);
+        identities_.push_back(std::move(identity));
+      }
+      *resumed = true;
+      return Exchange(c);
+    }
+    // Any other ticket: a full handshake, as if there had been none.
   }
+
+  const std::string extensions = ServerHelloExtensions(*hello, issue_ticket);
   std::string certificates;
   for (const std::string& der : chain_) {
     absl::StrAppend(&certificates, Uint(der.size(), 3), der);
@@ -284,6 +515,7 @@ absl::Status KeylessServer::Handle(int fd) {
   OFFKEY_RETURN_IF_ERROR(c.Send(kHandshake, flight));
 
   std::vector<std::string> client_chain;
+  std::string client_identity;
   if (auth.has_value()) {
     OFFKEY_ASSIGN_OR_RETURN(std::string certificate, c.ReceiveHandshake());
     absl::StatusOr<std::vector<std::string>> parsed = ParseCertificate(certificate);
@@ -340,6 +572,7 @@ absl::Status KeylessServer::Handle(int fd) {
                       "client refused: ", v1::VerifyResult_Name(verified->result()), ": ",
                       verified->detail())));
     }
+    client_identity = verified->identity().identity();
     {
       offkey::MutexLock lock(&mu_);
       identities_.push_back(verified->identity());
@@ -381,23 +614,22 @@ absl::Status KeylessServer::Handle(int fd) {
   }
   transcript += *finished;
 
+  if (issue_ticket) {
+    SessionState state;
+    state.suite = kRsaAes128GcmSha256;
+    state.extended_master_secret = true;
+    state.master = master.Copy();
+    state.identity = client_identity;
+    const std::string ticket = NewSessionTicket(*tickets, state);
+    transcript += ticket;
+    OFFKEY_RETURN_IF_ERROR(c.Send(kHandshake, ticket));
+  }
   OFFKEY_RETURN_IF_ERROR(c.Send(kChangeCipherSpec, std::string(1, '\x01')));
   c.ProtectWrites(std::move(keys.server));
   OFFKEY_ASSIGN_OR_RETURN(std::string verify,
                           VerifyData(master, "server finished", transcript));
   OFFKEY_RETURN_IF_ERROR(c.Send(kHandshake, HandshakeMessage(kFinished, verify)));
-
-  // Application data: one line in, one line out, then close_notify.
-  std::string line;
-  while (line.find('\n') == std::string::npos) {
-    OFFKEY_ASSIGN_OR_RETURN(Record data, c.Receive());
-    if (data.type == kAlert) return absl::AbortedError("client closed before sending");
-    if (data.type == kApplicationData) line += data.body;
-  }
-  OFFKEY_RETURN_IF_ERROR(c.Send(
-      kApplicationData,
-      absl::StrCat("offkey keyless server: ", line.substr(0, line.find('\n') + 1))));
-  return c.Send(kAlert, absl::StrCat(Uint(1, 1), Uint(0, 1)));  // close_notify.
+  return Exchange(c);
 }
 
 }  // namespace offkey::tests::tls12
