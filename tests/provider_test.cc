@@ -716,32 +716,9 @@ std::string RsaKeyExchangeCiphertext(int port, const std::string& ciphertext,
       hsm::HashAlgorithm::kSha256, intended, client_random, server_random);
   if (!master.ok()) return master.status().ToString();
   RecordSecret("raw client master secret", master->view());
-  absl::StatusOr<t::KeyBlock> keys = t::ExpandKeys(*master, client_random, server_random);
-  absl::StatusOr<std::string> verify =
-      t::VerifyData(*master, "client finished", transcript);
-  if (!keys.ok() || !verify.ok()) return "key schedule failed";
-  const std::string finished = t::HandshakeMessage(t::kFinished, *verify);
-  transcript += finished;
-  if (!c.Send(t::kHandshake, key_exchange).ok() ||
-      !c.Send(t::kChangeCipherSpec, std::string(1, '\x01')).ok()) {
-    return "send failed";
-  }
-  c.ProtectWrites(std::move(keys->client));
-  if (!c.Send(t::kHandshake, finished).ok()) return "send failed";
-
-  absl::StatusOr<t::Record> answer = c.Receive();
-  if (!answer.ok()) return "closed";
-  if (answer->type == t::kAlert && answer->body.size() == 2) {
-    return absl::StrCat("alert ",
-                        static_cast<int>(static_cast<uint8_t>(answer->body[1])));
-  }
-  if (answer->type != t::kChangeCipherSpec) return "unexpected record";
-  c.ProtectReads(std::move(keys->server));
-  absl::StatusOr<std::string> server_finished = c.ReceiveHandshake();
-  absl::StatusOr<std::string> expected =
-      t::VerifyData(*master, "server finished", transcript);
-  if (!server_finished.ok() || !expected.ok()) return "no server Finished";
-  return server_finished->substr(4) == *expected ? "finished" : "wrong server Finished";
+  if (!c.Send(t::kHandshake, key_exchange).ok()) return "send failed";
+  return t::FinishClientHandshake(c, *master, client_random, server_random,
+                                  std::move(transcript));
 }
 
 // The same with `block` (a whole RSA input, padding included) encrypted under `spki`.

@@ -210,6 +210,34 @@ absl::StatusOr<std::string> Connection::ReceiveHandshake(absl::Duration timeout)
   }
 }
 
+std::string FinishClientHandshake(Connection& c, const SecretBytes& master,
+                                  absl::string_view client_random,
+                                  absl::string_view server_random,
+                                  std::string transcript) {
+  absl::StatusOr<KeyBlock> keys = ExpandKeys(master, client_random, server_random);
+  absl::StatusOr<std::string> verify = VerifyData(master, "client finished", transcript);
+  if (!keys.ok() || !verify.ok()) return "key schedule failed";
+  const std::string finished = HandshakeMessage(kFinished, *verify);
+  transcript += finished;
+  if (!c.Send(kChangeCipherSpec, std::string(1, '\x01')).ok()) return "send failed";
+  c.ProtectWrites(std::move(keys->client));
+  if (!c.Send(kHandshake, finished).ok()) return "send failed";
+
+  absl::StatusOr<Record> answer = c.Receive();
+  if (!answer.ok()) return "closed";
+  if (answer->type == kAlert && answer->body.size() == 2) {
+    return absl::StrCat("alert ",
+                        static_cast<int>(static_cast<uint8_t>(answer->body[1])));
+  }
+  if (answer->type != kChangeCipherSpec) return "unexpected record";
+  c.ProtectReads(std::move(keys->server));
+  absl::StatusOr<std::string> server_finished = c.ReceiveHandshake();
+  absl::StatusOr<std::string> expected =
+      VerifyData(master, "server finished", transcript);
+  if (!server_finished.ok() || !expected.ok()) return "no server Finished";
+  return server_finished->substr(4) == *expected ? "finished" : "wrong server Finished";
+}
+
 absl::StatusOr<int> ConnectLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

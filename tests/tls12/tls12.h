@@ -1,8 +1,9 @@
 // Just enough TLS 1.2 for tests that must control the wire: RSA key exchange with
 // TLS_RSA_WITH_AES_128_GCM_SHA256 (RFC 5246, RFC 5288), with or without the extended
-// master secret (RFC 7627). Used by a raw client that sends crafted ClientKeyExchange
-// messages and by a minimal server that never sees the premaster. Not a TLS library:
-// one suite, no renegotiation, no resumption, blocking sockets.
+// master secret (RFC 7627), client certificates and session tickets (RFC 5077). Used by a
+// raw client that sends crafted ClientKeyExchange messages and by a minimal server that
+// never sees the premaster. Not a TLS library: one suite, no renegotiation, no
+// resumption, blocking sockets.
 #ifndef OFFKEY_TESTS_TLS12_TLS12_H_
 #define OFFKEY_TESTS_TLS12_TLS12_H_
 
@@ -19,6 +20,7 @@ inline constexpr uint16_t kVersion = 0x0303;
 inline constexpr uint16_t kRsaAes128GcmSha256 = 0x009c;
 inline constexpr uint16_t kExtendedMasterSecret = 0x0017;
 inline constexpr uint16_t kRenegotiationInfo = 0xff01;
+inline constexpr uint16_t kSessionTicket = 0x0023;
 
 enum ContentType : uint8_t {
   kChangeCipherSpec = 20,
@@ -29,10 +31,28 @@ enum ContentType : uint8_t {
 enum HandshakeType : uint8_t {
   kClientHello = 1,
   kServerHello = 2,
+  kNewSessionTicket = 4,
   kCertificate = 11,
+  kCertificateRequest = 13,
   kServerHelloDone = 14,
+  kCertificateVerify = 15,
   kClientKeyExchange = 16,
   kFinished = 20,
+};
+
+// Alert descriptions (RFC 5246 section 7.2; certificate_required from RFC 8446).
+enum AlertDescription : uint8_t {
+  kHandshakeFailure = 40,
+  kBadCertificate = 42,
+  kUnsupportedCertificate = 43,
+  kCertificateRevoked = 44,
+  kCertificateExpired = 45,
+  kCertificateUnknown = 46,
+  kIllegalParameter = 47,
+  kUnknownCa = 48,
+  kDecodeError = 50,
+  kDecryptError = 51,
+  kInternalError = 80,
 };
 
 // Big-endian integer of `bytes` bytes.
@@ -96,6 +116,15 @@ class Connection {
   uint64_t read_seq_ = 0;
   std::string handshake_buffer_;
 };
+
+// A client's end of a full handshake once its last flight before ChangeCipherSpec is
+// sent and in `transcript`: ChangeCipherSpec and Finished under `master`, then the
+// server's answer. Returns "finished" when the server's ChangeCipherSpec and a correct
+// Finished arrive, "alert N" for an alert it sent instead, else what went wrong.
+std::string FinishClientHandshake(Connection& c, const SecretBytes& master,
+                                  absl::string_view client_random,
+                                  absl::string_view server_random,
+                                  std::string transcript);
 
 // Connects to 127.0.0.1:port.
 absl::StatusOr<int> ConnectLoopback(int port);
