@@ -40,7 +40,7 @@ A key's life:
 
 Session tickets shared by every terminator (nginx, haproxy), keys rotating in the HSM:
   offkeyctl --dev ticket-key-set create web-tickets --rotation-period 1h
-  offkeyctl --dev ticket-keys web-tickets --format nginx --out /run/tickets --watch
+  offkeyctl --dev ticket-keys dev --format nginx --out /dev/shm/tickets --watch
 
 Exit status: 0 success, 1 failure (offkeyd refused or was unreachable), 2 usage error.
 Shell completion: source <(offkeyctl completion bash))";

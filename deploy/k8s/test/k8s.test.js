@@ -286,9 +286,9 @@ describe('nginx-ticket-keys example', () => {
     assert.equal(nginx.name, 'nginx');
     const init = pod.initContainers.find((c) => c.name === 'ticket-keys-init');
     assert.ok(init, 'an init container writes the files before nginx starts');
-    assert.deepEqual(init.command.slice(0, 3), ['offkeyctl', 'ticket-keys', 'edge-tickets']);
+    assert.deepEqual(init.command.slice(0, 3), ['offkeyctl', 'ticket-keys', 'edge']);
     assert.ok(!init.command.includes('--watch'), 'the init container writes once');
-    assert.deepEqual(writer.command.slice(0, 3), ['offkeyctl', 'ticket-keys', 'edge-tickets']);
+    assert.deepEqual(writer.command.slice(0, 3), ['offkeyctl', 'ticket-keys', 'edge']);
     assert.ok(writer.command.includes('--watch'), 'the sidecar keeps them current');
     const out = writer.command[writer.command.indexOf('--out') + 1];
     const volume = pod.volumes.find((v) =>
