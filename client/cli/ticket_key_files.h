@@ -2,7 +2,8 @@
 // ticket-key set (KeyService.GetTicketKeys), and writing them so a reader never sees a
 // partial file.
 //
-// Layouts (verified against the servers' behaviour, see tests/ticket_keys_test.cc):
+// Layouts (checked against the servers' session tickets by
+// tests/offkeyctl_ticket_keys_test.cc):
 //   nginx 1.22 `ssl_session_ticket_key FILE`: 80 raw bytes, name 16 | HMAC key 32 |
 //     AES key 32. One key per file; the first directive's key encrypts, all decrypt.
 //   haproxy 2.6 `tls-ticket-keys FILE`: one base64 line per 80-byte key, name 16 | AES
