@@ -311,6 +311,24 @@ describe('nginx-ticket-keys example', () => {
     assert.match(writer.command[writer.command.indexOf('--reload-command') + 1],
       new RegExp(`kill -HUP .*${pidFile}`));
   });
+  test("offkeyd's policy grants the terminator's identity GET_TICKET_KEYS on the set", () => {
+    const objects = rendered(example);
+    const writer = byName(objects, 'Deployment', 'nginx-terminator').spec.template.spec
+      .containers.find((c) => c.name === 'ticket-keys');
+    const set = writer.command[2];
+    const uri = objects.find((o) => o.kind === 'Certificate').spec.uris[0];
+    for (const config of ['base', 'production']) {
+      const text = rendered(config).find((o) => o.kind === 'ConfigMap' &&
+        (o.data || {})['offkeyd.textproto']).data['offkeyd.textproto'];
+      // Ticket grants hold no nested block, so a grant's text ends at its first '}'.
+      const granted = [...text.matchAll(/grants\s*\{([^}]*)\}/g)].map((m) => m[1])
+        .filter((g) => /GET_TICKET_KEYS/.test(g) &&
+                       new RegExp(`ticket_key_sets:\\s*"${set}"`).test(g))
+        .flatMap((g) => [...g.matchAll(/identities:\s*"([^"]*)"/g)].map((m) => m[1]))
+        .some((id) => id === uri || (id.endsWith('/*') && uri.startsWith(id.slice(0, -1))));
+      assert.ok(granted, `${config}: ${uri} may get the keys of set ${set}`);
+    }
+  });
 });
 
 // --------------------------------------------------------------------------------------
