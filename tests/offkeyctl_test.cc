@@ -592,6 +592,26 @@ TEST_F(OffkeyctlTest, BashCompletion) {
   EXPECT_TRUE(Contains(keys, "dev-rsa2048\n"));
 }
 
+// `offkeyd --dev` makes the ticket-key set "dev" and grants it to its terminator, so the
+// writer works with --dev alone (README's quickstart); the admin identity gets no keys.
+TEST_F(OffkeyctlTest, DevTicketKeySetWorksWithDevCredentials) {
+  ProcessResult r = Ctl({"ticket-key-set", "list", "-o", "name"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "dev\n"));
+  const std::string dir = *tmp_ + "/dev-tickets";
+  r = Ctl({"ticket-keys", "dev", "--format", "nginx", "--out", dir});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(
+      Contains(r.out, absl::StrCat("ssl_session_ticket_key ", dir, "/current.key;")));
+  EXPECT_EQ(ReadFileOrEmpty(dir + "/next.key").size(), 80u);
+  // The data plane with the admin identity: refused, and told what grant is missing.
+  r = Ctl({"ticket-keys", "dev", "--format", "nginx", "--out", dir, "--data-tls-cert",
+           *state_ + "/admin.pem", "--data-tls-key", *state_ + "/admin.key"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "identity 'spiffe://offkey.dev/admin'"));
+  EXPECT_TRUE(Contains(r.err, "operation GET_TICKET_KEYS and ticket_key_sets: \"dev\""));
+}
+
 // Keys, labels, state and certificates live on the token: a second offkeyd process on the
 // same token (started from the config file, as a production replica) sees what the first
 // wrote and the reverse, and a restart loses nothing.
