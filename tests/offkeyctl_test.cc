@@ -21,7 +21,6 @@
 #include "base/testing/secret_ledger.h"
 #include "base/testing/text.h"
 #include "client/key_reference.h"
-#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/verify.h"
 #include "offkey/v1/key_admin.pb.h"
@@ -36,18 +35,7 @@ using ::offkey::testing::RecordSecret;
 namespace {
 
 using ::offkey::testing::Contains;
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
-}
-
-// Parses proto JSON output into `message`; fails the test if it does not parse.
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message message;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &message).ok()) << json;
-  return message;
-}
+using ::offkey::testing::FromJson;
 
 // One offkeyd process on the shared development state.
 struct Offkeyd {

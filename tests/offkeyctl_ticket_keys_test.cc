@@ -24,7 +24,6 @@
 #include "absl/strings/str_split.h"
 #include "base/testing/secret_ledger.h"
 #include "base/testing/text.h"
-#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/offkeyd_fixture.h"
 #include "tests/process.h"
@@ -33,23 +32,13 @@ namespace offkey::tests {
 namespace {
 
 using ::offkey::testing::Contains;
+using ::offkey::testing::FromJson;
 using ::offkey::testing::OutputPath;
 using ::offkey::testing::RecordSecret;
 
 constexpr char kAdmin[] = "spiffe://test.offkey/admin";
 // Granted GET_TICKET_KEYS on the sets below; kTerminator (the fixture's) is not.
 constexpr char kEdge[] = "spiffe://test.offkey/edge";
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
-}
-
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message message;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &message).ok()) << json;
-  return message;
-}
 
 std::string Slurp(const std::string& path) { return ReadFileOrEmpty(path); }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -261,6 +262,10 @@ int Daemon::Wait(absl::Duration timeout) {
   const int code = Reap(pid_, absl::Now() + timeout);
   pid_ = -1;
   return code;
+}
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
 }
 
 std::string ReadFileOrEmpty(const std::string& path) {
