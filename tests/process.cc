@@ -289,6 +289,27 @@ int UnusedPort(int socket_type) {
   return -1;
 }
 
+bool Accepting(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok =
+      connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return ok;
+}
+
+bool AwaitAccepting(int port, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (!Accepting(port) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return Accepting(port);
+}
+
 std::vector<std::string> FastUnwindEnvironment() {
 #if defined(__SANITIZE_ADDRESS__)
   const char* options = getenv("ASAN_OPTIONS");
