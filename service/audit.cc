@@ -167,6 +167,8 @@ std::string FormatAuditLine(const AuditRecord& r) {
   if (!r.trust_bundle.empty()) AppendField(&line, "trust_bundle", r.trust_bundle);
   if (!r.verify_result.empty()) AppendField(&line, "verify_result", r.verify_result);
   if (!r.client.empty()) AppendField(&line, "client", r.client);
+  if (!r.ticket_key_set.empty()) AppendField(&line, "ticket_key_set", r.ticket_key_set);
+  if (!r.ticket_result.empty()) AppendField(&line, "ticket_result", r.ticket_result);
   if (r.pipeline) absl::StrAppend(&line, ",\"via\":\"pipeline\"");
   if (!r.handshake_id.empty()) AppendField(&line, "handshake_id", r.handshake_id);
   AppendField(&line, "outcome", absl::StatusCodeToString(r.outcome.code()));

@@ -35,8 +35,10 @@ struct AuditRecord {
   std::string trust_bundle;   // VerifyClient: the bundle named.
   std::string verify_result;  // VerifyClient: "VERIFIED", "EXPIRED", ...
   std::string client;         // VerifyClient: the verified client's SPIFFE ID or subject.
-  bool pipeline = false;      // Carried by a Pipeline stream rather than a unary call.
-  absl::Status outcome;       // Its code and, for errors, its message.
+  std::string ticket_key_set;  // Ticket operations: the set named.
+  std::string ticket_result;   // UnsealTicket: "OPENED", "EXPIRED", "INVALID".
+  bool pipeline = false;       // Carried by a Pipeline stream rather than a unary call.
+  absl::Status outcome;        // Its code and, for errors, its message.
   absl::Duration latency;
 };
 

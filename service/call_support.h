@@ -82,14 +82,30 @@ inline void Describe(const v1::VerifyClientRequest& r, AuditRecord* record) {
   Describe(r.context(), record);
 }
 inline void Describe(const v1::ListKeysRequest&, AuditRecord*) {}
+// Ticket operations name a set, not a key; never the session state or the ticket.
+inline void Describe(const v1::GetTicketKeysRequest& r, AuditRecord* record) {
+  record->ticket_key_set = r.ticket_key_set();
+}
+inline void Describe(const v1::SealTicketRequest& r, AuditRecord* record) {
+  record->ticket_key_set = r.ticket_key_set();
+  Describe(r.context(), record);
+}
+inline void Describe(const v1::UnsealTicketRequest& r, AuditRecord* record) {
+  record->ticket_key_set = r.ticket_key_set();
+  Describe(r.context(), record);
+}
 
-// What the audit line says about a response: only VerifyClient's verdict.
+// What the audit line says about a response: only VerifyClient's and UnsealTicket's
+// verdicts.
 template <typename Response>
 void DescribeResult(const Response&, AuditRecord*) {}
 inline void DescribeResult(const v1::VerifyClientResponse& r, AuditRecord* record) {
   record->verify_result = v1::VerifyResult_Name(r.result());
   record->client = r.identity().spiffe_id().empty() ? r.identity().subject()
                                                     : r.identity().spiffe_id();
+}
+inline void DescribeResult(const v1::UnsealTicketResponse& r, AuditRecord* record) {
+  record->ticket_result = v1::UnsealTicketResponse::Result_Name(r.result());
 }
 
 // The largest request each RPC accepts, serialized (unknown fields included), checked
@@ -103,6 +119,9 @@ inline void DescribeResult(const v1::VerifyClientResponse& r, AuditRecord* recor
 //   VerifyClient: a client chain and, for TLS 1.2, every handshake message so far
 //     (which carries the server's chain and the CertificateRequest's CA names).
 //   GetCertificate: a key reference and a context. ListKeys: a label selector.
+//   GetTicketKeys: a set name. SealTicket, UnsealTicket: a set name, a context and at
+//     most 16 KiB of session state (+ 64 bytes sealed); the fields' own limits are
+//     checked by the operation (RESOURCE_EXHAUSTED naming the field).
 // A Pipeline item is held to the limit of its operation. gRPC itself refuses any
 // message above kMaxReceiveMessageBytes before parsing it.
 inline constexpr size_t kMaxSignRequestBytes = 65 * 1024;
@@ -110,6 +129,8 @@ inline constexpr size_t kMaxPremasterRequestBytes = 4 * 1024;
 inline constexpr size_t kMaxVerifyClientRequestBytes = 256 * 1024;
 inline constexpr size_t kMaxGetCertificateRequestBytes = 4 * 1024;
 inline constexpr size_t kMaxListKeysRequestBytes = 16 * 1024;
+inline constexpr size_t kMaxGetTicketKeysRequestBytes = 1024;
+inline constexpr size_t kMaxTicketRequestBytes = 18 * 1024;
 // The largest message of any RPC (a Pipeline item wraps its operation in a few bytes).
 inline constexpr size_t kMaxReceiveMessageBytes = kMaxVerifyClientRequestBytes + 1024;
 // Answers are small but for certificate chains and key lists; 4 MiB is also what a
@@ -185,6 +206,33 @@ struct Op<v1::ListKeysRequest> : NoScheme, OnHsmPool {
   static constexpr auto kRun = &Operations::ListKeys;
   static constexpr auto kRequest = &KeyServiceAsyncBase::RequestListKeys;
   static constexpr size_t kMaxRequestBytes = kMaxListKeysRequestBytes;
+};
+
+// Ticket operations: key material comes from the store (through a cache), so they run
+// on the HSM workers too.
+template <>
+struct Op<v1::GetTicketKeysRequest> : NoScheme, OnHsmPool {
+  using Response = v1::GetTicketKeysResponse;
+  static constexpr v1::Operation kKind = v1::GET_TICKET_KEYS;
+  static constexpr auto kRun = &Operations::GetTicketKeys;
+  static constexpr auto kRequest = &KeyServiceAsyncBase::RequestGetTicketKeys;
+  static constexpr size_t kMaxRequestBytes = kMaxGetTicketKeysRequestBytes;
+};
+template <>
+struct Op<v1::SealTicketRequest> : NoScheme, OnHsmPool {
+  using Response = v1::SealTicketResponse;
+  static constexpr v1::Operation kKind = v1::SEAL_TICKET;
+  static constexpr auto kRun = &Operations::SealTicket;
+  static constexpr auto kRequest = &KeyServiceAsyncBase::RequestSealTicket;
+  static constexpr size_t kMaxRequestBytes = kMaxTicketRequestBytes;
+};
+template <>
+struct Op<v1::UnsealTicketRequest> : NoScheme, OnHsmPool {
+  using Response = v1::UnsealTicketResponse;
+  static constexpr v1::Operation kKind = v1::UNSEAL_TICKET;
+  static constexpr auto kRun = &Operations::UnsealTicket;
+  static constexpr auto kRequest = &KeyServiceAsyncBase::RequestUnsealTicket;
+  static constexpr size_t kMaxRequestBytes = kMaxTicketRequestBytes;
 };
 
 // RESOURCE_EXHAUSTED, naming the limit, when `request` is larger than its operation

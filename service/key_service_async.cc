@@ -86,6 +86,7 @@ class UnaryCall final : public Call {
   // is wiped rather than freed as is.
   ~UnaryCall() override {
     if (result_.ok()) WipeSecrets(&*result_);
+    WipeSecrets(&request_);  // Session state to seal.
   }
 
   void Reply(const absl::Status& status) {
@@ -138,6 +139,9 @@ void KeyServiceAsync::Start() {
     UnaryCall<v1::VerifyClientRequest>::Listen(this, cq);
     UnaryCall<v1::GetCertificateRequest>::Listen(this, cq);
     UnaryCall<v1::ListKeysRequest>::Listen(this, cq);
+    UnaryCall<v1::GetTicketKeysRequest>::Listen(this, cq);
+    UnaryCall<v1::SealTicketRequest>::Listen(this, cq);
+    UnaryCall<v1::UnsealTicketRequest>::Listen(this, cq);
     pipeline_.Listen(cq);
     pollers_.emplace_back([cq] {
       pthread_setname_np(pthread_self(), "offkey-rpc");  // Named for top and perf.

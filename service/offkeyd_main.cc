@@ -327,6 +327,12 @@ int Main(int argc, char** argv) {
       Log().Info(absl::StrCat("made ", *made, " development keys"),
                  {{"keys", absl::StrCat(*made)}});
     }
+    absl::StatusOr<bool> made_set = service::dev::EnsureDevTicketKeySet(**store);
+    if (!made_set.ok()) return Fail(made_set.status(), "development ticket-key set");
+    if (*made_set) {
+      Log().Info(absl::StrCat("made the development ticket-key set '",
+                              service::dev::kDevTicketKeySet, "'"));
+    }
   }
 
   service::ServerOptions options;

@@ -16,6 +16,12 @@ absl::string_view OperationName(offkey::v1::Operation op) {
       return "get-certificate";
     case offkey::v1::LIST_KEYS:
       return "list-keys";
+    case offkey::v1::GET_TICKET_KEYS:
+      return "get-ticket-keys";
+    case offkey::v1::SEAL_TICKET:
+      return "seal-ticket";
+    case offkey::v1::UNSEAL_TICKET:
+      return "unseal-ticket";
     default:
       return "unknown";
   }

@@ -8,7 +8,8 @@
 namespace offkey::service {
 
 // "sign", "decrypt-premaster", "derive-master-secret", "verify-client",
-// "get-certificate", "list-keys"; "unknown" for any other value.
+// "get-certificate", "list-keys", "get-ticket-keys", "seal-ticket", "unseal-ticket";
+// "unknown" for any other value.
 absl::string_view OperationName(offkey::v1::Operation op);
 
 }  // namespace offkey::service

@@ -4,9 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "hsm/ticket_keys.h"
 #include "service/crypto/premaster.h"
 #include "service/crypto/substitute.h"
 #include "service/crypto/tls_prf.h"
+#include "service/secret_fields.h"
+#include "service/tickets/ticket_crypto.h"
 #include "service/tls/handshake_shape.h"
 #include "service/tls/schemes.h"
 
@@ -87,6 +90,28 @@ class HsmTimer {
   const absl::Time start_;
 };
 
+// The time one ticket operation spent in key store calls, recorded when it ends, if
+// the cache had to call the store at all.
+class TicketStoreTime {
+ public:
+  TicketStoreTime(metrics::Metrics* metrics, offkey::v1::Operation op)
+      : metrics_(metrics), op_(op) {}
+  ~TicketStoreTime() {
+    if (metrics_ != nullptr && total_ > absl::ZeroDuration()) {
+      metrics_->RecordHsmCall(op_, total_);
+    }
+  }
+  TicketStoreTime(const TicketStoreTime&) = delete;
+  TicketStoreTime& operator=(const TicketStoreTime&) = delete;
+
+  absl::Duration* total() { return &total_; }
+
+ private:
+  metrics::Metrics* const metrics_;
+  const offkey::v1::Operation op_;
+  absl::Duration total_;
+};
+
 config::KeyFacts FactsOf(const KeyRecord& key) {
   config::KeyFacts facts;
   facts.name = key.info.name;
@@ -102,6 +127,7 @@ Operations::Operations(hsm::KeyStore* store, KeyCatalog* catalog,
     : store_(store),
       catalog_(catalog),
       metrics_(metrics),
+      ticket_key_sets_(store),
       policy_(std::move(policy)),
       // No bundles: every VerifyClient gets NOT_FOUND naming its bundle.
       trust_(*clientverify::TrustStore::Load({})) {}
@@ -377,6 +403,138 @@ absl::StatusOr<offkey::v1::ListKeysResponse> Operations::ListKeys(
     }
     if (!selected) continue;
     *response.add_keys() = ToProtoKeyInfo(*key);
+  }
+  return response;
+}
+
+absl::StatusOr<hsm::TicketKeySetInfo> Operations::AuthorizeTicketKeySet(
+    const Caller& caller, Operation op, const std::string& name,
+    absl::Duration* store_time) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError("ticket_key_set: required; name a ticket-key set");
+  }
+  if (absl::Status valid = hsm::ValidateTicketKeySetName(name); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ticket_key_set: ", valid.message()));
+  }
+  // As for keys: one message for "no such set" and "not yours", and a caller without
+  // the grant is turned away before the store is asked.
+  const auto denied = [&] {
+    return absl::PermissionDeniedError(
+        absl::StrCat("caller '", caller.identity, "' has no grant for ",
+                     OperationName(op), " on ticket-key set '", name,
+                     "', or no such set exists; ask the operator for a grant"));
+  };
+  if (!policy()->AllowsTicketKeySet(caller.identity, op, name)) return denied();
+  absl::StatusOr<hsm::TicketKeySetInfo> info = ticket_key_sets_.Find(name, store_time);
+  if (absl::IsNotFound(info.status())) return denied();
+  return info;
+}
+
+absl::StatusOr<offkey::v1::GetTicketKeysResponse> Operations::GetTicketKeys(
+    const Caller& caller, const offkey::v1::GetTicketKeysRequest& request,
+    absl::Time deadline) {
+  TicketStoreTime store_time(metrics_, offkey::v1::GET_TICKET_KEYS);
+  OFFKEY_ASSIGN_OR_RETURN(
+      hsm::TicketKeySetInfo set,
+      AuthorizeTicketKeySet(caller, offkey::v1::GET_TICKET_KEYS, request.ticket_key_set(),
+                            store_time.total()));
+  const absl::Time now = ticket_key_sets_.Now();
+  const int64_t current = tickets::EpochAt(now, set.rotation_period);
+  offkey::v1::GetTicketKeysResponse response;
+  response.set_rotation_period_seconds(absl::ToInt64Seconds(set.rotation_period));
+  response.set_server_time(absl::ToUnixSeconds(now));
+  const auto fill = [&](int64_t epoch, offkey::v1::TicketKey* key) -> absl::Status {
+    OFFKEY_ASSIGN_OR_RETURN(
+        std::shared_ptr<const tickets::EpochMaterial> material,
+        ticket_key_sets_.Material(set, epoch, Options(deadline), store_time.total()));
+    key->set_epoch(epoch);
+    key->set_name(std::string(material->name()));
+    key->set_aes_key(std::string(material->aes_key()));
+    key->set_hmac_key(std::string(material->hmac_key()));
+    key->set_not_before(
+        absl::ToUnixSeconds(tickets::EpochStart(epoch, set.rotation_period)));
+    key->set_not_after(
+        absl::ToUnixSeconds(tickets::EpochEnd(epoch, set.rotation_period)));
+    return absl::OkStatus();
+  };
+  absl::Status filled = fill(current - 1, response.mutable_previous());
+  if (filled.ok()) filled = fill(current, response.mutable_current());
+  if (filled.ok()) filled = fill(current + 1, response.mutable_next());
+  if (!filled.ok()) {
+    WipeSecrets(&response);
+    return filled;
+  }
+  return response;
+}
+
+absl::StatusOr<offkey::v1::SealTicketResponse> Operations::SealTicket(
+    const Caller& caller, const offkey::v1::SealTicketRequest& request,
+    absl::Time deadline) {
+  OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
+  if (request.plaintext().size() > tickets::kMaxPlaintextBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("plaintext: ", request.plaintext().size(), " bytes; at most ",
+                     tickets::kMaxPlaintextBytes, " bytes of session state"));
+  }
+  if (request.plaintext().empty()) {
+    return absl::InvalidArgumentError("plaintext: required; the session state to seal");
+  }
+  TicketStoreTime store_time(metrics_, offkey::v1::SEAL_TICKET);
+  OFFKEY_ASSIGN_OR_RETURN(
+      hsm::TicketKeySetInfo set,
+      AuthorizeTicketKeySet(caller, offkey::v1::SEAL_TICKET, request.ticket_key_set(),
+                            store_time.total()));
+  const int64_t current = tickets::EpochAt(ticket_key_sets_.Now(), set.rotation_period);
+  absl::StatusOr<std::shared_ptr<const tickets::EpochMaterial>> material =
+      ticket_key_sets_.Material(set, current, Options(deadline), store_time.total());
+  if (!material.ok()) return material.status();
+  OFFKEY_ASSIGN_OR_RETURN(std::string sealed,
+                          tickets::Seal(**material, set.name, request.plaintext()));
+  offkey::v1::SealTicketResponse response;
+  response.set_sealed(std::move(sealed));
+  response.set_epoch(current);
+  return response;
+}
+
+absl::StatusOr<offkey::v1::UnsealTicketResponse> Operations::UnsealTicket(
+    const Caller& caller, const offkey::v1::UnsealTicketRequest& request,
+    absl::Time deadline) {
+  OFFKEY_RETURN_IF_ERROR(ValidateContext(request.context()));
+  if (request.sealed().size() > tickets::kMaxSealedBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("sealed: ", request.sealed().size(), " bytes; at most ",
+                     tickets::kMaxSealedBytes, " (what SealTicket makes at most)"));
+  }
+  if (request.sealed().empty()) {
+    return absl::InvalidArgumentError("sealed: required; a ticket from SealTicket");
+  }
+  TicketStoreTime store_time(metrics_, offkey::v1::UNSEAL_TICKET);
+  OFFKEY_ASSIGN_OR_RETURN(
+      hsm::TicketKeySetInfo set,
+      AuthorizeTicketKeySet(caller, offkey::v1::UNSEAL_TICKET, request.ticket_key_set(),
+                            store_time.total()));
+  const int64_t current = tickets::EpochAt(ticket_key_sets_.Now(), set.rotation_period);
+  absl::StatusOr<tickets::Unsealed> unsealed =
+      tickets::Unseal(set.name, request.sealed(), current, [&](int64_t epoch) {
+        return ticket_key_sets_.Material(set, epoch, Options(deadline),
+                                         store_time.total());
+      });
+  if (!unsealed.ok()) return unsealed.status();
+  offkey::v1::UnsealTicketResponse response;
+  if (unsealed->epoch.has_value()) response.set_epoch(*unsealed->epoch);
+  switch (unsealed->result) {
+    case tickets::Unsealed::Result::kOpened:
+      response.set_result(offkey::v1::UnsealTicketResponse::OPENED);
+      response.set_plaintext(unsealed->plaintext.view().data(),
+                             unsealed->plaintext.size());
+      response.set_renew(unsealed->renew);
+      break;
+    case tickets::Unsealed::Result::kExpired:
+      response.set_result(offkey::v1::UnsealTicketResponse::EXPIRED);
+      break;
+    case tickets::Unsealed::Result::kInvalid:
+      response.set_result(offkey::v1::UnsealTicketResponse::INVALID);
+      break;
   }
   return response;
 }

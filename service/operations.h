@@ -19,6 +19,7 @@
 #include "service/metrics/metrics.h"
 #include "service/operation_names.h"
 #include "service/proto_convert.h"
+#include "service/tickets/ticket_key_sets.h"
 #include "service/tls/handshake_shape.h"
 
 namespace offkey::service {
@@ -72,12 +73,37 @@ class Operations {
       const Caller& caller, const offkey::v1::ListKeysRequest& request,
       absl::Time deadline);
 
+  // Session tickets (key_service.proto). Each needs a grant of its operation naming the
+  // ticket-key set; PERMISSION_DENIED otherwise and for a set that does not exist (one
+  // message for both). INVALID_ARGUMENT for a missing or malformed set name,
+  // RESOURCE_EXHAUSTED for a plaintext or sealed ticket over its limit. An unsealable
+  // ticket is an answer (UnsealTicketResponse.result), not an error.
+  absl::StatusOr<offkey::v1::GetTicketKeysResponse> GetTicketKeys(
+      const Caller& caller, const offkey::v1::GetTicketKeysRequest& request,
+      absl::Time deadline);
+  absl::StatusOr<offkey::v1::SealTicketResponse> SealTicket(
+      const Caller& caller, const offkey::v1::SealTicketRequest& request,
+      absl::Time deadline);
+  absl::StatusOr<offkey::v1::UnsealTicketResponse> UnsealTicket(
+      const Caller& caller, const offkey::v1::UnsealTicketRequest& request,
+      absl::Time deadline);
+
+  // The ticket-key sets and their cached epoch material (KeyAdmin forgets a set it
+  // destroyed here).
+  tickets::TicketKeySets& ticket_key_sets() { return ticket_key_sets_; }
+
  private:
   // The key `ref` names, if `caller` may perform `op` on it and it is enabled.
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Authorize(
       const Caller& caller, offkey::v1::Operation op, const offkey::v1::KeyRef& ref);
   // Decrypts a TLS 1.2 premaster by the DecryptPremaster contract (always 48 bytes for
   // a ciphertext of at most k bytes below the modulus; shorter ones are left-padded).
+  // The ticket-key set `name`, if `caller` may perform the ticket operation `op` on it.
+  // Adds the time spent in the store to `*store_time`.
+  absl::StatusOr<hsm::TicketKeySetInfo> AuthorizeTicketKeySet(const Caller& caller,
+                                                              offkey::v1::Operation op,
+                                                              const std::string& name,
+                                                              absl::Duration* store_time);
   absl::StatusOr<SecretBytes> Premaster(const Caller& caller, offkey::v1::Operation op,
                                         const offkey::v1::KeyRef& ref,
                                         const offkey::v1::TlsContext& context,
@@ -87,6 +113,7 @@ class Operations {
   hsm::KeyStore* const store_;
   KeyCatalog* const catalog_;
   metrics::Metrics* const metrics_;
+  tickets::TicketKeySets ticket_key_sets_;
   mutable offkey::Mutex mu_;
   std::shared_ptr<const config::Policy> policy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const clientverify::TrustStore> trust_ ABSL_GUARDED_BY(mu_);

@@ -253,6 +253,12 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
   // The admin plane: its own listener (same mTLS), its own sync threads.
   server->admin_ = std::make_unique<admin::KeyAdmin>(store, server->catalog_.get(),
                                                      server->options_.clock);
+  // A set destroyed through this replica stops working here at once (elsewhere within
+  // the ticket cache's recheck interval).
+  server->admin_->SetTicketKeySetDestroyedHook(
+      [operations = server->operations_.get()](const std::string& name) {
+        operations->ticket_key_sets().Forget(name);
+      });
   if (!config.admin_listen_address().empty()) {
     Operations* operations = server->operations_.get();
     server->admin_service_ = std::make_unique<admin::KeyAdminService>(

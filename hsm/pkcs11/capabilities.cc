@@ -1,5 +1,6 @@
 #include "hsm/pkcs11/capabilities.h"
 
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -163,6 +164,21 @@ absl::Status Capabilities::CanUseStoreSecret(bool generate,
         "' on the token with the module's own tool (for tpm2-pkcs11: tpm2_ptool "
         "addkey --algorithm=hmac:sha256 --key-label=",
         label, ") and start again"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Capabilities::CanMakeTicketKeySets() const {
+  for (auto [mechanism, name, flag] :
+       {std::tuple<CK_MECHANISM_TYPE, absl::string_view, CK_FLAGS>{
+            CKM_GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN", CKF_GENERATE},
+        {CKM_SHA256_HMAC, "CKM_SHA256_HMAC", CKF_SIGN}}) {
+    auto it = mechanisms_.find(mechanism);
+    if (it == mechanisms_.end() || (it->second.flags & flag) == 0) {
+      return absl::UnimplementedError(
+          absl::StrCat("PKCS#11 module '", module_, "' cannot make ticket-key sets (no ",
+                       name, "): their root secrets must be generated in the token"));
+    }
   }
   return absl::OkStatus();
 }

@@ -59,6 +59,11 @@ class Capabilities {
   // cannot serve TLS 1.2 RSA key exchange safely without it, so the store refuses to
   // start; the message says how to provision the secret instead.
   absl::Status CanUseStoreSecret(bool generate, absl::string_view label) const;
+  // OK if ticket-key sets can be made on the token: their root secrets are generated
+  // there (CKM_GENERIC_SECRET_KEY_GEN) and used with CKM_SHA256_HMAC. UNIMPLEMENTED
+  // otherwise, naming the module and what it lacks (tpm2-pkcs11 1.9 generates no secret
+  // keys).
+  absl::Status CanMakeTicketKeySets() const;
 
   // One line for start-up logs and errors: which key algorithms work, which do not and
   // why, e.g. "rsa-2048 rsa-3072 ec-p256 ...; lacks ed25519 (no CKM_EDDSA)".

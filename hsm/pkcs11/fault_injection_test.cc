@@ -248,6 +248,35 @@ TEST_F(FaultInjectionTest, RateCountAndWindowLimitInjection) {
   ExpectServes();
 }
 
+// A ticket epoch derivation whose HMAC fails in the module reports the failure (no
+// bytes), and derives the same secret as before once the module works again.
+TEST_F(FaultInjectionTest, AFailedTicketDerivationIsReportedAndLeavesNoBytes) {
+  Open();
+  ASSERT_THAT(store_->CreateTicketKeySet("tickets", absl::Hours(1)), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes before,
+                              store_->DeriveTicketEpochSecret("tickets", 9, {}));
+  for (CK_RV rv : {CKR_FUNCTION_FAILED, CKR_DEVICE_ERROR}) {
+    SCOPED_TRACE(rv);
+    const uint64_t injected = faults_->Injected("C_Sign");
+    faults_->Fail("C_Sign", rv);
+    auto failed = store_->DeriveTicketEpochSecret("tickets", 9, {});
+    EXPECT_THAT(failed,
+                StatusIs(absl::StatusCode::kUnavailable,
+                         ::testing::AllOf(HasSubstr("C_Sign"),
+                                          HasSubstr("ticket-key set 'tickets'"))));
+    EXPECT_GT(faults_->Injected("C_Sign"), injected);
+    faults_->Clear();
+    OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes after,
+                                store_->DeriveTicketEpochSecret("tickets", 9, {}));
+    EXPECT_EQ(after.view(), before.view());
+  }
+  // A lost session during the HMAC is replaced without the caller seeing it.
+  faults_->Fail("C_Sign", CKR_SESSION_HANDLE_INVALID, 1.0, /*count=*/1);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes retried,
+                              store_->DeriveTicketEpochSecret("tickets", 9, {}));
+  EXPECT_EQ(retried.view(), before.view());
+}
+
 // The control file lets a test drive the module inside another process.
 TEST_F(FaultInjectionTest, ControlFileRulesApplyUntilTheFileChanges) {
   Open();

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -19,6 +21,7 @@
 #include "hsm/pkcs11/key_encoding.h"
 #include "hsm/pkcs11/object_io.h"
 #include "hsm/right_align.h"
+#include "hsm/ticket_keys.h"
 
 namespace offkey::hsm::pkcs11 {
 namespace {
@@ -27,6 +30,10 @@ constexpr absl::string_view kHmacKeyLabel = "offkey-premaster-substitute-v1";
 constexpr absl::string_view kMetadataApplication = "offkey-metadata";
 constexpr size_t kMaxSignature = 1024;  // RSA-4096 is 512 bytes; P-521 r||s is 132.
 constexpr size_t kMaxChain = 16;
+constexpr absl::string_view kTicketLabelPrefix = "offkey-ticket-keys/";
+constexpr absl::string_view kTicketApplication = "offkey-ticket-key-set";
+constexpr size_t kTicketRootIdSize = 16;
+constexpr char kTicketRecordVersion = 1;
 
 std::string Hex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
 
@@ -102,6 +109,52 @@ int ChainIndex(absl::string_view label) {
     return 0;
   }
   return index;
+}
+
+std::string TicketLabel(absl::string_view name) {
+  return absl::StrCat(kTicketLabelPrefix, name);
+}
+
+void AppendBigEndian(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+uint64_t ReadBigEndian(absl::string_view in) {
+  uint64_t v = 0;
+  for (char c : in.substr(0, 8)) v = (v << 8) | static_cast<unsigned char>(c);
+  return v;
+}
+
+// The record beside a set's root (see the class comment).
+std::string EncodeTicketRecord(absl::string_view root_id, const TicketKeySetInfo& info) {
+  std::string out(1, kTicketRecordVersion);
+  out.append(root_id.data(), root_id.size());
+  AppendBigEndian(absl::ToInt64Seconds(info.rotation_period), &out);
+  AppendBigEndian(absl::ToUnixSeconds(info.create_time), &out);
+  return out;
+}
+
+// False for a record offkey did not write (another version, another size).
+bool DecodeTicketRecord(absl::string_view record, std::string* root_id,
+                        TicketKeySetInfo* info) {
+  if (record.size() != 1 + kTicketRootIdSize + 16 || record[0] != kTicketRecordVersion) {
+    return false;
+  }
+  record.remove_prefix(1);
+  *root_id = std::string(record.substr(0, kTicketRootIdSize));
+  record.remove_prefix(kTicketRootIdSize);
+  const auto period = static_cast<int64_t>(ReadBigEndian(record.substr(0, 8)));
+  const auto created = static_cast<int64_t>(ReadBigEndian(record.substr(8, 8)));
+  if (period <= 0) return false;
+  info->rotation_period = absl::Seconds(period);
+  info->create_time = absl::FromUnixSeconds(created);
+  return true;
+}
+
+absl::Status NoTicketSet(absl::string_view name) {
+  return absl::NotFoundError(absl::StrCat("no ticket-key set named '", name, "'"));
 }
 
 }  // namespace
@@ -910,6 +963,287 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::HmacWithStoreSecret(
         return CkRvStatus(rv, "C_Sign");
       }));
   return mac;
+}
+
+void Pkcs11KeyStore::ForgetTicketRoot(absl::string_view name) {
+  offkey::MutexLock lock(&mu_);
+  ticket_roots_.erase(std::string(name));
+}
+
+absl::Status Pkcs11KeyStore::FindTicketSets(CK_SESSION_HANDLE session,
+                                            absl::string_view name,
+                                            std::vector<TicketSetObjects>* sets,
+                                            std::vector<CK_OBJECT_HANDLE>* parts) {
+  const CK_FUNCTION_LIST* fn = token_->fn();
+  sets->clear();
+  if (parts != nullptr) parts->clear();
+  Template roots_find, records_find;
+  roots_find.Ulong(CKA_CLASS, CKO_SECRET_KEY);
+  records_find.Ulong(CKA_CLASS, CKO_DATA).Bytes(CKA_APPLICATION, kTicketApplication);
+  if (!name.empty()) {
+    roots_find.Bytes(CKA_LABEL, TicketLabel(name));
+    records_find.Bytes(CKA_LABEL, TicketLabel(name));
+  }
+  std::vector<CK_OBJECT_HANDLE> roots, records;
+  OFFKEY_RETURN_IF_ERROR(CkRvStatus(FindObjects(fn, session, roots_find, &roots),
+                                    "C_FindObjects (ticket-key roots)"));
+  OFFKEY_RETURN_IF_ERROR(CkRvStatus(FindObjects(fn, session, records_find, &records),
+                                    "C_FindObjects (ticket-key records)"));
+  // An object destroyed since the search is skipped, unless its handle went stale
+  // because the login was lost (Run recovers from that).
+  auto read = [&](CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, std::string* out,
+                  bool* skip) -> absl::Status {
+    CK_RV rv = GetBytes(fn, session, h, type, out);
+    *skip = IsHandleStale(rv) && token_->LoggedIn(session);
+    if (*skip) return absl::OkStatus();
+    return CkRvStatus(rv, "C_GetAttributeValue (ticket-key set)");
+  };
+  // By (label, root id): the root's handle.
+  absl::flat_hash_map<std::pair<std::string, std::string>, CK_OBJECT_HANDLE> by_id;
+  for (CK_OBJECT_HANDLE h : roots) {
+    std::string label, id;
+    bool skip = false;
+    OFFKEY_RETURN_IF_ERROR(read(h, CKA_LABEL, &label, &skip));
+    if (skip || !absl::StartsWith(label, kTicketLabelPrefix)) continue;
+    OFFKEY_RETURN_IF_ERROR(read(h, CKA_ID, &id, &skip));
+    if (skip) continue;
+    by_id[{std::move(label), std::move(id)}] = h;
+    if (parts != nullptr) parts->push_back(h);
+  }
+  absl::flat_hash_map<std::string, TicketSetObjects> chosen;  // By name.
+  for (CK_OBJECT_HANDLE h : records) {
+    std::string label, value, root_id;
+    bool skip = false;
+    OFFKEY_RETURN_IF_ERROR(read(h, CKA_LABEL, &label, &skip));
+    if (skip || !absl::StartsWith(label, kTicketLabelPrefix)) continue;
+    if (parts != nullptr) parts->push_back(h);
+    OFFKEY_RETURN_IF_ERROR(read(h, CKA_VALUE, &value, &skip));
+    TicketSetObjects set;
+    if (skip || !DecodeTicketRecord(value, &root_id, &set.info)) continue;
+    auto root = by_id.find(std::make_pair(label, root_id));
+    if (root == by_id.end())
+      continue;  // A record whose root is not (or no longer) there.
+    set.info.name = label.substr(kTicketLabelPrefix.size());
+    set.root = root->second;
+    set.root_id = std::move(root_id);
+    auto [it, inserted] = chosen.try_emplace(set.info.name);
+    if (inserted || std::tie(set.info.create_time, set.root_id) <
+                        std::tie(it->second.info.create_time, it->second.root_id)) {
+      it->second = std::move(set);
+    }
+  }
+  for (auto& [set_name, set] : chosen) sets->push_back(std::move(set));
+  std::sort(sets->begin(), sets->end(),
+            [](const auto& a, const auto& b) { return a.info.name < b.info.name; });
+  return absl::OkStatus();
+}
+
+absl::Status Pkcs11KeyStore::FindTicketSet(CK_SESSION_HANDLE session,
+                                           absl::string_view name,
+                                           TicketSetObjects* out) {
+  std::vector<TicketSetObjects> sets;
+  OFFKEY_RETURN_IF_ERROR(FindTicketSets(session, name, &sets));
+  if (sets.empty()) {
+    // Private objects are invisible without a login: that is not "no such set".
+    if (!token_->LoggedIn(session)) {
+      return CkRvStatus(CKR_USER_NOT_LOGGED_IN,
+                        "no ticket-key set found while logged out");
+    }
+    ForgetTicketRoot(name);
+    return NoTicketSet(name);
+  }
+  *out = std::move(sets[0]);
+  return absl::OkStatus();
+}
+
+absl::Status Pkcs11KeyStore::ResolveTicketRoot(CK_SESSION_HANDLE session,
+                                               absl::string_view name, bool fresh,
+                                               TicketRootHandle* out) {
+  const uint64_t epoch = token_->epoch();
+  if (!fresh) {
+    std::optional<TicketRootHandle> cached;
+    {
+      offkey::MutexLock lock(&mu_);
+      auto it = ticket_roots_.find(name);
+      if (it != ticket_roots_.end() && it->second.epoch == epoch) cached = it->second;
+    }
+    // As for keys: on a module that reuses handles, only while it names this root.
+    if (cached.has_value() && (!token_->may_reuse_object_handles() ||
+                               StillNames(session, cached->object, cached->id))) {
+      *out = *std::move(cached);
+      return absl::OkStatus();
+    }
+  }
+  TicketSetObjects set;
+  OFFKEY_RETURN_IF_ERROR(FindTicketSet(session, name, &set));
+  TicketRootHandle root{set.root, std::move(set.root_id), epoch};
+  offkey::MutexLock lock(&mu_);
+  ticket_roots_[std::string(name)] = root;
+  *out = std::move(root);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TicketKeySetInfo> Pkcs11KeyStore::CreateTicketKeySet(
+    absl::string_view name, absl::Duration rotation_period) {
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketRotationPeriod(rotation_period));
+  OFFKEY_RETURN_IF_ERROR(capabilities_.CanMakeTicketKeySets());
+  TicketKeySetInfo info;
+  info.name = std::string(name);
+  info.rotation_period = rotation_period;
+  info.create_time = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  const std::string label = TicketLabel(name);
+  // The root this call made, across attempts: a retried attempt that finds it made
+  // it, and does not report its own set as taken.
+  std::string made_id;
+  OFFKEY_RETURN_IF_ERROR(token_->Run(
+      absl::StrCat("create ticket-key set '", name, "'"), absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int) -> absl::Status {
+        const CK_FUNCTION_LIST* fn = token_->fn();
+        std::vector<TicketSetObjects> existing;
+        OFFKEY_RETURN_IF_ERROR(FindTicketSets(session, name, &existing));
+        if (!existing.empty()) {
+          if (!made_id.empty() && existing[0].root_id == made_id) {
+            info = existing[0].info;
+            return absl::OkStatus();
+          }
+          return absl::AlreadyExistsError(
+              absl::StrCat("a ticket-key set named '", name, "' exists"));
+        }
+        const std::string id = RandomBytes(kTicketRootIdSize);
+        Template record;
+        record.Ulong(CKA_CLASS, CKO_DATA)
+            .Bool(CKA_TOKEN, true)
+            .Bool(CKA_PRIVATE, true)
+            .Bytes(CKA_APPLICATION, kTicketApplication)
+            .Bytes(CKA_LABEL, label)
+            .Bytes(CKA_VALUE, EncodeTicketRecord(id, info));
+        CK_OBJECT_HANDLE record_handle = CK_INVALID_HANDLE;
+        OFFKEY_RETURN_IF_ERROR(CkRvStatus(
+            fn->C_CreateObject(session, record.data(), record.size(), &record_handle),
+            "C_CreateObject (ticket-key record)"));
+        Template root;
+        root.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+            .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+            .Ulong(CKA_VALUE_LEN, kTicketRootSecretSize)
+            .Bool(CKA_TOKEN, true)
+            .Bool(CKA_PRIVATE, true)
+            .Bool(CKA_SENSITIVE, true)
+            .Bool(CKA_EXTRACTABLE, false)
+            .Bool(CKA_SIGN, true)
+            // Sign only: modules default some of these to true (SoftHSM2: encrypt,
+            // decrypt, wrap, unwrap, verify).
+            .Bool(CKA_VERIFY, false)
+            .Bool(CKA_DERIVE, false)
+            .Bool(CKA_ENCRYPT, false)
+            .Bool(CKA_DECRYPT, false)
+            .Bool(CKA_WRAP, false)
+            .Bool(CKA_UNWRAP, false)
+            .Bytes(CKA_LABEL, label)
+            .Bytes(CKA_ID, id);
+        CK_MECHANISM mech = {CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+        CK_OBJECT_HANDLE root_handle = CK_INVALID_HANDLE;
+        CK_RV rv =
+            fn->C_GenerateKey(session, &mech, root.data(), root.size(), &root_handle);
+        if (rv != CKR_OK) {
+          fn->C_DestroyObject(session, record_handle);
+          return CkRvStatus(rv, "C_GenerateKey (ticket-key root)");
+        }
+        made_id = id;
+        // Another process may have made one at the same moment: all use one of them.
+        OFFKEY_RETURN_IF_ERROR(FindTicketSets(session, name, &existing));
+        if (!existing.empty() && existing[0].root_id != id) {
+          fn->C_DestroyObject(session, root_handle);
+          fn->C_DestroyObject(session, record_handle);
+          made_id.clear();
+          return absl::AlreadyExistsError(absl::StrCat(
+              "a ticket-key set named '", name, "' was made at the same time elsewhere"));
+        }
+        return absl::OkStatus();
+      },
+      Token::Access::kChange));
+  ForgetTicketRoot(name);
+  return info;
+}
+
+absl::StatusOr<std::vector<TicketKeySetInfo>> Pkcs11KeyStore::ListTicketKeySets() {
+  std::vector<TicketKeySetInfo> out;
+  OFFKEY_RETURN_IF_ERROR(token_->Run("list ticket-key sets", absl::InfiniteFuture(),
+                                     [&](CK_SESSION_HANDLE session, int) -> absl::Status {
+                                       std::vector<TicketSetObjects> sets;
+                                       OFFKEY_RETURN_IF_ERROR(
+                                           FindTicketSets(session, "", &sets));
+                                       out.clear();
+                                       for (TicketSetObjects& set : sets)
+                                         out.push_back(std::move(set.info));
+                                       return absl::OkStatus();
+                                     }));
+  return out;
+}
+
+absl::StatusOr<TicketKeySetInfo> Pkcs11KeyStore::FindTicketKeySet(
+    absl::string_view name) {
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  TicketSetObjects set;
+  OFFKEY_RETURN_IF_ERROR(token_->Run("find ticket-key set", absl::InfiniteFuture(),
+                                     [&](CK_SESSION_HANDLE session, int) {
+                                       return FindTicketSet(session, name, &set);
+                                     }));
+  return set.info;
+}
+
+absl::Status Pkcs11KeyStore::DestroyTicketKeySet(absl::string_view name) {
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  ForgetTicketRoot(name);
+  absl::Status status = token_->Run(
+      absl::StrCat("destroy ticket-key set '", name, "'"), absl::InfiniteFuture(),
+      [&](CK_SESSION_HANDLE session, int) -> absl::Status {
+        std::vector<TicketSetObjects> sets;
+        std::vector<CK_OBJECT_HANDLE> parts;
+        OFFKEY_RETURN_IF_ERROR(FindTicketSets(session, name, &sets, &parts));
+        if (sets.empty() && !token_->LoggedIn(session)) {
+          return CkRvStatus(CKR_USER_NOT_LOGGED_IN,
+                            "no ticket-key set found while logged out");
+        }
+        // Roots first: once a root is gone its set is gone, whatever happens next.
+        for (CK_OBJECT_HANDLE h : parts) {
+          CK_RV rv = token_->fn()->C_DestroyObject(session, h);
+          if (!IsHandleStale(rv)) {
+            OFFKEY_RETURN_IF_ERROR(CkRvStatus(rv, "C_DestroyObject (ticket-key set)"));
+          }
+        }
+        return sets.empty() ? NoTicketSet(name) : absl::OkStatus();
+      },
+      Token::Access::kChange);
+  ForgetTicketRoot(name);
+  return status;
+}
+
+absl::StatusOr<SecretBytes> Pkcs11KeyStore::DeriveTicketEpochSecret(
+    absl::string_view name, int64_t epoch, const CallOptions& options) {
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketEpoch(epoch));
+  const std::string message = TicketEpochMessage(name, epoch);
+  SecretBytes secret(kTicketEpochSecretSize);
+  OFFKEY_RETURN_IF_ERROR(token_->Run(
+      absl::StrCat("C_Sign (HMAC-SHA256 with ticket-key set '", name, "')"),
+      options.deadline, [&](CK_SESSION_HANDLE session, int attempt) -> absl::Status {
+        TicketRootHandle root;
+        OFFKEY_RETURN_IF_ERROR(ResolveTicketRoot(session, name, attempt > 0, &root));
+        CK_MECHANISM mech = {CKM_SHA256_HMAC, nullptr, 0};
+        OFFKEY_RETURN_IF_ERROR(CkRvStatus(
+            token_->fn()->C_SignInit(session, &mech, root.object), "C_SignInit"));
+        CK_ULONG len = secret.size();
+        CK_RV rv = token_->fn()->C_Sign(
+            session, reinterpret_cast<CK_BYTE*>(const_cast<char*>(message.data())),
+            message.size(), secret.data(), &len);
+        if (rv == CKR_OK && len != kTicketEpochSecretSize) {
+          return absl::InternalError(
+              absl::StrCat("C_Sign returned a ", len, "-byte HMAC-SHA256"));
+        }
+        return CkRvStatus(rv, "C_Sign");
+      }));
+  return secret;
 }
 
 absl::Status Pkcs11KeyStore::StoreSecretGone() const {

@@ -25,7 +25,24 @@ namespace offkey::hsm::pkcs11 {
 //   CKO_DATA         application "offkey-metadata", label = name (see PutMetadata)
 // plus one CKO_SECRET_KEY labelled "offkey-premaster-substitute-v1" (HMAC-SHA256).
 //
-// Object handles are cached per key id and dropped when the token is re-established.
+// Each ticket-key set (hsm/ticket_keys.h) is two objects labelled
+// "offkey-ticket-keys/<name>" (key labels cannot hold '/', so the two never meet):
+//   CKO_SECRET_KEY  the root: CKK_GENERIC_SECRET, 32 bytes, generated in the token,
+//                   private, sensitive, never extractable, CKA_SIGN only (HMAC-SHA256);
+//                   CKA_ID = 16 random bytes
+//   CKO_DATA        application "offkey-ticket-key-set", private; CKA_VALUE the record:
+//                   0x01 || root CKA_ID (16) || rotation period in seconds (8) ||
+//                   creation time in Unix seconds (8), integers big-endian
+// Data objects take no CKA_ID everywhere (opencryptoki refuses CKA_OBJECT_ID), so the
+// record names its root's id. A set exists while both are on the token. The record is
+// made before the root and destroyed after it, so no process sees half a set; parts
+// left alone by a crash are ignored and removed by the next DestroyTicketKeySet of the
+// name. Should two processes create one name at once, every store uses the earliest
+// made (then smallest CKA_ID), and the other creator undoes its own and reports
+// ALREADY_EXISTS.
+//
+// Object handles (keys, ticket roots) are cached and dropped when the token is
+// re-established.
 // Thread-safe; concurrency is bounded by the token's session pool.
 class Pkcs11KeyStore final : public KeyStore {
  public:
@@ -61,6 +78,17 @@ class Pkcs11KeyStore final : public KeyStore {
                                             const CallOptions& options) override;
   absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view data,
                                                   const CallOptions& options) override;
+  // UNIMPLEMENTED when the module cannot generate secret keys or do HMAC-SHA256
+  // (Capabilities::CanMakeTicketKeySets).
+  absl::StatusOr<TicketKeySetInfo> CreateTicketKeySet(
+      absl::string_view name, absl::Duration rotation_period) override;
+  absl::StatusOr<std::vector<TicketKeySetInfo>> ListTicketKeySets() override;
+  absl::StatusOr<TicketKeySetInfo> FindTicketKeySet(absl::string_view name) override;
+  absl::Status DestroyTicketKeySet(absl::string_view name) override;
+  // HMAC-SHA256 (CKM_SHA256_HMAC, in the token) under the set's root over
+  // TicketEpochMessage(name, epoch).
+  absl::StatusOr<SecretBytes> DeriveTicketEpochSecret(
+      absl::string_view name, int64_t epoch, const CallOptions& options) override;
   absl::Status CheckHealth() override;
   SessionUse Sessions() const override {
     return {token_->sessions_in_use(), token_->max_sessions()};
@@ -76,6 +104,19 @@ class Pkcs11KeyStore final : public KeyStore {
     CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;
     KeyAlgorithm algorithm = KeyAlgorithm::kUnknown;
     std::string modulus;  // RSA only, big-endian, for the size and range checks.
+    uint64_t epoch = 0;
+  };
+
+  // A ticket-key set found on the token (both parts present).
+  struct TicketSetObjects {
+    TicketKeySetInfo info;
+    CK_OBJECT_HANDLE root = CK_INVALID_HANDLE;
+    std::string root_id;
+  };
+  // A set's root, cached per set name.
+  struct TicketRootHandle {
+    CK_OBJECT_HANDLE object = CK_INVALID_HANDLE;
+    std::string id;
     uint64_t epoch = 0;
   };
 
@@ -117,6 +158,20 @@ class Pkcs11KeyStore final : public KeyStore {
       absl::string_view name, KeyAlgorithm algorithm, const std::string& spki,
       absl::FunctionRef<void(Template&, Template&)> add_components);
   void Forget(absl::string_view key_id);
+  // The ticket-key sets on the token (only `name`'s unless empty), one per name as the
+  // class comment says, in *sets; with `parts`, every object of those names (roots
+  // before records, whole sets or not). Errors: CkRvStatus.
+  absl::Status FindTicketSets(CK_SESSION_HANDLE session, absl::string_view name,
+                              std::vector<TicketSetObjects>* sets,
+                              std::vector<CK_OBJECT_HANDLE>* parts = nullptr);
+  // The one set named `name`. NOT_FOUND if there is none (a CkRvStatus that Run
+  // recovers from if the session is not logged in).
+  absl::Status FindTicketSet(CK_SESSION_HANDLE session, absl::string_view name,
+                             TicketSetObjects* out);
+  // The root of set `name`, from the cache unless `fresh`. Errors as FindTicketSet.
+  absl::Status ResolveTicketRoot(CK_SESSION_HANDLE session, absl::string_view name,
+                                 bool fresh, TicketRootHandle* out);
+  void ForgetTicketRoot(absl::string_view name);
   // OK if no key is named `name`; ALREADY_EXISTS if one is.
   absl::Status CheckNameFree(absl::string_view name);
 
@@ -127,6 +182,7 @@ class Pkcs11KeyStore final : public KeyStore {
   std::atomic<bool> metadata_by_application_{false};
   offkey::Mutex mu_;
   absl::flat_hash_map<std::string, KeyHandle> handles_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, TicketRootHandle> ticket_roots_ ABSL_GUARDED_BY(mu_);
   CK_OBJECT_HANDLE hmac_key_ ABSL_GUARDED_BY(mu_) = CK_INVALID_HANDLE;
   uint64_t hmac_epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -3,6 +3,9 @@
 // pool and recovery from a token that misbehaves.
 #include "hsm/pkcs11/pkcs11_key_store.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -10,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "base/status_macros.h"
 #include "base/testing/status_matchers.h"
@@ -132,6 +136,156 @@ INSTANTIATE_TEST_SUITE_P(AllKeyTypes, SensitiveKeyTest,
                            }
                            return name;
                          });
+
+// The root is a sign-only HMAC key whose value never leaves the token, and its record
+// beside it holds no secret.
+TEST_F(KeyStoreTest, TicketKeySetRootIsSensitiveNeverExtractableAndSignOnly) {
+  ASSERT_THAT(store_->CreateTicketKeySet("tickets", absl::Hours(1)), IsOk());
+  ASSERT_THAT(
+      store_->TokenForTest().Run(
+          "check attributes", absl::InfiniteFuture(),
+          [&](CK_SESSION_HANDLE session, int) -> absl::Status {
+            const CK_FUNCTION_LIST* fn = store_->TokenForTest().fn();
+            Template find;
+            find.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+                .Bytes(CKA_LABEL, "offkey-ticket-keys/tickets");
+            std::vector<CK_OBJECT_HANDLE> found;
+            EXPECT_EQ(FindObjects(fn, session, find, &found), CKR_OK);
+            EXPECT_EQ(found.size(), 1u);
+            if (found.size() != 1) return absl::OkStatus();
+            CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, token = CK_FALSE,
+                     is_private = CK_FALSE, sign = CK_FALSE, verify = CK_TRUE,
+                     derive = CK_TRUE, local = CK_FALSE, always_sensitive = CK_FALSE,
+                     never_extractable = CK_FALSE, encrypt = CK_TRUE, decrypt = CK_TRUE,
+                     wrap = CK_TRUE, unwrap = CK_TRUE;
+            CK_ULONG type = 0, length = 0;
+            CK_ATTRIBUTE attrs[] = {
+                {CKA_SENSITIVE, &sensitive, sizeof(sensitive)},
+                {CKA_EXTRACTABLE, &extractable, sizeof(extractable)},
+                {CKA_TOKEN, &token, sizeof(token)},
+                {CKA_PRIVATE, &is_private, sizeof(is_private)},
+                {CKA_SIGN, &sign, sizeof(sign)},
+                {CKA_VERIFY, &verify, sizeof(verify)},
+                {CKA_DERIVE, &derive, sizeof(derive)},
+                {CKA_LOCAL, &local, sizeof(local)},
+                {CKA_ALWAYS_SENSITIVE, &always_sensitive, sizeof(always_sensitive)},
+                {CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof(never_extractable)},
+                {CKA_ENCRYPT, &encrypt, sizeof(encrypt)},
+                {CKA_DECRYPT, &decrypt, sizeof(decrypt)},
+                {CKA_WRAP, &wrap, sizeof(wrap)},
+                {CKA_UNWRAP, &unwrap, sizeof(unwrap)},
+                {CKA_KEY_TYPE, &type, sizeof(type)},
+                {CKA_VALUE_LEN, &length, sizeof(length)}};
+            EXPECT_EQ(fn->C_GetAttributeValue(session, found[0], attrs,
+                                              sizeof(attrs) / sizeof(attrs[0])),
+                      CKR_OK);
+            EXPECT_EQ(sensitive, CK_TRUE);
+            EXPECT_EQ(extractable, CK_FALSE);
+            EXPECT_EQ(token, CK_TRUE);
+            EXPECT_EQ(is_private, CK_TRUE);
+            EXPECT_EQ(sign, CK_TRUE);
+            EXPECT_EQ(verify, CK_FALSE);
+            EXPECT_EQ(derive, CK_FALSE);
+            EXPECT_EQ(local, CK_TRUE) << "generated in the token";
+            EXPECT_EQ(always_sensitive, CK_TRUE);
+            EXPECT_EQ(never_extractable, CK_TRUE);
+            EXPECT_EQ(encrypt, CK_FALSE);
+            EXPECT_EQ(decrypt, CK_FALSE);
+            EXPECT_EQ(wrap, CK_FALSE);
+            EXPECT_EQ(unwrap, CK_FALSE);
+            EXPECT_EQ(type, CKK_GENERIC_SECRET);
+            EXPECT_EQ(length, 32u);
+            std::string value;
+            EXPECT_EQ(GetBytes(fn, session, found[0], CKA_VALUE, &value),
+                      CKR_ATTRIBUTE_SENSITIVE);
+            EXPECT_TRUE(value.empty());
+            // Nor can it be made extractable, or less sensitive, afterwards.
+            Template loosen;
+            loosen.Bool(CKA_EXTRACTABLE, true);
+            EXPECT_NE(
+                fn->C_SetAttributeValue(session, found[0], loosen.data(), loosen.size()),
+                CKR_OK);
+            Template unsensitive;
+            unsensitive.Bool(CKA_SENSITIVE, false);
+            EXPECT_NE(fn->C_SetAttributeValue(session, found[0], unsensitive.data(),
+                                              unsensitive.size()),
+                      CKR_OK);
+            return absl::OkStatus();
+          }),
+      IsOk());
+  // Still whole and usable.
+  EXPECT_THAT(store_->DeriveTicketEpochSecret("tickets", 1, {}), IsOk());
+}
+
+// The documented layout and derivation, from outside the store: a set provisioned by
+// hand with a known root (as another tool could) is found, and its epoch secret is
+// HMAC-SHA256(root, "offkey ticket epoch v1" 0x00 name 0x00 epoch-as-8-bytes-BE).
+TEST_F(KeyStoreTest, HandMadeSetWithAKnownRootDerivesTheDocumentedHmac) {
+  const std::string root(32, '\x5a');
+  const std::string root_id = "0123456789abcdef";  // 16 bytes.
+  ASSERT_THAT(
+      store_->TokenForTest().Run(
+          "provision", absl::InfiniteFuture(),
+          [&](CK_SESSION_HANDLE session, int) -> absl::Status {
+            const CK_FUNCTION_LIST* fn = store_->TokenForTest().fn();
+            // Version 1, root id, period 600 s, created at Unix time 1'700'000'000.
+            const std::string record = absl::StrCat(
+                std::string(1, '\x01'), root_id, std::string("\0\0\0\0\0\0\x02\x58", 8),
+                std::string("\0\0\0\0\x65\x53\xf1\x00", 8));
+            Template data, key;
+            data.Ulong(CKA_CLASS, CKO_DATA)
+                .Bool(CKA_TOKEN, true)
+                .Bool(CKA_PRIVATE, true)
+                .Bytes(CKA_APPLICATION, "offkey-ticket-key-set")
+                .Bytes(CKA_LABEL, "offkey-ticket-keys/known")
+                .Bytes(CKA_VALUE, record);
+            key.Ulong(CKA_CLASS, CKO_SECRET_KEY)
+                .Ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET)
+                .Bool(CKA_TOKEN, true)
+                .Bool(CKA_PRIVATE, true)
+                .Bool(CKA_SENSITIVE, true)
+                .Bool(CKA_SIGN, true)
+                .Bytes(CKA_LABEL, "offkey-ticket-keys/known")
+                .Bytes(CKA_ID, root_id)
+                .Bytes(CKA_VALUE, root);
+            CK_OBJECT_HANDLE h;
+            EXPECT_EQ(fn->C_CreateObject(session, data.data(), data.size(), &h), CKR_OK);
+            EXPECT_EQ(fn->C_CreateObject(session, key.data(), key.size(), &h), CKR_OK);
+            return absl::OkStatus();
+          }),
+      IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo found, store_->FindTicketKeySet("known"));
+  EXPECT_EQ(found.rotation_period, absl::Seconds(600));
+  EXPECT_EQ(found.create_time, absl::FromUnixSeconds(1'700'000'000));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes derived,
+                              store_->DeriveTicketEpochSecret("known", 0x0102, {}));
+  const std::string message("offkey ticket epoch v1\0known\0\0\0\0\0\0\0\x01\x02",
+                            22 + 1 + 5 + 1 + 8);
+  unsigned char expected[32];
+  unsigned int len = 0;
+  ASSERT_NE(HMAC(EVP_sha256(), root.data(), static_cast<int>(root.size()),
+                 reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+                 expected, &len),
+            nullptr);
+  ASSERT_EQ(len, 32u);
+  EXPECT_EQ(derived.view(),
+            absl::string_view(reinterpret_cast<const char*>(expected), sizeof(expected)));
+}
+
+// Sets live on the token: a store opened after this one is gone finds them.
+TEST_F(KeyStoreTest, TicketKeySetsSurviveTheStore) {
+  ASSERT_THAT(store_->CreateTicketKeySet("tickets", absl::Seconds(90)), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes before,
+                              store_->DeriveTicketEpochSecret("tickets", 5, {}));
+  store_.reset();
+  OFFKEY_ASSERT_OK_AND_ASSIGN(store_, Pkcs11KeyStore::Create(token_.Options()));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo found,
+                              store_->FindTicketKeySet("tickets"));
+  EXPECT_EQ(found.rotation_period, absl::Seconds(90));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes after,
+                              store_->DeriveTicketEpochSecret("tickets", 5, {}));
+  EXPECT_EQ(after.view(), before.view());
+}
 
 TEST_F(KeyStoreTest, WrongPinIsPermissionDenied) {
   // A token nobody in this process has logged in to: PKCS#11 logins are per process,

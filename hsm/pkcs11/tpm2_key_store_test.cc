@@ -41,14 +41,18 @@ class RequireTpm2 : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new RequireTpm2);
 
 // tpm2-pkcs11 1.9 on swtpm: RSA 1024 to 3072 bits, EC curves up to 638 bits, no Edwards
-// curves; P-521 listed but broken, and no private key imports (see Capabilities::Read).
+// curves; P-521 listed but broken, and no private key imports (see Capabilities::Read);
+// no secret key generation, so no ticket-key sets (Capabilities::CanMakeTicketKeySets).
 const KeyStoreFactory kTpm2{
     "Tpm2Pkcs11",
     &Store::Make,
     &Store::OpenAnother,
     {KeyAlgorithm::kRsa4096, KeyAlgorithm::kEcP521, KeyAlgorithm::kEd25519},
     "TPM2.0 Cryptoki",
-    /*refuses_import=*/true};
+    /*refuses_import=*/true,
+    /*ticket_sets_refused=*/
+    "tpm2-pkcs11 generates no secret keys (no CKM_GENERIC_SECRET_KEY_GEN), and a "
+    "ticket-key set's root must be generated in the token"};
 INSTANTIATE_TEST_SUITE_P(Tpm2Pkcs11, KeyStoreConformanceTest, ::testing::Values(kTpm2),
                          KeyStoreFactoryName);
 INSTANTIATE_TEST_SUITE_P(Tpm2Pkcs11, KeyStoreConformanceKeyTest,

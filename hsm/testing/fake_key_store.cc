@@ -21,6 +21,7 @@
 #include "hsm/openssl_key.h"
 #include "hsm/pkcs11/key_encoding.h"
 #include "hsm/right_align.h"
+#include "hsm/ticket_keys.h"
 
 namespace offkey::hsm::testing {
 namespace {
@@ -43,6 +44,12 @@ struct KeyMaterial {
   std::string modulus;  // RSA only: big-endian, exactly the modulus size.
 };
 
+// A ticket-key set: its root secret and what is recorded beside it.
+struct TicketSet {
+  TicketKeySetInfo info;
+  SecretBytes root;
+};
+
 struct Entry {
   std::shared_ptr<const KeyMaterial> key;
   std::vector<std::string> chain;
@@ -53,12 +60,39 @@ absl::Status NoKey(absl::string_view key_id) {
   return absl::NotFoundError(absl::StrCat("no key with id ", Hex(key_id)));
 }
 
+absl::Status NoTicketSet(absl::string_view name) {
+  return absl::NotFoundError(absl::StrCat("no ticket-key set named '", name, "'"));
+}
+
+// HMAC-SHA256 of `data` under `key` into `mac` (32 bytes).
+absl::Status HmacSha256(const SecretBytes& key, absl::string_view data,
+                        SecretBytes& mac) {
+  unsigned int len = 0;
+  if (HMAC(MessageDigest(HashAlgorithm::kSha256), key.data(),
+           static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
+           &len) == nullptr ||
+      len != mac.size()) {
+    return OpenSslError(absl::StatusCode::kInternal, "HMAC-SHA256");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SecretBytes> RandomSecret(size_t n) {
+  SecretBytes fresh(n);
+  if (RAND_bytes(fresh.data(), static_cast<int>(fresh.size())) != 1) {
+    return OpenSslError(absl::StatusCode::kInternal, "RAND_bytes");
+  }
+  return fresh;
+}
+
 }  // namespace
 
 struct FakeKeyStore::Backing {
   offkey::Mutex mu;
   absl::flat_hash_map<std::string, Entry> keys ABSL_GUARDED_BY(mu);  // By key id.
   SecretBytes store_secret ABSL_GUARDED_BY(mu);  // Empty until first used.
+  absl::flat_hash_map<std::string, TicketSet> ticket_sets ABSL_GUARDED_BY(mu);
 
   // The key `key_id`, to use outside the lock; NOT_FOUND if there is none.
   absl::StatusOr<std::shared_ptr<const KeyMaterial>> Key(absl::string_view key_id) {
@@ -125,6 +159,11 @@ absl::string_view FakeKeyStore::MethodName(Method method) {
                                                              "kSign",
                                                              "kRsaDecryptRaw",
                                                              "kHmacWithStoreSecret",
+                                                             "kCreateTicketKeySet",
+                                                             "kListTicketKeySets",
+                                                             "kFindTicketKeySet",
+                                                             "kDestroyTicketKeySet",
+                                                             "kDeriveTicketEpochSecret",
                                                              "kCheckHealth"};
   return kNames[static_cast<int>(method)];
 }
@@ -426,24 +465,78 @@ absl::StatusOr<SecretBytes> FakeKeyStore::HmacWithStoreSecret(absl::string_view 
                                                               const CallOptions&) {
   OFFKEY_RETURN_IF_ERROR(Enter(Method::kHmacWithStoreSecret));
   SecretBytes mac(32);
-  unsigned int len = 0;
   offkey::MutexLock lock(&backing_->mu);
   SecretBytes& secret = backing_->store_secret;
   if (secret.empty()) {
-    SecretBytes fresh(kHmacKeySize);
-    if (RAND_bytes(fresh.data(), static_cast<int>(fresh.size())) != 1) {
-      return OpenSslError(absl::StatusCode::kInternal, "RAND_bytes");
-    }
-    secret = std::move(fresh);
+    OFFKEY_ASSIGN_OR_RETURN(secret, RandomSecret(kHmacKeySize));
   }
-  if (HMAC(MessageDigest(HashAlgorithm::kSha256), secret.data(),
-           static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
-           &len) == nullptr ||
-      len != mac.size()) {
-    return OpenSslError(absl::StatusCode::kInternal, "HMAC-SHA256");
-  }
+  OFFKEY_RETURN_IF_ERROR(HmacSha256(secret, data, mac));
   return mac;
+}
+
+absl::StatusOr<TicketKeySetInfo> FakeKeyStore::CreateTicketKeySet(
+    absl::string_view name, absl::Duration rotation_period) {
+  OFFKEY_RETURN_IF_ERROR(Enter(Method::kCreateTicketKeySet));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketRotationPeriod(rotation_period));
+  TicketSet set;
+  OFFKEY_ASSIGN_OR_RETURN(set.root, RandomSecret(kTicketRootSecretSize));
+  set.info.name = std::string(name);
+  set.info.rotation_period = rotation_period;
+  // Whole seconds, as the PKCS#11 store records it.
+  set.info.create_time = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  offkey::MutexLock lock(&backing_->mu);
+  auto [it, inserted] = backing_->ticket_sets.try_emplace(set.info.name);
+  if (!inserted) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("a ticket-key set named '", name, "' exists"));
+  }
+  it->second = std::move(set);
+  return it->second.info;
+}
+
+absl::StatusOr<std::vector<TicketKeySetInfo>> FakeKeyStore::ListTicketKeySets() {
+  OFFKEY_RETURN_IF_ERROR(Enter(Method::kListTicketKeySets));
+  std::vector<TicketKeySetInfo> sets;
+  {
+    offkey::MutexLock lock(&backing_->mu);
+    for (const auto& [name, set] : backing_->ticket_sets) sets.push_back(set.info);
+  }
+  std::sort(sets.begin(), sets.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return sets;
+}
+
+absl::StatusOr<TicketKeySetInfo> FakeKeyStore::FindTicketKeySet(absl::string_view name) {
+  OFFKEY_RETURN_IF_ERROR(Enter(Method::kFindTicketKeySet));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  offkey::MutexLock lock(&backing_->mu);
+  auto it = backing_->ticket_sets.find(name);
+  if (it == backing_->ticket_sets.end()) return NoTicketSet(name);
+  return it->second.info;
+}
+
+absl::Status FakeKeyStore::DestroyTicketKeySet(absl::string_view name) {
+  OFFKEY_RETURN_IF_ERROR(Enter(Method::kDestroyTicketKeySet));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  offkey::MutexLock lock(&backing_->mu);
+  if (backing_->ticket_sets.erase(name) == 0) return NoTicketSet(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SecretBytes> FakeKeyStore::DeriveTicketEpochSecret(absl::string_view name,
+                                                                  int64_t epoch,
+                                                                  const CallOptions&) {
+  OFFKEY_RETURN_IF_ERROR(Enter(Method::kDeriveTicketEpochSecret));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketKeySetName(name));
+  OFFKEY_RETURN_IF_ERROR(ValidateTicketEpoch(epoch));
+  SecretBytes secret(kTicketEpochSecretSize);
+  offkey::MutexLock lock(&backing_->mu);
+  auto it = backing_->ticket_sets.find(name);
+  if (it == backing_->ticket_sets.end()) return NoTicketSet(name);
+  OFFKEY_RETURN_IF_ERROR(
+      HmacSha256(it->second.root, TicketEpochMessage(name, epoch), secret));
+  return secret;
 }
 
 absl::Status FakeKeyStore::CheckHealth() { return Enter(Method::kCheckHealth); }

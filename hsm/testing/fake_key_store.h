@@ -50,6 +50,11 @@ class FakeKeyStore final : public KeyStore {
     kSign,
     kRsaDecryptRaw,
     kHmacWithStoreSecret,
+    kCreateTicketKeySet,
+    kListTicketKeySets,
+    kFindTicketKeySet,
+    kDestroyTicketKeySet,
+    kDeriveTicketEpochSecret,
     kCheckHealth,
   };
   static constexpr int kMethodCount = static_cast<int>(Method::kCheckHealth) + 1;
@@ -59,7 +64,8 @@ class FakeKeyStore final : public KeyStore {
   // An empty store with a store secret of its own.
   static std::unique_ptr<FakeKeyStore> Create();
 
-  // Another store over the same keys, chains, metadata and store secret, as a second
+  // Another store over the same keys, chains, metadata, store secret and ticket-key
+  // sets, as a second
   // process in front of one HSM: changes through either are seen by both. It has its
   // own faults, latencies, health and call counts. Either may outlive the other.
   std::unique_ptr<FakeKeyStore> OpenAnother() const;
@@ -110,6 +116,15 @@ class FakeKeyStore final : public KeyStore {
                                             const CallOptions& options) override;
   absl::StatusOr<SecretBytes> HmacWithStoreSecret(absl::string_view data,
                                                   const CallOptions& options) override;
+  // Ticket-key sets: a random 32-byte root per set, in memory; epochs are derived with
+  // OpenSSL's HMAC-SHA256 over TicketEpochMessage, as the PKCS#11 store does in the HSM.
+  absl::StatusOr<TicketKeySetInfo> CreateTicketKeySet(
+      absl::string_view name, absl::Duration rotation_period) override;
+  absl::StatusOr<std::vector<TicketKeySetInfo>> ListTicketKeySets() override;
+  absl::StatusOr<TicketKeySetInfo> FindTicketKeySet(absl::string_view name) override;
+  absl::Status DestroyTicketKeySet(absl::string_view name) override;
+  absl::StatusOr<SecretBytes> DeriveTicketEpochSecret(
+      absl::string_view name, int64_t epoch, const CallOptions& options) override;
   absl::Status CheckHealth() override;
 
  private:

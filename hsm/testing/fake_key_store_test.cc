@@ -134,7 +134,13 @@ TEST_F(FakeKeyStoreTest, UnhealthyStoreIsUnavailableEverywhereUntilHealthyAgain)
   EXPECT_THAT(store_->ListKeys(), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(store_->HmacWithStoreSecret("d", {}),
               StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(store_->ListTicketKeySets(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(store_->CreateTicketKeySet("t", absl::Hours(1)),
+              StatusIs(absl::StatusCode::kUnavailable));
   store_->SetHealthy(true);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<TicketKeySetInfo> sets,
+                              store_->ListTicketKeySets());
+  EXPECT_TRUE(sets.empty());
   EXPECT_THAT(store_->CheckHealth(), IsOk());
   EXPECT_THAT(SignOnce(), IsOk());
 }
@@ -151,7 +157,25 @@ TEST_F(FakeKeyStoreTest, AnotherStoreSharesKeysButNotFaults) {
   EXPECT_THAT(other->FindKey(KeyLookup::Name("web")), IsOk());
 }
 
+TEST_F(FakeKeyStoreTest, TicketDerivationFaultsLeaveTheSetAlone) {
+  ASSERT_THAT(store_->CreateTicketKeySet("tickets", absl::Hours(1)), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes before,
+                              store_->DeriveTicketEpochSecret("tickets", 3, {}));
+  store_->FailCall(Method::kDeriveTicketEpochSecret, 1,
+                   absl::UnavailableError("HSM busy"));
+  EXPECT_THAT(store_->DeriveTicketEpochSecret("tickets", 3, {}),
+              StatusIs(absl::StatusCode::kUnavailable));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes after,
+                              store_->DeriveTicketEpochSecret("tickets", 3, {}));
+  EXPECT_EQ(after.view(), before.view());
+  EXPECT_EQ(store_->CallCount(Method::kDeriveTicketEpochSecret), 3);
+  EXPECT_EQ(store_->CallCount(Method::kCreateTicketKeySet), 1);
+}
+
 TEST(FakeKeyStoreMethodTest, NamesEveryMethod) {
+  EXPECT_EQ(FakeKeyStore::MethodName(Method::kCreateTicketKeySet), "kCreateTicketKeySet");
+  EXPECT_EQ(FakeKeyStore::MethodName(Method::kDeriveTicketEpochSecret),
+            "kDeriveTicketEpochSecret");
   EXPECT_EQ(FakeKeyStore::MethodName(Method::kGenerateKey), "kGenerateKey");
   EXPECT_EQ(FakeKeyStore::MethodName(Method::kCheckHealth), "kCheckHealth");
   EXPECT_EQ(FakeKeyStore::MethodName(Method::kRsaDecryptRaw), "kRsaDecryptRaw");

@@ -71,6 +71,28 @@ class ForwardingStore : public hsm::KeyStore {
     BeforeCall();
     return real_->HmacWithStoreSecret(d, o);
   }
+  absl::StatusOr<hsm::TicketKeySetInfo> CreateTicketKeySet(absl::string_view n,
+                                                           absl::Duration p) override {
+    BeforeCall();
+    return real_->CreateTicketKeySet(n, p);
+  }
+  absl::StatusOr<std::vector<hsm::TicketKeySetInfo>> ListTicketKeySets() override {
+    BeforeCall();
+    return real_->ListTicketKeySets();
+  }
+  absl::StatusOr<hsm::TicketKeySetInfo> FindTicketKeySet(absl::string_view n) override {
+    BeforeCall();
+    return real_->FindTicketKeySet(n);
+  }
+  absl::Status DestroyTicketKeySet(absl::string_view n) override {
+    BeforeCall();
+    return real_->DestroyTicketKeySet(n);
+  }
+  absl::StatusOr<SecretBytes> DeriveTicketEpochSecret(
+      absl::string_view n, int64_t e, const hsm::CallOptions& o) override {
+    BeforeCall();
+    return real_->DeriveTicketEpochSecret(n, e, o);
+  }
   absl::Status CheckHealth() override {
     BeforeCall();
     return real_->CheckHealth();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/openssl_util.h"
 #include "base/testing/secret_ledger.h"
@@ -138,6 +139,13 @@ void KeyStoreConformanceBase::ExpectRefused(KeyAlgorithm algorithm) {
               StatusIs(absl::StatusCode::kUnimplemented, clear));
   EXPECT_THAT(store_->FindKey(KeyLookup::Name("refused")),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+std::string KeyStoreConformanceBase::NoTicketSets() const {
+  if (factory_.ticket_sets_refused.empty()) return "";
+  return absl::StrCat(
+      "no ticket-key sets on this store (TicketKeySetsRefusedOnlyWhenDeclared): ",
+      factory_.ticket_sets_refused);
 }
 
 KeyAlgorithm KeyStoreConformanceBase::Everyday() const {
@@ -549,6 +557,199 @@ TEST_P(KeyStoreConformanceTest, KeysChangeWhileOtherThreadsUseTheStore) {
   EXPECT_GT(reads.load(), 0);
   OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<KeyInfo> keys, store_->ListKeys());
   EXPECT_EQ(keys.size(), 1u);
+}
+
+// --- Ticket-key sets.
+
+TEST_P(KeyStoreConformanceTest, TicketKeySetsRefusedOnlyWhenDeclared) {
+  auto made = store_->CreateTicketKeySet("tickets", absl::Hours(1));
+  if (factory_.ticket_sets_refused.empty()) {
+    EXPECT_THAT(made, IsOk());
+    return;
+  }
+  EXPECT_THAT(made, StatusIs(absl::StatusCode::kUnimplemented,
+                             HasSubstr(factory_.refusal_mentions)));
+  EXPECT_THAT(store_->FindTicketKeySet("tickets"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->ListTicketKeySets(), HoldsValue(IsEmpty()));
+}
+
+TEST_P(KeyStoreConformanceTest, TicketKeySetsAreCreatedListedFoundAndDestroyed) {
+  if (!NoTicketSets().empty()) GTEST_SKIP() << NoTicketSets();
+  const absl::Time before = absl::Now();
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo beta,
+                              store_->CreateTicketKeySet("beta", absl::Seconds(10)));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo alpha,
+                              store_->CreateTicketKeySet("alpha", absl::Hours(1)));
+  const absl::Time after = absl::Now();
+  EXPECT_EQ(alpha.name, "alpha");
+  EXPECT_EQ(alpha.rotation_period, absl::Hours(1));
+  EXPECT_EQ(beta.rotation_period, absl::Seconds(10));
+  // Recorded in whole seconds.
+  EXPECT_GE(alpha.create_time, absl::FromUnixSeconds(absl::ToUnixSeconds(before)));
+  EXPECT_LE(alpha.create_time, after);
+  EXPECT_EQ(alpha.create_time,
+            absl::FromUnixSeconds(absl::ToUnixSeconds(alpha.create_time)));
+
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<TicketKeySetInfo> sets,
+                              store_->ListTicketKeySets());
+  ASSERT_EQ(sets.size(), 2u);
+  EXPECT_EQ(sets[0].name, "alpha");  // Ordered by name.
+  EXPECT_EQ(sets[0].rotation_period, absl::Hours(1));
+  EXPECT_EQ(sets[0].create_time, alpha.create_time);
+  EXPECT_EQ(sets[1].name, "beta");
+  EXPECT_EQ(sets[1].rotation_period, absl::Seconds(10));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo found, store_->FindTicketKeySet("beta"));
+  EXPECT_EQ(found.name, "beta");
+  EXPECT_EQ(found.rotation_period, absl::Seconds(10));
+  EXPECT_EQ(found.create_time, beta.create_time);
+
+  ASSERT_THAT(store_->DestroyTicketKeySet("alpha"), IsOk());
+  EXPECT_THAT(store_->FindTicketKeySet("alpha"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->DeriveTicketEpochSecret("alpha", 1, {}),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->DestroyTicketKeySet("alpha"),
+              StatusIs(absl::StatusCode::kNotFound));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(sets, store_->ListTicketKeySets());
+  ASSERT_EQ(sets.size(), 1u);
+  EXPECT_EQ(sets[0].name, "beta");
+  EXPECT_THAT(store_->FindTicketKeySet("beta"), IsOk());
+}
+
+TEST_P(KeyStoreConformanceTest, TicketKeySetsRefuseTakenAndBadNamesPeriodsAndEpochs) {
+  if (!NoTicketSets().empty()) GTEST_SKIP() << NoTicketSets();
+  ASSERT_THAT(store_->CreateTicketKeySet("web", absl::Hours(1)), IsOk());
+  EXPECT_THAT(store_->CreateTicketKeySet("web", absl::Hours(2)),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("web")));
+  for (const std::string& bad :
+       {std::string(), std::string("a/b"), std::string("a b"), std::string("-web"),
+        std::string(".web"), std::string(65, 't'), std::string("nul\0", 4)}) {
+    SCOPED_TRACE(absl::CHexEscape(bad));
+    EXPECT_THAT(store_->CreateTicketKeySet(bad, absl::Hours(1)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(store_->FindTicketKeySet(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(store_->DestroyTicketKeySet(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(store_->DeriveTicketEpochSecret(bad, 1, {}),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  for (absl::Duration bad :
+       {absl::ZeroDuration(), absl::Seconds(-60), absl::Milliseconds(10500)}) {
+    EXPECT_THAT(store_->CreateTicketKeySet("other", bad),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
+  EXPECT_THAT(store_->DeriveTicketEpochSecret("web", -1, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->FindTicketKeySet("missing"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->DestroyTicketKeySet("missing"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(store_->DeriveTicketEpochSecret("missing", 1, {}),
+              StatusIs(absl::StatusCode::kNotFound));
+  // Sets and keys have separate names and do not show up in each other's lists.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(KeyInfo key, store_->GenerateKey("web", Everyday()));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<KeyInfo> keys, store_->ListKeys());
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].key_id, key.key_id);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<TicketKeySetInfo> sets,
+                              store_->ListTicketKeySets());
+  ASSERT_EQ(sets.size(), 1u);  // Nothing refused was made.
+  EXPECT_EQ(sets[0].name, "web");
+  ASSERT_THAT(store_->DestroyKey(key.key_id), IsOk());
+  EXPECT_THAT(store_->FindTicketKeySet("web"), IsOk());
+}
+
+TEST_P(KeyStoreConformanceTest, TicketEpochSecretsAreDeterministicPerSetAndEpoch) {
+  if (!NoTicketSets().empty()) GTEST_SKIP() << NoTicketSets();
+  ASSERT_THAT(store_->CreateTicketKeySet("web", absl::Hours(1)), IsOk());
+  ASSERT_THAT(store_->CreateTicketKeySet("api", absl::Hours(1)), IsOk());
+  auto derive = [&](absl::string_view name, int64_t epoch) -> std::string {
+    auto secret = store_->DeriveTicketEpochSecret(name, epoch, {});
+    EXPECT_THAT(secret, IsOk()) << name << " epoch " << epoch;
+    if (!secret.ok()) return "";
+    EXPECT_EQ(secret->size(), 32u);
+    std::string bytes(secret->view());
+    ::offkey::testing::RecordSecret("ticket epoch secret", bytes);
+    return bytes;
+  };
+  const int64_t epoch = 493'000;  // Hours since 1970, about now.
+  const std::string web = derive("web", epoch);
+  ASSERT_EQ(web.size(), 32u);
+  EXPECT_EQ(derive("web", epoch), web);
+  EXPECT_NE(derive("web", epoch + 1), web);
+  EXPECT_NE(derive("web", epoch - 1), web);
+  EXPECT_NE(derive("web", 0), derive("web", 1));
+  EXPECT_NE(derive("api", epoch), web);
+  EXPECT_NE(web, std::string(32, '\0'));
+  // A set made again under the same name has a new root.
+  ASSERT_THAT(store_->DestroyTicketKeySet("web"), IsOk());
+  ASSERT_THAT(store_->CreateTicketKeySet("web", absl::Hours(1)), IsOk());
+  const std::string again = derive("web", epoch);
+  EXPECT_EQ(again.size(), 32u);
+  EXPECT_NE(again, web);
+  // A store on another backing derives other secrets for the same name.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<KeyStore> elsewhere, factory_.make());
+  ASSERT_THAT(elsewhere->CreateTicketKeySet("web", absl::Hours(1)), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes other,
+                              elsewhere->DeriveTicketEpochSecret("web", epoch, {}));
+  EXPECT_NE(other.view(), again);
+}
+
+TEST_P(KeyStoreConformanceTest, TicketKeySetsAreSharedByStoresOnOneBacking) {
+  if (!NoTicketSets().empty()) GTEST_SKIP() << NoTicketSets();
+  if (!factory_.open_another) GTEST_SKIP() << "this store cannot open another view";
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<KeyStore> other,
+                              factory_.open_another(*store_));
+  const int64_t epoch = 7;
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo made,
+                              other->CreateTicketKeySet("shared", absl::Seconds(30)));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(TicketKeySetInfo seen, store_->FindTicketKeySet("shared"));
+  EXPECT_EQ(seen.rotation_period, absl::Seconds(30));
+  EXPECT_EQ(seen.create_time, made.create_time);
+  OFFKEY_ASSERT_OK_AND_ASSIGN(std::vector<TicketKeySetInfo> sets,
+                              store_->ListTicketKeySets());
+  ASSERT_EQ(sets.size(), 1u);
+  EXPECT_EQ(sets[0].name, "shared");
+  EXPECT_THAT(store_->CreateTicketKeySet("shared", absl::Seconds(30)),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  // This store asks first and caches what it found; both derive alike.
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes a,
+                              store_->DeriveTicketEpochSecret("shared", epoch, {}));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes b,
+                              other->DeriveTicketEpochSecret("shared", epoch, {}));
+  EXPECT_EQ(a.view(), b.view());
+  // Destroyed and made again by the other store: this one follows, never using the
+  // root it had cached.
+  ASSERT_THAT(other->DestroyTicketKeySet("shared"), IsOk());
+  EXPECT_THAT(store_->DeriveTicketEpochSecret("shared", epoch, {}),
+              StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_THAT(other->CreateTicketKeySet("shared", absl::Seconds(30)), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes c,
+                              other->DeriveTicketEpochSecret("shared", epoch, {}));
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes d,
+                              store_->DeriveTicketEpochSecret("shared", epoch, {}));
+  EXPECT_NE(c.view(), a.view());
+  EXPECT_EQ(d.view(), c.view());
+}
+
+// Derivations from many threads at once (as offkeyd's handlers do) all agree.
+TEST_P(KeyStoreConformanceTest, TicketEpochSecretsAgreeAcrossThreads) {
+  if (!NoTicketSets().empty()) GTEST_SKIP() << NoTicketSets();
+  ASSERT_THAT(store_->CreateTicketKeySet("busy", absl::Seconds(10)), IsOk());
+  OFFKEY_ASSERT_OK_AND_ASSIGN(SecretBytes expected,
+                              store_->DeriveTicketEpochSecret("busy", 42, {}));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        auto secret = store_->DeriveTicketEpochSecret("busy", 42, {});
+        if (!secret.ok() || secret->view() != expected.view()) ++mismatches;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST_P(KeyStoreConformanceTest, HealthyWhenFresh) {

@@ -45,6 +45,10 @@ struct KeyStoreFactory {
   // Whether ImportKey is refused for every algorithm (UNIMPLEMENTED containing
   // `refusal_mentions`): modules that cannot store private keys made elsewhere.
   bool refuses_import = false;
+  // Why the store cannot make ticket-key sets (empty when it can): then
+  // CreateTicketKeySet must fail with UNIMPLEMENTED containing `refusal_mentions`, and
+  // the other ticket-key set tests skip, naming this reason.
+  std::string ticket_sets_refused;
 };
 
 // Every key algorithm offkey stores.
@@ -77,6 +81,8 @@ class KeyStoreConformanceBase {
   // The algorithm store-wide tests make keys of: P-256 unless refused, else RSA-2048;
   // and a second, different one the store supports.
   KeyAlgorithm Everyday() const;
+  // Empty if the store can make ticket-key sets; otherwise the reason tests skip with.
+  std::string NoTicketSets() const;
   KeyAlgorithm Another() const;
 
   KeyStoreFactory factory_;

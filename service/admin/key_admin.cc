@@ -13,9 +13,11 @@
 #include "base/openssl_util.h"
 #include "base/pem.h"
 #include "base/status_macros.h"
+#include "hsm/ticket_keys.h"
 #include "service/admin/csr.h"
 #include "service/admin/private_key_import.h"
 #include "service/proto_convert.h"
+#include "service/tickets/ticket_crypto.h"
 #include "service/tls/schemes.h"
 
 namespace offkey::service::admin {
@@ -29,6 +31,10 @@ constexpr int64_t kMaxPendingSeconds = 90 * 24 * 3600;
 constexpr size_t kMaxChainCerts = 10;
 constexpr size_t kMaxCertBytes = 64 * 1024;
 constexpr size_t kMaxChainPem = 1024 * 1024;
+// CreateTicketKeySetRequest.rotation_period_seconds.
+constexpr int64_t kDefaultRotationSeconds = 3600;
+constexpr int64_t kMinRotationSeconds = 10;
+constexpr int64_t kMaxRotationSeconds = 7 * 24 * 3600;
 
 absl::Status CheckUsage(v1::KeyUsage usage) {
   if (usage == v1::KEY_USAGE_UNSPECIFIED || usage == v1::TLS_SERVER ||
@@ -511,6 +517,83 @@ absl::StatusOr<v1::AttachCertificateResponse> KeyAdmin::AttachCertificate(
   OFFKEY_ASSIGN_OR_RETURN(auto updated, catalog_->Find(by_id));
   v1::AttachCertificateResponse response;
   *response.mutable_key() = ToProtoKeyInfo(*updated);
+  return response;
+}
+
+v1::TicketKeySetInfo KeyAdmin::ToProto(const hsm::TicketKeySetInfo& info) const {
+  v1::TicketKeySetInfo out;
+  out.set_name(info.name);
+  out.set_rotation_period_seconds(absl::ToInt64Seconds(info.rotation_period));
+  out.set_create_time(absl::ToUnixSeconds(info.create_time));
+  const int64_t current = tickets::EpochAt(clock_(), info.rotation_period);
+  out.set_current_epoch(current);
+  out.set_next_rotation_time(
+      absl::ToUnixSeconds(tickets::EpochEnd(current, info.rotation_period)));
+  return out;
+}
+
+absl::StatusOr<v1::CreateTicketKeySetResponse> KeyAdmin::CreateTicketKeySet(
+    const v1::CreateTicketKeySetRequest& request) {
+  if (absl::Status valid = hsm::ValidateTicketKeySetName(request.name()); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("name: ", valid.message()));
+  }
+  int64_t period = request.rotation_period_seconds();
+  if (period == 0) period = kDefaultRotationSeconds;
+  if (period < kMinRotationSeconds || period > kMaxRotationSeconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rotation_period_seconds: ", request.rotation_period_seconds(),
+                     "; use 0 (", kDefaultRotationSeconds, ", one hour) or ",
+                     kMinRotationSeconds, "..", kMaxRotationSeconds, " (one week)"));
+  }
+  offkey::MutexLock lock(&write_mu_);
+  OFFKEY_ASSIGN_OR_RETURN(
+      hsm::TicketKeySetInfo info,
+      store_->CreateTicketKeySet(request.name(), absl::Seconds(period)));
+  v1::CreateTicketKeySetResponse response;
+  *response.mutable_ticket_key_set() = ToProto(info);
+  return response;
+}
+
+absl::StatusOr<v1::ListTicketKeySetsResponse> KeyAdmin::ListTicketKeySets(
+    const v1::ListTicketKeySetsRequest&) {
+  OFFKEY_ASSIGN_OR_RETURN(std::vector<hsm::TicketKeySetInfo> sets,
+                          store_->ListTicketKeySets());
+  std::sort(sets.begin(), sets.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  v1::ListTicketKeySetsResponse response;
+  for (const hsm::TicketKeySetInfo& info : sets) {
+    *response.add_ticket_key_sets() = ToProto(info);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::GetTicketKeySetResponse> KeyAdmin::GetTicketKeySet(
+    const v1::GetTicketKeySetRequest& request) {
+  if (request.name().empty()) {
+    return absl::InvalidArgumentError("name: required; the ticket-key set's name");
+  }
+  OFFKEY_ASSIGN_OR_RETURN(hsm::TicketKeySetInfo info,
+                          store_->FindTicketKeySet(request.name()));
+  v1::GetTicketKeySetResponse response;
+  *response.mutable_ticket_key_set() = ToProto(info);
+  return response;
+}
+
+absl::StatusOr<v1::DestroyTicketKeySetResponse> KeyAdmin::DestroyTicketKeySet(
+    const v1::DestroyTicketKeySetRequest& request) {
+  if (request.name().empty()) {
+    return absl::InvalidArgumentError("name: required; the ticket-key set's name");
+  }
+  if (!request.force()) {
+    return absl::InvalidArgumentError(
+        "force: destroying a ticket-key set is irreversible (every ticket it sealed and "
+        "every key it derived stops resuming sessions) and needs force = true");
+  }
+  offkey::MutexLock lock(&write_mu_);
+  OFFKEY_RETURN_IF_ERROR(store_->DestroyTicketKeySet(request.name()));
+  if (ticket_key_set_destroyed_) ticket_key_set_destroyed_(request.name());
+  v1::DestroyTicketKeySetResponse response;
+  response.set_name(request.name());
   return response;
 }
 

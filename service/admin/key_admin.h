@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -42,6 +43,22 @@ class KeyAdmin {
   absl::StatusOr<v1::AttachCertificateResponse> AttachCertificate(
       const v1::AttachCertificateRequest& request);
 
+  // Ticket-key sets (key_admin.proto, "Ticket-key sets"). current_epoch and
+  // next_rotation_time are by the clock.
+  absl::StatusOr<v1::CreateTicketKeySetResponse> CreateTicketKeySet(
+      const v1::CreateTicketKeySetRequest& request);
+  absl::StatusOr<v1::ListTicketKeySetsResponse> ListTicketKeySets(
+      const v1::ListTicketKeySetsRequest& request);
+  absl::StatusOr<v1::GetTicketKeySetResponse> GetTicketKeySet(
+      const v1::GetTicketKeySetRequest& request);
+  absl::StatusOr<v1::DestroyTicketKeySetResponse> DestroyTicketKeySet(
+      const v1::DestroyTicketKeySetRequest& request);
+  // Called with the name of each set this KeyAdmin destroyed, so the data plane drops
+  // what it cached about it at once. Set before serving.
+  void SetTicketKeySetDestroyedHook(std::function<void(const std::string&)> hook) {
+    ticket_key_set_destroyed_ = std::move(hook);
+  }
+
   // Destroys every key whose pending window has ended (by the clock). Returns the names
   // destroyed. offkeyd runs it periodically, so destruction happens on time across
   // restarts and whichever replica runs it first.
@@ -62,10 +79,12 @@ class KeyAdmin {
       const google::protobuf::Map<std::string, std::string>& labels,
       const std::function<absl::StatusOr<hsm::KeyInfo>()>& make);
   absl::StatusOr<v1::KeyInfo> SetState(const v1::KeyRef& ref, v1::KeyState to);
+  v1::TicketKeySetInfo ToProto(const hsm::TicketKeySetInfo& info) const;
 
   hsm::KeyStore* const store_;
   KeyCatalog* const catalog_;
   const Clock clock_;
+  std::function<void(const std::string&)> ticket_key_set_destroyed_;
   // Serializes read-modify-write of metadata within this process.
   offkey::Mutex write_mu_;
 };

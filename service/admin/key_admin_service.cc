@@ -34,19 +34,30 @@ constexpr size_t MaxRequestBytes(const v1::AttachCertificateRequest&) {
   return 1024 * 1024 + kMaxAdminRequestBytes;
 }
 
+// What an audit line names: a key, or a ticket-key set.
+AuditRecord AboutKey(std::string key) {
+  AuditRecord record;
+  record.key = std::move(key);
+  return record;
+}
+AuditRecord AboutTicketKeySet(std::string name) {
+  AuditRecord record;
+  record.ticket_key_set = std::move(name);
+  return record;
+}
+
 }  // namespace
 
 template <typename Response>
 grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* operation,
-                                  const std::string& key, size_t request_bytes,
+                                  AuditRecord subject, size_t request_bytes,
                                   size_t max_request_bytes,
                                   const std::function<absl::StatusOr<Response>()>& call,
                                   Response* response) {
   const absl::Time start = absl::Now();
-  AuditRecord record;
+  AuditRecord record = std::move(subject);
   record.time = start;
   record.operation = operation;
-  record.key = key;
   absl::StatusOr<Caller> caller = CallerOf(*context, allow_plaintext_);
   if (!caller.ok()) {
     record.outcome = caller.status();
@@ -83,22 +94,22 @@ grpc::Status KeyAdminService::Run(grpc::ServerContext* context, const char* oper
   return ToGrpcStatus(record.outcome);
 }
 
-#define OFFKEY_ADMIN_RPC(Method, Request, Response, operation, key_expr)                \
-  grpc::Status KeyAdminService::Method(grpc::ServerContext* context,                    \
-                                       const v1::Request* request,                      \
-                                       v1::Response* response) {                        \
-    return Run<v1::Response>(                                                           \
-        context, operation, key_expr, request->ByteSizeLong(),                          \
-        MaxRequestBytes(*request), [&] { return admin_->Method(*request); }, response); \
+#define OFFKEY_ADMIN_RPC(Method, Request, Response, operation, subject)                  \
+  grpc::Status KeyAdminService::Method(grpc::ServerContext* context,                     \
+                                       const v1::Request* request,                       \
+                                       v1::Response* response) {                         \
+    return Run<v1::Response>(                                                            \
+        context, operation, subject, request->ByteSizeLong(), MaxRequestBytes(*request), \
+        [&] { return admin_->Method(*request); }, response);                             \
   }
 
 OFFKEY_ADMIN_RPC(CreateKey, CreateKeyRequest, CreateKeyResponse, "admin.create-key",
-                 request->name())
+                 AboutKey(request->name()))
 grpc::Status KeyAdminService::ImportKey(grpc::ServerContext* context,
                                         const v1::ImportKeyRequest* request,
                                         v1::ImportKeyResponse* response) {
   grpc::Status status = Run<v1::ImportKeyResponse>(
-      context, "admin.import-key", request->name(), request->ByteSizeLong(),
+      context, "admin.import-key", AboutKey(request->name()), request->ByteSizeLong(),
       MaxRequestBytes(*request), [&] { return admin_->ImportKey(*request); }, response);
   // The key and its passphrase are used up, whatever the outcome. gRPC hands the request
   // over as const but owns a mutable message it frees after this returns; wiping it here
@@ -107,27 +118,38 @@ grpc::Status KeyAdminService::ImportKey(grpc::ServerContext* context,
   return status;
 }
 OFFKEY_ADMIN_RPC(ListKeys, AdminListKeysRequest, AdminListKeysResponse, "admin.list-keys",
-                 "")
+                 AboutKey(""))
 OFFKEY_ADMIN_RPC(GetKey, GetKeyRequest, GetKeyResponse, "admin.get-key",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(UpdateKey, UpdateKeyRequest, UpdateKeyResponse, "admin.update-key",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(EnableKey, EnableKeyRequest, EnableKeyResponse, "admin.enable-key",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(DisableKey, DisableKeyRequest, DisableKeyResponse, "admin.disable-key",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(ScheduleKeyDestruction, ScheduleKeyDestructionRequest,
                  ScheduleKeyDestructionResponse, "admin.schedule-key-destruction",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(CancelKeyDestruction, CancelKeyDestructionRequest,
                  CancelKeyDestructionResponse, "admin.cancel-key-destruction",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(DestroyKey, DestroyKeyRequest, DestroyKeyResponse, "admin.destroy-key",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(CreateCsr, CreateCsrRequest, CreateCsrResponse, "admin.create-csr",
-                 KeyRefText(request->key()))
+                 AboutKey(KeyRefText(request->key())))
 OFFKEY_ADMIN_RPC(AttachCertificate, AttachCertificateRequest, AttachCertificateResponse,
-                 "admin.attach-certificate", KeyRefText(request->key()))
+                 "admin.attach-certificate", AboutKey(KeyRefText(request->key())))
+
+OFFKEY_ADMIN_RPC(CreateTicketKeySet, CreateTicketKeySetRequest,
+                 CreateTicketKeySetResponse, "admin.create-ticket-key-set",
+                 AboutTicketKeySet(request->name()))
+OFFKEY_ADMIN_RPC(ListTicketKeySets, ListTicketKeySetsRequest, ListTicketKeySetsResponse,
+                 "admin.list-ticket-key-sets", AboutTicketKeySet(""))
+OFFKEY_ADMIN_RPC(GetTicketKeySet, GetTicketKeySetRequest, GetTicketKeySetResponse,
+                 "admin.get-ticket-key-set", AboutTicketKeySet(request->name()))
+OFFKEY_ADMIN_RPC(DestroyTicketKeySet, DestroyTicketKeySetRequest,
+                 DestroyTicketKeySetResponse, "admin.destroy-ticket-key-set",
+                 AboutTicketKeySet(request->name()))
 
 #undef OFFKEY_ADMIN_RPC
 

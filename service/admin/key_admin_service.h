@@ -58,13 +58,26 @@ class KeyAdminService final : public v1::KeyAdmin::Service {
   grpc::Status AttachCertificate(grpc::ServerContext* context,
                                  const v1::AttachCertificateRequest* request,
                                  v1::AttachCertificateResponse* response) override;
+  grpc::Status CreateTicketKeySet(grpc::ServerContext* context,
+                                  const v1::CreateTicketKeySetRequest* request,
+                                  v1::CreateTicketKeySetResponse* response) override;
+  grpc::Status ListTicketKeySets(grpc::ServerContext* context,
+                                 const v1::ListTicketKeySetsRequest* request,
+                                 v1::ListTicketKeySetsResponse* response) override;
+  grpc::Status GetTicketKeySet(grpc::ServerContext* context,
+                               const v1::GetTicketKeySetRequest* request,
+                               v1::GetTicketKeySetResponse* response) override;
+  grpc::Status DestroyTicketKeySet(grpc::ServerContext* context,
+                                   const v1::DestroyTicketKeySetRequest* request,
+                                   v1::DestroyTicketKeySetResponse* response) override;
 
  private:
   // Checks the caller's role and that the request (`request_bytes` serialized) is
-  // within `max_request_bytes`, runs `call`, audits the outcome as `operation` on `key`.
+  // within `max_request_bytes`, runs `call`, audits the outcome as `operation` on what
+  // `subject` names (its key or ticket_key_set).
   template <typename Response>
   grpc::Status Run(grpc::ServerContext* context, const char* operation,
-                   const std::string& key, size_t request_bytes, size_t max_request_bytes,
+                   AuditRecord subject, size_t request_bytes, size_t max_request_bytes,
                    const std::function<absl::StatusOr<Response>()>& call,
                    Response* response);
 

@@ -343,6 +343,20 @@ TEST(ConfigLoaderTest, SemanticErrorsNameTheirPathAndLine) {
        "admin_identities: \"spiffe://*/ops\"",
        "config.textproto:41:1: admin_identities[1]: 'spiffe://*/ops': '*' is only "
        "allowed as a final '/*'"},
+      // Ticket grants: the sets are required with a ticket operation, refused without
+      // one, and must be set names; such a grant needs no key selector.
+      {"    operations: VERIFY_CLIENT", "    operations: [VERIFY_CLIENT, SEAL_TICKET]",
+       "config.textproto:34:3: policy.grants[2].ticket_key_sets: empty; a grant of "
+       "GET_TICKET_KEYS, SEAL_TICKET or UNSEAL_TICKET names the ticket-key sets"},
+      {"    operations: VERIFY_CLIENT",
+       "    operations: VERIFY_CLIENT\n    ticket_key_sets: \"edge\"",
+       "config.textproto:37:5: policy.grants[2].ticket_key_sets: set in a grant without "
+       "GET_TICKET_KEYS"},
+      {"    operations: VERIFY_CLIENT",
+       "    operations: GET_TICKET_KEYS\n    ticket_key_sets: \"edge\"\n"
+       "    ticket_key_sets: \"a b\"",
+       "config.textproto:38:5: policy.grants[2].ticket_key_sets[1]: 'a b' is not a "
+       "ticket-key set name"},
   };
   for (const Case& c : cases) {
     std::string text = kFull;
@@ -352,6 +366,18 @@ TEST(ConfigLoaderTest, SemanticErrorsNameTheirPathAndLine) {
     absl::Status status = ParseError(text);
     EXPECT_TRUE(Contains(status.message(), c.expected)) << "replacing " << c.replace;
   }
+}
+
+TEST(ConfigLoaderTest, TicketGrantWithoutKeysIsAccepted) {
+  const std::string text = absl::StrReplaceAll(
+      kMinimal, {{"hsm {",
+                  "policy {\n  grants {\n    identities: \"dns:edge\"\n"
+                  "    operations: [GET_TICKET_KEYS, UNSEAL_TICKET]\n"
+                  "    ticket_key_sets: \"edge-tickets\"\n  }\n}\nhsm {"}});
+  absl::StatusOr<ServerConfig> config = ParseConfigText(text, "config.textproto");
+  ASSERT_THAT(config, IsOk());
+  ASSERT_EQ(config->policy().grants_size(), 1);
+  EXPECT_EQ(config->policy().grants(0).ticket_key_sets(0), "edge-tickets");
 }
 
 TEST(ConfigLoaderTest, EveryProblemIsReported) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/identity.h"
 #include "base/status_macros.h"
+#include "hsm/ticket_keys.h"
 
 namespace offkey::service::config {
 namespace {
@@ -35,6 +36,37 @@ std::string Quoted(absl::string_view s) {
 
 bool IsKnownOperation(int op) {
   return op != offkey::v1::OPERATION_UNSPECIFIED && offkey::v1::Operation_IsValid(op);
+}
+
+// Operations that use no key: a grant of only these needs no key selector.
+bool IsKeyless(int op) {
+  return op == offkey::v1::VERIFY_CLIENT || IsTicketOperation(op);
+}
+
+// The ticket-key set names of a grant: required with a ticket operation, refused without
+// one (Grant.ticket_key_sets), each a valid set name.
+void CheckTicketKeySets(const offkey::v1::Grant& grant, const MessageCursor& where) {
+  const bool has_ticket_op = std::any_of(grant.operations().begin(),
+                                         grant.operations().end(), IsTicketOperation);
+  if (has_ticket_op && grant.ticket_key_sets().empty()) {
+    where.Error("ticket_key_sets", -1,
+                "empty; a grant of GET_TICKET_KEYS, SEAL_TICKET or UNSEAL_TICKET names "
+                "the ticket-key sets it covers");
+  }
+  if (!has_ticket_op && !grant.ticket_key_sets().empty()) {
+    where.Error("ticket_key_sets", -1,
+                "set in a grant without GET_TICKET_KEYS, SEAL_TICKET or UNSEAL_TICKET; "
+                "add the ticket operations or move the sets to a grant of their own");
+  }
+  for (int i = 0; i < grant.ticket_key_sets().size(); ++i) {
+    const std::string& name = grant.ticket_key_sets(i);
+    if (!hsm::ValidateTicketKeySetName(name).ok()) {
+      where.Error("ticket_key_sets", i,
+                  absl::StrCat(Quoted(name),
+                               " is not a ticket-key set name (1..64 characters of "
+                               "A-Z a-z 0-9 . _ -, starting with a letter or digit)"));
+    }
+  }
 }
 
 void CheckPatterns(const google::protobuf::RepeatedPtrField<std::string>& patterns,
@@ -117,6 +149,11 @@ absl::Status CheckSource(absl::string_view pattern, absl::string_view body,
 
 }  // namespace
 
+bool IsTicketOperation(int op) {
+  return op == offkey::v1::GET_TICKET_KEYS || op == offkey::v1::SEAL_TICKET ||
+         op == offkey::v1::UNSEAL_TICKET;
+}
+
 absl::StatusOr<IdentityPattern> IdentityPattern::Parse(absl::string_view pattern) {
   if (pattern.empty()) {
     return absl::InvalidArgumentError("empty; name a caller identity");
@@ -169,7 +206,8 @@ void CheckPolicy(const offkey::v1::PolicyConfig& policy,
     if (grant.operations().empty()) {
       where.Error("operations", -1,
                   "empty; list at least one of SIGN, DECRYPT_PREMASTER, "
-                  "DERIVE_MASTER_SECRET, VERIFY_CLIENT, GET_CERTIFICATE, LIST_KEYS");
+                  "DERIVE_MASTER_SECRET, VERIFY_CLIENT, GET_CERTIFICATE, LIST_KEYS, "
+                  "GET_TICKET_KEYS, SEAL_TICKET, UNSEAL_TICKET");
     }
     for (int i = 0; i < grant.operations().size(); ++i) {
       if (!IsKnownOperation(grant.operations(i))) {
@@ -177,12 +215,13 @@ void CheckPolicy(const offkey::v1::PolicyConfig& policy,
                     absl::StrCat("unknown operation ", grant.operations(i)));
       }
     }
-    // VerifyClient uses no key, so a grant of VERIFY_CLIENT alone needs no selector.
-    const bool verify_only =
+    // VerifyClient and the ticket operations use no key, so a grant of only those
+    // needs no selector.
+    const bool keyless_only =
         !grant.operations().empty() &&
-        std::all_of(grant.operations().begin(), grant.operations().end(),
-                    [](int op) { return op == offkey::v1::VERIFY_CLIENT; });
-    if (!verify_only || grant.has_keys()) CheckSelector(grant.keys(), where);
+        std::all_of(grant.operations().begin(), grant.operations().end(), IsKeyless);
+    if (!keyless_only || grant.has_keys()) CheckSelector(grant.keys(), where);
+    CheckTicketKeySets(grant, where);
   }
   CheckPatterns(admin_identities, server_config, "admin_identities", "");
 }
@@ -205,6 +244,8 @@ absl::StatusOr<Policy> Policy::Create(
     grant.all_keys = in.keys().all_keys();
     grant.names.insert(in.keys().names().begin(), in.keys().names().end());
     grant.labels.insert(in.keys().labels().begin(), in.keys().labels().end());
+    grant.ticket_key_sets.insert(in.ticket_key_sets().begin(),
+                                 in.ticket_key_sets().end());
     compiled.grants_.push_back(std::move(grant));
   }
   for (const std::string& pattern : admin_identities) {
@@ -248,6 +289,19 @@ bool Policy::AllowsKeyless(absl::string_view identity, Operation op) const {
   const uint32_t bit = uint32_t{1} << op;
   for (const Grant& grant : grants_) {
     if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity)) return true;
+  }
+  return false;
+}
+
+bool Policy::AllowsTicketKeySet(absl::string_view identity, Operation op,
+                                absl::string_view set) const {
+  if (identity.empty() || !IsTicketOperation(op)) return false;
+  const uint32_t bit = uint32_t{1} << op;
+  for (const Grant& grant : grants_) {
+    if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity) &&
+        grant.ticket_key_sets.count(set) > 0) {
+      return true;
+    }
   }
   return false;
 }

@@ -3,6 +3,7 @@
 #define OFFKEY_SERVICE_CONFIG_POLICY_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -51,6 +52,10 @@ class IdentityPattern {
 // The longest identity offkey accepts (the same limit as identity.h applies).
 inline constexpr size_t kMaxIdentityBytes = 1024;
 
+// GET_TICKET_KEYS, SEAL_TICKET and UNSEAL_TICKET: operations on ticket-key sets, which
+// grants name in ticket_key_sets rather than selecting keys.
+bool IsTicketOperation(int op);
+
 // Deny by default: a call is allowed only when a grant names the caller (exact or by
 // prefix), lists the operation and selects the key. Immutable once created, hence
 // thread-safe; to change the policy make a new one and swap a shared_ptr to it.
@@ -73,6 +78,12 @@ class Policy {
   // key lookup for the others. False for an empty identity.
   bool AllowsKeyless(absl::string_view identity, offkey::v1::Operation op) const;
 
+  // Whether some grant lets `identity` perform the ticket operation `op`
+  // (GET_TICKET_KEYS, SEAL_TICKET, UNSEAL_TICKET) on the ticket-key set named `set`.
+  // False for any other operation and for an empty identity.
+  bool AllowsTicketKeySet(absl::string_view identity, offkey::v1::Operation op,
+                          absl::string_view set) const;
+
   // Whether `identity` matches one of admin_identities.
   bool IsAdmin(absl::string_view identity) const;
 
@@ -87,6 +98,7 @@ class Policy {
     bool all_keys = false;
     std::set<std::string> names;
     std::map<std::string, std::string> labels;  // Empty: selects nothing by labels.
+    std::set<std::string, std::less<>> ticket_key_sets;
 
     bool MatchesIdentity(absl::string_view identity) const;
     bool Selects(const KeyFacts& key) const;

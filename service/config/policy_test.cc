@@ -93,6 +93,96 @@ TEST(PolicyTest, VerifyClientGrantNeedsNoKeys) {
       << mixed;
 }
 
+TEST(PolicyTest, TicketGrantsNameTheirSets) {
+  using offkey::v1::GET_TICKET_KEYS;
+  using offkey::v1::SEAL_TICKET;
+  using offkey::v1::UNSEAL_TICKET;
+  Policy policy = MustCreate(R"pb(
+    policy {
+      grants {
+        identities: "spiffe://example.org/ns/edge/sa/nginx"
+        operations: [ GET_TICKET_KEYS ]
+        ticket_key_sets: [ "edge", "edge-2" ]
+      }
+      grants {
+        identities: "spiffe://example.org/ns/edge/*"
+        operations: [ SEAL_TICKET, UNSEAL_TICKET, SIGN ]
+        keys { names: "web" }
+        ticket_key_sets: "callback"
+      }
+    })pb");
+  EXPECT_TRUE(policy.AllowsTicketKeySet(kEdge, GET_TICKET_KEYS, "edge"));
+  EXPECT_TRUE(policy.AllowsTicketKeySet(kEdge, GET_TICKET_KEYS, "edge-2"));
+  EXPECT_TRUE(policy.AllowsTicketKeySet(kEdge, SEAL_TICKET, "callback"));
+  EXPECT_TRUE(policy.AllowsTicketKeySet(kEdge, UNSEAL_TICKET, "callback"));
+  // Deny by default: another set, another operation, another caller, no caller.
+  EXPECT_FALSE(policy.AllowsTicketKeySet(kEdge, GET_TICKET_KEYS, "callback"));
+  EXPECT_FALSE(policy.AllowsTicketKeySet(kEdge, SEAL_TICKET, "edge"));
+  EXPECT_FALSE(policy.AllowsTicketKeySet(kEdge, GET_TICKET_KEYS, "edg"));
+  EXPECT_FALSE(policy.AllowsTicketKeySet(kEdge, GET_TICKET_KEYS, ""));
+  EXPECT_FALSE(policy.AllowsTicketKeySet("spiffe://example.org/ns/edge/sa/other",
+                                         GET_TICKET_KEYS, "edge"));
+  EXPECT_FALSE(policy.AllowsTicketKeySet("", GET_TICKET_KEYS, "edge"));
+  // A key operation is never a ticket operation, and set names select no key.
+  EXPECT_FALSE(policy.AllowsTicketKeySet(kEdge, SIGN, "callback"));
+  EXPECT_FALSE(policy.Allows(kEdge, GET_TICKET_KEYS, Key("edge")));
+  EXPECT_FALSE(policy.Allows(kEdge, SIGN, Key("callback")));
+  EXPECT_TRUE(policy.Allows(kEdge, SIGN, Key("web")));
+}
+
+TEST(PolicyTest, TicketGrantsAreChecked) {
+  // A ticket operation without sets.
+  absl::Status no_sets = CreateStatus(R"pb(
+    policy {
+      grants {
+        identities: "dns:edge"
+        operations: [ SEAL_TICKET ]
+      }
+    })pb");
+  EXPECT_TRUE(
+      absl::StrContains(no_sets.message(), "policy.grants[0].ticket_key_sets: empty"))
+      << no_sets;
+  // Sets without a ticket operation.
+  absl::Status stray = CreateStatus(R"pb(
+    policy {
+      grants {
+        identities: "dns:edge"
+        operations: [ SIGN ]
+        keys { all_keys: true }
+        ticket_key_sets: "edge"
+      }
+    })pb");
+  EXPECT_TRUE(absl::StrContains(
+      stray.message(), "policy.grants[0].ticket_key_sets: set in a grant without"))
+      << stray;
+  // Names outside the set name limits, and no wildcard.
+  for (const char* bad :
+       {"", "*", "a/b", "tickets!", "-edge",
+        "12345678901234567890123456789012345678901234567890123456789012345"}) {
+    offkey::v1::PolicyConfig config;
+    offkey::v1::Grant* grant = config.add_grants();
+    grant->add_identities("dns:edge");
+    grant->add_operations(offkey::v1::GET_TICKET_KEYS);
+    grant->add_ticket_key_sets(bad);
+    absl::Status status = Policy::Create(config, {}).status();
+    EXPECT_TRUE(
+        absl::StrContains(status.message(), "policy.grants[0].ticket_key_sets[0]: "))
+        << bad << ": " << status;
+  }
+  // A ticket operation beside a key operation still needs a selector.
+  absl::Status mixed = CreateStatus(R"pb(
+    policy {
+      grants {
+        identities: "dns:edge"
+        operations: [ GET_TICKET_KEYS, SIGN ]
+        ticket_key_sets: "edge"
+      }
+    })pb");
+  EXPECT_TRUE(
+      absl::StrContains(mixed.message(), "policy.grants[0].keys: selects nothing"))
+      << mixed;
+}
+
 TEST(PolicyTest, PrefixIdentity) {
   Policy policy = MustCreate(R"pb(
     policy {

@@ -118,6 +118,14 @@ offkey::v1::ServerConfig DefaultConfig(const DevState& state,
     grant->add_operations(op);
   }
   grant->mutable_keys()->set_all_keys(true);
+  // Session tickets of the ticket-key set "dev" (made on first start, below).
+  offkey::v1::Grant* tickets = config.mutable_policy()->add_grants();
+  tickets->add_identities(kTerminatorIdentity);
+  for (offkey::v1::Operation op : {offkey::v1::GET_TICKET_KEYS, offkey::v1::SEAL_TICKET,
+                                   offkey::v1::UNSEAL_TICKET}) {
+    tickets->add_operations(op);
+  }
+  tickets->add_ticket_key_sets(kDevTicketKeySet);
   config.add_admin_identities(kAdminIdentity);
   // Clients with certificates from the development CA verify against bundle "dev".
   offkey::v1::TrustBundle* bundle = config.add_trust_bundles();
@@ -210,6 +218,15 @@ absl::StatusOr<int> EnsureDevKeys(const DevState& state, hsm::KeyStore& store) {
     ++made;
   }
   return made;
+}
+
+absl::StatusOr<bool> EnsureDevTicketKeySet(hsm::KeyStore& store) {
+  absl::StatusOr<hsm::TicketKeySetInfo> found = store.FindTicketKeySet(kDevTicketKeySet);
+  if (found.ok()) return false;
+  if (!absl::IsNotFound(found.status())) return found.status();
+  OFFKEY_RETURN_IF_ERROR(
+      store.CreateTicketKeySet(kDevTicketKeySet, absl::Hours(1)).status());
+  return true;
 }
 
 std::string ConnectHelp(const DevState& state, int port, int admin_port) {

@@ -14,6 +14,8 @@ namespace offkey::service::dev {
 // Identities the development certificates carry (and the policy grants).
 inline constexpr char kTerminatorIdentity[] = "spiffe://offkey.dev/terminator";
 inline constexpr char kAdminIdentity[] = "spiffe://offkey.dev/admin";
+// The ticket-key set the development policy grants the terminator.
+inline constexpr char kDevTicketKeySet[] = "dev";
 
 struct DevState {
   std::string dir;
@@ -25,7 +27,8 @@ struct DevState {
 // Creates (first run) or reuses under `dir`: a SoftHSM2 configuration and token
 // ("offkey-dev", PINs in 0600 files), a development CA, a server certificate for
 // localhost/127.0.0.1, client certificates for kTerminatorIdentity and kAdminIdentity,
-// and config.textproto granting the terminator every data-plane operation on every key.
+// and config.textproto granting the terminator every data-plane operation on every key
+// and the ticket operations on the ticket-key set kDevTicketKeySet.
 // Sets SOFTHSM2_CONF for this process, so call it before any PKCS#11 module is loaded.
 absl::StatusOr<DevState> PrepareDevState(const std::string& dir,
                                          const std::string& softhsm_module);
@@ -33,6 +36,10 @@ absl::StatusOr<DevState> PrepareDevState(const std::string& dir,
 // Makes demo keys (RSA-2048, P-256, Ed25519) with certificates from the development CA
 // when the token has no keys yet. Returns how many it made.
 absl::StatusOr<int> EnsureDevKeys(const DevState& state, hsm::KeyStore& store);
+
+// Makes the ticket-key set kDevTicketKeySet (hourly rotation) when the token has none
+// of that name. Returns whether it made it.
+absl::StatusOr<bool> EnsureDevTicketKeySet(hsm::KeyStore& store);
 
 // Lines telling a user how to connect to a development offkeyd on `port` (and, unless
 // `admin_port` is 0, how to reach its admin plane with offkeyctl).

@@ -94,8 +94,9 @@ class Metrics {
   std::string Scrape();
 
  private:
-  static constexpr int kOperations = 7;  // offkey::v1::Operation values, 0 unused.
-  static constexpr int kCodes = 17;      // absl::StatusCode 0..16.
+  // offkey::v1::Operation values, 0 unused.
+  static constexpr int kOperations = offkey::v1::Operation_MAX + 1;
+  static constexpr int kCodes = 17;  // absl::StatusCode 0..16.
   static constexpr int kPools = 2;
   static size_t SchemeIndex(offkey::v1::SignatureScheme scheme);
   static int OperationIndex(offkey::v1::Operation op);
