@@ -21,7 +21,6 @@
 #include "base/testing/secret_ledger.h"
 #include "base/testing/text.h"
 #include "client/key_reference.h"
-#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "hsm/testing/verify.h"
 #include "offkey/v1/key_admin.pb.h"
@@ -36,18 +35,7 @@ using ::offkey::testing::RecordSecret;
 namespace {
 
 using ::offkey::testing::Contains;
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
-}
-
-// Parses proto JSON output into `message`; fails the test if it does not parse.
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message message;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &message).ok()) << json;
-  return message;
-}
+using ::offkey::testing::FromJson;
 
 // One offkeyd process on the shared development state.
 struct Offkeyd {
@@ -590,6 +578,26 @@ TEST_F(OffkeyctlTest, BashCompletion) {
       complete(absl::StrCat(ctl, " --dev-dir ", *state_, " show dev-"), 4);
   EXPECT_TRUE(Contains(keys, "dev-p256\n"));
   EXPECT_TRUE(Contains(keys, "dev-rsa2048\n"));
+}
+
+// `offkeyd --dev` makes the ticket-key set "dev" and grants it to its terminator, so the
+// writer works with --dev alone (README's quickstart); the admin identity gets no keys.
+TEST_F(OffkeyctlTest, DevTicketKeySetWorksWithDevCredentials) {
+  ProcessResult r = Ctl({"ticket-key-set", "list", "-o", "name"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "dev\n"));
+  const std::string dir = *tmp_ + "/dev-tickets";
+  r = Ctl({"ticket-keys", "dev", "--format", "nginx", "--out", dir});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(
+      Contains(r.out, absl::StrCat("ssl_session_ticket_key ", dir, "/current.key;")));
+  EXPECT_EQ(ReadFileOrEmpty(dir + "/next.key").size(), 80u);
+  // The data plane with the admin identity: refused, and told what grant is missing.
+  r = Ctl({"ticket-keys", "dev", "--format", "nginx", "--out", dir, "--data-tls-cert",
+           *state_ + "/admin.pem", "--data-tls-key", *state_ + "/admin.key"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "identity 'spiffe://offkey.dev/admin'"));
+  EXPECT_TRUE(Contains(r.err, "operation GET_TICKET_KEYS and ticket_key_sets: \"dev\""));
 }
 
 // Keys, labels, state and certificates live on the token: a second offkeyd process on the

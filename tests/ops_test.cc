@@ -41,10 +41,6 @@ using ::offkey::testing::RecordPrivateKeyPem;
 using ::offkey::testing::RecordSecret;
 namespace {
 
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
-}
-
 void WriteFile(const std::string& path, const std::string& contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << contents;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -141,12 +142,14 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
     return {};
   }
   const std::vector<std::string> environment = Environment(argv.at(0), env);
+  // Built before fork: a child of a threaded process must not allocate (another
+  // thread may have held the allocator's lock, AddressSanitizer's too, at the fork).
+  std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
   const pid_t pid = fork();
   if (pid == 0) {
     dup2(in[0], 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
-    std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
     execve(args[0], args.data(), envp.data());
     _exit(127);
   }
@@ -171,9 +174,9 @@ ProcessResult RunOnTerminal(const std::vector<std::string>& argv,
   const absl::Time deadline = absl::Now() + timeout;
   int master = -1;
   const std::vector<std::string> environment = Environment(argv.at(0), {});
+  std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
   const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
   if (pid == 0) {
-    std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
     execve(args[0], args.data(), envp.data());
     _exit(127);
   }
@@ -222,12 +225,14 @@ bool Daemon::StartUntil(const std::vector<std::string>& argv,
                         const std::function<bool()>& ready, std::string* why,
                         absl::Duration timeout) {
   const std::vector<std::string> environment = Environment(argv.at(0), env);
+  // Built before fork: a child of a threaded process must not allocate (another
+  // thread may have held the allocator's lock, AddressSanitizer's too, at the fork).
+  std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
   pid_ = fork();
   if (pid_ == 0) {
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
-    std::vector<char*> args = CStrings(argv), envp = CStrings(environment);
     execve(args[0], args.data(), envp.data());
     _exit(127);
   }
@@ -261,6 +266,10 @@ int Daemon::Wait(absl::Duration timeout) {
   const int code = Reap(pid_, absl::Now() + timeout);
   pid_ = -1;
   return code;
+}
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(getenv("TEST_SRCDIR"), "/offkey/", path);
 }
 
 std::string ReadFileOrEmpty(const std::string& path) {

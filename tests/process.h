@@ -65,6 +65,10 @@ class Daemon {
 
 std::string ReadFileOrEmpty(const std::string& path);
 
+// The path of one of the test's data dependencies: $TEST_SRCDIR/offkey/`path`
+// ("client/cli/offkeyctl").
+std::string Runfile(const std::string& path);
+
 // Environment entries for an offkeyd that a test loads with calls: they keep ASan's fast
 // unwinder, where offkeyd would otherwise get the slow one (tests/process.cc), which
 // makes it tens of times slower. Empty when not built with ASan.

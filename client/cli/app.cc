@@ -38,6 +38,10 @@ A key's life:
   offkeyctl --dev disable web
   offkeyctl --dev schedule-destroy web --window 7d
 
+Session tickets shared by every terminator (nginx, haproxy), keys rotating in the HSM:
+  offkeyctl --dev ticket-key-set create web-tickets --rotation-period 1h
+  offkeyctl --dev ticket-keys dev --format nginx --out /dev/shm/tickets --watch
+
 Exit status: 0 success, 1 failure (offkeyd refused or was unreachable), 2 usage error.
 Shell completion: source <(offkeyctl completion bash))";
 
@@ -46,6 +50,23 @@ constexpr char kCommandFooter[] =
     "--help) "
     "go before or after the subcommand.\nExit status: 0 success, 1 failure, 2 usage "
     "error.";
+
+constexpr char kTicketFooter[] =
+    "SET: a ticket-key set's name. Sets live in offkeyd's HSM beside the keys; each "
+    "epoch's ticket key is derived there, the same on every replica.\n"
+    "Terminators fetch them with `offkeyctl ticket-keys SET` under a GET_TICKET_KEYS "
+    "grant naming the set.\nExit status: 0 success, 1 failure, 2 usage error.";
+
+constexpr char kTicketKeysFooter[] =
+    R"(Uses the data plane (--endpoint) with the terminator's identity (--data-tls-cert,
+--data-tls-key), which needs a grant with GET_TICKET_KEYS and ticket_key_sets naming SET.
+Files hold the previous, current and next epochs' keys; the current one encrypts.
+  offkeyctl ticket-keys web-tickets --format nginx --out /run/tickets --watch \
+      --reload-command "nginx -s reload"
+  offkeyctl ticket-keys web-tickets --format haproxy --out /run/tickets --watch \
+      --haproxy-socket /run/haproxy/admin.sock
+Never prints key bytes. Exit status: 0 success (or stopped by SIGTERM/SIGINT), 1
+failure (refused, or offkeyd unreachable without --watch), 2 usage error.)";
 
 // One value per occurrence: "--label a=b --label c=d", never "--label a=b c=d".
 CLI::Option* Repeated(CLI::App* app, const std::string& name,
@@ -77,8 +98,9 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
   app.add_option("--admin-endpoint", flags.admin_endpoint,
                  "offkeyd's admin listener (KeyAdmin), HOST:PORT")
       ->type_name("HOST:PORT");
-  app.add_option("--endpoint", flags.endpoint,
-                 "offkeyd's data-plane listener (KeyService), for sign, ref and health")
+  app.add_option(
+         "--endpoint", flags.endpoint,
+         "offkeyd's data-plane listener (KeyService): sign, ref, ticket-keys, health")
       ->type_name("HOST:PORT");
   app.add_option("--tls-ca", flags.ca, "PEM CA bundle that signed offkeyd's certificate")
       ->type_name("FILE");
@@ -86,8 +108,9 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
       ->type_name("FILE");
   app.add_option("--tls-key", flags.key, "PEM private key of --tls-cert")
       ->type_name("FILE");
-  app.add_option("--data-tls-cert", flags.data_cert,
-                 "client certificate for the data plane (sign), if not --tls-cert")
+  app.add_option(
+         "--data-tls-cert", flags.data_cert,
+         "client certificate for the data plane (sign, ticket-keys), if not --tls-cert")
       ->type_name("FILE");
   app.add_option("--data-tls-key", flags.data_key, "private key of --data-tls-cert")
       ->type_name("FILE");
@@ -294,6 +317,86 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
   ref_cmd->add_flag("--overwrite", ref.overwrite,
                     "replace --out/--chain-out if they exist");
 
+  // Session-ticket keys shared by terminators: the sets (admin plane) and the writer
+  // (data plane).
+  CLI::App* sets_cmd = app.add_subcommand(
+      "ticket-key-set",
+      "Manage ticket-key sets: session-ticket keys shared by terminators");
+  sets_cmd->footer(kTicketFooter);
+  sets_cmd->require_subcommand(1);
+  auto set_command = [&](const std::string& name, const std::string& help,
+                         std::function<absl::Status(Context&)> action) {
+    CLI::App* sub = sets_cmd->add_subcommand(name, help);
+    sub->footer(kTicketFooter);
+    actions[sub] = std::move(action);
+    return sub;
+  };
+  TicketKeySetCreateArgs set_create;
+  CLI::App* set_create_cmd = set_command(
+      "create", "Create a set: a root secret generated in the HSM and a rotation period",
+      [&](Context& ctx) { return CreateTicketKeySet(ctx, set_create); });
+  set_create_cmd->add_option("NAME", set_create.name, "1..64 of A-Z a-z 0-9 . _ -")
+      ->required();
+  set_create_cmd
+      ->add_option("--rotation-period", set_create.rotation_period,
+                   "how long each epoch's key encrypts: 1h (default), 10s .. 7d; tickets "
+                   "resume for one to two periods")
+      ->type_name("DURATION");
+  set_command("list", "List the ticket-key sets",
+              [](Context& ctx) { return ListTicketKeySets(ctx); });
+  std::string set_show;
+  set_command("show", "One set: rotation period, current epoch, next rotation",
+              [&](Context& ctx) { return ShowTicketKeySet(ctx, set_show); })
+      ->add_option("SET", set_show, "the set's name")
+      ->required();
+  TicketKeySetDestroyArgs set_destroy;
+  CLI::App* set_destroy_cmd =
+      set_command("destroy", "Destroy a set now, for good (needs --force; asks first)",
+                  [&](Context& ctx) { return DestroyTicketKeySet(ctx, set_destroy); });
+  set_destroy_cmd->add_option("SET", set_destroy.name, "the set's name")->required();
+  set_destroy_cmd->add_flag("--force", set_destroy.force,
+                            "yes, immediately and irreversibly");
+
+  TicketKeysArgs ticket_keys;
+  CLI::App* ticket_keys_cmd =
+      command("ticket-keys",
+              "Write a set's session-ticket keys for nginx or haproxy (data plane); "
+              "--watch keeps "
+              "them current",
+              [&](Context& ctx) { return WriteTicketKeys(ctx, ticket_keys); });
+  ticket_keys_cmd->footer(kTicketKeysFooter);
+  ticket_keys_cmd->add_option("SET", ticket_keys.set, "the ticket-key set")->required();
+  ticket_keys_cmd
+      ->add_option("--format", ticket_keys.format,
+                   "nginx (DIR/current.key, previous.key, next.key: 80 bytes each) or "
+                   "haproxy (DIR/haproxy.keys: base64 lines)")
+      ->required()
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"nginx", "haproxy"}));
+  ticket_keys_cmd
+      ->add_option("--out", ticket_keys.out_dir,
+                   "directory for the key files, best a memory file system (created "
+                   "0700 if missing; files 0600)")
+      ->required()
+      ->type_name("DIR");
+  ticket_keys_cmd->add_flag("--watch", ticket_keys.watch,
+                            "keep running: rewrite the files after each rotation, "
+                            "retry while offkeyd is unreachable; SIGTERM/SIGINT stop");
+  ticket_keys_cmd
+      ->add_option("--reload-command", ticket_keys.reload_command,
+                   "run with /bin/sh -c after the files change, e.g. \"nginx -s reload\"")
+      ->type_name("COMMAND");
+  ticket_keys_cmd
+      ->add_option("--haproxy-socket", ticket_keys.haproxy_socket,
+                   "haproxy's admin socket (stats socket ... level admin): new keys go "
+                   "in with `set ssl tls-key`, no reload")
+      ->type_name("PATH");
+  ticket_keys_cmd
+      ->add_option("--haproxy-keys-ref", ticket_keys.haproxy_keys_ref,
+                   "the tls-ticket-keys file as haproxy's configuration names it "
+                   "(default DIR/haproxy.keys), or #ID from `show tls-keys`")
+      ->type_name("REF");
+
   std::string shell;
   CLI::App* completion_cmd =
       app.add_subcommand("completion", "Print the shell completion script (bash)");
@@ -314,6 +417,7 @@ int RunOffkeyctl(int argc, const char* const* argv, std::istream& in, std::ostre
     return 0;
   }
   const CLI::App* chosen = app.get_subcommands().front();
+  if (!chosen->get_subcommands().empty()) chosen = chosen->get_subcommands().front();
   absl::StatusOr<Connection> connection = ResolveConnection(flags, env);
   if (!connection.ok()) {
     err << "offkeyctl: " << connection.status().message() << "\n";

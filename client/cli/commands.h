@@ -145,6 +145,25 @@ struct RefArgs {
   bool overwrite = false;
 };
 
+struct TicketKeySetCreateArgs {
+  std::string name;
+  std::string rotation_period;  // Empty: the service's default (1h).
+};
+struct TicketKeySetDestroyArgs {
+  std::string name;
+  bool force = false;
+};
+// The ticket-key writer (ticket_key_writer.cc).
+struct TicketKeysArgs {
+  std::string set;
+  std::string format;  // "nginx" or "haproxy".
+  std::string out_dir;
+  bool watch = false;
+  std::string reload_command;    // Run with /bin/sh -c after the files change.
+  std::string haproxy_socket;    // haproxy's admin socket, for `set ssl tls-key`.
+  std::string haproxy_keys_ref;  // The file as haproxy names it; default the written one.
+};
+
 absl::Status Health(Context& ctx);
 absl::Status CreateKey(Context& ctx, const CreateArgs& args);
 absl::Status ImportKey(Context& ctx, const ImportArgs& args);
@@ -160,6 +179,19 @@ absl::Status CreateCsr(Context& ctx, const CsrArgs& args);
 absl::Status AttachCertificate(Context& ctx, const AttachArgs& args);
 absl::Status Sign(Context& ctx, const SignArgs& args);
 absl::Status WriteReference(Context& ctx, const RefArgs& args);
+
+absl::Status CreateTicketKeySet(Context& ctx, const TicketKeySetCreateArgs& args);
+absl::Status ListTicketKeySets(Context& ctx);
+absl::Status ShowTicketKeySet(Context& ctx, const std::string& name);
+absl::Status DestroyTicketKeySet(Context& ctx, const TicketKeySetDestroyArgs& args);
+
+// Writes the session-ticket keys of a set as nginx or haproxy read them (see
+// ticket_key_files.h), once, or with `watch` until SIGTERM or SIGINT, rewriting them
+// after each rotation, running the reload command and feeding haproxy's admin socket.
+// Transient failures (offkeyd unreachable) are retried while watching; a refusal
+// (PERMISSION_DENIED: no GET_TICKET_KEYS grant on the set) ends it. Never prints key
+// bytes. In watch mode SIGTERM and SIGINT are blocked in the whole process.
+absl::Status WriteTicketKeys(Context& ctx, const TicketKeysArgs& args);
 
 }  // namespace offkey::client::cli
 

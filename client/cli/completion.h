@@ -12,8 +12,10 @@ namespace offkey::client::cli {
 
 // A bash script defining `_offkeyctl` and registering it with `complete`. It completes
 // subcommands and flags, the values of --algorithm, --usage, --state, --output and
-// --scheme, file names for file flags, and KEY arguments with the names of the keys on
-// offkeyd (running `offkeyctl list -o name` with the connection flags already typed).
+// --scheme and --format, file names for file flags, the verbs of command groups
+// (ticket-key-set), KEY arguments with the names of the keys on offkeyd (running
+// `offkeyctl list -o name` with the connection flags already typed) and SET arguments
+// with the names of the ticket-key sets (`offkeyctl ticket-key-set list -o name`).
 std::string BashCompletion(const CLI::App& app);
 
 }  // namespace offkey::client::cli

@@ -149,4 +149,32 @@ void PrintKeyDetails(const offkey::v1::KeyDetails& details, absl::Time now,
   out << details.public_key_pem();
 }
 
+void PrintTicketKeySetTable(const std::vector<const offkey::v1::TicketKeySetInfo*>& sets,
+                            absl::Time now, std::ostream& out) {
+  Table table({"NAME", "ROTATION", "CREATED", "EPOCH", "NEXT-ROTATION"});
+  for (const offkey::v1::TicketKeySetInfo* set : sets) {
+    table.Add({set->name(), DurationText(set->rotation_period_seconds()),
+               TimeText(set->create_time()).substr(0, 10),
+               absl::StrCat(set->current_epoch()),
+               absl::StrCat(TimeText(set->next_rotation_time()), " (",
+                            Relative(set->next_rotation_time(), now), ")")});
+  }
+  table.Print(out);
+}
+
+void PrintTicketKeySetDetails(const offkey::v1::TicketKeySetInfo& set, absl::Time now,
+                              std::ostream& out) {
+  Table table({"name:", set.name()});
+  table.Add({"rotation period:", DurationText(set.rotation_period_seconds())});
+  table.Add({"created:", TimeText(set.create_time())});
+  table.Add({"current epoch:", absl::StrCat(set.current_epoch())});
+  table.Add(
+      {"next rotation:", absl::StrCat(TimeText(set.next_rotation_time()), " (",
+                                      Relative(set.next_rotation_time(), now), ")")});
+  table.Add({"secret:",
+             "in the HSM, never extractable; terminators get derived keys "
+             "with `offkeyctl ticket-keys`"});
+  table.Print(out);
+}
+
 }  // namespace offkey::client::cli

@@ -47,6 +47,14 @@ void PrintKeyTable(const std::vector<const offkey::v1::KeyInfo*>& keys, absl::Ti
 void PrintKeyDetails(const offkey::v1::KeyDetails& key, absl::Time now,
                      std::ostream& out);
 
+// One row per ticket-key set: NAME ROTATION CREATED EPOCH NEXT-ROTATION.
+void PrintTicketKeySetTable(const std::vector<const offkey::v1::TicketKeySetInfo*>& sets,
+                            absl::Time now, std::ostream& out);
+
+// One ticket-key set as "field: value" lines.
+void PrintTicketKeySetDetails(const offkey::v1::TicketKeySetInfo& set, absl::Time now,
+                              std::ostream& out);
+
 }  // namespace offkey::client::cli
 
 #endif  // OFFKEY_CLIENT_CLI_OUTPUT_H_

@@ -824,5 +824,80 @@ TEST_F(KeyAdminTest, AttachRefusesExpiredOrNotYetValidUnlessForced) {
   EXPECT_THAT(AttachDer("web", {leaf.cert_pem}, /*force=*/true), IsOk());
 }
 
+// -------------------------------------------------------------------- Ticket-key sets
+
+TEST_F(KeyAdminTest, TicketKeySetPeriodsAndEpochsByTheClock) {
+  v1::CreateTicketKeySetRequest request;
+  request.set_name("edge");
+  absl::StatusOr<v1::CreateTicketKeySetResponse> created =
+      admin_.CreateTicketKeySet(request);
+  ASSERT_THAT(created, IsOk());
+  // 0 is one hour; epochs and the next rotation follow the injected clock.
+  EXPECT_EQ(created->ticket_key_set().rotation_period_seconds(), 3600);
+  EXPECT_EQ(created->ticket_key_set().current_epoch(), 1800000000 / 3600);
+  EXPECT_EQ(created->ticket_key_set().next_rotation_time(),
+            (1800000000 / 3600 + 1) * 3600);
+  now_ += absl::Hours(1);
+  v1::GetTicketKeySetRequest get;
+  get.set_name("edge");
+  absl::StatusOr<v1::GetTicketKeySetResponse> got = admin_.GetTicketKeySet(get);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->ticket_key_set().current_epoch(), 1800000000 / 3600 + 1);
+
+  for (int64_t period : {int64_t{10}, int64_t{604800}}) {
+    request.set_name(absl::StrCat("p", period));
+    request.set_rotation_period_seconds(period);
+    absl::StatusOr<v1::CreateTicketKeySetResponse> made =
+        admin_.CreateTicketKeySet(request);
+    ASSERT_THAT(made, IsOk()) << period;
+    EXPECT_EQ(made->ticket_key_set().rotation_period_seconds(), period);
+    EXPECT_EQ(made->ticket_key_set().current_epoch(), absl::ToUnixSeconds(now_) / period);
+  }
+  for (int64_t period : {int64_t{9}, int64_t{-1}, int64_t{604801}}) {
+    request.set_name("bad-period");
+    request.set_rotation_period_seconds(period);
+    EXPECT_THAT(admin_.CreateTicketKeySet(request),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << period;
+  }
+  request.set_rotation_period_seconds(0);
+  for (const char* name : {"", "-edge", "a b"}) {
+    request.set_name(name);
+    EXPECT_THAT(admin_.CreateTicketKeySet(request),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << name;
+  }
+  EXPECT_EQ(store_->CallCount(FakeKeyStore::Method::kCreateTicketKeySet), 3);
+
+  absl::StatusOr<v1::ListTicketKeySetsResponse> list = admin_.ListTicketKeySets({});
+  ASSERT_THAT(list, IsOk());
+  ASSERT_EQ(list->ticket_key_sets_size(), 3);
+  EXPECT_EQ(list->ticket_key_sets(0).name(), "edge");
+  EXPECT_EQ(list->ticket_key_sets(1).name(), "p10");
+  EXPECT_EQ(list->ticket_key_sets(2).name(), "p604800");
+}
+
+TEST_F(KeyAdminTest, DestroyTicketKeySetNeedsForceAndTellsTheDataPlane) {
+  std::vector<std::string> destroyed;
+  admin_.SetTicketKeySetDestroyedHook(
+      [&destroyed](const std::string& name) { destroyed.push_back(name); });
+  v1::CreateTicketKeySetRequest create;
+  create.set_name("edge");
+  ASSERT_THAT(admin_.CreateTicketKeySet(create), IsOk());
+  v1::DestroyTicketKeySetRequest request;
+  request.set_name("edge");
+  EXPECT_THAT(admin_.DestroyTicketKeySet(request),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(destroyed.empty());
+  request.set_force(true);
+  ASSERT_THAT(admin_.DestroyTicketKeySet(request), IsOk());
+  EXPECT_EQ(destroyed, std::vector<std::string>{"edge"});
+  EXPECT_THAT(admin_.DestroyTicketKeySet(request), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(destroyed.size(), 1u);
+  v1::GetTicketKeySetRequest get;
+  get.set_name("edge");
+  EXPECT_THAT(admin_.GetTicketKeySet(get), StatusIs(absl::StatusCode::kNotFound));
+}
+
 }  // namespace
 }  // namespace offkey::service::admin

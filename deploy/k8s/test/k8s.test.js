@@ -34,6 +34,7 @@ const RENDERINGS = {
          operatorSecrets: ['offkey/offkeyd-tls', 'offkey/offkeyd-hsm-pin'] },
   production: { offkeyd: true, operatorSecrets: ['offkey/offkeyd-hsm-pin'] },
   'examples/nginx-terminator': { offkeyd: false, operatorSecrets: [] },
+  'examples/nginx-ticket-keys': { offkeyd: false, operatorSecrets: [] },
   issuance: { offkeyd: false, operatorSecrets: [] },
 };
 
@@ -273,6 +274,60 @@ describe('nginx-terminator example', () => {
     const prefixes = [...text.matchAll(/identities:\s*"([^"]*)\/\*"/g)].map((m) => `${m[1]}/`);
     const uri = objects.find((o) => o.kind === 'Certificate').spec.uris[0];
     assert.ok(prefixes.some((p) => uri.startsWith(p)), `${uri} matches a grant`);
+  });
+});
+
+describe('nginx-ticket-keys example', () => {
+  const example = 'examples/nginx-ticket-keys';
+  test('a sidecar writes the ticket keys nginx.conf names to a memory emptyDir', () => {
+    const objects = rendered(example);
+    const pod = byName(objects, 'Deployment', 'nginx-terminator').spec.template.spec;
+    const [nginx, writer] = pod.containers;
+    assert.equal(nginx.name, 'nginx');
+    const init = pod.initContainers.find((c) => c.name === 'ticket-keys-init');
+    assert.ok(init, 'an init container writes the files before nginx starts');
+    assert.deepEqual(init.command.slice(0, 3), ['offkeyctl', 'ticket-keys', 'edge']);
+    assert.ok(!init.command.includes('--watch'), 'the init container writes once');
+    assert.deepEqual(writer.command.slice(0, 3), ['offkeyctl', 'ticket-keys', 'edge']);
+    assert.ok(writer.command.includes('--watch'), 'the sidecar keeps them current');
+    const out = writer.command[writer.command.indexOf('--out') + 1];
+    const volume = pod.volumes.find((v) =>
+      v.name === writer.volumeMounts.find((m) => m.mountPath === out).name);
+    assert.equal(volume.emptyDir.medium, 'Memory', 'ticket keys never reach a disk');
+    const nginxMount = nginx.volumeMounts.find((m) => m.name === volume.name);
+    assert.ok(nginxMount && nginxMount.readOnly, 'nginx reads the same volume, read-only');
+    // nginx.conf names the three files in the shared volume, current first.
+    const confFile = nginx.command[nginx.command.indexOf('-c') + 1];
+    const confVolume = pod.volumes.find((v) =>
+      v.name === nginx.volumeMounts.find((m) => confFile.startsWith(`${m.mountPath}/`)).name);
+    const conf = byName(objects, 'ConfigMap', confVolume.configMap.name)
+      .data[path.basename(confFile)];
+    const keys = [...conf.matchAll(/^\s*ssl_session_ticket_key (\S+);/gm)].map((m) => m[1]);
+    assert.deepEqual(keys, ['current.key', 'previous.key', 'next.key']
+      .map((f) => `${nginxMount.mountPath}/${f}`));
+    // The reload signal reaches nginx's master: one process namespace, its pid file.
+    assert.equal(pod.shareProcessNamespace, true);
+    const pidFile = /^\s*pid (\S+);/m.exec(conf)[1];
+    assert.match(writer.command[writer.command.indexOf('--reload-command') + 1],
+      new RegExp(`kill -HUP .*${pidFile}`));
+  });
+  test("offkeyd's policy grants the terminator's identity GET_TICKET_KEYS on the set", () => {
+    const objects = rendered(example);
+    const writer = byName(objects, 'Deployment', 'nginx-terminator').spec.template.spec
+      .containers.find((c) => c.name === 'ticket-keys');
+    const set = writer.command[2];
+    const uri = objects.find((o) => o.kind === 'Certificate').spec.uris[0];
+    for (const config of ['base', 'production']) {
+      const text = rendered(config).find((o) => o.kind === 'ConfigMap' &&
+        (o.data || {})['offkeyd.textproto']).data['offkeyd.textproto'];
+      // Ticket grants hold no nested block, so a grant's text ends at its first '}'.
+      const granted = [...text.matchAll(/grants\s*\{([^}]*)\}/g)].map((m) => m[1])
+        .filter((g) => /GET_TICKET_KEYS/.test(g) &&
+                       new RegExp(`ticket_key_sets:\\s*"${set}"`).test(g))
+        .flatMap((g) => [...g.matchAll(/identities:\s*"([^"]*)"/g)].map((m) => m[1]))
+        .some((id) => id === uri || (id.endsWith('/*') && uri.startsWith(id.slice(0, -1))));
+      assert.ok(granted, `${config}: ${uri} may get the keys of set ${set}`);
+    }
   });
 });
 
