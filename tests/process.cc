@@ -279,6 +279,18 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return s.str();
 }
 
+namespace {
+
+sockaddr_in Loopback(int port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return address;
+}
+
+}  // namespace
+
 int UnusedPort(int socket_type) {
   std::mt19937 random(static_cast<unsigned>(getpid()) ^
                       static_cast<unsigned>(absl::ToUnixNanos(absl::Now())));
@@ -286,16 +298,31 @@ int UnusedPort(int socket_type) {
     const int port = 20000 + static_cast<int>(random() % 12000);
     const int fd = socket(AF_INET, socket_type, 0);
     if (fd < 0) return -1;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const sockaddr_in address = Loopback(port);
     const bool free =
         bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
     close(fd);
     if (free) return port;
   }
   return -1;
+}
+
+bool Accepting(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  const sockaddr_in address = Loopback(port);
+  const bool ok =
+      connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return ok;
+}
+
+bool AwaitAccepting(int port, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  while (!Accepting(port) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return Accepting(port);
 }
 
 std::vector<std::string> FastUnwindEnvironment() {

@@ -84,6 +84,12 @@ int SanitizerSlowdown();
 // may still lose a race for it: its start then fails and says so); -1 if none is found.
 int UnusedPort(int socket_type = SOCK_STREAM);
 
+// Whether a server accepts TCP connections on 127.0.0.1:`port` now; AwaitAccepting
+// waits up to `timeout` for it (for servers that cannot report readiness otherwise, such
+// as nginx and haproxy).
+bool Accepting(int port);
+bool AwaitAccepting(int port, absl::Duration timeout = absl::Seconds(20));
+
 }  // namespace offkey::tests
 
 #endif  // OFFKEY_TESTS_PROCESS_H_

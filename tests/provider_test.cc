@@ -350,26 +350,6 @@ int FreeLowPort() {
   return 0;
 }
 
-bool Accepting(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
-
-// Waits up to 20 s for a server to accept on 127.0.0.1:port.
-bool AwaitAccepting(int port) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(20);
-  while (!Accepting(port) && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return Accepting(port);
-}
-
 // Debian's nginx 1.22, a master and two workers, with an RSA and an ECDSA certificate
 // whose keys are references: the workers connect to offkeyd after the fork.
 TEST_P(ProviderTest, NginxServesTls12AndTls13WithNoPrivateKeyOnDisk) {

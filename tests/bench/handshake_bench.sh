@@ -5,7 +5,7 @@
 # Client (openssl s_time), server, offkeyd and SoftHSM2 share this machine's cores.
 #
 #   tests/bench/handshake_bench.sh [--seconds 5] [--clients 4] [--rounds 3] [--no-bound]
-#                                  [--binaries DIR]
+#                                  [--binaries DIR] [--resumption "0 50 90"]
 #
 # Each key is made locally, imported into a fresh development offkeyd (so both sides use
 # the same key) and given to the servers twice: as the PEM file and as a key reference.
@@ -27,8 +27,14 @@
 # case and mode the split by process and thread name (event loop and workers, gRPC and
 # provider threads; offkeyd's workers, gRPC threads, catalog, metrics) and the off-CPU
 # time of the main threads that worked (a blocked or idle worker).
+# --resumption RATES (percentages; tests/bench/resumption_bench.sh) turns session tickets
+# on in every server (ticket keys from a file) and measures each case at each rate with
+# tests/bench/resume_client in place of s_time: that share of the client's handshakes
+# offers the last session it got. Cases are then named with the rate ("-r50"), rows show
+# the share the servers actually resumed, and a last table the speed-up over the
+# case's first rate. It implies --no-bound (the bound models full handshakes only).
 # --no-bound skips the HSM bound (its single-core measurements); --binaries DIR takes
-# offkeyd, offkeyctl, offkey.so and key_store_bench from DIR, laid out like bazel-bin
+# offkeyd, offkeyctl, offkey.so, key_store_bench and resume_client from DIR, laid out like bazel-bin
 # (service/offkeyd, ...), instead of building them, and skips tools/setup.sh.
 # NGINX_WORKERS (default 2) sets nginx's worker processes; SERVERS, KEYS and MODES
 # ("nginx haproxy", "rsa ec", "local keyless engine engine-p11kit"; the engine modes are
@@ -38,7 +44,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PATH="$PATH:/usr/sbin:/sbin"  # nginx and haproxy, also under Bazel's strict PATH.
-seconds=5 clients=4 rounds=3 bound=1 binaries=""
+seconds=5 clients=4 rounds=3 bound=1 binaries="" resumption=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
@@ -46,7 +52,8 @@ while [[ $# -gt 0 ]]; do
     --rounds) rounds="$2"; shift 2 ;;
     --no-bound) bound=0; shift ;;
     --binaries) binaries="$2"; shift 2 ;;
-    -h|--help) sed -n 2,42p "$0"; exit 0 ;;
+    --resumption) resumption="$2"; bound=0; shift 2 ;;
+    -h|--help) sed -n 2,43p "$0"; exit 0 ;;
     *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,11 +61,12 @@ done
 if [[ -z "$binaries" ]]; then
   ./tools/setup.sh >/dev/null
   bazel build //service:offkeyd //client/cli:offkeyctl //client/openssl:offkey.so \
-    //hsm/pkcs11:key_store_bench 2>/dev/null
+    //hsm/pkcs11:key_store_bench //tests/bench:resume_client 2>/dev/null
   binaries="$PWD/bazel-bin"
 fi
 binaries=$(cd "$binaries" && pwd)
 thread_cpu=(/usr/bin/python3 "$PWD/tests/bench/thread_cpu.py")
+resume_client="$binaries/tests/bench/resume_client"
 softhsm_module=/usr/lib/softhsm/libsofthsm2.so
 engine_so=$(compgen -G '/usr/lib/*/engines-3/pkcs11.so' | head -1 || true)
 p11kit_client=$(compgen -G '/usr/lib/*/pkcs11/p11-kit-client.so' | head -1 || true)
@@ -73,8 +81,24 @@ trap cleanup EXIT
 offkeyctl="$binaries/client/cli/offkeyctl"
 dev="$work/dev"
 wanted() { [[ -z "${MODES:-}" || " $MODES " == *" $1 "* ]]; }
-case_name() {  # case_name SERVER KEY
-  if [[ $2 == rsa ]]; then echo "$1 tls1.2-rsa"; else echo "$1 tls1.3-p256"; fi
+case_name() {  # case_name SERVER KEY[@RATE]
+  local name="$1 tls1.3-p256"
+  [[ ${2%@*} == rsa ]] && name="$1 tls1.2-rsa"
+  [[ $2 == *@* ]] && name+="-r${2#*@}"
+  echo "$name"
+}
+variants() {  # the keys measured, each with each resumption rate (KEY@RATE) if any
+  local key rate
+  for key in ${KEYS:-rsa ec}; do
+    if [[ -z "$resumption" ]]; then echo "$key"; else
+      for rate in $resumption; do echo "$key@$rate"; done
+    fi
+  done
+}
+cid() {  # cid SERVER KEY[@RATE] MODE: a measured case's id, SERVER-KEY-MODE[@RATE]
+  local id="$1-${2%@*}-$3"
+  [[ $2 == *@* ]] && id+="@${2#*@}"
+  echo "$id"
 }
 engines=()
 for mode in engine engine-p11kit; do
@@ -201,12 +225,21 @@ nginx_conf() {  # nginx_conf NAME MODE...: one nginx instance serving both keys 
         tls="ssl_protocols TLSv1.3;"
       fi
       echo "  server { listen 127.0.0.1:${port[nginx-$key-$mode]} ssl; $tls"
-      echo "    ssl_session_cache off; ssl_session_tickets off;"
+      if [[ -n "$resumption" ]]; then
+        echo "    ssl_session_cache off; ssl_session_ticket_key $work/ticket.key;"
+      else
+        echo "    ssl_session_cache off; ssl_session_tickets off;"
+      fi
       echo "    ssl_certificate $work/$key.pem; ssl_certificate_key $k; return 200 ok; }"
     done
   done
   echo "}"
 }
+# Random session-ticket keys (nginx: one 80-byte file; haproxy: three base64 lines).
+if [[ -n "$resumption" ]]; then
+  openssl rand -out "$work/ticket.key" 80
+  for _ in 1 2 3; do openssl rand 80 | base64 -w 0; echo; done >"$work/tickets.keys"
+fi
 nginx_conf nginx local keyless >"$work/nginx.conf"
 for mode in "${engines[@]}"; do nginx_conf "nginx-$mode" "$mode" >"$work/nginx-$mode.conf"; done
 mkdir -p "$work/t"
@@ -215,6 +248,8 @@ mkdir -p "$work/t"
   echo "global"
   echo "  nbthread 2"
   echo "  ssl-mode-async"
+  # Resumption by ticket only, as with nginx.
+  [[ -n "$resumption" ]] && echo "  tune.ssl.cachesize 0"
   echo "defaults"
   echo "  mode http"
   echo "  timeout connect 5s"
@@ -228,7 +263,9 @@ mkdir -p "$work/t"
       else
         tls="ssl-min-ver TLSv1.3"
       fi
-      echo "  bind 127.0.0.1:${port[haproxy-$key-$mode]} ssl crt $work/$key-$mode.crt $tls no-tls-tickets"
+      tickets="no-tls-tickets"
+      [[ -n "$resumption" ]] && tickets="tls-ticket-keys $work/tickets.keys"
+      echo "  bind 127.0.0.1:${port[haproxy-$key-$mode]} ssl crt $work/$key-$mode.crt $tls $tickets"
     done
   done
   echo "  http-request return status 200 content-type text/plain string ok"
@@ -305,17 +342,21 @@ cpu_busy() {
     printf "%.3f", ($2 + $3 + $4 + $7 + $8) / hz }' /proc/stat
 }
 
-# "RATE CPU_MS HANDSHAKES SERVER_MS": handshakes per second from $clients parallel s_time
+# "RATE CPU_MS HANDSHAKES SERVER_MS RESUMED": handshakes per second from $clients parallel s_time
 # processes for $seconds seconds, the machine's CPU milliseconds per handshake
 # meanwhile, the handshakes, and the server side's CPU milliseconds per handshake (the
 # `groups` processes and their children, by thread: snapshots $work/cpu/NAME.{0,1}).
 # With PERF_DIR set, `perf record -a` samples the whole machine during it into
-# $PERF_DIR/NAME.data (split by command at the end).
+# $PERF_DIR/NAME.data (split by command at the end). KEY@RATE: resume_client's $clients
+# threads in place of s_time, RATE percent of handshakes offering a session, and RESUMED
+# the percentage the server resumed ("-" without a rate).
 mkdir -p "$work/cpu"
-measure() {  # measure PORT KEY NAME GROUP...
+measure() {  # measure PORT KEY[@RATE] NAME GROUP...
   local args=(-connect "127.0.0.1:$1" -new -time "$seconds")
-  [[ $2 == ec ]] && args+=(-tls1_3)
-  [[ $2 == rsa ]] && args+=(-cipher AES128-GCM-SHA256)
+  [[ ${2%@*} == ec ]] && args+=(-tls1_3)
+  [[ ${2%@*} == rsa ]] && args+=(-cipher AES128-GCM-SHA256)
+  local port=$1 key=$2 rate="" resumed=-
+  [[ $2 == *@* ]] && rate=${2#*@}
   local name=$3
   shift 3
   local clients_pids=() busy_before busy_after perf_pid=""
@@ -324,12 +365,27 @@ measure() {  # measure PORT KEY NAME GROUP...
     perf_pid=$!
   fi
   "${thread_cpu[@]}" snapshot "$work/cpu/$name.0" "$@"
+  rm -f "$work"/s_time.*
   busy_before=$(cpu_busy)
-  for c in $(seq 1 "$clients"); do
-    OPENSSL_CONF=/dev/null openssl s_time "${args[@]}" >"$work/s_time.$c" 2>&1 &
-    clients_pids+=($!)
-  done
-  wait "${clients_pids[@]}" || true  # A failed client shows as missing handshakes.
+  if [[ -n "$rate" ]]; then
+    local version=(--tls1_3)
+    [[ ${key%@*} == rsa ]] && version=(--tls1_2 --cipher AES128-GCM-SHA256)
+    # A failed client shows as missing handshakes.
+    OPENSSL_CONF=/dev/null "$resume_client" --connect "127.0.0.1:$port" --seconds "$seconds" \
+      --clients "$clients" --resume "$rate" "${version[@]}" >"$work/resume.out" 2>&1 || true
+    # In s_time's words, for the sum below.
+    awk '$1 == "handshakes" { print $2 " connections in " $6 " real seconds" }' \
+      "$work/resume.out" >"$work/s_time.1"
+    resumed=$(awk '$1 == "handshakes" && $2 > 0 { printf "%.0f", $4 * 100 / $2 }' \
+      "$work/resume.out")
+    resumed=${resumed:--}
+  else
+    for c in $(seq 1 "$clients"); do
+      OPENSSL_CONF=/dev/null openssl s_time "${args[@]}" >"$work/s_time.$c" 2>&1 &
+      clients_pids+=($!)
+    done
+    wait "${clients_pids[@]}" || true  # A failed client shows as missing handshakes.
+  fi
   busy_after=$(cpu_busy)
   "${thread_cpu[@]}" snapshot "$work/cpu/$name.1" "$@"
   if [[ -n "$perf_pid" ]]; then
@@ -344,7 +400,7 @@ measure() {  # measure PORT KEY NAME GROUP...
     else print "0 0 0" }')
   local n=${rate_cpu_n##* }
   echo "$rate_cpu_n $(if ((n > 0)); then "${thread_cpu[@]}" total "$work/cpu/$name.0" \
-    "$work/cpu/$name.1" --ops "$n"; else echo 0; fi)"
+    "$work/cpu/$name.1" --ops "$n"; else echo 0; fi) $resumed"
 }
 
 operations() {  # offkeyd's finished operations so far
@@ -362,23 +418,26 @@ modes_of() {  # modes_of SERVER ROUND: the wanted modes, alternating their order
 
 printf 'handshake_bench: %s s per measurement, %s s_time clients, %s rounds\n' \
   "$seconds" "$clients" "$rounds"
-printf '%-8s %-22s %-14s %10s %12s %15s\n' round case mode "hs/s" "CPU ms/hs" \
-  "server ms/hs"
+# With --resumption, rows end with the share of handshakes the server resumed.
+row_format='%-8s %-22s %-14s %10s %12s %15s\n'
+[[ -n "$resumption" ]] && row_format='%-8s %-22s %-14s %10s %12s %15s %10s\n'
+# shellcheck disable=SC2059
+printf "$row_format" round case mode "hs/s" "CPU ms/hs" "server ms/hs" "resumed %"
 declare -A rates cpu server_cpu handshakes
 failed=0
 for round in $(seq 1 "$rounds"); do
   for server in ${SERVERS:-nginx haproxy}; do
-    for key in ${KEYS:-rsa ec}; do
+    for key in $(variants); do
       for mode in $(modes_of "$server" "$round"); do
-        c="$server-$key-$mode"
-        if [[ -n "${unsupported[$c]:-}" ]]; then
+        c=$(cid "$server" "$key" "$mode")
+        if [[ -n "${unsupported[${c%@*}]:-}" ]]; then
           printf '%-8s %-22s %-14s %10s\n' "$round" "$(case_name "$server" "$key")" "$mode" \
             unsupported
           continue
         fi
         # shellcheck disable=SC2046
-        read -r rate cpu_ms n server_ms < <(measure "${port[$c]}" "$key" "$c-$round" \
-          $(cpu_groups "$server" "$mode"))
+        read -r rate cpu_ms n server_ms resumed < <(measure \
+          "${port[$server-${key%@*}-$mode]}" "$key" "$c-$round" $(cpu_groups "$server" "$mode"))
         rates[$c]+="$rate "
         cpu[$c]+="$cpu_ms "
         server_cpu[$c]+="$server_ms "
@@ -387,8 +446,9 @@ for round in $(seq 1 "$rounds"); do
           failed=1
           rate=FAILED
         fi
-        printf '%-8s %-22s %-14s %10s %12s %15s\n' "$round" "$(case_name "$server" "$key")" \
-          "$mode" "$rate" "$cpu_ms" "$server_ms"
+        # shellcheck disable=SC2059
+        printf "$row_format" "$round" "$(case_name "$server" "$key")" "$mode" "$rate" \
+          "$cpu_ms" "$server_ms" "$resumed"
       done
     done
   done
@@ -424,7 +484,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { prin
 # the probe failed.
 figure() {  # figure ARRAY_NAME CASE
   local -n values=$1
-  if [[ -n "${unsupported[$2]:-}" ]]; then echo unsupported
+  if [[ -n "${unsupported[${2%@*}]:-}" ]]; then echo unsupported
   elif [[ -z "${values[$2]:-}" ]]; then echo -
   else echo "${values[$2]}" | median; fi
 }
@@ -432,16 +492,16 @@ echo
 printf '%-22s %12s %12s %8s %11s %12s %14s\n' case "local hs/s" "keyless hs/s" ratio \
   "HSM bound" "engine hs/s" "eng-p11k hs/s"
 for server in ${SERVERS:-nginx haproxy}; do
-  for key in ${KEYS:-rsa ec}; do
-    local_rate=$(figure rates "$server-$key-local")
-    keyless_rate=$(figure rates "$server-$key-keyless")
-    local_cpu=$(figure cpu "$server-$key-local")
+  for key in $(variants); do
+    local_rate=$(figure rates "$(cid "$server" "$key" local)")
+    keyless_rate=$(figure rates "$(cid "$server" "$key" keyless)")
+    local_cpu=$(figure cpu "$(cid "$server" "$key" local)")
     # Keyless needs at least the local handshake's CPU with OpenSSL's private-key
     # operation swapped for the HSM's: at most cores/that handshakes per second.
     awk -v n="$(case_name "$server" "$key")" -v l="$local_rate" -v k="$keyless_rate" \
       -v c="$local_cpu" -v o="${ossl_ms[$key]:-}" -v h="${hsm_ms[$key]:-}" \
-      -v cores="$(nproc)" -v e="$(figure rates "$server-$key-engine")" \
-      -v p="$(figure rates "$server-$key-engine-p11kit")" 'BEGIN {
+      -v cores="$(nproc)" -v e="$(figure rates "$(cid "$server" "$key" engine)")" \
+      -v p="$(figure rates "$(cid "$server" "$key" engine-p11kit)")" 'BEGIN {
         bound = "-"
         if (o != "" && l > 0 && c > 0) {
           bound = cores * 1000 / (c - o + h) / l
@@ -452,24 +512,43 @@ for server in ${SERVERS:-nginx haproxy}; do
   done
 done
 
+if [[ -n "$resumption" ]]; then
+  first=${resumption%% *}
+  echo
+  echo "speed-up over ${first} % resumption (hs/s at the rate / hs/s at ${first} %):"
+  printf '%-22s %-14s %10s\n' case mode speed-up
+  for server in ${SERVERS:-nginx haproxy}; do
+    for key in $(variants); do
+      for mode in $(modes_of "$server" 1); do
+        awk -v n="$(case_name "$server" "$key")" -v m="$mode" \
+          -v r="$(figure rates "$(cid "$server" "$key" "$mode")")" \
+          -v b="$(figure rates "$(cid "$server" "${key%@*}@$first" "$mode")")" 'BEGIN {
+            printf "%-22s %-14s %10s\n", n, m,
+              (b > 0 && r ~ /^[0-9]/) ? sprintf("%.2f", r / b) : "-" }'
+      done
+    done
+  done
+fi
+
 echo
 echo "server CPU per handshake (ms; terminator processes + offkeyd or p11-kit server):"
 printf '%-22s %10s %10s %10s %14s\n' case local keyless engine engine-p11kit
 for server in ${SERVERS:-nginx haproxy}; do
-  for key in ${KEYS:-rsa ec}; do
+  for key in $(variants); do
     printf '%-22s %10s %10s %10s %14s\n' "$(case_name "$server" "$key")" \
-      "$(figure server_cpu "$server-$key-local")" "$(figure server_cpu "$server-$key-keyless")" \
-      "$(figure server_cpu "$server-$key-engine")" \
-      "$(figure server_cpu "$server-$key-engine-p11kit")"
+      "$(figure server_cpu "$(cid "$server" "$key" local)")" \
+      "$(figure server_cpu "$(cid "$server" "$key" keyless)")" \
+      "$(figure server_cpu "$(cid "$server" "$key" engine)")" \
+      "$(figure server_cpu "$(cid "$server" "$key" engine-p11kit)")"
   done
 done
 
 echo
 echo "CPU split per handshake, all rounds (ms by process group and thread name):"
 for server in ${SERVERS:-nginx haproxy}; do
-  for key in ${KEYS:-rsa ec}; do
+  for key in $(variants); do
     for mode in $(modes_of "$server" 1); do
-      c="$server-$key-$mode"
+      c=$(cid "$server" "$key" "$mode")
       ((${handshakes[$c]:-0} > 0)) || continue
       echo " $(case_name "$server" "$key") $mode (${handshakes[$c]} handshakes):"
       snapshots=()
