@@ -419,10 +419,15 @@ modes_of() {  # modes_of SERVER ROUND: the wanted modes, alternating their order
 printf 'handshake_bench: %s s per measurement, %s s_time clients, %s rounds\n' \
   "$seconds" "$clients" "$rounds"
 # With --resumption, rows end with the share of handshakes the server resumed.
+# printf reuses its format for surplus arguments, so the last column is passed only then.
 row_format='%-8s %-22s %-14s %10s %12s %15s\n'
-[[ -n "$resumption" ]] && row_format='%-8s %-22s %-14s %10s %12s %15s %10s\n'
+resumed_header=()
+if [[ -n "$resumption" ]]; then
+  row_format='%-8s %-22s %-14s %10s %12s %15s %10s\n'
+  resumed_header=("resumed %")
+fi
 # shellcheck disable=SC2059
-printf "$row_format" round case mode "hs/s" "CPU ms/hs" "server ms/hs" "resumed %"
+printf "$row_format" round case mode "hs/s" "CPU ms/hs" "server ms/hs" "${resumed_header[@]}"
 declare -A rates cpu server_cpu handshakes
 failed=0
 for round in $(seq 1 "$rounds"); do
@@ -447,8 +452,10 @@ for round in $(seq 1 "$rounds"); do
           rate=FAILED
         fi
         # shellcheck disable=SC2059
+        resumed_cell=()
+        [[ -n "$resumption" ]] && resumed_cell=("$resumed")
         printf "$row_format" "$round" "$(case_name "$server" "$key")" "$mode" "$rate" \
-          "$cpu_ms" "$server_ms" "$resumed"
+          "$cpu_ms" "$server_ms" "${resumed_cell[@]}"
       done
     done
   done
