@@ -1021,8 +1021,8 @@ absl::Status Pkcs11KeyStore::FindTicketSets(CK_SESSION_HANDLE session,
     TicketSetObjects set;
     if (skip || !DecodeTicketRecord(value, &root_id, &set.info)) continue;
     auto root = by_id.find(std::make_pair(label, root_id));
-    if (root == by_id.end())
-      continue;  // A record whose root is not (or no longer) there.
+    // A record whose root is not (or no longer) there is no set.
+    if (root == by_id.end()) continue;
     set.info.name = label.substr(kTicketLabelPrefix.size());
     set.root = root->second;
     set.root_id = std::move(root_id);
@@ -1174,8 +1174,9 @@ absl::StatusOr<std::vector<TicketKeySetInfo>> Pkcs11KeyStore::ListTicketKeySets(
                                        OFFKEY_RETURN_IF_ERROR(
                                            FindTicketSets(session, "", &sets));
                                        out.clear();
-                                       for (TicketSetObjects& set : sets)
+                                       for (TicketSetObjects& set : sets) {
                                          out.push_back(std::move(set.info));
+                                       }
                                        return absl::OkStatus();
                                      }));
   return out;
