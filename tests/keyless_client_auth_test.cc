@@ -28,6 +28,7 @@
 namespace offkey::tests {
 namespace {
 
+using ::offkey::testing::RecordPrivateKeyPem;
 using ::offkey::testing::RecordSecret;
 using service::dev::CertSpec;
 using service::dev::IssuedCert;
@@ -240,7 +241,9 @@ class KeylessClientAuthTest : public OffkeydTest {
     if (!cert.ok()) return {};
     Write(dir_ + "/" + name + ".pem", cert->cert_pem);
     if (spec.public_key_spki.empty()) {  // Else the key is already in its file.
-      RecordSecret("client key " + name, cert->key_pem.view());
+      // Its private parts only: the PEM text shares public structure (the algorithm
+      // identifier) with every key and CSR of that type, which the scan would match.
+      RecordPrivateKeyPem("client key " + name, cert->key_pem.view());
       Write(dir_ + "/" + name + ".key", cert->key_pem.view());
     }
     return *std::move(cert);
@@ -253,6 +256,8 @@ class KeylessClientAuthTest : public OffkeydTest {
                                      "-pkeyopt", "rsa_keygen_bits:2048", "-out", key},
                                     "", {"OPENSSL_CONF=/dev/null"});
     EXPECT_EQ(made.exit_code, 0) << made.err;
+    if (made.exit_code == 0)
+      RecordPrivateKeyPem("client key " + name, ReadFileOrEmpty(key));
     ProcessResult spki =
         RunProcess({"/usr/bin/openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"},
                    "", {"OPENSSL_CONF=/dev/null"});
