@@ -96,14 +96,14 @@ class Operations {
   // The key `ref` names, if `caller` may perform `op` on it and it is enabled.
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Authorize(
       const Caller& caller, offkey::v1::Operation op, const offkey::v1::KeyRef& ref);
-  // Decrypts a TLS 1.2 premaster by the DecryptPremaster contract (always 48 bytes for
-  // a ciphertext of at most k bytes below the modulus; shorter ones are left-padded).
   // The ticket-key set `name`, if `caller` may perform the ticket operation `op` on it.
   // Adds the time spent in the store to `*store_time`.
   absl::StatusOr<hsm::TicketKeySetInfo> AuthorizeTicketKeySet(const Caller& caller,
                                                               offkey::v1::Operation op,
                                                               const std::string& name,
                                                               absl::Duration* store_time);
+  // Decrypts a TLS 1.2 premaster by the DecryptPremaster contract (always 48 bytes for
+  // a ciphertext of at most k bytes below the modulus; shorter ones are left-padded).
   absl::StatusOr<SecretBytes> Premaster(const Caller& caller, offkey::v1::Operation op,
                                         const offkey::v1::KeyRef& ref,
                                         const offkey::v1::TlsContext& context,
