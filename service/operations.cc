@@ -408,7 +408,7 @@ absl::StatusOr<offkey::v1::ListKeysResponse> Operations::ListKeys(
 }
 
 absl::StatusOr<hsm::TicketKeySetInfo> Operations::AuthorizeTicketKeySet(
-    const Caller& caller, Operation op, const std::string& name,
+    const Caller& caller, Operation op, const std::string& name, absl::Time deadline,
     absl::Duration* store_time) {
   if (name.empty()) {
     return absl::InvalidArgumentError("ticket_key_set: required; name a ticket-key set");
@@ -425,7 +425,8 @@ absl::StatusOr<hsm::TicketKeySetInfo> Operations::AuthorizeTicketKeySet(
                      "', or no such set exists; ask the operator for a grant"));
   };
   if (!policy()->AllowsTicketKeySet(caller.identity, op, name)) return denied();
-  absl::StatusOr<hsm::TicketKeySetInfo> info = ticket_key_sets_.Find(name, store_time);
+  absl::StatusOr<hsm::TicketKeySetInfo> info =
+      ticket_key_sets_.Find(name, Options(deadline), store_time);
   if (absl::IsNotFound(info.status())) return denied();
   return info;
 }
@@ -437,7 +438,7 @@ absl::StatusOr<offkey::v1::GetTicketKeysResponse> Operations::GetTicketKeys(
   OFFKEY_ASSIGN_OR_RETURN(
       hsm::TicketKeySetInfo set,
       AuthorizeTicketKeySet(caller, offkey::v1::GET_TICKET_KEYS, request.ticket_key_set(),
-                            store_time.total()));
+                            deadline, store_time.total()));
   const absl::Time now = ticket_key_sets_.Now();
   const int64_t current = tickets::EpochAt(now, set.rotation_period);
   offkey::v1::GetTicketKeysResponse response;
@@ -483,7 +484,7 @@ absl::StatusOr<offkey::v1::SealTicketResponse> Operations::SealTicket(
   OFFKEY_ASSIGN_OR_RETURN(
       hsm::TicketKeySetInfo set,
       AuthorizeTicketKeySet(caller, offkey::v1::SEAL_TICKET, request.ticket_key_set(),
-                            store_time.total()));
+                            deadline, store_time.total()));
   const int64_t current = tickets::EpochAt(ticket_key_sets_.Now(), set.rotation_period);
   absl::StatusOr<std::shared_ptr<const tickets::EpochMaterial>> material =
       ticket_key_sets_.Material(set, current, Options(deadline), store_time.total());
@@ -512,7 +513,7 @@ absl::StatusOr<offkey::v1::UnsealTicketResponse> Operations::UnsealTicket(
   OFFKEY_ASSIGN_OR_RETURN(
       hsm::TicketKeySetInfo set,
       AuthorizeTicketKeySet(caller, offkey::v1::UNSEAL_TICKET, request.ticket_key_set(),
-                            store_time.total()));
+                            deadline, store_time.total()));
   const int64_t current = tickets::EpochAt(ticket_key_sets_.Now(), set.rotation_period);
   absl::StatusOr<tickets::Unsealed> unsealed =
       tickets::Unseal(set.name, request.sealed(), current, [&](int64_t epoch) {

@@ -97,10 +97,11 @@ class Operations {
   absl::StatusOr<std::shared_ptr<const KeyRecord>> Authorize(
       const Caller& caller, offkey::v1::Operation op, const offkey::v1::KeyRef& ref);
   // The ticket-key set `name`, if `caller` may perform the ticket operation `op` on it.
-  // Adds the time spent in the store to `*store_time`.
+  // Store calls give up at `deadline`; their time is added to `*store_time`.
   absl::StatusOr<hsm::TicketKeySetInfo> AuthorizeTicketKeySet(const Caller& caller,
                                                               offkey::v1::Operation op,
                                                               const std::string& name,
+                                                              absl::Time deadline,
                                                               absl::Duration* store_time);
   // Decrypts a TLS 1.2 premaster by the DecryptPremaster contract (always 48 bytes for
   // a ciphertext of at most k bytes below the modulus; shorter ones are left-padded).

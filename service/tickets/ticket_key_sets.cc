@@ -34,6 +34,7 @@ TicketKeySets::TicketKeySets(hsm::KeyStore* store, Options options)
     : store_(store), options_(std::move(options)) {}
 
 absl::StatusOr<hsm::TicketKeySetInfo> TicketKeySets::Find(absl::string_view name,
+                                                          const hsm::CallOptions& options,
                                                           absl::Duration* store_time) {
   const absl::Time now = Now();
   // When the entry is stale: one epoch it holds, to check against the store below.
@@ -65,7 +66,7 @@ absl::StatusOr<hsm::TicketKeySetInfo> TicketKeySets::Find(absl::string_view name
     absl::StatusOr<SecretBytes> secret;
     {
       StoreTimer timer(store_time);
-      secret = store_->DeriveTicketEpochSecret(name, probe->epoch(), {});
+      secret = store_->DeriveTicketEpochSecret(name, probe->epoch(), options);
     }
     if (absl::IsNotFound(secret.status())) {
       found = secret.status();

@@ -43,8 +43,10 @@ class TicketKeySets {
   TicketKeySets(hsm::KeyStore* store, Options options);
 
   // The set's facts. NOT_FOUND when the store has no set of that name; the store's
-  // errors otherwise. Adds the time spent in store calls to `*store_time` if given.
+  // errors otherwise. A recheck derives one cached epoch again with `options`. Adds the
+  // time spent in store calls to `*store_time` if given.
   absl::StatusOr<hsm::TicketKeySetInfo> Find(absl::string_view name,
+                                             const hsm::CallOptions& options = {},
                                              absl::Duration* store_time = nullptr);
 
   // The material of `epoch` of the set `info` (as Find returned it), derived in the
