@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/secret_bytes.h"
+#include "hsm/ticket_keys.h"
 
 namespace offkey::service::tickets {
 
@@ -28,7 +29,7 @@ inline absl::Time EpochEnd(int64_t epoch, absl::Duration period) {
 }
 
 // The store's per-epoch secret, and what it expands to.
-inline constexpr size_t kEpochSecretBytes = 32;
+inline constexpr size_t kEpochSecretBytes = hsm::kTicketEpochSecretSize;
 inline constexpr absl::string_view kTicketKeyInfo = "offkey ticket key v1";
 inline constexpr absl::string_view kSealKeyInfo = "offkey ticket seal v1";
 // The ticket key: key name | AES-256 key | HMAC-SHA256 key (RFC 5077 section 4's
