@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "base/big_endian.h"
 #include "hsm/key_types.h"
 
 namespace offkey::hsm {
@@ -41,10 +42,7 @@ absl::Status ValidateTicketEpoch(int64_t epoch) {
 std::string TicketEpochMessage(absl::string_view set_name, int64_t epoch) {
   std::string out = absl::StrCat("offkey ticket epoch v1", absl::string_view("\0", 1),
                                  set_name, absl::string_view("\0", 1));
-  const auto e = static_cast<uint64_t>(epoch);
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<char>((e >> shift) & 0xff));
-  }
+  AppendBigEndian64(static_cast<uint64_t>(epoch), &out);
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/big_endian.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
 #include "service/crypto/hkdf.h"
@@ -28,19 +29,6 @@ int64_t PeriodSeconds(absl::Duration period) {
 int64_t FloorDiv(int64_t a, int64_t b) {
   const int64_t q = a / b;
   return (a % b != 0 && a < 0) ? q - 1 : q;
-}
-
-void PutBigEndian64(uint64_t v, uint8_t* out) {
-  for (int i = 7; i >= 0; --i) {
-    out[i] = static_cast<uint8_t>(v & 0xff);
-    v >>= 8;
-  }
-}
-
-uint64_t GetBigEndian64(const uint8_t* in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | in[i];
-  return v;
 }
 
 const uint8_t* Bytes(absl::string_view s) {
@@ -108,10 +96,10 @@ absl::StatusOr<std::string> Seal(const EpochMaterial& material,
     return absl::InvalidArgumentError(absl::StrCat("plaintext: 1 to ", kMaxPlaintextBytes,
                                                    " bytes; got ", plaintext.size()));
   }
-  std::string sealed(kSealedOverheadBytes + plaintext.size(), '\0');
+  std::string sealed(1, static_cast<char>(kSealedVersion));
+  AppendBigEndian64(static_cast<uint64_t>(material.epoch()), &sealed);
+  sealed.resize(kSealedOverheadBytes + plaintext.size());
   auto* out = reinterpret_cast<uint8_t*>(sealed.data());
-  out[0] = kSealedVersion;
-  PutBigEndian64(static_cast<uint64_t>(material.epoch()), out + 1);
   uint8_t* nonce = out + 1 + 8;
   if (RAND_bytes(nonce, kNonceBytes) != 1) {
     return OpenSslError(absl::StatusCode::kInternal, "random nonce");
@@ -141,10 +129,9 @@ std::optional<SealedParts> ParseSealed(absl::string_view sealed) {
   if (sealed.size() < kSealedOverheadBytes + 1 || sealed.size() > kMaxSealedBytes) {
     return std::nullopt;
   }
-  const uint8_t* in = Bytes(sealed);
-  if (in[0] != kSealedVersion) return std::nullopt;
+  if (static_cast<uint8_t>(sealed[0]) != kSealedVersion) return std::nullopt;
   SealedParts parts;
-  parts.epoch = static_cast<int64_t>(GetBigEndian64(in + 1));
+  parts.epoch = static_cast<int64_t>(ReadBigEndian64(sealed.substr(1, 8)));
   parts.header = sealed.substr(0, kSealedHeaderBytes);
   parts.nonce = sealed.substr(1 + 8, kNonceBytes);
   parts.ciphertext =
