@@ -272,38 +272,35 @@ bool Policy::Grant::Selects(const KeyFacts& key) const {
   return true;
 }
 
-bool Policy::Allows(absl::string_view identity, Operation op, const KeyFacts& key) const {
+template <typename Covers>
+bool Policy::AnyGrant(absl::string_view identity, Operation op,
+                      const Covers& covers) const {
   if (identity.empty() || !IsKnownOperation(op)) return false;
   const uint32_t bit = uint32_t{1} << op;
   for (const Grant& grant : grants_) {
     if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity) &&
-        grant.Selects(key)) {
+        covers(grant)) {
       return true;
     }
   }
   return false;
 }
 
+bool Policy::Allows(absl::string_view identity, Operation op, const KeyFacts& key) const {
+  return AnyGrant(identity, op,
+                  [&key](const Grant& grant) { return grant.Selects(key); });
+}
+
 bool Policy::AllowsKeyless(absl::string_view identity, Operation op) const {
-  if (identity.empty() || !IsKnownOperation(op)) return false;
-  const uint32_t bit = uint32_t{1} << op;
-  for (const Grant& grant : grants_) {
-    if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity)) return true;
-  }
-  return false;
+  return AnyGrant(identity, op, [](const Grant&) { return true; });
 }
 
 bool Policy::AllowsTicketKeySet(absl::string_view identity, Operation op,
                                 absl::string_view set) const {
-  if (identity.empty() || !IsTicketOperation(op)) return false;
-  const uint32_t bit = uint32_t{1} << op;
-  for (const Grant& grant : grants_) {
-    if ((grant.operations & bit) != 0 && grant.MatchesIdentity(identity) &&
-        grant.ticket_key_sets.count(set) > 0) {
-      return true;
-    }
-  }
-  return false;
+  if (!IsTicketOperation(op)) return false;
+  return AnyGrant(identity, op, [set](const Grant& grant) {
+    return grant.ticket_key_sets.count(set) > 0;
+  });
 }
 
 bool Policy::IsAdmin(absl::string_view identity) const {

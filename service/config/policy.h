@@ -106,6 +106,12 @@ class Policy {
 
   Policy() = default;
 
+  // Whether some grant names `identity`, lists `op` and satisfies `covers`. False for
+  // an empty identity or an unknown operation.
+  template <typename Covers>
+  bool AnyGrant(absl::string_view identity, offkey::v1::Operation op,
+                const Covers& covers) const;
+
   std::vector<Grant> grants_;
   std::vector<IdentityPattern> admins_;
 };
