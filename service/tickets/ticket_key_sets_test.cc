@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -10,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "hsm/key_store.h"
 #include "hsm/testing/fake_key_store.h"
+#include "hsm/testing/forwarding_store.h"
 
 namespace offkey::service::tickets {
 namespace {
@@ -156,6 +158,32 @@ TEST_F(TicketKeySetsTest, StoreErrorsPassThrough) {
   EXPECT_EQ(sets_.CachedSetsForTest(), 1u);  // A passing error forgets nothing...
   EXPECT_THAT(sets_.Material(*info, 1, {}), IsOk());  // ...and is not cached.
   EXPECT_EQ(derives(), 2);
+}
+
+// The recheck's derivation is a store call of the operation that triggered it, so it
+// gives up at that operation's deadline like the others.
+TEST_F(TicketKeySetsTest, RecheckUsesTheCallersDeadline) {
+  class DeadlineRecorder : public hsm::testing::ForwardingStore {
+   public:
+    using ForwardingStore::ForwardingStore;
+    absl::StatusOr<SecretBytes> DeriveTicketEpochSecret(
+        absl::string_view name, int64_t epoch, const hsm::CallOptions& options) override {
+      deadlines.push_back(options.deadline);
+      return ForwardingStore::DeriveTicketEpochSecret(name, epoch, options);
+    }
+    std::vector<absl::Time> deadlines;
+  } recorder(store_.get());
+  TicketKeySets sets(&recorder, Options());
+  ASSERT_THAT(store_->CreateTicketKeySet("edge", absl::Seconds(60)), IsOk());
+  hsm::CallOptions options;
+  options.deadline = absl::FromUnixSeconds(2000000);
+  absl::StatusOr<hsm::TicketKeySetInfo> info = sets.Find("edge", options);
+  ASSERT_THAT(info, IsOk());
+  ASSERT_THAT(sets.Material(*info, EpochAt(now_, absl::Seconds(60)), options), IsOk());
+  now_ += absl::Seconds(6);
+  ASSERT_THAT(sets.Find("edge", options), IsOk());
+  EXPECT_EQ(recorder.deadlines,
+            std::vector<absl::Time>(2, absl::FromUnixSeconds(2000000)));
 }
 
 }  // namespace
