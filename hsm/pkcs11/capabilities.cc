@@ -1,6 +1,5 @@
 #include "hsm/pkcs11/capabilities.h"
 
-#include <tuple>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -147,15 +146,13 @@ absl::Status Capabilities::CanDecryptRaw(KeyAlgorithm algorithm) const {
 
 absl::Status Capabilities::CanUseStoreSecret(bool generate,
                                              absl::string_view label) const {
-  auto hmac = mechanisms_.find(CKM_SHA256_HMAC);
-  if (hmac == mechanisms_.end() || (hmac->second.flags & CKF_SIGN) == 0) {
+  if (!Lists(CKM_SHA256_HMAC, CKF_SIGN)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "PKCS#11 module '", module_,
         "' cannot do CKM_SHA256_HMAC signing, which offkey needs for its store secret "
         "(the TLS 1.2 premaster substitute)"));
   }
-  auto gen = mechanisms_.find(CKM_GENERIC_SECRET_KEY_GEN);
-  if (generate && (gen == mechanisms_.end() || (gen->second.flags & CKF_GENERATE) == 0)) {
+  if (generate && !Lists(CKM_GENERIC_SECRET_KEY_GEN, CKF_GENERATE)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "PKCS#11 module '", module_,
         "' cannot generate offkey's store secret (no CKM_GENERIC_SECRET_KEY_GEN); "
@@ -169,18 +166,22 @@ absl::Status Capabilities::CanUseStoreSecret(bool generate,
 }
 
 absl::Status Capabilities::CanMakeTicketKeySets() const {
-  for (auto [mechanism, name, flag] :
-       {std::tuple<CK_MECHANISM_TYPE, absl::string_view, CK_FLAGS>{
-            CKM_GENERIC_SECRET_KEY_GEN, "CKM_GENERIC_SECRET_KEY_GEN", CKF_GENERATE},
-        {CKM_SHA256_HMAC, "CKM_SHA256_HMAC", CKF_SIGN}}) {
-    auto it = mechanisms_.find(mechanism);
-    if (it == mechanisms_.end() || (it->second.flags & flag) == 0) {
-      return absl::UnimplementedError(
-          absl::StrCat("PKCS#11 module '", module_, "' cannot make ticket-key sets (no ",
-                       name, "): their root secrets must be generated in the token"));
-    }
+  absl::string_view lacks;
+  if (!Lists(CKM_GENERIC_SECRET_KEY_GEN, CKF_GENERATE)) {
+    lacks = "CKM_GENERIC_SECRET_KEY_GEN";
+  } else if (!Lists(CKM_SHA256_HMAC, CKF_SIGN)) {
+    lacks = "CKM_SHA256_HMAC";
+  } else {
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  return absl::UnimplementedError(
+      absl::StrCat("PKCS#11 module '", module_, "' cannot make ticket-key sets (no ",
+                   lacks, "): their root secrets must be generated in the token"));
+}
+
+bool Capabilities::Lists(CK_MECHANISM_TYPE mechanism, CK_FLAGS flag) const {
+  auto it = mechanisms_.find(mechanism);
+  return it != mechanisms_.end() && (it->second.flags & flag) != 0;
 }
 
 std::string Capabilities::Summary() const {

@@ -70,6 +70,8 @@ class Capabilities {
   std::string Summary() const;
 
  private:
+  // Whether the module lists `mechanism` with `flag` (CKF_SIGN, CKF_GENERATE, ...).
+  bool Lists(CK_MECHANISM_TYPE mechanism, CK_FLAGS flag) const;
   // OK if `mechanism` is listed with `flag` and, when `bits` > 0, takes keys of that
   // size; UNIMPLEMENTED "<module> ... <what>" otherwise.
   absl::Status Need(CK_MECHANISM_TYPE mechanism, absl::string_view mechanism_name,

@@ -109,6 +109,21 @@ TEST(CapabilitiesTest, StoreSecretNeedsHmacAndGenerationOrProvisioning) {
                        AllOf(HasSubstr("'bare'"), HasSubstr("CKM_SHA256_HMAC"))));
 }
 
+TEST(CapabilitiesTest, TicketKeySetsNeedSecretKeyGenerationAndHmacSigning) {
+  EXPECT_THAT(Tpm2Like().CanMakeTicketKeySets(),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       AllOf(HasSubstr("TPM2.0 Cryptoki"),
+                             HasSubstr("CKM_GENERIC_SECRET_KEY_GEN"))));
+  Capabilities::MechanismMap m;
+  m[CKM_GENERIC_SECRET_KEY_GEN] = {32, 32, CKF_GENERATE};
+  m[CKM_SHA256_HMAC] = {32, 32, CKF_VERIFY};  // Verification only.
+  EXPECT_THAT(Capabilities("m", m).CanMakeTicketKeySets(),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       AllOf(HasSubstr("'m'"), HasSubstr("CKM_SHA256_HMAC"))));
+  m[CKM_SHA256_HMAC].flags |= CKF_SIGN;
+  EXPECT_THAT(Capabilities("m", m).CanMakeTicketKeySets(), IsOk());
+}
+
 TEST(CapabilitiesTest, SummaryListsWhatWorksAndWhatIsLacking) {
   EXPECT_EQ(Tpm2Like().Summary(),
             "PKCS#11 module 'tpm2-software.github.io TPM2.0 Cryptoki 1.9' makes rsa-2048 "

@@ -111,6 +111,25 @@ int ChainIndex(absl::string_view label) {
   return index;
 }
 
+// HMAC-SHA256 (CKM_SHA256_HMAC) of `data` under the secret key `key`, computed in the
+// token into `mac`, which holds 32 bytes. Errors: CkRvStatus, or INTERNAL if the module
+// returns another size.
+absl::Status HmacSha256InToken(const CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
+                               CK_OBJECT_HANDLE key, absl::string_view data,
+                               SecretBytes* mac) {
+  CK_MECHANISM mech = {CKM_SHA256_HMAC, nullptr, 0};
+  OFFKEY_RETURN_IF_ERROR(CkRvStatus(fn->C_SignInit(session, &mech, key), "C_SignInit"));
+  CK_ULONG len = mac->size();
+  CK_RV rv =
+      fn->C_Sign(session, reinterpret_cast<CK_BYTE*>(const_cast<char*>(data.data())),
+                 data.size(), mac->data(), &len);
+  if (rv == CKR_OK && len != mac->size()) {
+    return absl::InternalError(
+        absl::StrCat("C_Sign returned a ", len, "-byte HMAC-SHA256"));
+  }
+  return CkRvStatus(rv, "C_Sign");
+}
+
 std::string TicketLabel(absl::string_view name) {
   return absl::StrCat(kTicketLabelPrefix, name);
 }
@@ -940,28 +959,17 @@ absl::Status Pkcs11KeyStore::ResolveHmacKey(CK_SESSION_HANDLE session, bool fres
 absl::StatusOr<SecretBytes> Pkcs11KeyStore::HmacWithStoreSecret(
     absl::string_view data, const CallOptions& options) {
   SecretBytes mac(32);
-  OFFKEY_RETURN_IF_ERROR(token_->Run(
-      "C_Sign (HMAC-SHA256 with the store secret)", options.deadline,
-      [&](CK_SESSION_HANDLE session, int attempt) -> absl::Status {
-        // Made by Create; one that vanished since is the token's storage gone,
-        // not a secret to make again under calls already in flight.
-        CK_OBJECT_HANDLE key;
-        OFFKEY_RETURN_IF_ERROR(
-            ResolveHmacKey(session, attempt > 0, /*create=*/false, &key));
-        if (key == CK_INVALID_HANDLE) return StoreSecretGone();
-        CK_MECHANISM mech = {CKM_SHA256_HMAC, nullptr, 0};
-        OFFKEY_RETURN_IF_ERROR(
-            CkRvStatus(token_->fn()->C_SignInit(session, &mech, key), "C_SignInit"));
-        CK_ULONG len = mac.size();
-        CK_RV rv = token_->fn()->C_Sign(
-            session, reinterpret_cast<CK_BYTE*>(const_cast<char*>(data.data())),
-            data.size(), mac.data(), &len);
-        if (rv == CKR_OK && len != 32) {
-          return absl::InternalError(
-              absl::StrCat("C_Sign returned a ", len, "-byte HMAC-SHA256"));
-        }
-        return CkRvStatus(rv, "C_Sign");
-      }));
+  OFFKEY_RETURN_IF_ERROR(
+      token_->Run("C_Sign (HMAC-SHA256 with the store secret)", options.deadline,
+                  [&](CK_SESSION_HANDLE session, int attempt) -> absl::Status {
+                    // Made by Create; one that vanished since is the token's storage
+                    // gone, not a secret to make again under calls already in flight.
+                    CK_OBJECT_HANDLE key;
+                    OFFKEY_RETURN_IF_ERROR(
+                        ResolveHmacKey(session, attempt > 0, /*create=*/false, &key));
+                    if (key == CK_INVALID_HANDLE) return StoreSecretGone();
+                    return HmacSha256InToken(token_->fn(), session, key, data, &mac);
+                  }));
   return mac;
 }
 
@@ -1231,18 +1239,7 @@ absl::StatusOr<SecretBytes> Pkcs11KeyStore::DeriveTicketEpochSecret(
       options.deadline, [&](CK_SESSION_HANDLE session, int attempt) -> absl::Status {
         TicketRootHandle root;
         OFFKEY_RETURN_IF_ERROR(ResolveTicketRoot(session, name, attempt > 0, &root));
-        CK_MECHANISM mech = {CKM_SHA256_HMAC, nullptr, 0};
-        OFFKEY_RETURN_IF_ERROR(CkRvStatus(
-            token_->fn()->C_SignInit(session, &mech, root.object), "C_SignInit"));
-        CK_ULONG len = secret.size();
-        CK_RV rv = token_->fn()->C_Sign(
-            session, reinterpret_cast<CK_BYTE*>(const_cast<char*>(message.data())),
-            message.size(), secret.data(), &len);
-        if (rv == CKR_OK && len != kTicketEpochSecretSize) {
-          return absl::InternalError(
-              absl::StrCat("C_Sign returned a ", len, "-byte HMAC-SHA256"));
-        }
-        return CkRvStatus(rv, "C_Sign");
+        return HmacSha256InToken(token_->fn(), session, root.object, message, &secret);
       }));
   return secret;
 }
