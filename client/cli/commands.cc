@@ -764,20 +764,6 @@ absl::Status WriteReference(Context& ctx, const RefArgs& args) {
 
 namespace {
 
-// "1h", "600s", "3600" (the CLI's durations) or absl::ParseDuration's "1h30m".
-absl::StatusOr<int64_t> RotationPeriodSeconds(const std::string& text) {
-  absl::StatusOr<int64_t> seconds = ParseDurationSeconds(text);
-  if (seconds.ok()) return seconds;
-  absl::Duration parsed;
-  if (absl::ParseDuration(text, &parsed) && parsed > absl::ZeroDuration() &&
-      parsed == absl::Seconds(absl::ToInt64Seconds(parsed))) {
-    return absl::ToInt64Seconds(parsed);
-  }
-  return UsageError(absl::StrCat("--rotation-period '", text,
-                                 "' must be a whole number of seconds, e.g. 1h, 90m, "
-                                 "1h30m or 600s"));
-}
-
 void PrintTicketKeySet(Context& ctx, const google::protobuf::Message& response,
                        const offkey::v1::TicketKeySetInfo& set) {
   if (ctx.format() == OutputFormat::kJson) {
@@ -795,7 +781,14 @@ absl::Status CreateTicketKeySet(Context& ctx, const TicketKeySetCreateArgs& args
   offkey::v1::CreateTicketKeySetRequest request;
   request.set_name(args.name);
   if (!args.rotation_period.empty()) {
-    OFFKEY_ASSIGN_OR_RETURN(int64_t period, RotationPeriodSeconds(args.rotation_period));
+    absl::StatusOr<int64_t> period_or = ParseDurationSeconds(args.rotation_period);
+    if (!period_or.ok()) {
+      return UsageError(
+          absl::StrCat("--rotation-period '", args.rotation_period,
+                       "' must be a whole number of d, h, m or s, e.g. 1h, 90m, "
+                       "1h30m or 600s"));
+    }
+    const int64_t period = *period_or;
     // The service's limits (key_admin.proto); saying so here sends nothing.
     constexpr int64_t kMinPeriod = 10, kMaxPeriod = 7 * 86400;
     if (period < kMinPeriod || period > kMaxPeriod) {
