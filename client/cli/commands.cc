@@ -223,7 +223,7 @@ absl::Status Context::Failed(const grpc::Status& status, const Endpoint& endpoin
 }
 
 absl::Status Context::Confirm(const std::string& action, const std::string& consequence,
-                              const std::string& typed) {
+                              const std::string& typed, const std::string& typed_what) {
   if (assume_yes_) return absl::OkStatus();
   if (!interactive_) {
     return UsageError(absl::StrCat(
@@ -233,7 +233,7 @@ absl::Status Context::Confirm(const std::string& action, const std::string& cons
   if (typed.empty()) {
     err_ << "Continue? [y/N] " << std::flush;
   } else {
-    err_ << "Type the key name (" << typed << ") to confirm: " << std::flush;
+    err_ << "Type the " << typed_what << " (" << typed << ") to confirm: " << std::flush;
   }
   std::string answer;
   std::getline(in_, answer);
@@ -855,7 +855,7 @@ absl::Status DestroyTicketKeySet(Context& ctx, const TicketKeySetDestroyArgs& ar
       absl::StrCat("destroy ticket-key set '", args.name, "' now"),
       "Its root secret is deleted from the HSM: no session ticket it issued resumes "
       "again, and terminators' ticket-key writers for it are refused.",
-      args.name));
+      args.name, "set name"));
   offkey::v1::DestroyTicketKeySetRequest request;
   request.set_name(args.name);
   request.set_force(true);
