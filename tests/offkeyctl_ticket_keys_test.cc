@@ -234,7 +234,7 @@ TEST_F(TicketKeysTest, AdminCommandsEndToEnd) {
   EXPECT_NEAR(created.ticket_key_set().create_time(), now, 60);
   EXPECT_EQ(created.ticket_key_set().current_epoch(),
             created.ticket_key_set().next_rotation_time() / 90 - 1);
-  // absl::ParseDuration's forms too.
+  // Compound durations too, as the table prints them.
   r = Admin(
       {"ticket-key-set", "create", "hap", "--rotation-period", "1h30m", "-o", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

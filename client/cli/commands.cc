@@ -223,7 +223,7 @@ absl::Status Context::Failed(const grpc::Status& status, const Endpoint& endpoin
 }
 
 absl::Status Context::Confirm(const std::string& action, const std::string& consequence,
-                              const std::string& typed) {
+                              const std::string& typed, const std::string& typed_what) {
   if (assume_yes_) return absl::OkStatus();
   if (!interactive_) {
     return UsageError(absl::StrCat(
@@ -233,7 +233,7 @@ absl::Status Context::Confirm(const std::string& action, const std::string& cons
   if (typed.empty()) {
     err_ << "Continue? [y/N] " << std::flush;
   } else {
-    err_ << "Type the key name (" << typed << ") to confirm: " << std::flush;
+    err_ << "Type the " << typed_what << " (" << typed << ") to confirm: " << std::flush;
   }
   std::string answer;
   std::getline(in_, answer);
@@ -764,20 +764,6 @@ absl::Status WriteReference(Context& ctx, const RefArgs& args) {
 
 namespace {
 
-// "1h", "600s", "3600" (the CLI's durations) or absl::ParseDuration's "1h30m".
-absl::StatusOr<int64_t> RotationPeriodSeconds(const std::string& text) {
-  absl::StatusOr<int64_t> seconds = ParseDurationSeconds(text);
-  if (seconds.ok()) return seconds;
-  absl::Duration parsed;
-  if (absl::ParseDuration(text, &parsed) && parsed > absl::ZeroDuration() &&
-      parsed == absl::Seconds(absl::ToInt64Seconds(parsed))) {
-    return absl::ToInt64Seconds(parsed);
-  }
-  return UsageError(absl::StrCat("--rotation-period '", text,
-                                 "' must be a whole number of seconds, e.g. 1h, 90m, "
-                                 "1h30m or 600s"));
-}
-
 void PrintTicketKeySet(Context& ctx, const google::protobuf::Message& response,
                        const offkey::v1::TicketKeySetInfo& set) {
   if (ctx.format() == OutputFormat::kJson) {
@@ -795,7 +781,14 @@ absl::Status CreateTicketKeySet(Context& ctx, const TicketKeySetCreateArgs& args
   offkey::v1::CreateTicketKeySetRequest request;
   request.set_name(args.name);
   if (!args.rotation_period.empty()) {
-    OFFKEY_ASSIGN_OR_RETURN(int64_t period, RotationPeriodSeconds(args.rotation_period));
+    absl::StatusOr<int64_t> period_or = ParseDurationSeconds(args.rotation_period);
+    if (!period_or.ok()) {
+      return UsageError(
+          absl::StrCat("--rotation-period '", args.rotation_period,
+                       "' must be a whole number of d, h, m or s, e.g. 1h, 90m, "
+                       "1h30m or 600s"));
+    }
+    const int64_t period = *period_or;
     // The service's limits (key_admin.proto); saying so here sends nothing.
     constexpr int64_t kMinPeriod = 10, kMaxPeriod = 7 * 86400;
     if (period < kMinPeriod || period > kMaxPeriod) {
@@ -862,7 +855,7 @@ absl::Status DestroyTicketKeySet(Context& ctx, const TicketKeySetDestroyArgs& ar
       absl::StrCat("destroy ticket-key set '", args.name, "' now"),
       "Its root secret is deleted from the HSM: no session ticket it issued resumes "
       "again, and terminators' ticket-key writers for it are refused.",
-      args.name));
+      args.name, "set name"));
   offkey::v1::DestroyTicketKeySetRequest request;
   request.set_name(args.name);
   request.set_force(true);

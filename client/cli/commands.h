@@ -58,11 +58,12 @@ class Context {
                       const std::string& what) const;
 
   // Asks before `action` ("destroy key 'web'"), stating `consequence`, unless --yes was
-  // given. With `typed` non-empty the user must type it (the key name) to agree, else
-  // "y"/"yes". A usage error when standard input is not a terminal; ABORTED when the
-  // user declines.
+  // given. With `typed` non-empty the user must type it (the prompt calls it
+  // `typed_what`) to agree, else "y"/"yes". A usage error when standard input is not a
+  // terminal; ABORTED when the user declines.
   absl::Status Confirm(const std::string& action, const std::string& consequence,
-                       const std::string& typed = "");
+                       const std::string& typed = "",
+                       const std::string& typed_what = "key name");
 
  private:
   Connection connection_;

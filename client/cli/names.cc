@@ -1,6 +1,8 @@
 #include "client/cli/names.h"
 
 #include <cctype>
+#include <iterator>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -203,34 +205,41 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseLabel(absl::string_view
 }
 
 absl::StatusOr<int64_t> ParseDurationSeconds(absl::string_view text) {
-  int64_t unit = 1;
-  absl::string_view number = text;
-  if (!number.empty()) {
-    switch (number.back()) {
-      case 'd':
-        unit = 86400;
-        break;
-      case 'h':
-        unit = 3600;
-        break;
-      case 'm':
-        unit = 60;
-        break;
-      case 's':
-        break;
-      default:
-        unit = 0;
-    }
-    if (unit != 0) number.remove_suffix(1);
-    if (unit == 0) unit = 1;
-  }
+  const auto malformed = [&] {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "duration '", text,
+        "' must be a positive whole number of d, h, m or s (e.g. 7d or 1h30m)"));
+  };
+  constexpr int64_t kMax = int64_t{1} << 40;
   int64_t value = 0;
-  if (!absl::SimpleAtoi(number, &value) || value <= 0 || value > (int64_t{1} << 40)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("duration '", text,
-                     "' must be a positive whole number of d, h, m or s (e.g. 7d)"));
+  if (absl::SimpleAtoi(text, &value)) {  // Plain seconds.
+    if (value <= 0 || value > kMax) return malformed();
+    return value;
   }
-  return value * unit;
+  // Whole units from the largest down, each at most once: "7d", "1h30m" (DurationText's
+  // spelling reads back).
+  constexpr std::pair<char, int64_t> kUnits[] = {
+      {'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+  int64_t total = 0;
+  size_t next_unit = 0;
+  absl::string_view rest = text;
+  while (!rest.empty()) {
+    size_t digits = 0;
+    while (digits < rest.size() && absl::ascii_isdigit(rest[digits])) ++digits;
+    if (digits == 0 || digits == rest.size() || digits > 13) return malformed();
+    while (next_unit < std::size(kUnits) && kUnits[next_unit].first != rest[digits]) {
+      ++next_unit;
+    }
+    if (next_unit == std::size(kUnits)) return malformed();
+    int64_t count = 0;
+    if (!absl::SimpleAtoi(rest.substr(0, digits), &count)) return malformed();
+    total += count * kUnits[next_unit].second;
+    if (total > kMax) return malformed();
+    ++next_unit;
+    rest.remove_prefix(digits + 1);
+  }
+  if (total <= 0) return malformed();
+  return total;
 }
 
 std::string DurationText(int64_t seconds) {

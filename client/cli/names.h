@@ -42,7 +42,8 @@ std::string KeyRefText(const offkey::v1::KeyRef& ref);
 // "KEY=VALUE" (the value may be empty and may contain '=').
 absl::StatusOr<std::pair<std::string, std::string>> ParseLabel(absl::string_view text);
 
-// A duration: "7d", "36h", "90m", "600s" or plain seconds; whole units, > 0.
+// A duration: "7d", "36h", "90m", "600s", whole units from the largest down ("1h30m",
+// as DurationText writes it) or plain seconds; > 0.
 absl::StatusOr<int64_t> ParseDurationSeconds(absl::string_view text);
 // 604800 -> "7d", 5400 -> "1h30m".
 std::string DurationText(int64_t seconds);

@@ -58,7 +58,11 @@ TEST(NamesTest, LabelsAndDurations) {
   EXPECT_EQ(*ParseDurationSeconds("90m"), 5400);
   EXPECT_EQ(*ParseDurationSeconds("600s"), 600);
   EXPECT_EQ(*ParseDurationSeconds("600"), 600);
-  for (const char* bad : {"", "0", "-5", "7x", "d", "1.5h"}) {
+  EXPECT_EQ(*ParseDurationSeconds("1h30m"), 5400);
+  EXPECT_EQ(*ParseDurationSeconds("1d2h3m4s"), 93784);
+  EXPECT_EQ(*ParseDurationSeconds(DurationText(5400)), 5400);
+  for (const char* bad : {"", "0", "-5", "7x", "d", "1.5h", "0h0m", "30m1h", "1h1h",
+                          "1hm", "1h30", "h30m"}) {
     EXPECT_FALSE(ParseDurationSeconds(bad).ok()) << bad;
   }
   EXPECT_EQ(DurationText(604800), "7d");

@@ -1,5 +1,6 @@
 // `offkeyctl ticket-keys`: session-ticket keys from offkeyd into the files nginx and
 // haproxy read, kept current across rotations.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,10 +13,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -98,16 +97,21 @@ absl::Duration Jitter(absl::Duration max) {
   return absl::Milliseconds(ms(random));
 }
 
-// The file's current contents equal `data` (compared in place; nothing is kept).
+// The file's current contents equal `data`. Read into secret memory, never a stream's
+// buffers, which would be freed unwiped.
 bool FileHolds(const std::string& path, const SecretBytes& data) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string on_disk = s.str();
-  const bool same = on_disk == data.view();
-  WipeString(&on_disk);
-  return same;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  SecretBytes on_disk(data.size() + 1);  // One byte more: a longer file differs.
+  size_t size = 0;
+  while (size < on_disk.size()) {
+    const ssize_t n = read(fd, on_disk.data() + size, on_disk.size() - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    size += static_cast<size_t>(n);
+  }
+  close(fd);
+  return size == data.size() && on_disk.view().substr(0, size) == data.view();
 }
 
 std::string AbsolutePath(const std::string& path) {
