@@ -31,7 +31,6 @@ namespace {
 using ::offkey::testing::Contains;
 using ::offkey::testing::FromJson;
 using ::offkey::testing::OutputPath;
-using ::offkey::testing::RecordSecret;
 
 constexpr char kAdmin[] = "spiffe://test.offkey/admin";
 // Granted GET_TICKET_KEYS on the sets below; kTerminator (the fixture's) is not.
@@ -112,16 +111,9 @@ class TicketKeysTest : public OffkeydTest {
 
   // The keys offkeyd hands the edge identity now, recorded as secrets for the log scan.
   offkey::v1::GetTicketKeysResponse Keys(const std::string& set) {
-    offkey::v1::GetTicketKeysRequest request;
-    request.set_ticket_key_set(set);
     offkey::v1::GetTicketKeysResponse response;
-    grpc::Status status = Stub(kEdge)->GetTicketKeys(Context().get(), request, &response);
+    grpc::Status status = GetTicketKeys(Stub(kEdge).get(), set, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
-    for (const auto* key :
-         {&response.previous(), &response.current(), &response.next()}) {
-      RecordSecret("ticket AES key", key->aes_key());
-      RecordSecret("ticket HMAC key", key->hmac_key());
-    }
     return response;
   }
 

@@ -334,16 +334,9 @@ class ResumptionTest : public OffkeydTest, public ::testing::WithParamInterface<
 
   // The keys of `set` as offkeyd hands them to the terminator identity.
   v1::GetTicketKeysResponse TicketKeys(const std::string& set) {
-    v1::GetTicketKeysRequest request;
-    request.set_ticket_key_set(set);
     v1::GetTicketKeysResponse keys;
-    const grpc::Status status =
-        Stub(kTerminator)->GetTicketKeys(Context().get(), request, &keys);
+    const grpc::Status status = GetTicketKeys(Stub(kTerminator).get(), set, &keys);
     EXPECT_TRUE(status.ok()) << status.error_message();
-    for (const v1::TicketKey& key : {keys.previous(), keys.current(), keys.next()}) {
-      RecordSecret("ticket AES key", key.aes_key());
-      RecordSecret("ticket HMAC key", key.hmac_key());
-    }
     return keys;
   }
 
