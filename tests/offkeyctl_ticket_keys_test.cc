@@ -221,8 +221,8 @@ TEST_F(TicketKeysTest, AdminCommandsEndToEnd) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(Contains(r.err, "NOT_FOUND"));
 
-  // The terminator identity holds no admin role.
-  r = RunProcess(CtlArgs(edge_files_, {"ticket-key-set", "list"}));
+  // The edge identity holds data-plane grants only, no admin role.
+  r = Edge({"ticket-key-set", "list"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(Contains(r.err, "PERMISSION_DENIED"));
   EXPECT_TRUE(Contains(r.err, kEdge));

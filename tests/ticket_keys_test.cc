@@ -51,7 +51,7 @@ class TicketKeysTest : public OffkeydTest {
     reader->add_ticket_key_sets("edge");
   }
   void SetUp() override {
-    OffkeydTest::SetUp();
+    ASSERT_NO_FATAL_FAILURE(OffkeydTest::SetUp());
     admin_ = AdminStub(kAdmin);
     terminator_ = Stub(kTerminator);
   }
