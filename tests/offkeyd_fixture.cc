@@ -253,6 +253,20 @@ int OperationCountIn(absl::string_view metrics, absl::string_view operation) {
   return total;
 }
 
+grpc::Status OffkeydTest::GetTicketKeys(offkey::v1::KeyService::Stub* stub,
+                                        const std::string& set,
+                                        offkey::v1::GetTicketKeysResponse* response) {
+  offkey::v1::GetTicketKeysRequest request;
+  request.set_ticket_key_set(set);
+  grpc::Status status = stub->GetTicketKeys(Context().get(), request, response);
+  for (const offkey::v1::TicketKey* key :
+       {&response->previous(), &response->current(), &response->next()}) {
+    offkey::testing::RecordSecret("ticket AES key", key->aes_key());
+    offkey::testing::RecordSecret("ticket HMAC key", key->hmac_key());
+  }
+  return status;
+}
+
 int OffkeydTest::OperationCount(const std::string& operation) {
   std::pair<int, std::string> metrics = HttpGet("/metrics");
   EXPECT_EQ(metrics.first, 200);

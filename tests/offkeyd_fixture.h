@@ -83,6 +83,11 @@ class OffkeydTest : public ::testing::Test {
   // (its key recorded in the secret ledger).
   static service::dev::IssuedCert ServerCert(
       const service::dev::IssuedCert& ca, const std::vector<std::string>& dns_names = {});
+  // GetTicketKeys of `set` through `stub`; the AES and HMAC keys of the answer are
+  // recorded in the secret ledger (key names are not: they travel in every ticket).
+  static grpc::Status GetTicketKeys(offkey::v1::KeyService::Stub* stub,
+                                    const std::string& set,
+                                    offkey::v1::GetTicketKeysResponse* response);
   // GET http://127.0.0.1:<metrics port><path>: {status, body}; status -1 if the
   // request failed.
   std::pair<int, std::string> HttpGet(const std::string& path);

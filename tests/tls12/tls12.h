@@ -2,8 +2,8 @@
 // TLS_RSA_WITH_AES_128_GCM_SHA256 (RFC 5246, RFC 5288), with or without the extended
 // master secret (RFC 7627), client certificates and session tickets (RFC 5077). Used by a
 // raw client that sends crafted ClientKeyExchange messages and by a minimal server that
-// never sees the premaster. Not a TLS library: one suite, no renegotiation, no
-// resumption, blocking sockets.
+// never sees the premaster. Not a TLS library: one suite, no renegotiation, resumption
+// by session ticket only, blocking sockets.
 #ifndef OFFKEY_TESTS_TLS12_TLS12_H_
 #define OFFKEY_TESTS_TLS12_TLS12_H_
 
