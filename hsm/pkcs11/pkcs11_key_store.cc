@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/big_endian.h"
 #include "base/openssl_util.h"
 #include "base/status_macros.h"
 #include "hsm/openssl_key.h"
@@ -134,24 +135,12 @@ std::string TicketLabel(absl::string_view name) {
   return absl::StrCat(kTicketLabelPrefix, name);
 }
 
-void AppendBigEndian(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
-}
-
-uint64_t ReadBigEndian(absl::string_view in) {
-  uint64_t v = 0;
-  for (char c : in.substr(0, 8)) v = (v << 8) | static_cast<unsigned char>(c);
-  return v;
-}
-
 // The record beside a set's root (see the class comment).
 std::string EncodeTicketRecord(absl::string_view root_id, const TicketKeySetInfo& info) {
   std::string out(1, kTicketRecordVersion);
   out.append(root_id.data(), root_id.size());
-  AppendBigEndian(absl::ToInt64Seconds(info.rotation_period), &out);
-  AppendBigEndian(absl::ToUnixSeconds(info.create_time), &out);
+  AppendBigEndian64(absl::ToInt64Seconds(info.rotation_period), &out);
+  AppendBigEndian64(absl::ToUnixSeconds(info.create_time), &out);
   return out;
 }
 
@@ -164,8 +153,8 @@ bool DecodeTicketRecord(absl::string_view record, std::string* root_id,
   record.remove_prefix(1);
   *root_id = std::string(record.substr(0, kTicketRootIdSize));
   record.remove_prefix(kTicketRootIdSize);
-  const auto period = static_cast<int64_t>(ReadBigEndian(record.substr(0, 8)));
-  const auto created = static_cast<int64_t>(ReadBigEndian(record.substr(8, 8)));
+  const auto period = static_cast<int64_t>(ReadBigEndian64(record.substr(0, 8)));
+  const auto created = static_cast<int64_t>(ReadBigEndian64(record.substr(8, 8)));
   if (period <= 0) return false;
   info->rotation_period = absl::Seconds(period);
   info->create_time = absl::FromUnixSeconds(created);
