@@ -487,8 +487,8 @@ TEST_F(TicketKeysTest, AuditedAndCountedWithoutSecrets) {
   // No key, session state or ticket, raw or in hex.
   std::string all;
   for (const std::string& line : AuditLines()) all += line + "\n";
-  std::vector<std::string> secrets = {state, sealed.sealed().substr(9),
-                                      opened.plaintext()};
+  // (What the OPENED answer carried is `state`, checked equal in the tests above.)
+  std::vector<std::string> secrets = {state, sealed.sealed().substr(9)};
   for (const offkey::v1::TicketKey* key :
        {&keys.previous(), &keys.current(), &keys.next()}) {
     secrets.push_back(key->name());
