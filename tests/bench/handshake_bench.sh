@@ -39,8 +39,9 @@
 # NGINX_WORKERS (default 2) sets nginx's worker processes; SERVERS, KEYS and MODES
 # ("nginx haproxy", "rsa ec", "local keyless engine engine-p11kit"; the engine modes are
 # nginx's only) narrow the cases; OFFKEY_TRANSPORT (stream or unary) sets the provider's
-# transport; PERF_DIR records each measurement with perf and prints its split by command
-# (see measure below).
+# transport; OFFKEYD_RUN_ON_RPC_THREADS=1 turns on offkeyd's
+# workers.run_on_rpc_threads_when_idle; PERF_DIR records each measurement with perf and
+# prints its split by command (see measure below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PATH="$PATH:/usr/sbin:/sbin"  # nginx and haproxy, also under Bazel's strict PATH.
@@ -53,7 +54,7 @@ while [[ $# -gt 0 ]]; do
     --no-bound) bound=0; shift ;;
     --binaries) binaries="$2"; shift 2 ;;
     --resumption) resumption="$2"; bound=0; shift 2 ;;
-    -h|--help) sed -n 2,43p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,44p "$0"; exit 0 ;;
     *) echo "handshake_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -112,15 +113,26 @@ if [[ ${#engines[@]} -gt 0 && ( -z "$engine_so" || -z "$p11kit_client" ) ]]; the
   exit 1
 fi
 
-"$binaries/service/offkeyd" --dev --dev_state_dir="$dev" --listen=127.0.0.1:0 \
-  --admin_listen=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-  --port_file="$work/offkeyd.port" --metrics_port_file="$work/metrics.port" \
-  >"$work/offkeyd.log" 2>&1 &
-pids+=($!)
-offkeyd_pid=$!
-for _ in $(seq 1 300); do [[ -s "$work/offkeyd.port" ]] && break; sleep 0.2; done
-[[ -s "$work/offkeyd.port" ]] || { cat "$work/offkeyd.log"; exit 1; }
-offkeyd_port=$(cat "$work/offkeyd.port")
+start_offkeyd() {
+  rm -f "$work/offkeyd.port" "$work/metrics.port"
+  "$binaries/service/offkeyd" --dev --dev_state_dir="$dev" --listen=127.0.0.1:0 \
+    --admin_listen=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
+    --port_file="$work/offkeyd.port" --metrics_port_file="$work/metrics.port" \
+    >"$work/offkeyd.log" 2>&1 &
+  pids+=($!)
+  offkeyd_pid=$!
+  for _ in $(seq 1 300); do [[ -s "$work/offkeyd.port" ]] && break; sleep 0.2; done
+  [[ -s "$work/offkeyd.port" ]] || { cat "$work/offkeyd.log"; exit 1; }
+  offkeyd_port=$(cat "$work/offkeyd.port")
+}
+start_offkeyd
+if [[ -n "${OFFKEYD_RUN_ON_RPC_THREADS:-}" ]]; then
+  # The development configuration exists now; restart offkeyd with the option in it.
+  kill -TERM "$offkeyd_pid"
+  wait "$offkeyd_pid" || true
+  echo 'workers { run_on_rpc_threads_when_idle: true }' >>"$dev/config.textproto"
+  start_offkeyd
+fi
 
 # The same key on both sides: made here, imported into offkeyd, certified by the dev CA.
 printf 'subjectAltName=DNS:localhost\n' >"$work/san.ext"

@@ -38,8 +38,9 @@ done
 
 # The split names offkeyd's workers and the terminators' threads.
 split=$(echo "$out" | sed -n '/^CPU split per handshake/,$p')
-echo "$split" | grep -qE "^ +offkeyd +[0-9.]+ CPU ms/hs: .*offkey-worker" ||
-  fail "offkeyd's split has no offkey-worker threads"
+# (Operations run on offkey-worker threads, or on offkey-rpc when a worker is idle.)
+echo "$split" | grep -qE "^ +offkeyd +[0-9.]+ CPU ms/hs: .*offkey-(worker|rpc)" ||
+  fail "offkeyd's split has neither offkey-worker nor offkey-rpc threads"
 echo "$split" | grep -qE "^ +nginx +[0-9.]+ CPU ms/hs: .*nginx" || fail "no nginx split"
 echo "$split" | grep -qE "^ +haproxy +[0-9.]+ CPU ms/hs: .*haproxy" || fail "no haproxy split"
 echo "$split" | grep -qE "^ +p11-kit +[0-9.]+ CPU ms/hs" || fail "no p11-kit server split"

@@ -8,8 +8,8 @@
   thread_cpu.py report BEFORE AFTER [BEFORE AFTER ...] --ops N [--unit hs]
       Prints, per group, the CPU milliseconds per operation of the group and of each
       thread name (threads of the same name summed; exited threads as "(exited)"),
-      the same by role (main/event loop, workers, gRPC, provider, catalog, metrics,
-      background; see ROLES), and the off-CPU time of the main threads that ran meanwhile (a worker blocked or
+      the same by role (main/event loop, workers, rpc+ops here, gRPC, provider,
+      catalog, metrics, background; see ROLES), and the off-CPU time of the main threads that ran meanwhile (a worker blocked or
       idle: wall time minus running and runqueue time), all divided by N. Several
       pairs (rounds of one measurement) are summed; N counts the operations of all.
   thread_cpu.py total BEFORE AFTER [BEFORE AFTER ...] --ops N [--group GROUP]...
@@ -178,9 +178,12 @@ def combine(pairs, ops):
 # What a thread does, by its name: offkey names its threads (offkeyd and the provider),
 # gRPC names its own, and a process's main thread (an nginx or haproxy event loop) keeps
 # the program's name.
+# offkeyd's completion-queue threads (offkey-rpc) also run an operation themselves when
+# a worker is idle (WorkerPool::SubmitOrRunHere), so their role is their own.
 ROLES = (
     ("workers", ("offkey-worker", "offkey-verify")),
-    ("gRPC", ("offkey-rpc", "grpc", "default-executo", "nexting_thread", "resolver-execut",
+    ("rpc+ops here", ("offkey-rpc",)),
+    ("gRPC", ("grpc", "default-executo", "nexting_thread", "resolver-execut",
               "timer_manager", "global-timer", "event_engine")),
     ("provider", ("offkey-dispatch",)),
     ("catalog", ("offkey-catalog",)),
