@@ -52,7 +52,9 @@ class UnaryCall final : public Call {
     const absl::Time deadline = DeadlineOf(context_);
     absl::Status queued = call_support::CheckRequestSize(request_);
     if (queued.ok()) {
-      queued = Op<Request>::Pool(env)->Submit(
+      // On this thread when a worker is idle and the pool allows it: `this` is answered
+      // (and may be deleted by this thread's next event) when it returns.
+      queued = Op<Request>::Pool(env)->SubmitOrRunHere(
           caller->identity, deadline,
           [this, arrived, deadline, caller = *caller](bool expired) {
             result_ = Perform(service_->env(), caller, request_, arrived, deadline,

@@ -93,12 +93,14 @@ void PipelineReactor::On(Event event, bool ok) {
     return;
   }
   bool done;
+  std::shared_ptr<const v1::PipelineRequest> taken;
+  bool alone = false;
   {
     offkey::MutexLock lock(&mu_);
     switch (event) {
       case Event::kRead:
         read_outstanding_ = false;
-        OnReadLocked(ok);
+        taken = OnReadLocked(ok, &alone);
         break;
       case Event::kWrite:
         OnWriteLocked(ok);
@@ -111,7 +113,13 @@ void PipelineReactor::On(Event event, bool ok) {
     }
     done = DoneLocked();
   }
-  if (done) delete this;
+  // Outside mu_: the item may run on this thread, and answers take mu_. The stream
+  // lives on meanwhile: the taken item keeps it from being done.
+  if (taken != nullptr) {
+    Dispatch(taken, alone);
+  } else if (done) {
+    delete this;
+  }
 }
 
 void PipelineReactor::OnArrived(bool ok) {
@@ -167,15 +175,16 @@ bool PipelineReactor::AnsweringLocked() const {
          phase_ == Phase::kDraining;
 }
 
-void PipelineReactor::OnReadLocked(bool ok) {
+std::shared_ptr<const v1::PipelineRequest> PipelineReactor::OnReadLocked(bool ok,
+                                                                         bool* alone) {
   if (!ok) {  // Half-close (or the stream is gone).
     if (phase_ == Phase::kReading || phase_ == Phase::kDraining) {
       phase_ = Phase::kHalfClosed;
     }
     MaybeFinishLocked();
-    return;
+    return nullptr;
   }
-  if (!AnsweringLocked()) return;
+  if (!AnsweringLocked()) return nullptr;
   if (!ids_.insert(incoming_.id()).second) {
     // Replies could no longer be matched to items: the whole stream fails.
     FailLocked(absl::InvalidArgumentError(
@@ -183,75 +192,83 @@ void PipelineReactor::OnReadLocked(bool ok) {
                      " is already in flight on this stream; ids must be unique among "
                      "unanswered items")));
     MaybeFinishLocked();
-    return;
+    return nullptr;
   }
   ++outstanding_;
   ++running_;
+  *alone = outstanding_ == 1;
   registry_->items_.fetch_add(1, std::memory_order_relaxed);
-  DispatchLocked(std::make_shared<v1::PipelineRequest>(std::move(incoming_)));
+  auto taken = std::make_shared<v1::PipelineRequest>(std::move(incoming_));
   incoming_.Clear();
   if (MayReadLocked()) StartReadLocked();
+  return taken;
 }
 
-void PipelineReactor::DispatchLocked(
-    const std::shared_ptr<const v1::PipelineRequest>& item) {
+void PipelineReactor::Dispatch(const std::shared_ptr<const v1::PipelineRequest>& item,
+                               bool alone) {
   switch (item->op_case()) {
     case v1::PipelineRequest::kSign:
-      return SubmitLocked(item, item->sign(), &v1::PipelineResponse::mutable_sign);
+      return Submit(item, alone, item->sign(), &v1::PipelineResponse::mutable_sign);
     case v1::PipelineRequest::kDecryptPremaster:
-      return SubmitLocked(item, item->decrypt_premaster(),
-                          &v1::PipelineResponse::mutable_decrypt_premaster);
+      return Submit(item, alone, item->decrypt_premaster(),
+                    &v1::PipelineResponse::mutable_decrypt_premaster);
     case v1::PipelineRequest::kDeriveMasterSecret:
-      return SubmitLocked(item, item->derive_master_secret(),
-                          &v1::PipelineResponse::mutable_derive_master_secret);
+      return Submit(item, alone, item->derive_master_secret(),
+                    &v1::PipelineResponse::mutable_derive_master_secret);
     case v1::PipelineRequest::kVerifyClient:
-      return SubmitLocked(item, item->verify_client(),
-                          &v1::PipelineResponse::mutable_verify_client);
+      return Submit(item, alone, item->verify_client(),
+                    &v1::PipelineResponse::mutable_verify_client);
     case v1::PipelineRequest::kGetCertificate:
-      return SubmitLocked(item, item->get_certificate(),
-                          &v1::PipelineResponse::mutable_get_certificate);
+      return Submit(item, alone, item->get_certificate(),
+                    &v1::PipelineResponse::mutable_get_certificate);
     case v1::PipelineRequest::OP_NOT_SET:
       break;
   }
-  CompleteLocked(ErrorResponse(
+  Complete(ErrorResponse(
       item->id(), absl::InvalidArgumentError(
                       "op: set one of sign, decrypt_premaster, derive_master_secret, "
                       "verify_client, get_certificate")));
 }
 
 template <typename Request, typename Response>
-void PipelineReactor::SubmitLocked(const std::shared_ptr<const v1::PipelineRequest>& item,
-                                   const Request& request,
-                                   Response* (v1::PipelineResponse::*field)()) {
+void PipelineReactor::Submit(const std::shared_ptr<const v1::PipelineRequest>& item,
+                             bool alone, const Request& request,
+                             Response* (v1::PipelineResponse::*field)()) {
   const absl::Time arrived = absl::Now();
   const Request* const request_ptr = &request;  // Owned by `item`.
   absl::Status queued = call_support::CheckRequestSize(request);
   if (queued.ok()) {
     auto response = std::make_shared<v1::PipelineResponse>();
-    queued = call_support::Op<Request>::Pool(env_)->Submit(
-        caller_.identity, deadline_,
-        [this, item, request_ptr, field, arrived, response](bool expired) {
-          absl::StatusOr<Response> result =
-              Perform(env_, caller_, *request_ptr, arrived, deadline_, expired, true);
-          if (!result.ok()) {
-            *response = ErrorResponse(item->id(), result.status());
-            return;
-          }
-          response->set_id(item->id());
-          response->mutable_status();
-          *((*response).*field)() = *std::move(result);
-        },
-        // Answered once the caller's slot in the pool is free again.
-        [this, response] { Complete(std::move(*response)); });
+    WorkerPool::Task task = [this, item, request_ptr, field, arrived,
+                             response](bool expired) {
+      absl::StatusOr<Response> result =
+          Perform(env_, caller_, *request_ptr, arrived, deadline_, expired, true);
+      if (!result.ok()) {
+        *response = ErrorResponse(item->id(), result.status());
+        return;
+      }
+      response->set_id(item->id());
+      response->mutable_status();
+      *((*response).*field)() = *std::move(result);
+    };
+    // Answered once the caller's slot in the pool is free again.
+    WorkerPool::Then then = [this, response] { Complete(std::move(*response)); };
+    WorkerPool* pool = call_support::Op<Request>::Pool(env_);
+    // Only an item the client waits on alone may hold this thread: the next items of a
+    // client that pipelines arrive on this thread too, and must reach the workers.
+    queued = alone ? pool->SubmitOrRunHere(caller_.identity, deadline_, std::move(task),
+                                           std::move(then))
+                   : pool->Submit(caller_.identity, deadline_, std::move(task),
+                                  std::move(then));
   }
   if (!queued.ok()) {
     RecordOutcome(env_, caller_.identity, request, arrived, queued, nullptr, true)
         .IgnoreError();  // An error either way.
-    CompleteLocked(ErrorResponse(item->id(), queued));
+    Complete(ErrorResponse(item->id(), queued));
   }
 }
 
-// From a worker: an item is answered.
+// An item is answered (from a worker, or from the thread that read it).
 void PipelineReactor::Complete(v1::PipelineResponse response) {
   bool done;
   {

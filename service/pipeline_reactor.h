@@ -91,9 +91,12 @@ class PipelineRegistry {
 //   (1) The caller is identified, then the stream registers for Drain and starts its
 //       first read. An unknown caller goes to Failed; a registry already draining, or a
 //       Drain between registering and the first read, to Draining.
-//   (2) The item runs on the worker pool (or is answered at once if the pool refuses
-//       it); the next read starts while fewer than max_in_flight are unanswered. An id
-//       already in flight goes to Failed (INVALID_ARGUMENT) instead.
+//   (2) The next read starts while fewer than max_in_flight are unanswered; then the
+//       item runs on the worker pool (on this thread when it is the stream's only
+//       unanswered item, a worker is idle and the pool allows it; see
+//       WorkerPool::SubmitOrRunHere), or is
+//       answered at once if the pool refuses it.
+//       An id already in flight goes to Failed (INVALID_ARGUMENT) instead.
 //   (3) A read outstanding when the drain began still delivers its item, which is
 //       served; no further read starts.
 //   (4) The answer queues for the writer; a write starts unless one is outstanding.
@@ -152,15 +155,19 @@ class PipelineReactor {
   void OnArrived(bool ok);
   void StartReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool MayReadLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnReadLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DispatchLocked(const std::shared_ptr<const offkey::v1::PipelineRequest>& item)
+  // The item taken, to be dispatched once mu_ is released (null if none); `alone`:
+  // no other item of the stream is unanswered.
+  std::shared_ptr<const offkey::v1::PipelineRequest> OnReadLocked(bool ok, bool* alone)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs a taken item on a worker (or, when it is `alone` and a worker is idle, on
+  // this thread) or answers it at once with the pool's refusal. Called without mu_.
+  void Dispatch(const std::shared_ptr<const offkey::v1::PipelineRequest>& item,
+                bool alone) ABSL_LOCKS_EXCLUDED(mu_);
   template <typename Request, typename Response>
-  void SubmitLocked(const std::shared_ptr<const offkey::v1::PipelineRequest>& item,
-                    const Request& request,
-                    Response* (offkey::v1::PipelineResponse::*field)())
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Complete(offkey::v1::PipelineResponse response);
+  void Submit(const std::shared_ptr<const offkey::v1::PipelineRequest>& item, bool alone,
+              const Request& request, Response* (offkey::v1::PipelineResponse::*field)())
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Complete(offkey::v1::PipelineResponse response) ABSL_LOCKS_EXCLUDED(mu_);
   void CompleteLocked(offkey::v1::PipelineResponse response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -81,6 +81,12 @@ void LimitConnections(grpc::ServerBuilder& builder,
 // by gRPC before it is parsed.
 constexpr int kMaxAdminReceiveBytes = 2 * 1024 * 1024;
 
+// Completion-queue threads of the KeyService: one per core is enough, as they mostly
+// parse and dispatch.
+int RpcThreads() {
+  return static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+}
+
 // The HSM workers: as many as HSM sessions unless configured; each identity may hold
 // limits.max_calls_in_flight_per_identity of them and their queue (0: half the queue).
 WorkerPool::Options HsmPoolOptions(const offkey::v1::ServerConfig& config) {
@@ -88,6 +94,10 @@ WorkerPool::Options HsmPoolOptions(const offkey::v1::ServerConfig& config) {
   options.threads = config.workers().threads() > 0 ? config.workers().threads()
                                                    : config.hsm().max_sessions();
   options.queue_depth = config.workers().queue_depth();
+  // A call may run on the gRPC thread that took it (workers.run_on_rpc_threads_when_idle)
+  // while another such thread stays free to take the next.
+  options.max_running_here =
+      config.workers().run_on_rpc_threads_when_idle() ? RpcThreads() - 1 : 0;
   options.max_per_identity = config.limits().max_calls_in_flight_per_identity() > 0
                                  ? config.limits().max_calls_in_flight_per_identity()
                                  : std::max(1, options.queue_depth / 2);
@@ -239,9 +249,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
       static_cast<int>(call_support::kMaxReceiveMessageBytes));
   builder.SetMaxSendMessageSize(static_cast<int>(call_support::kMaxSendMessageBytes));
   builder.AddListeningPort(config.listen_address(), credentials, &server->port_);
-  // One completion-queue poller per core is enough: pollers only parse and dispatch.
-  server->service_->Register(
-      builder, static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
+  server->service_->Register(builder, RpcThreads());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ",

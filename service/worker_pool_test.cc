@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -78,7 +79,7 @@ class Blocker {
 // Records the order tasks ran in.
 class Order {
  public:
-  WorkerPool::Task Task(std::string name) {
+  WorkerPool::Task Task(const std::string& name) {
     return [this, name](bool) {
       std::lock_guard<std::mutex> lock(mu_);
       ran_.push_back(name);
@@ -95,11 +96,13 @@ class Order {
 };
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> Pool(int threads, int queue_depth,
-                                                 int max_per_identity) {
+                                                 int max_per_identity,
+                                                 int max_running_here = 0) {
   WorkerPool::Options options;
   options.threads = threads;
   options.queue_depth = queue_depth;
   options.max_per_identity = max_per_identity;
+  options.max_running_here = max_running_here;
   return WorkerPool::Create(options);
 }
 
@@ -241,31 +244,38 @@ TEST(WorkerPoolTest, QueueIsRoundRobinAcrossIdentities) {
 }
 
 // Many identities submitting at once from many threads: every accepted task runs once,
-// no identity ever has more than its cap in flight, and every refusal names a limit.
-// (Run under --config=tsan as well.)
-TEST(WorkerPoolTest, ConcurrentSubmittersKeepTheirCaps) {
+// no identity ever has more than its cap in flight, tasks running at once never
+// outnumber the threads (tasks run on submitters' threads included), and every refusal
+// names a limit. (Run under --config=tsan as well.)
+void SubmitConcurrently(bool here) {
   constexpr int kCap = 1;  // Below the thread count, so the cap is what holds.
-  auto pool = Pool(/*threads=*/4, /*queue_depth=*/8, kCap);
+  constexpr int kThreads = 2;
+  auto pool =
+      Pool(kThreads, /*queue_depth=*/8, kCap, /*max_running_here=*/here ? kThreads : 0);
   ASSERT_THAT(pool, IsOk());
   std::mutex mu;
   std::map<std::string, int> in_flight;
-  int most = 0;
+  int most = 0, running = 0, most_running = 0;
   std::atomic<int> accepted{0}, ran{0};
   std::vector<std::thread> submitters;
   for (int t = 0; t < 6; ++t) {
     submitters.emplace_back([&, t] {
       const std::string identity = absl::StrCat("id", t % 3);
       for (int i = 0; i < 200; ++i) {
+        auto task = [&, identity](bool) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            most = std::max(most, ++in_flight[identity]);
+            most_running = std::max(most_running, ++running);
+          }
+          ++ran;
+          std::lock_guard<std::mutex> lock(mu);
+          --in_flight[identity];
+          --running;
+        };
         absl::Status status =
-            (*pool)->Submit(identity, absl::InfiniteFuture(), [&, identity](bool) {
-              {
-                std::lock_guard<std::mutex> lock(mu);
-                most = std::max(most, ++in_flight[identity]);
-              }
-              ++ran;
-              std::lock_guard<std::mutex> lock(mu);
-              --in_flight[identity];
-            });
+            here ? (*pool)->SubmitOrRunHere(identity, absl::InfiniteFuture(), task)
+                 : (*pool)->Submit(identity, absl::InfiniteFuture(), task);
         if (status.ok()) {
           ++accepted;
         } else {
@@ -279,6 +289,190 @@ TEST(WorkerPoolTest, ConcurrentSubmittersKeepTheirCaps) {
   EXPECT_EQ(ran.load(), accepted.load());
   EXPECT_GT(accepted.load(), 0);
   EXPECT_LE(most, kCap);
+  EXPECT_LE(most_running, kThreads);
+}
+
+TEST(WorkerPoolTest, ConcurrentSubmittersKeepTheirCaps) { SubmitConcurrently(false); }
+
+TEST(WorkerPoolTest, ConcurrentSubmittersKeepTheirCapsRunningHere) {
+  SubmitConcurrently(true);
+}
+
+// Runs a task of `identity` with SubmitOrRunHere on a thread of its own, which
+// it holds until `blocker` is released; returns once the task runs there.
+std::thread RunHereUntilReleased(WorkerPool* pool, const std::string& identity,
+                                 Blocker* blocker) {
+  std::thread caller([pool, identity, blocker] {
+    EXPECT_THAT(pool->SubmitOrRunHere(identity, absl::InfiniteFuture(), blocker->Task()),
+                IsOk());
+  });
+  blocker->WaitStarted(1);
+  return caller;
+}
+
+// SubmitOrRunHere on an idle pool runs the task and then its answer on the caller's
+// thread, before returning.
+TEST(WorkerPoolTest, RunsHereWhenAWorkerIsIdle) {
+  auto pool = Pool(/*threads=*/2, /*queue_depth=*/4, /*max_per_identity=*/0,
+                   /*max_running_here=*/2);
+  ASSERT_THAT(pool, IsOk());
+  std::thread::id task_thread, then_thread;
+  ASSERT_THAT((*pool)->SubmitOrRunHere(
+                  "a", absl::InfiniteFuture(),
+                  [&](bool expired) {
+                    EXPECT_FALSE(expired);
+                    task_thread = std::this_thread::get_id();
+                  },
+                  [&] { then_thread = std::this_thread::get_id(); }),
+              IsOk());
+  EXPECT_EQ(task_thread, std::this_thread::get_id());
+  EXPECT_EQ(then_thread, std::this_thread::get_id());
+  // An expired deadline is told here as on a worker.
+  bool expired_seen = false;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("a", absl::InfinitePast(),
+                                       [&](bool expired) { expired_seen = expired; }),
+              IsOk());
+  EXPECT_TRUE(expired_seen);
+}
+
+// Without the option (the VerifyClient pool, offkeyd's default), every task is handed
+// to a worker.
+TEST(WorkerPoolTest, HandsOffUnlessAllowedToRunHere) {
+  auto pool = Pool(/*threads=*/2, /*queue_depth=*/4, /*max_per_identity=*/0);
+  ASSERT_THAT(pool, IsOk());
+  Notification done;
+  std::thread::id task_thread;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("a", absl::InfiniteFuture(),
+                                       [&](bool) {
+                                         task_thread = std::this_thread::get_id();
+                                         done.Notify();
+                                       }),
+              IsOk());
+  done.WaitForNotification();
+  EXPECT_NE(task_thread, std::this_thread::get_id());
+}
+
+// With every thread busy the task queues for a worker, as Submit would queue it.
+TEST(WorkerPoolTest, QueuesWhenNoWorkerIsIdle) {
+  auto pool = Pool(/*threads=*/1, /*queue_depth=*/4, /*max_per_identity=*/0,
+                   /*max_running_here=*/2);
+  ASSERT_THAT(pool, IsOk());
+  Blocker blocker;
+  ASSERT_THAT((*pool)->Submit("a", absl::InfiniteFuture(), blocker.Task()), IsOk());
+  blocker.WaitStarted(1);
+  Notification done;
+  std::thread::id task_thread;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(),
+                                       [&](bool) {
+                                         task_thread = std::this_thread::get_id();
+                                         done.Notify();
+                                       }),
+              IsOk());
+  EXPECT_EQ((*pool)->queued(), 1);  // Returned without running it.
+  blocker.Release();
+  done.WaitForNotification();
+  EXPECT_NE(task_thread, std::this_thread::get_id());
+}
+
+// A task running on a caller's thread holds a thread's place: what is submitted
+// meanwhile waits for it (the HSM never sees more calls than threads), and starts as
+// soon as it ends.
+TEST(WorkerPoolTest, TaskRunningHereHoldsAPlace) {
+  auto pool = Pool(/*threads=*/1, /*queue_depth=*/4, /*max_per_identity=*/0,
+                   /*max_running_here=*/2);
+  ASSERT_THAT(pool, IsOk());
+  Blocker blocker;
+  std::thread caller = RunHereUntilReleased(pool->get(), "a", &blocker);
+  std::atomic<bool> released{false};
+  Notification done;
+  ASSERT_THAT((*pool)->Submit("b", absl::InfiniteFuture(),
+                              [&](bool) {
+                                EXPECT_TRUE(released.load());
+                                done.Notify();
+                              }),
+              IsOk());
+  // The idle worker must not take it while the place is held. (A wrong pool would
+  // run it at once; this waits long enough for that to show almost always.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ((*pool)->queued(), 1);
+  released = true;
+  blocker.Release();
+  done.WaitForNotification();
+  caller.join();
+}
+
+// The per-identity cap counts tasks running on callers' threads.
+TEST(WorkerPoolTest, TaskRunningHereCountsAgainstItsIdentity) {
+  auto pool = Pool(/*threads=*/2, /*queue_depth=*/4, /*max_per_identity=*/1,
+                   /*max_running_here=*/2);
+  ASSERT_THAT(pool, IsOk());
+  Blocker blocker;
+  std::thread caller = RunHereUntilReleased(pool->get(), "a", &blocker);
+  EXPECT_THAT((*pool)->SubmitOrRunHere("a", absl::InfiniteFuture(), [](bool) {}),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("'a'")));
+  bool ran_b = false;
+  EXPECT_THAT(
+      (*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(), [&](bool) { ran_b = true; }),
+      IsOk());
+  EXPECT_TRUE(ran_b);  // A second place was free: it ran here.
+  blocker.Release();
+  caller.join();
+}
+
+// At most max_running_here tasks run on callers' threads; beyond, they go to workers.
+TEST(WorkerPoolTest, RunsHereOnlyUpToItsLimit) {
+  auto pool = Pool(/*threads=*/2, /*queue_depth=*/4, /*max_per_identity=*/0,
+                   /*max_running_here=*/1);
+  ASSERT_THAT(pool, IsOk());
+  Blocker blocker;
+  std::thread caller = RunHereUntilReleased(pool->get(), "a", &blocker);
+  Notification done;
+  std::thread::id task_thread;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(),
+                                       [&](bool) {
+                                         task_thread = std::this_thread::get_id();
+                                         done.Notify();
+                                       }),
+              IsOk());
+  done.WaitForNotification();  // On the idle worker, while "a" still runs.
+  EXPECT_NE(task_thread, std::this_thread::get_id());
+  blocker.Release();
+  caller.join();
+}
+
+// Drain returns only once no task runs on a caller's thread, and none starts after.
+TEST(WorkerPoolTest, DrainWaitsForTasksRunningHere) {
+  auto pool = Pool(/*threads=*/2, /*queue_depth=*/4, /*max_per_identity=*/0,
+                   /*max_running_here=*/2);
+  ASSERT_THAT(pool, IsOk());
+  Blocker blocker;
+  std::atomic<bool> finished{false};
+  std::thread caller([&] {
+    EXPECT_THAT((*pool)->SubmitOrRunHere("a", absl::InfiniteFuture(),
+                                         [&](bool expired) {
+                                           blocker.Task()(expired);
+                                           finished = true;
+                                         }),
+                IsOk());
+  });
+  blocker.WaitStarted(1);
+  std::atomic<bool> drained{false};
+  std::thread drainer([&] {
+    (*pool)->Drain();
+    EXPECT_TRUE(finished.load());
+    drained = true;
+  });
+  // Until the drain has begun, "b" still runs (here, in the free place).
+  absl::Status b;
+  while ((b = (*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(), [](bool) {})).ok()) {
+    std::this_thread::yield();
+  }
+  EXPECT_THAT(b, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(drained.load());  // "a" still holds its place.
+  blocker.Release();
+  drainer.join();
+  caller.join();
+  EXPECT_TRUE(drained.load());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "base/testing/secret_ledger.h"
 #include "grpcpp/grpcpp.h"
@@ -276,8 +277,10 @@ int OffkeydTest::OperationCount(const std::string& operation) {
 std::string OffkeydTest::AuditPath() {
   const ::testing::TestInfo* test =
       ::testing::UnitTest::GetInstance()->current_test_info();
-  return OutputPath(
-      absl::StrCat(test->test_suite_name(), ".", test->name(), ".audit.jsonl"));
+  // Parameterized tests' names hold '/'.
+  return OutputPath(absl::StrReplaceAll(
+      absl::StrCat(test->test_suite_name(), ".", test->name(), ".audit.jsonl"),
+      {{"/", "-"}}));
 }
 
 std::pair<int, std::string> OffkeydTest::HttpGet(const std::string& path) {

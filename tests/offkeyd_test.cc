@@ -62,6 +62,10 @@ hsm::SignAlgorithm AlgorithmOf(SignatureScheme scheme) {
 
 class DataPlaneTest : public OffkeydTest {
  protected:
+  void Configure(offkey::v1::ServerConfig* config) override {
+    config->mutable_workers()->set_run_on_rpc_threads_when_idle(RunOnRpcThreads());
+  }
+  virtual bool RunOnRpcThreads() const { return false; }
   void SetUp() override {
     OffkeydTest::SetUp();
     rsa_ = AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
@@ -98,7 +102,19 @@ class DataPlaneTest : public OffkeydTest {
   std::unique_ptr<offkey::v1::KeyService::Stub> terminator_;
 };
 
-TEST_F(DataPlaneTest, SignsEverySchemeForEveryKeyTypeVerifiableWithOpenSsl) {
+// The same answers whether workers run the calls or, when idle, the gRPC threads that
+// took them (workers.run_on_rpc_threads_when_idle).
+class DataPlaneDispatchTest : public DataPlaneTest,
+                              public ::testing::WithParamInterface<bool> {
+ protected:
+  bool RunOnRpcThreads() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Dispatch, DataPlaneDispatchTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "RunOnRpcThreads" : "HandOff";
+                         });
+
+TEST_P(DataPlaneDispatchTest, SignsEverySchemeForEveryKeyTypeVerifiableWithOpenSsl) {
   struct Case {
     const char* name;
     hsm::KeyAlgorithm algorithm;
@@ -181,7 +197,7 @@ TEST_F(DataPlaneTest, TlsServerKeysSignOnlyHandshakeShapedInput) {
                   .ok());
 }
 
-TEST_F(DataPlaneTest, DecryptPremasterReturnsTheClientsPremaster) {
+TEST_P(DataPlaneDispatchTest, DecryptPremasterReturnsTheClientsPremaster) {
   std::string premaster = std::string("\x03\x03", 2) + Random(46);
   RecordSecret("premaster", premaster);
   offkey::v1::DecryptPremasterResponse response;
@@ -291,7 +307,7 @@ TEST_F(DataPlaneTest, WycheproofPkcs1VectorsThroughDecryptPremaster) {
   EXPECT_GT(shorter, 0);
 }
 
-TEST_F(DataPlaneTest, DeriveMasterSecretMatchesPrfKnownAnswers) {
+TEST_P(DataPlaneDispatchTest, DeriveMasterSecretMatchesPrfKnownAnswers) {
   // Known answers whose secret is a 48-byte premaster: encrypt that premaster to the key
   // and let offkeyd derive; the premaster's first two bytes are the offered version.
   std::ifstream in(hsm::testing::TestDataPath("tls12-prf/tls12_prf_kats_flat.tsv"));

@@ -60,7 +60,9 @@ class PipelineTest : public OffkeydTest {
  protected:
   void Configure(offkey::v1::ServerConfig* config) override {
     config->mutable_audit()->set_path(AuditPath());
+    config->mutable_workers()->set_run_on_rpc_threads_when_idle(RunOnRpcThreads());
   }
+  virtual bool RunOnRpcThreads() const { return false; }
   void SetUp() override {
     OffkeydTest::SetUp();
     rsa_ = AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
@@ -74,7 +76,19 @@ class PipelineTest : public OffkeydTest {
   std::unique_ptr<offkey::v1::KeyService::Stub> terminator_;
 };
 
-TEST_F(PipelineTest, HundredsOfInterleavedItemsWithPerItemErrors) {
+// The same items whether workers run them or, when idle, the gRPC threads that read
+// them (workers.run_on_rpc_threads_when_idle).
+class PipelineDispatchTest : public PipelineTest,
+                             public ::testing::WithParamInterface<bool> {
+ protected:
+  bool RunOnRpcThreads() const override { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Dispatch, PipelineDispatchTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "RunOnRpcThreads" : "HandOff";
+                         });
+
+TEST_P(PipelineDispatchTest, HundredsOfInterleavedItemsWithPerItemErrors) {
   // What each id must come back with.
   struct Expect {
     grpc::StatusCode code = grpc::OK;
@@ -228,7 +242,7 @@ TEST_F(PipelineTest, HundredsOfInterleavedItemsWithPerItemErrors) {
   EXPECT_EQ(pipeline_lines, 400 - 50);
 }
 
-TEST_F(PipelineTest, PolicyAppliesPerItemAndTheStreamGoesOn) {
+TEST_P(PipelineDispatchTest, PolicyAppliesPerItemAndTheStreamGoesOn) {
   auto stranger = Stub(kStranger);
   std::vector<PipelineRequest> requests(3);
   for (int i = 0; i < 3; ++i) {
@@ -245,7 +259,7 @@ TEST_F(PipelineTest, PolicyAppliesPerItemAndTheStreamGoesOn) {
   }
 }
 
-TEST_F(PipelineTest, EmptyStreamEndsOk) {
+TEST_P(PipelineDispatchTest, EmptyStreamEndsOk) {
   StreamResult result = RunStream(terminator_.get(), {});
   EXPECT_TRUE(result.status.ok()) << result.status.error_message();
   EXPECT_TRUE(result.responses.empty());
