@@ -82,9 +82,12 @@ void LimitConnections(grpc::ServerBuilder& builder,
 constexpr int kMaxAdminReceiveBytes = 2 * 1024 * 1024;
 
 // Completion-queue threads of the KeyService: one per core is enough, as they mostly
-// parse and dispatch.
-int RpcThreads() {
-  return static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+// parse and dispatch; one more when they may also run calls
+// (workers.run_on_rpc_threads_when_idle), which all but one of them then may.
+int RpcThreads(const offkey::v1::ServerConfig& config) {
+  const int per_core =
+      static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  return config.workers().run_on_rpc_threads_when_idle() ? per_core + 1 : per_core;
 }
 
 // The HSM workers: as many as HSM sessions unless configured; each identity may hold
@@ -97,7 +100,7 @@ WorkerPool::Options HsmPoolOptions(const offkey::v1::ServerConfig& config) {
   // A call may run on the gRPC thread that took it (workers.run_on_rpc_threads_when_idle)
   // while another such thread stays free to take the next.
   options.max_running_here =
-      config.workers().run_on_rpc_threads_when_idle() ? RpcThreads() - 1 : 0;
+      config.workers().run_on_rpc_threads_when_idle() ? RpcThreads(config) - 1 : 0;
   options.max_per_identity = config.limits().max_calls_in_flight_per_identity() > 0
                                  ? config.limits().max_calls_in_flight_per_identity()
                                  : std::max(1, options.queue_depth / 2);
@@ -249,7 +252,7 @@ absl::StatusOr<std::unique_ptr<OffkeyServer>> OffkeyServer::Start(
       static_cast<int>(call_support::kMaxReceiveMessageBytes));
   builder.SetMaxSendMessageSize(static_cast<int>(call_support::kMaxSendMessageBytes));
   builder.AddListeningPort(config.listen_address(), credentials, &server->port_);
-  server->service_->Register(builder, RpcThreads());
+  server->service_->Register(builder, RpcThreads(config));
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ",
