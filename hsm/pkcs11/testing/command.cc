@@ -9,8 +9,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "absl/strings/str_cat.h"
 
@@ -40,10 +38,19 @@ bool Exited(pid_t pid, int* status) {
   } while (r < 0 && errno == EINTR);
   if (r == pid) return true;
   if (r == 0) return false;
-  // Not our child (a daemon that forked away): read its state from /proc.
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)),
-                   std::istreambuf_iterator<char>());
+  // Not our child (a daemon that forked away): read its state from /proc. With read(2),
+  // not a stream: when the process ends between open and read, the read fails with
+  // ESRCH, which libstdc++'s filebuf throws (and at exit that terminates the test).
+  std::string text;
+  const int fd = open(absl::StrCat("/proc/", pid, "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buffer[512];
+    ssize_t n;
+    while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
+      text.append(buffer, static_cast<size_t>(n));
+    }
+    close(fd);
+  }
   const size_t paren = text.rfind(')');
   return paren == std::string::npos || paren + 2 >= text.size() || text[paren + 2] == 'Z';
 }
