@@ -107,6 +107,10 @@ void WorkerPool::ReleaseLocked(absl::string_view identity) {
 
 absl::Status WorkerPool::SubmitOrRunHere(absl::string_view identity, absl::Time deadline,
                                          Task task, Then then) {
+  // Pools that never run tasks here (offkeyd's default) take the lock once, in Submit.
+  if (options_.max_running_here == 0) {
+    return Submit(identity, deadline, std::move(task), std::move(then));
+  }
   absl::StatusOr<bool> here = TakeIdlePlace(identity);
   if (!here.ok()) return here.status();
   if (!*here) return Submit(identity, deadline, std::move(task), std::move(then));
