@@ -76,6 +76,25 @@ class Blocker {
   bool released_ = false;
 };
 
+// The thread a task ran on: Task records it, Wait waits for the task and returns it.
+class RanOn {
+ public:
+  WorkerPool::Task Task() {
+    return [this](bool) {
+      thread_ = std::this_thread::get_id();
+      done_.Notify();
+    };
+  }
+  std::thread::id Wait() {
+    done_.WaitForNotification();
+    return thread_;
+  }
+
+ private:
+  Notification done_;
+  std::thread::id thread_;
+};
+
 // Records the order tasks ran in.
 class Order {
  public:
@@ -340,16 +359,9 @@ TEST(WorkerPoolTest, RunsHereWhenAWorkerIsIdle) {
 TEST(WorkerPoolTest, HandsOffUnlessAllowedToRunHere) {
   auto pool = Pool(/*threads=*/2, /*queue_depth=*/4, /*max_per_identity=*/0);
   ASSERT_THAT(pool, IsOk());
-  Notification done;
-  std::thread::id task_thread;
-  ASSERT_THAT((*pool)->SubmitOrRunHere("a", absl::InfiniteFuture(),
-                                       [&](bool) {
-                                         task_thread = std::this_thread::get_id();
-                                         done.Notify();
-                                       }),
-              IsOk());
-  done.WaitForNotification();
-  EXPECT_NE(task_thread, std::this_thread::get_id());
+  RanOn ran;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("a", absl::InfiniteFuture(), ran.Task()), IsOk());
+  EXPECT_NE(ran.Wait(), std::this_thread::get_id());
 }
 
 // With every thread busy the task queues for a worker, as Submit would queue it.
@@ -360,18 +372,11 @@ TEST(WorkerPoolTest, QueuesWhenNoWorkerIsIdle) {
   Blocker blocker;
   ASSERT_THAT((*pool)->Submit("a", absl::InfiniteFuture(), blocker.Task()), IsOk());
   blocker.WaitStarted(1);
-  Notification done;
-  std::thread::id task_thread;
-  ASSERT_THAT((*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(),
-                                       [&](bool) {
-                                         task_thread = std::this_thread::get_id();
-                                         done.Notify();
-                                       }),
-              IsOk());
+  RanOn ran;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(), ran.Task()), IsOk());
   EXPECT_EQ((*pool)->queued(), 1);  // Returned without running it.
   blocker.Release();
-  done.WaitForNotification();
-  EXPECT_NE(task_thread, std::this_thread::get_id());
+  EXPECT_NE(ran.Wait(), std::this_thread::get_id());
 }
 
 // A task running on a caller's thread holds a thread's place: what is submitted
@@ -426,16 +431,10 @@ TEST(WorkerPoolTest, RunsHereOnlyUpToItsLimit) {
   ASSERT_THAT(pool, IsOk());
   Blocker blocker;
   std::thread caller = RunHereUntilReleased(pool->get(), "a", &blocker);
-  Notification done;
-  std::thread::id task_thread;
-  ASSERT_THAT((*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(),
-                                       [&](bool) {
-                                         task_thread = std::this_thread::get_id();
-                                         done.Notify();
-                                       }),
-              IsOk());
-  done.WaitForNotification();  // On the idle worker, while "a" still runs.
-  EXPECT_NE(task_thread, std::this_thread::get_id());
+  RanOn ran;
+  ASSERT_THAT((*pool)->SubmitOrRunHere("b", absl::InfiniteFuture(), ran.Task()), IsOk());
+  // On the idle worker, while "a" still runs.
+  EXPECT_NE(ran.Wait(), std::this_thread::get_id());
   blocker.Release();
   caller.join();
 }
