@@ -67,6 +67,7 @@ void OffkeydTest::SetUp() {
   reader->add_operations(offkey::v1::GET_CERTIFICATE);
   reader->add_operations(offkey::v1::LIST_KEYS);
   (*reader->mutable_keys()->mutable_labels())["team"] = "public";
+  config_.mutable_workers()->set_run_on_rpc_threads_when_idle(RunOnRpcThreads());
   Configure(&config_);
   service::config::ApplyDefaults(&config_);
   ASSERT_TRUE(service::config::ValidateConfig(config_).ok())

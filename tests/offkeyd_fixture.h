@@ -37,6 +37,8 @@ class OffkeydTest : public ::testing::Test {
   virtual void AdjustToken(hsm::pkcs11::TokenOptions* options) {}
   // Adjusts the configuration before the server starts.
   virtual void Configure(offkey::v1::ServerConfig* config) {}
+  // Sets workers.run_on_rpc_threads_when_idle (before Configure); see EveryDispatch.
+  virtual bool RunOnRpcThreads() const { return false; }
   // The store the server is given; tests may wrap the real one to observe calls.
   virtual hsm::KeyStore* ServedStore(hsm::KeyStore* real) { return real; }
   // Server options (reload source, log sink, health interval).
@@ -114,6 +116,19 @@ class OffkeydTest : public ::testing::Test {
   int stopped_port_ = 0;
   hsm::KeyStore* served_store_ = nullptr;
 };
+
+// Runs a fixture's TEST_Ps both ways: every call handed to a worker ("HandOff"), and
+// idle gRPC threads allowed to run calls ("RunOnRpcThreads",
+// workers.run_on_rpc_threads_when_idle). Instantiate with ::testing::Bool() and
+// DispatchName.
+template <typename Fixture>
+class EveryDispatch : public Fixture, public ::testing::WithParamInterface<bool> {
+ protected:
+  bool RunOnRpcThreads() const override { return this->GetParam(); }
+};
+inline std::string DispatchName(const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "RunOnRpcThreads" : "HandOff";
+}
 
 }  // namespace offkey::tests
 

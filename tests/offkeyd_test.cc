@@ -62,10 +62,6 @@ hsm::SignAlgorithm AlgorithmOf(SignatureScheme scheme) {
 
 class DataPlaneTest : public OffkeydTest {
  protected:
-  void Configure(offkey::v1::ServerConfig* config) override {
-    config->mutable_workers()->set_run_on_rpc_threads_when_idle(RunOnRpcThreads());
-  }
-  virtual bool RunOnRpcThreads() const { return false; }
   void SetUp() override {
     OffkeydTest::SetUp();
     rsa_ = AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
@@ -104,15 +100,9 @@ class DataPlaneTest : public OffkeydTest {
 
 // The same answers whether workers run the calls or, when idle, the gRPC threads that
 // took them (workers.run_on_rpc_threads_when_idle).
-class DataPlaneDispatchTest : public DataPlaneTest,
-                              public ::testing::WithParamInterface<bool> {
- protected:
-  bool RunOnRpcThreads() const override { return GetParam(); }
-};
+using DataPlaneDispatchTest = EveryDispatch<DataPlaneTest>;
 INSTANTIATE_TEST_SUITE_P(Dispatch, DataPlaneDispatchTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "RunOnRpcThreads" : "HandOff";
-                         });
+                         DispatchName);
 
 TEST_P(DataPlaneDispatchTest, SignsEverySchemeForEveryKeyTypeVerifiableWithOpenSsl) {
   struct Case {

@@ -60,9 +60,7 @@ class PipelineTest : public OffkeydTest {
  protected:
   void Configure(offkey::v1::ServerConfig* config) override {
     config->mutable_audit()->set_path(AuditPath());
-    config->mutable_workers()->set_run_on_rpc_threads_when_idle(RunOnRpcThreads());
   }
-  virtual bool RunOnRpcThreads() const { return false; }
   void SetUp() override {
     OffkeydTest::SetUp();
     rsa_ = AddKey("web-rsa", hsm::KeyAlgorithm::kRsa2048);
@@ -78,15 +76,8 @@ class PipelineTest : public OffkeydTest {
 
 // The same items whether workers run them or, when idle, the gRPC threads that read
 // them (workers.run_on_rpc_threads_when_idle).
-class PipelineDispatchTest : public PipelineTest,
-                             public ::testing::WithParamInterface<bool> {
- protected:
-  bool RunOnRpcThreads() const override { return GetParam(); }
-};
-INSTANTIATE_TEST_SUITE_P(Dispatch, PipelineDispatchTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "RunOnRpcThreads" : "HandOff";
-                         });
+using PipelineDispatchTest = EveryDispatch<PipelineTest>;
+INSTANTIATE_TEST_SUITE_P(Dispatch, PipelineDispatchTest, ::testing::Bool(), DispatchName);
 
 TEST_P(PipelineDispatchTest, HundredsOfInterleavedItemsWithPerItemErrors) {
   // What each id must come back with.
